@@ -1,0 +1,34 @@
+//! Liveness, readiness and server metadata.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+/// Protocol extensions this server implements (advertised in `GET /v2`).
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
+
+/// 200 while the process serves at all.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+/// 200 when every model is loaded and the server is not shutting down; 503 otherwise.
+pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let ready = state.repository.is_ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready })))
+}
+
+/// `GET /v2`.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "mlpserve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    }))
+}

@@ -1,0 +1,157 @@
+//! `POST /predict`: the application-friendly form. Inputs are nested arrays keyed by input
+//! name (or a bare nested array for a single-input model); shapes come from the nesting and
+//! datatypes from the model. Outputs come back as nested arrays keyed by output name.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::{body_or_error, v2::timing_headers};
+use crate::error::{Error, Result};
+use crate::repository::{InferRequest, NamedTensor};
+use crate::tensor::{FlatJson, Nested, Tensor};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictBody {
+    model: String,
+    #[serde(default)]
+    version: Option<String>,
+    inputs: PredictInputs,
+    /// Deadline in milliseconds; overrides the model's default.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    /// Output names to return; all when absent.
+    #[serde(default)]
+    outputs: Option<Vec<String>>,
+}
+
+/// `{"name": array, ...}` or a bare array for a single-input model.
+enum PredictInputs {
+    Named(Vec<(String, FlatJson)>),
+    Single(FlatJson),
+}
+
+impl<'de> Deserialize<'de> for PredictInputs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PredictInputs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of input name to nested array, or a nested array")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<PredictInputs, A::Error> {
+                let mut named = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, FlatJson>()? {
+                    named.push((k, v));
+                }
+                Ok(PredictInputs::Named(named))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<PredictInputs, A::Error> {
+                FlatJson::from_seq(seq).map(PredictInputs::Single)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The answer: outputs as nested arrays in the order requested.
+struct PredictResponse<'a> {
+    model: &'a str,
+    version: &'a str,
+    outputs: Vec<(&'a str, &'a Tensor)>,
+}
+
+impl Serialize for PredictResponse<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Outputs<'b>(&'b [(&'b str, &'b Tensor)]);
+        impl Serialize for Outputs<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (name, t) in self.0 {
+                    map.serialize_entry(name, &Nested { shape: &t.shape, data: &t.data })?;
+                }
+                map.end()
+            }
+        }
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("model", self.model)?;
+        map.serialize_entry("version", self.version)?;
+        map.serialize_entry("outputs", &Outputs(&self.outputs))?;
+        map.end()
+    }
+}
+
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    _headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_or_error(body, state.config.max_body_bytes)?;
+    let request: PredictBody =
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+    let model = state.repository.get_for_inference(&request.model, request.version.as_deref())?;
+    let spec = &model.spec;
+    let prepared = (|| -> Result<(Vec<NamedTensor>, Vec<usize>)> {
+        let invalid = |msg: String| Error::InvalidInput(format!("model '{}' version {}: {msg}", spec.name, spec.version));
+        let named = match request.inputs {
+            PredictInputs::Named(named) => named,
+            PredictInputs::Single(flat) if spec.inputs.len() == 1 => vec![(spec.inputs[0].name.clone(), flat)],
+            PredictInputs::Single(_) => {
+                let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(invalid(format!(
+                    "the model takes {} inputs ({}); pass \"inputs\" as an object keyed by input name",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let mut inputs = Vec::with_capacity(named.len());
+        for (name, flat) in named {
+            // Unknown names are reported by validation with the full list of inputs.
+            let dtype = spec.input(&name).map(|s| s.dtype).unwrap_or(crate::tensor::DataType::F32);
+            let data = flat.to_data(dtype).map_err(|e| invalid(format!("input '{name}': {e}")))?;
+            let tensor = Tensor::new(flat.shape, data).map_err(|e| invalid(format!("input '{name}': {e}")))?;
+            inputs.push(NamedTensor { name, tensor });
+        }
+        let selected = match &request.outputs {
+            None => (0..spec.outputs.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    spec.outputs.iter().position(|o| &o.name == n).ok_or_else(|| {
+                        let all: Vec<&str> = spec.outputs.iter().map(|o| o.name.as_str()).collect();
+                        invalid(format!("unknown output '{n}'; the model has {}", all.join(", ")))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok((inputs, selected))
+    })();
+    let (inputs, selected) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            model.metrics.failure(e.reason());
+            return Err(e);
+        }
+    };
+    let timeout = request.timeout_ms.map(Duration::from_millis);
+    let out = model.infer(InferRequest { inputs, timeout }).await?;
+    let outputs = selected.iter().map(|&i| (spec.outputs[i].name.as_str(), &out.outputs[i])).collect();
+    let body = PredictResponse { model: &spec.name, version: &spec.version, outputs };
+    let mut response = Json(body).into_response();
+    timing_headers(response.headers_mut(), &out);
+    Ok(response)
+}
+

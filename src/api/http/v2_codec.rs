@@ -1,0 +1,197 @@
+//! KServe V2 inference bodies over HTTP: JSON, plus Triton's binary-tensor extension
+//! (`Inference-Header-Content-Length`, `binary_data_size`, `binary_data[_output]`).
+//! Lengths that do not add up are errors, never over-reads.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::repository::{ModelSpec, NamedTensor};
+use crate::tensor::{decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor};
+
+/// Header giving the JSON part's length when binary tensors follow it.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+type Parameters = Map<String, Value>;
+
+#[derive(Deserialize)]
+struct RequestBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Parameters,
+    inputs: Vec<InputBody>,
+    #[serde(default)]
+    outputs: Option<Vec<OutputRequest>>,
+}
+
+#[derive(Deserialize)]
+struct InputBody {
+    name: String,
+    shape: Vec<u64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Parameters,
+    #[serde(default)]
+    data: Option<FlatJson>,
+}
+
+#[derive(Deserialize)]
+struct OutputRequest {
+    name: String,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+/// A decoded inference request.
+pub struct DecodedRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<NamedTensor>,
+    /// Requested outputs (index into the spec's outputs, binary?); all, JSON, when absent.
+    pub outputs: Vec<(usize, bool)>,
+    pub timeout: Option<Duration>,
+}
+
+fn flag(params: &Parameters, key: &str) -> Option<bool> {
+    params.get(key).and_then(Value::as_bool)
+}
+
+/// Decodes a V2 request for `spec`. Errors are messages for a 400 (the caller adds the model).
+pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<DecodedRequest, String> {
+    let (json, mut binary) = match headers.get(HEADER_LENGTH) {
+        Some(v) => {
+            let len: usize = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| format!("{HEADER_LENGTH} must be a byte count, got {v:?}"))?;
+            if len == 0 || len > body.len() {
+                return Err(format!(
+                    "{HEADER_LENGTH} is {len} but the body has {} bytes (raw binary requests without a JSON header are not supported)",
+                    body.len()
+                ));
+            }
+            body.split_at(len)
+        }
+        None => (body, &[][..]),
+    };
+    let request: RequestBody =
+        serde_json::from_slice(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in request.inputs {
+        let name = input.name;
+        let dtype = DataType::from_name(&input.datatype).ok_or_else(|| {
+            format!("input '{name}': unsupported datatype '{}'", input.datatype)
+        })?;
+        let shape: Vec<usize> = input.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        let tensor = match (input.parameters.get("binary_data_size"), input.data) {
+            (Some(size), _) => {
+                let size = size
+                    .as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| format!("input '{name}': binary_data_size must be a non-negative integer"))?;
+                if size > binary.len() {
+                    return Err(format!(
+                        "input '{name}': binary_data_size is {size} but only {} bytes of binary data remain",
+                        binary.len()
+                    ));
+                }
+                let (bytes, rest) = binary.split_at(size);
+                binary = rest;
+                decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
+            }
+            (None, Some(flat)) => {
+                let data = flat.to_data(dtype).map_err(|e| format!("input '{name}': {e}"))?;
+                Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?
+            }
+            (None, None) => return Err(format!("input '{name}' has neither data nor binary_data_size")),
+        };
+        inputs.push(NamedTensor { name, tensor });
+    }
+    if !binary.is_empty() {
+        return Err(format!("{} bytes of binary data follow the last binary input", binary.len()));
+    }
+    let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
+    let outputs = match request.outputs {
+        None => (0..spec.outputs.len()).map(|i| (i, all_binary)).collect(),
+        Some(requested) => {
+            let mut out = Vec::with_capacity(requested.len());
+            for o in requested {
+                let index = spec.outputs.iter().position(|s| s.name == o.name).ok_or_else(|| {
+                    let names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
+                    format!("unknown output '{}'; the model has {}", o.name, names.join(", "))
+                })?;
+                out.push((index, flag(&o.parameters, "binary_data").unwrap_or(all_binary)));
+            }
+            out
+        }
+    };
+    let timeout = match request.parameters.get("timeout") {
+        None => None,
+        Some(v) => Some(Duration::from_micros(
+            v.as_u64().ok_or_else(|| format!("parameter 'timeout' must be microseconds as a non-negative integer, got {v}"))?,
+        )),
+    };
+    Ok(DecodedRequest { id: request.id, inputs, outputs, timeout })
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutputBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputBody<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    // Only present for binary outputs: perf_analyzer rejects a `parameters` object that
+    // lacks `binary_data_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Flat<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
+/// An encoded response body; `json_len` is set when binary tensors follow the JSON.
+pub struct EncodedResponse {
+    pub body: Vec<u8>,
+    pub json_len: Option<usize>,
+}
+
+/// Encodes the selected `outputs` (index into `tensors`/spec outputs, binary?).
+pub fn encode(spec: &ModelSpec, id: Option<&str>, outputs: &[(usize, bool)], tensors: &[Tensor]) -> EncodedResponse {
+    let mut binary = Vec::new();
+    let mut bodies = Vec::with_capacity(outputs.len());
+    for &(i, as_binary) in outputs {
+        let t = &tensors[i];
+        let (parameters, data) = if as_binary {
+            let before = binary.len();
+            encode_binary(t, &mut binary);
+            (Some(BinaryParameters { binary_data_size: binary.len() - before }), None)
+        } else {
+            (None, Some(Flat(&t.data)))
+        };
+        bodies.push(OutputBody { name: &spec.outputs[i].name, datatype: t.dtype().name(), shape: &t.shape, parameters, data });
+    }
+    let response = ResponseBody { model_name: &spec.name, model_version: &spec.version, id, outputs: bodies };
+    // Serializing plain structs of numbers and strings into a Vec cannot fail.
+    let mut body = serde_json::to_vec(&response).unwrap_or_default();
+    if binary.is_empty() && outputs.iter().all(|&(_, b)| !b) {
+        return EncodedResponse { body, json_len: None };
+    }
+    let json_len = body.len();
+    body.extend_from_slice(&binary);
+    EncodedResponse { body, json_len: Some(json_len) }
+}

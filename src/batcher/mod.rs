@@ -1,0 +1,187 @@
+//! Dynamic batching per model version. [`Batcher`] is the cheap, cloneable handle that
+//! transports submit to: it does admission control (a full queue answers 429 at once),
+//! splits requests larger than `max_batch_size` into chunks and reassembles their answers.
+//! The async driver (`task`) forms batches with the pure `queue` and hands them to workers.
+
+pub mod assemble;
+pub mod queue;
+mod task;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::metrics::ModelMetrics;
+use crate::repository::ModelSpec;
+use crate::runtime::WorkerPool;
+use crate::tensor::Tensor;
+
+pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
+
+/// One queued unit of work: a whole request, or one chunk of a large one.
+pub struct Job {
+    pub inputs: Vec<Tensor>,
+    pub rows: usize,
+    pub class: Vec<usize>,
+    pub enqueued: Instant,
+    pub deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<JobOutput>>,
+    /// Held until the job is answered; releases the request's admission slot on drop.
+    _admission: Arc<Admission>,
+}
+
+impl Job {
+    /// Answers the job. Consumes it, so a job cannot be answered twice.
+    pub fn answer(self, result: Result<JobOutput>) {
+        // The receiver is gone only if the client went away; nothing to do then.
+        let _ = self.reply.send(result);
+    }
+
+    /// True when the client stopped waiting (its request future was dropped).
+    pub fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// What a worker returns for one job.
+#[derive(Debug)]
+pub struct JobOutput {
+    pub outputs: Vec<Tensor>,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+    /// Rows in the ORT run this job was part of.
+    pub batch_rows: usize,
+}
+
+/// Counts one admitted request until its last job is answered or dropped.
+struct Admission {
+    admitted: Arc<AtomicUsize>,
+    metrics: ModelMetrics,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.in_flight.dec();
+    }
+}
+
+/// Handle to one model version's batch queue.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::UnboundedSender<Job>,
+    admitted: Arc<AtomicUsize>,
+    spec: Arc<ModelSpec>,
+    metrics: ModelMetrics,
+}
+
+impl Batcher {
+    /// Starts the driver task for `workers`. Must be called inside a tokio runtime.
+    pub fn start(
+        spec: Arc<ModelSpec>,
+        workers: WorkerPool,
+        free: mpsc::UnboundedReceiver<usize>,
+        metrics: ModelMetrics,
+    ) -> Batcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let policy = BatchPolicy {
+            max_batch_size: spec.max_batch_size(),
+            preferred_batch_sizes: spec.config.preferred_batch_sizes.clone(),
+            max_queue_delay: spec.config.max_queue_delay(),
+        };
+        tokio::spawn(task::drive(task::Driver {
+            jobs: rx,
+            free,
+            workers,
+            queue: BatchQueue::new(policy),
+            spec: spec.clone(),
+            metrics: metrics.clone(),
+        }));
+        Batcher {
+            tx,
+            admitted: Arc::new(AtomicUsize::new(0)),
+            spec,
+            metrics,
+        }
+    }
+
+    /// Queues validated inputs (`rows` rows, graph input order) and awaits the outputs.
+    /// Dropping the returned future abandons the request; queued work is then dropped.
+    pub async fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        deadline: Option<Instant>,
+    ) -> Result<JobOutput> {
+        let spec = &self.spec;
+        let max_queue_size = spec.config.max_queue_size;
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= max_queue_size {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Overloaded {
+                model: spec.name.clone(),
+                version: spec.version.clone(),
+                max_queue_size,
+            });
+        }
+        self.metrics.in_flight.inc();
+        let admission = Arc::new(Admission {
+            admitted: self.admitted.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let class = spec.shape_class(&inputs);
+        let enqueued = Instant::now();
+        let max = spec.max_batch_size();
+        let chunks = if rows > max && spec.batched {
+            let sizes: Vec<usize> = (0..rows).step_by(max).map(|s| max.min(rows - s)).collect();
+            let parts = assemble::split(inputs, &sizes).map_err(Error::Internal)?;
+            sizes.into_iter().zip(parts).collect()
+        } else {
+            vec![(rows, inputs)]
+        };
+        let mut replies = Vec::with_capacity(chunks.len());
+        for (rows, inputs) in chunks {
+            let (reply, rx) = oneshot::channel();
+            let job = Job {
+                inputs,
+                rows,
+                class: class.clone(),
+                enqueued,
+                deadline,
+                reply,
+                _admission: admission.clone(),
+            };
+            self.tx
+                .send(job)
+                .map_err(|_| Error::Unavailable(format!("model '{}' is shutting down", spec.name)))?;
+            replies.push(rx);
+        }
+        drop(admission);
+        let lost = || Error::Internal(format!("model '{}': a worker dropped a request unanswered", spec.name));
+        if replies.len() == 1 {
+            return replies.pop().ok_or_else(lost)?.await.map_err(|_| lost())?;
+        }
+        let mut parts = Vec::with_capacity(replies.len());
+        for rx in replies {
+            parts.push(rx.await.map_err(|_| lost())??);
+        }
+        merge_chunks(spec, parts)
+    }
+}
+
+/// Concatenates the outputs of a split request back in order.
+fn merge_chunks(spec: &ModelSpec, parts: Vec<JobOutput>) -> Result<JobOutput> {
+    let queue_time = parts.iter().map(|p| p.queue_time).max().unwrap_or_default();
+    let compute_time = parts.iter().map(|p| p.compute_time).sum();
+    let batch_rows = parts.iter().map(|p| p.batch_rows).max().unwrap_or_default();
+    let outputs = assemble::stack(&spec.outputs, parts.into_iter().map(|p| p.outputs).collect())
+        .map_err(Error::Internal)?;
+    Ok(JobOutput {
+        outputs,
+        queue_time,
+        compute_time,
+        batch_rows,
+    })
+}

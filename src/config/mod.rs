@@ -1,0 +1,8 @@
+//! Configuration: the server's (defaults < file < `MLPSERVE_*` env < CLI flags, merged as
+//! typed layers) and each model's `config.toml`.
+
+mod model;
+mod server;
+
+pub use model::{InputConfig, ModelConfig};
+pub use server::{LogFormat, ServerArgs, ServerConfig};

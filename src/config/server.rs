@@ -1,0 +1,161 @@
+//! Server configuration. One struct, `ServerArgs`, is both the CLI/env layer (clap) and the
+//! file layer (serde, unknown keys rejected); every field is optional there. Layers merge
+//! field by field (CLI/env over file), then defaults fill the rest into `ServerConfig`.
+//! The process environment is only read (clap's `env`), never written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::ExecutionProvider;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+macro_rules! server_layer {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty, $env:literal ;)*) => {
+        /// Options of `mlpserve serve`. Each can also come from the environment variable
+        /// shown and from the `--config` TOML file (same names, snake_case).
+        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ServerArgs {
+            /// TOML file with any of these options (lowest precedence after defaults).
+            #[arg(long, env = "MLPSERVE_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $( $(#[$doc])* #[arg(long, env = $env)] pub $field: Option<$ty>, )*
+        }
+
+        impl ServerArgs {
+            /// Field by field: `self` where set, else `lower`.
+            fn over(self, lower: ServerArgs) -> ServerArgs {
+                ServerArgs { config: self.config.or(lower.config), $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+server_layer! {
+    /// Model repository: <dir>/<model>/<version>/model.onnx [default: models]
+    model_repository: PathBuf, "MLPSERVE_MODEL_REPOSITORY";
+    /// Address to listen on [default: 0.0.0.0]
+    host: String, "MLPSERVE_HOST";
+    /// HTTP port (KServe V2 REST, /predict, /metrics) [default: 8000]
+    http_port: u16, "MLPSERVE_HTTP_PORT";
+    /// gRPC port (KServe V2 gRPC) [default: 8001]
+    grpc_port: u16, "MLPSERVE_GRPC_PORT";
+    /// Also serve /metrics on this port [default: none]
+    metrics_port: u16, "MLPSERVE_METRICS_PORT";
+    /// Path to libonnxruntime.so [default: ORT_DYLIB_PATH, .onnxruntime/, next to the binary]
+    ort_lib: PathBuf, "MLPSERVE_ORT_LIB";
+    /// ONNX Runtime intra-op threads per model instance (a model's config.toml may override) [default: 1]
+    intra_op_threads: usize, "MLPSERVE_INTRA_OP_THREADS";
+    /// Execution provider for sessions [default: cpu]
+    #[arg(value_enum)]
+    execution_provider: ExecutionProvider, "MLPSERVE_EXECUTION_PROVIDER";
+    /// Largest accepted request body in bytes [default: 67108864]
+    max_body_bytes: usize, "MLPSERVE_MAX_BODY_BYTES";
+    /// Log format [default: text]
+    #[arg(value_enum)]
+    log_format: LogFormat, "MLPSERVE_LOG_FORMAT";
+    /// Log level or filter, e.g. info or mlpserve=debug; RUST_LOG wins when set [default: info]
+    log_level: String, "MLPSERVE_LOG_LEVEL";
+    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C [default: 30]
+    shutdown_timeout: u64, "MLPSERVE_SHUTDOWN_TIMEOUT";
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    pub model_repository: PathBuf,
+    pub host: String,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub metrics_port: Option<u16>,
+    pub ort_lib: Option<PathBuf>,
+    pub intra_op_threads: usize,
+    pub execution_provider: ExecutionProvider,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Merges the CLI/env layer over the file it names (if any) over the defaults.
+    pub fn resolve(cli: ServerArgs) -> Result<ServerConfig, String> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => ServerArgs::default(),
+        };
+        let a = cli.over(file);
+        let config = ServerConfig {
+            model_repository: a.model_repository.unwrap_or_else(|| PathBuf::from("models")),
+            host: a.host.unwrap_or_else(|| "0.0.0.0".to_string()),
+            http_port: a.http_port.unwrap_or(8000),
+            grpc_port: a.grpc_port.unwrap_or(8001),
+            metrics_port: a.metrics_port,
+            ort_lib: a.ort_lib,
+            intra_op_threads: a.intra_op_threads.unwrap_or(1),
+            execution_provider: a.execution_provider.unwrap_or(ExecutionProvider::Cpu),
+            max_body_bytes: a.max_body_bytes.unwrap_or(64 << 20),
+            log_format: a.log_format.unwrap_or(LogFormat::Text),
+            log_level: a.log_level.unwrap_or_else(|| "info".to_string()),
+            shutdown_timeout: Duration::from_secs(a.shutdown_timeout.unwrap_or(30)),
+        };
+        if config.intra_op_threads == 0 {
+            return Err("intra_op_threads must be at least 1".to_string());
+        }
+        Ok(config)
+    }
+
+    /// Defaults for a server on loopback with ephemeral ports, used by tests and benches.
+    pub fn for_tests(model_repository: &Path) -> ServerConfig {
+        let mut c = ServerConfig::resolve(ServerArgs::default()).expect("defaults are valid");
+        c.model_repository = model_repository.to_path_buf();
+        c.host = "127.0.0.1".to_string();
+        c.http_port = 0;
+        c.grpc_port = 0;
+        c
+    }
+}
+
+fn read_file(path: &Path) -> Result<ServerArgs, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_wins_over_file_and_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("mlpserve-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "http_port = 9000\ngrpc_port = 9001\n").unwrap();
+        let cli = ServerArgs { config: Some(file), http_port: Some(7000), ..Default::default() };
+        let c = ServerConfig::resolve(cli).unwrap();
+        assert_eq!(c.http_port, 7000);
+        assert_eq!(c.grpc_port, 9001);
+        assert_eq!(c.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let dir = std::env::temp_dir().join(format!("mlpserve-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "http_prot = 9000\n").unwrap();
+        let err = ServerConfig::resolve(ServerArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        assert!(err.contains("http_prot"), "{err}");
+    }
+}

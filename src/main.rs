@@ -1,0 +1,83 @@
+//! The `mlpserve` binary: parse the command line, set up logging, run.
+
+use clap::{Parser, Subcommand};
+use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "mlpserve", version, about = "Inference server for MLP-family ONNX models (KServe V2 over HTTP and gRPC, dynamic batching)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every model in a model repository.
+    Serve(ServerArgs),
+    /// Closed-loop HTTP load test against a running server, plus the in-process ORT ceiling.
+    Bench(mlpserve::bench::BenchArgs),
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mlpserve: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = ServerConfig::resolve(args)?;
+                init_tracing(config.log_format, &config.log_level);
+                tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
+                let listeners = mlpserve::Listeners::bind(&config).await.map_err(|e| format!("cannot bind: {e}"))?;
+                mlpserve::run(config, listeners, shutdown_signal()).await
+            }
+            Command::Bench(args) => {
+                init_tracing(LogFormat::Text, "warn");
+                mlpserve::bench::run(args).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mlpserve: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Prometheus metrics: typed handles on our own `Registry` (one per server, so test servers
+//! in one process stay isolated). Labels are `model`/`version`, never paths or request ids.
+//! The Triton-style statistics endpoints read the same counters, so both always agree.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Seconds buckets from 50 µs to ~13 s (doubling).
+fn duration_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(50e-6, 2.0, 19).expect("constant bucket spec is valid")
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    rows: IntCounterVec,
+    executions: IntCounterVec,
+    request_duration: HistogramVec,
+    queue_duration: HistogramVec,
+    compute_duration: HistogramVec,
+    batch_size: HistogramVec,
+    queue_depth: IntGaugeVec,
+    in_flight: IntGaugeVec,
+    model_ready: IntGaugeVec,
+    http_requests: IntCounterVec,
+}
+
+/// The handles of one model version, labelled once so the hot path does no label lookups.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    pub success: IntCounter,
+    requests: IntCounterVec,
+    labels: [String; 2],
+    pub rows: IntCounter,
+    pub executions: IntCounter,
+    pub request_duration: Histogram,
+    pub queue_duration: Histogram,
+    pub compute_duration: Histogram,
+    pub batch_size: Histogram,
+    pub queue_depth: IntGauge,
+    pub in_flight: IntGauge,
+    pub ready: IntGauge,
+}
+
+impl ModelMetrics {
+    /// Counts one failed request by reason (`invalid`, `overloaded`, `timeout`, ...).
+    pub fn failure(&self, reason: &str) {
+        self.requests.with_label_values(&[&self.labels[0], &self.labels[1], reason]).inc();
+    }
+
+    /// Failed requests of one reason so far.
+    pub fn failures(&self, reason: &str) -> u64 {
+        self.requests.with_label_values(&[&self.labels[0], &self.labels[1], reason]).get()
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry.register(Box::new(c.clone())).expect("metric names are unique and valid");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("mlpserve".into()), None).expect("valid prefix");
+        let mv = &["model", "version"];
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            register(&registry, HistogramVec::new(opts, mv).expect("valid histogram"))
+        };
+        let gauge = |name: &str, help: &str| {
+            register(&registry, IntGaugeVec::new(Opts::new(name, help), mv).expect("valid gauge"))
+        };
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector registers once");
+        Metrics {
+            requests: counter(
+                "requests_total",
+                "Inference requests by outcome (success, invalid, overloaded, timeout, unavailable, not_found, internal).",
+                &["model", "version", "outcome"],
+            ),
+            rows: counter("inference_rows_total", "Rows (batch items) inferred successfully.", mv),
+            executions: counter("executions_total", "ONNX Runtime executions (batches run).", mv),
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Time from admission to answer of successful requests.",
+                duration_buckets(),
+            ),
+            queue_duration: histogram("queue_duration_seconds", "Time requests waited in the batch queue.", duration_buckets()),
+            compute_duration: histogram(
+                "compute_duration_seconds",
+                "Time of one batch on a worker: assemble, ONNX Runtime run, split.",
+                duration_buckets(),
+            ),
+            batch_size: histogram(
+                "batch_size",
+                "Rows per ONNX Runtime execution.",
+                prometheus::exponential_buckets(1.0, 2.0, 14).expect("constant bucket spec is valid"),
+            ),
+            queue_depth: gauge("queue_depth", "Requests waiting in the batch queue."),
+            in_flight: gauge("inflight_requests", "Requests admitted and not yet answered."),
+            model_ready: gauge("model_ready", "1 when the model version is loaded and serving."),
+            http_requests: counter(
+                "http_requests_total",
+                "HTTP requests by route template, method and status.",
+                &["route", "method", "status"],
+            ),
+            registry,
+        }
+    }
+
+    /// Pre-labelled handles for one model version.
+    pub fn model(&self, model: &str, version: &str) -> ModelMetrics {
+        let l = [model, version];
+        ModelMetrics {
+            success: self.requests.with_label_values(&[model, version, "success"]),
+            requests: self.requests.clone(),
+            labels: [model.to_string(), version.to_string()],
+            rows: self.rows.with_label_values(&l),
+            executions: self.executions.with_label_values(&l),
+            request_duration: self.request_duration.with_label_values(&l),
+            queue_duration: self.queue_duration.with_label_values(&l),
+            compute_duration: self.compute_duration.with_label_values(&l),
+            batch_size: self.batch_size.with_label_values(&l),
+            queue_depth: self.queue_depth.with_label_values(&l),
+            in_flight: self.in_flight.with_label_values(&l),
+            ready: self.model_ready.with_label_values(&l),
+        }
+    }
+
+    /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`).
+    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

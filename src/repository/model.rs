@@ -1,0 +1,86 @@
+//! A loaded model version: its spec, its batcher and its metrics. `infer` is the single
+//! entry point every transport calls, so validation, limits, deadlines and metrics are the
+//! same for HTTP and gRPC.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batcher::{Batcher, JobOutput};
+use crate::error::{Error, Result};
+use crate::metrics::ModelMetrics;
+
+use super::spec::{ModelSpec, NamedTensor};
+
+/// What a transport hands over after decoding.
+pub struct InferRequest {
+    pub inputs: Vec<NamedTensor>,
+    /// Per-request deadline; `None` uses the model's `default_timeout_ms`.
+    pub timeout: Option<Duration>,
+}
+
+/// A model version ready to serve.
+pub struct Model {
+    pub spec: Arc<ModelSpec>,
+    pub metrics: ModelMetrics,
+    batcher: Batcher,
+}
+
+impl Model {
+    pub fn new(spec: Arc<ModelSpec>, batcher: Batcher, metrics: ModelMetrics) -> Model {
+        metrics.ready.set(1);
+        Model { spec, metrics, batcher }
+    }
+
+    /// Validates, queues and runs one request; outputs come back in the graph's output
+    /// order. Records the request's outcome and timings.
+    #[tracing::instrument(name = "infer", skip_all, fields(model = %self.spec.name, version = %self.spec.version, rows, batch_rows))]
+    pub async fn infer(&self, request: InferRequest) -> Result<JobOutput> {
+        let started = Instant::now();
+        let result = self.run(request, started).await;
+        match &result {
+            Ok(out) => {
+                let m = &self.metrics;
+                m.success.inc();
+                m.rows.inc_by(out.outputs.first().map_or(0, |t| t.rows()) as u64);
+                m.request_duration.observe(started.elapsed().as_secs_f64());
+                m.queue_duration.observe(out.queue_time.as_secs_f64());
+                tracing::Span::current().record("batch_rows", out.batch_rows);
+                tracing::debug!(
+                    queue_us = out.queue_time.as_micros() as u64,
+                    compute_us = out.compute_time.as_micros() as u64,
+                    "inferred"
+                );
+            }
+            Err(e) => {
+                self.metrics.failure(e.reason());
+                if matches!(e, Error::Internal(_)) {
+                    tracing::error!(error = %e, "inference failed");
+                } else {
+                    tracing::debug!(error = %e, "request refused");
+                }
+            }
+        }
+        result
+    }
+
+    async fn run(&self, request: InferRequest, started: Instant) -> Result<JobOutput> {
+        let (tensors, rows) = self.spec.validate(request.inputs)?;
+        tracing::Span::current().record("rows", rows);
+        let limit = self.spec.config.max_request_rows;
+        if rows > limit {
+            return Err(Error::TooLarge(format!(
+                "model '{}' version {}: request has {rows} rows, more than max_request_rows ({limit})",
+                self.spec.name, self.spec.version
+            )));
+        }
+        let timeout = request.timeout.or(self.spec.config.default_timeout());
+        let deadline = timeout.map(|t| started + t);
+        self.batcher.submit(tensors, rows, deadline).await
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.metrics.ready.set(0);
+    }
+}

@@ -1,0 +1,155 @@
+//! `ModelSpec`: what a model version takes and gives (names, dtypes, shapes, padding),
+//! read from the ONNX graph and the model's config, and the validation of requests against it.
+
+use std::collections::BTreeMap;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::tensor::{DataType, Tensor};
+
+/// One input or output of the graph. Dynamic dims are `-1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<i64>,
+    /// Non-batch axes that batches pad, and the pad value (inputs only).
+    pub pad_axes: Vec<usize>,
+    pub pad_value: f64,
+}
+
+impl TensorSpec {
+    /// `FP32 [-1, 64]`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {:?}", self.dtype, self.shape)
+    }
+}
+
+/// The serving contract of one model version.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub version: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// Every input and output has a dynamic first axis, so requests can be stacked.
+    pub batched: bool,
+    /// ONNX `metadata_props` (model card facts such as family, paper, metric).
+    pub properties: BTreeMap<String, String>,
+    pub config: ModelConfig,
+}
+
+/// A named tensor as a transport decoded it, before validation.
+pub struct NamedTensor {
+    pub name: String,
+    pub tensor: Tensor,
+}
+
+impl ModelSpec {
+    /// Rows one run may take: `max_batch_size` for batched graphs, 1 otherwise.
+    pub fn max_batch_size(&self) -> usize {
+        if self.batched {
+            self.config.max_batch_size
+        } else {
+            1
+        }
+    }
+
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+
+    fn input_names(&self) -> String {
+        let names: Vec<String> = self.inputs.iter().map(|s| format!("'{}' ({})", s.name, s.describe())).collect();
+        names.join(", ")
+    }
+
+    fn invalid(&self, msg: impl std::fmt::Display) -> Error {
+        Error::InvalidInput(format!("model '{}' version {}: {msg}", self.name, self.version))
+    }
+
+    /// Checks names, dtypes and shapes and returns the tensors in the graph's input order,
+    /// with the number of rows. The messages name the model, the input, what was expected
+    /// and what came.
+    pub fn validate(&self, given: Vec<NamedTensor>) -> Result<(Vec<Tensor>, usize)> {
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
+        for NamedTensor { name, tensor } in given {
+            let Some(index) = self.inputs.iter().position(|s| s.name == name) else {
+                return Err(self.invalid(format_args!(
+                    "unexpected input '{name}'; the model takes {}",
+                    self.input_names()
+                )));
+            };
+            if slots[index].is_some() {
+                return Err(self.invalid(format_args!("input '{name}' given more than once")));
+            }
+            self.check_tensor(&self.inputs[index], &tensor)?;
+            slots[index] = Some(tensor);
+        }
+        let mut tensors = Vec::with_capacity(slots.len());
+        for (spec, slot) in self.inputs.iter().zip(slots) {
+            match slot {
+                Some(t) => tensors.push(t),
+                None => {
+                    return Err(self.invalid(format_args!(
+                        "missing input '{}' ({})",
+                        spec.name,
+                        spec.describe()
+                    )))
+                }
+            }
+        }
+        let rows = if self.batched { tensors[0].rows() } else { 1 };
+        if self.batched {
+            if let Some((spec, t)) = self.inputs.iter().zip(&tensors).find(|(_, t)| t.rows() != rows) {
+                return Err(self.invalid(format_args!(
+                    "inputs disagree on the batch size: '{}' has {rows} rows but '{}' has {}",
+                    self.inputs[0].name,
+                    spec.name,
+                    t.rows()
+                )));
+            }
+        }
+        Ok((tensors, rows))
+    }
+
+    fn check_tensor(&self, spec: &TensorSpec, t: &Tensor) -> Result<()> {
+        if t.dtype() != spec.dtype {
+            return Err(self.invalid(format_args!(
+                "input '{}' expects datatype {} but got {}",
+                spec.name,
+                spec.dtype,
+                t.dtype()
+            )));
+        }
+        let fits = t.shape.len() == spec.shape.len()
+            && t.shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d as i64 == s);
+        if !fits {
+            return Err(self.invalid(format_args!(
+                "input '{}' expects shape {:?} (-1 = any) but got {:?}",
+                spec.name, spec.shape, t.shape
+            )));
+        }
+        if let Some(axis) = t.shape.iter().position(|&d| d == 0) {
+            let what = if axis == 0 && self.batched { "an empty batch (0 rows)".to_string() } else { format!("an empty axis {axis}") };
+            return Err(self.invalid(format_args!(
+                "input '{}' has {what} in shape {:?}; at least one element per axis is required",
+                spec.name, t.shape
+            )));
+        }
+        Ok(())
+    }
+
+    /// Requests batch together only when this key is equal: the non-batch dims of every
+    /// input, with paddable axes left out.
+    pub fn shape_class(&self, tensors: &[Tensor]) -> Vec<usize> {
+        let mut key = Vec::new();
+        for (spec, t) in self.inputs.iter().zip(tensors) {
+            key.push(t.shape.len());
+            for (axis, &d) in t.shape.iter().enumerate().skip(1) {
+                key.push(if spec.pad_axes.contains(&axis) { 0 } else { d });
+            }
+        }
+        key
+    }
+}

@@ -1,0 +1,114 @@
+//! Building one ORT session with our threading policy, and reading its serving contract.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::ValueType;
+
+use crate::config::ModelConfig;
+use crate::repository::{ModelSpec, TensorSpec};
+use crate::tensor::{dispatch_dtype, to_ort_value, DataType, Element, Tensor};
+
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    /// ONNX Runtime's CPU kernels.
+    Cpu,
+    /// CUDA (needs the GPU build of ONNX Runtime); falls back to CPU with a warning.
+    Cuda,
+}
+
+/// How to build a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Intra-op threads; 1 keeps one run on one core so instances scale across cores.
+    pub intra_op_threads: usize,
+    pub execution_provider: ExecutionProvider,
+}
+
+/// Builds a session for `path`. Spinning is off: spinning threads burn the cores that
+/// the HTTP side and the other instances need, which costs more than it wins on small MLPs.
+pub fn build_session(
+    env: &ort::environment::Environment,
+    path: &Path,
+    options: &SessionOptions,
+) -> ort::Result<Session> {
+    let mut builder = Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_threads(options.intra_op_threads)?
+        .with_inter_threads(1)?
+        .with_intra_op_spinning(false)?
+        .with_inter_op_spinning(false)?;
+    if options.execution_provider == ExecutionProvider::Cuda {
+        builder = builder.with_execution_providers([ort::ep::CUDA::default().build()])?;
+    }
+    builder.commit_from_file(path)
+}
+
+/// Reads the serving contract from the graph: names, dtypes, shapes (`-1` for dynamic
+/// dims), `metadata_props`, plus padding from the model's config (checked against the graph).
+pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConfig) -> Result<ModelSpec, String> {
+    let tensor_spec = |outlet: &ort::value::Outlet| -> Result<TensorSpec, String> {
+        let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
+            return Err(format!("'{}' is a {}, only tensors are served", outlet.name(), outlet.dtype()));
+        };
+        let dtype = DataType::from_ort(*ty)
+            .ok_or_else(|| format!("'{}' has element type {ty}, which is not served", outlet.name()))?;
+        Ok(TensorSpec {
+            name: outlet.name().to_string(),
+            dtype,
+            shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
+            pad_axes: Vec::new(),
+            pad_value: 0.0,
+        })
+    };
+    let mut inputs = session.inputs().iter().map(tensor_spec).collect::<Result<Vec<_>, _>>()?;
+    let outputs = session.outputs().iter().map(tensor_spec).collect::<Result<Vec<_>, _>>()?;
+    for (input_name, c) in &config.inputs {
+        let spec = inputs
+            .iter_mut()
+            .find(|s| &s.name == input_name)
+            .ok_or_else(|| format!("config.toml names input '{input_name}', which the graph does not have"))?;
+        for &axis in &c.pad_axes {
+            if axis == 0 || axis >= spec.shape.len() || spec.shape[axis] >= 0 {
+                return Err(format!(
+                    "config.toml: input '{input_name}' cannot pad axis {axis}: only dynamic non-batch axes of {:?} can be padded",
+                    spec.shape
+                ));
+            }
+        }
+        spec.pad_axes = c.pad_axes.clone();
+        spec.pad_value = c.pad_value;
+    }
+    let batched = inputs.iter().chain(&outputs).all(|s| s.shape.first() == Some(&-1));
+    let mut properties = BTreeMap::new();
+    if let Ok(meta) = session.metadata() {
+        for key in meta.custom_keys().unwrap_or_default() {
+            if let Some(value) = meta.custom(&key) {
+                properties.insert(key, value);
+            }
+        }
+    }
+    Ok(ModelSpec { name: name.to_string(), version: version.to_string(), inputs, outputs, batched, properties, config })
+}
+
+/// Runs one all-zeros row (dynamic dims = 1) so the first real request does not pay for
+/// ORT's lazy initialisation. Failure is only logged: some graphs reject zeros.
+pub fn warm_up(session: &mut Session, spec: &ModelSpec) {
+    let mut values = Vec::with_capacity(spec.inputs.len());
+    for s in &spec.inputs {
+        let shape: Vec<usize> = s.shape.iter().map(|&d| d.max(1) as usize).collect();
+        let count = crate::tensor::element_count(&shape);
+        let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![T::default(); count]));
+        match to_ort_value(Tensor { shape, data }) {
+            Ok(v) => values.push((s.name.as_str(), v)),
+            Err(_) => return,
+        }
+    }
+    if let Err(e) = session.run(values) {
+        tracing::warn!(model = %spec.name, error = %e, "warm-up run failed");
+    }
+}

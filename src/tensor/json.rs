@@ -1,0 +1,392 @@
+//! JSON tensor codec. Decoding flattens (possibly nested) JSON arrays in one pass into a
+//! flat list of numbers plus the shape implied by the nesting, rejecting ragged arrays; no
+//! `serde_json::Value` tree is built. Encoding writes flat or nested arrays straight from
+//! the typed buffer.
+
+use std::fmt;
+
+use half::{bf16, f16};
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+
+use super::{dispatch_dtype, with_tensor_data, DataType, Element, TensorData};
+
+/// One JSON scalar as it came, before conversion to the model's datatype.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JsonNumber {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for JsonNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonNumber::Int(v) => write!(f, "{v}"),
+            JsonNumber::UInt(v) => write!(f, "{v}"),
+            JsonNumber::Float(v) => write!(f, "{v}"),
+            JsonNumber::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A JSON array (nested or flat) flattened row-major, with the shape its nesting implies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlatJson {
+    pub values: Vec<JsonNumber>,
+    pub shape: Vec<usize>,
+}
+
+impl FlatJson {
+    /// Converts the numbers to `dtype`, rejecting values that do not fit (300 as UINT8,
+    /// 1.5 as INT64, `true` as FP32). The error names the offending element.
+    pub fn to_data(&self, dtype: DataType) -> Result<TensorData, String> {
+        fn convert<T: FromJson>(values: &[JsonNumber]) -> Result<TensorData, String> {
+            let mut out = Vec::with_capacity(values.len());
+            for (i, &n) in values.iter().enumerate() {
+                match T::from_json(n) {
+                    Some(v) => out.push(v),
+                    None => {
+                        return Err(format!(
+                            "element {i} is {n}, which is not a valid {}",
+                            T::DTYPE
+                        ))
+                    }
+                }
+            }
+            Ok(T::wrap(out))
+        }
+        dispatch_dtype!(dtype, T => convert::<T>(&self.values))
+    }
+}
+
+/// Conversion of a JSON scalar into an element type, `None` when it does not fit.
+pub trait FromJson: Element {
+    fn from_json(n: JsonNumber) -> Option<Self>;
+}
+
+macro_rules! int_from_json {
+    ($($t:ty),*) => {$(
+        impl FromJson for $t {
+            fn from_json(n: JsonNumber) -> Option<Self> {
+                match n {
+                    JsonNumber::Int(v) => <$t>::try_from(v).ok(),
+                    JsonNumber::UInt(v) => <$t>::try_from(v).ok(),
+                    // Integral floats such as `3.0` are accepted; the range check happens
+                    // on the i128 so nothing saturates silently.
+                    JsonNumber::Float(v) if v.fract() == 0.0 && v.abs() < 1.8e19 => {
+                        <$t>::try_from(v as i128).ok()
+                    }
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+int_from_json!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+fn as_f64(n: JsonNumber) -> Option<f64> {
+    match n {
+        JsonNumber::Int(v) => Some(v as f64),
+        JsonNumber::UInt(v) => Some(v as f64),
+        JsonNumber::Float(v) => Some(v),
+        JsonNumber::Bool(_) => None,
+    }
+}
+
+impl FromJson for f64 {
+    fn from_json(n: JsonNumber) -> Option<Self> {
+        as_f64(n)
+    }
+}
+impl FromJson for f32 {
+    fn from_json(n: JsonNumber) -> Option<Self> {
+        as_f64(n).map(|v| v as f32)
+    }
+}
+impl FromJson for f16 {
+    fn from_json(n: JsonNumber) -> Option<Self> {
+        as_f64(n).map(f16::from_f64)
+    }
+}
+impl FromJson for bf16 {
+    fn from_json(n: JsonNumber) -> Option<Self> {
+        as_f64(n).map(bf16::from_f64)
+    }
+}
+impl FromJson for bool {
+    fn from_json(n: JsonNumber) -> Option<Self> {
+        match n {
+            JsonNumber::Bool(b) => Some(b),
+            JsonNumber::Int(0) | JsonNumber::UInt(0) => Some(false),
+            JsonNumber::Int(1) | JsonNumber::UInt(1) => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// Accumulator shared by every level of the recursive decode.
+#[derive(Default)]
+struct Acc {
+    values: Vec<JsonNumber>,
+    /// Length seen at each nesting depth; every array at one depth must agree.
+    dims: Vec<Option<usize>>,
+    /// Depth at which scalars appear; all scalars must sit at the same depth.
+    leaf_depth: Option<usize>,
+}
+
+struct Level<'a> {
+    acc: &'a mut Acc,
+    depth: usize,
+}
+
+impl Level<'_> {
+    fn leaf<E: de::Error>(self, n: JsonNumber) -> Result<(), E> {
+        match self.acc.leaf_depth {
+            None => self.acc.leaf_depth = Some(self.depth),
+            Some(d) if d != self.depth => {
+                return Err(E::custom(format!(
+                    "ragged nested array: numbers appear at nesting depths {d} and {}",
+                    self.depth
+                )))
+            }
+            Some(_) => {}
+        }
+        self.acc.values.push(n);
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Level<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, a boolean or a (nested) array of them")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.leaf(JsonNumber::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.leaf(JsonNumber::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(v) => self.leaf(JsonNumber::Int(v)),
+            Err(_) => self.leaf(JsonNumber::UInt(v)),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.leaf(JsonNumber::Float(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.acc.leaf_depth.is_some_and(|d| d <= self.depth) {
+            return Err(de::Error::custom(
+                "ragged nested array: an array appears where a number was expected",
+            ));
+        }
+        let depth = self.depth;
+        let mut len = 0usize;
+        while seq
+            .next_element_seed(Level {
+                acc: &mut *self.acc,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            len += 1;
+        }
+        let dims = &mut self.acc.dims;
+        if dims.len() <= depth {
+            dims.resize(depth + 1, None);
+        }
+        match dims[depth] {
+            None => dims[depth] = Some(len),
+            Some(seen) if seen != len => {
+                return Err(de::Error::custom(format!(
+                    "ragged nested array: dimension {depth} has lengths {seen} and {len}"
+                )))
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Acc {
+    fn finish(self) -> FlatJson {
+        let rank = self.leaf_depth.unwrap_or(self.dims.len()).min(self.dims.len());
+        let shape = self.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
+        FlatJson { values: self.values, shape }
+    }
+}
+
+impl FlatJson {
+    /// Decodes from a JSON array whose opening bracket a caller's visitor already consumed.
+    pub fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<FlatJson, A::Error> {
+        let mut acc = Acc::default();
+        Level { acc: &mut acc, depth: 0 }.visit_seq(seq)?;
+        Ok(acc.finish())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FlatJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut acc = Acc::default();
+        Level { acc: &mut acc, depth: 0 }.deserialize(d)?;
+        Ok(acc.finish())
+    }
+}
+
+/// Serializes a typed buffer as a JSON array nested by `shape` (flat when `shape` has one
+/// dim). FP16/BF16 are written as their f32 value.
+pub struct Nested<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a TensorData,
+}
+
+impl Serialize for Nested<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        with_tensor_data!(self.data, v => NestedSlice { shape: self.shape, data: v }.serialize(s))
+    }
+}
+
+/// Serializes a typed buffer as one flat JSON array (the V2 `data` form).
+pub struct Flat<'a>(pub &'a TensorData);
+
+impl Flat<'_> {
+    fn serialize_slice<S: Serializer, T: ToJson>(s: S, data: &[T]) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(data.len()))?;
+        for &x in data {
+            seq.serialize_element(&x.to_json())?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Flat<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        with_tensor_data!(self.0, v => Flat::serialize_slice(s, v))
+    }
+}
+
+trait ToJson: Element {
+    type Out: Serialize;
+    fn to_json(self) -> Self::Out;
+}
+macro_rules! to_json_identity {
+    ($($t:ty),*) => {$(
+        impl ToJson for $t {
+            type Out = $t;
+            fn to_json(self) -> $t { self }
+        }
+    )*};
+}
+to_json_identity!(bool, u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+impl ToJson for f16 {
+    type Out = f32;
+    fn to_json(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl ToJson for bf16 {
+    type Out = f32;
+    fn to_json(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+struct NestedSlice<'a, T> {
+    shape: &'a [usize],
+    data: &'a [T],
+}
+
+impl<T: ToJson> Serialize for NestedSlice<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.shape {
+            [] => match self.data.first() {
+                Some(x) => x.to_json().serialize(s),
+                None => s.serialize_seq(Some(0))?.end(),
+            },
+            [_] => Flat::serialize_slice(s, self.data),
+            [outer, inner @ ..] => {
+                let chunk = super::element_count(inner);
+                let mut seq = s.serialize_seq(Some(*outer))?;
+                for i in 0..*outer {
+                    let data = &self.data[i * chunk..(i + 1) * chunk];
+                    seq.serialize_element(&NestedSlice { shape: inner, data })?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<FlatJson, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nested_arrays_give_shape() {
+        let f = parse("[[1, 2, 3], [4, 5, 6]]").unwrap();
+        assert_eq!(f.shape, vec![2, 3]);
+        assert_eq!(f.values.len(), 6);
+        assert_eq!(parse("[1.5, 2]").unwrap().shape, vec![2]);
+        assert_eq!(parse("[]").unwrap().shape, vec![0]);
+        assert_eq!(parse("7").unwrap().shape, Vec::<usize>::new());
+    }
+
+    #[test]
+    fn ragged_arrays_are_rejected() {
+        assert!(parse("[[1, 2], [3]]").unwrap_err().contains("ragged"));
+        assert!(parse("[[1, 2], 3]").unwrap_err().contains("ragged"));
+        assert!(parse("[1, [2, 3]]").unwrap_err().contains("ragged"));
+        assert!(parse("[[1], []]").unwrap_err().contains("ragged"));
+        assert!(parse("[\"a\"]").is_err());
+        assert!(parse("[null]").is_err());
+    }
+
+    #[test]
+    fn conversion_checks_range_and_kind() {
+        let f = parse("[0, 255, 256]").unwrap();
+        assert!(f.to_data(DataType::U8).unwrap_err().contains("element 2 is 256"));
+        assert!(parse("[1.5]").unwrap().to_data(DataType::I64).is_err());
+        assert_eq!(
+            parse("[3.0, -2]").unwrap().to_data(DataType::I64).unwrap(),
+            TensorData::I64(vec![3, -2])
+        );
+        assert!(parse("[true]").unwrap().to_data(DataType::F32).is_err());
+        assert_eq!(
+            parse("[true, 0]").unwrap().to_data(DataType::Bool).unwrap(),
+            TensorData::Bool(vec![true, false])
+        );
+        let big = parse("[18446744073709551615]").unwrap();
+        assert_eq!(big.to_data(DataType::U64).unwrap(), TensorData::U64(vec![u64::MAX]));
+        assert!(big.to_data(DataType::I64).is_err());
+    }
+
+    #[test]
+    fn nested_serialization_follows_shape() {
+        let data = TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let s = serde_json::to_string(&Nested { shape: &[3, 2], data: &data }).unwrap();
+        assert_eq!(s, "[[1.0,2.0],[3.0,4.0],[5.0,6.0]]");
+        let s = serde_json::to_string(&Nested { shape: &[6], data: &data }).unwrap();
+        assert_eq!(s, "[1.0,2.0,3.0,4.0,5.0,6.0]");
+        let empty = TensorData::F32(vec![]);
+        let s = serde_json::to_string(&Nested { shape: &[2, 0], data: &empty }).unwrap();
+        assert_eq!(s, "[[],[]]");
+        let h = TensorData::F16(vec![f16::from_f32(0.5)]);
+        assert_eq!(serde_json::to_string(&Nested { shape: &[1], data: &h }).unwrap(), "[0.5]");
+    }
+}

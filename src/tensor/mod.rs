@@ -1,0 +1,215 @@
+//! Our own tensor type: a shape plus a typed, row-major buffer. Transports decode into it,
+//! the batcher stacks and splits it, the runtime converts it to and from ORT values.
+//! Nothing here knows about HTTP, gRPC or models.
+
+mod binary;
+mod dtype;
+mod json;
+mod ort_value;
+
+pub use binary::{decode_binary, encode_binary};
+pub use dtype::DataType;
+pub use json::{Flat, FlatJson, FromJson, JsonNumber, Nested};
+pub use ort_value::{from_ort_value, to_ort_value};
+
+use half::{bf16, f16};
+
+/// A typed element buffer; one variant per [`DataType`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Runs `$body` with `$v` bound to the inner `Vec` of whatever variant `$data` is.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_tensor_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            $crate::tensor::TensorData::Bool($v) => $body,
+            $crate::tensor::TensorData::U8($v) => $body,
+            $crate::tensor::TensorData::U16($v) => $body,
+            $crate::tensor::TensorData::U32($v) => $body,
+            $crate::tensor::TensorData::U64($v) => $body,
+            $crate::tensor::TensorData::I8($v) => $body,
+            $crate::tensor::TensorData::I16($v) => $body,
+            $crate::tensor::TensorData::I32($v) => $body,
+            $crate::tensor::TensorData::I64($v) => $body,
+            $crate::tensor::TensorData::F16($v) => $body,
+            $crate::tensor::TensorData::BF16($v) => $body,
+            $crate::tensor::TensorData::F32($v) => $body,
+            $crate::tensor::TensorData::F64($v) => $body,
+        }
+    };
+}
+pub use with_tensor_data;
+
+/// An element type that can live in a [`TensorData`].
+pub trait Element: Copy + Default + PartialEq + std::fmt::Debug + Send + 'static {
+    const DTYPE: DataType;
+    fn wrap(v: Vec<Self>) -> TensorData;
+    /// Appends the little-endian bytes of `self`.
+    fn put_le(self, out: &mut Vec<u8>);
+    /// Reads one element from exactly `size_bytes` little-endian bytes.
+    fn get_le(bytes: &[u8]) -> Self;
+    /// The buffer of `data` if it holds this element type.
+    fn slice(data: &TensorData) -> Option<&[Self]>;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            const DTYPE: DataType = DataType::$variant;
+            fn wrap(v: Vec<Self>) -> TensorData {
+                TensorData::$variant(v)
+            }
+            fn put_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn get_le(bytes: &[u8]) -> Self {
+                let mut buf = [0u8; std::mem::size_of::<$t>()];
+                buf.copy_from_slice(bytes);
+                <$t>::from_le_bytes(buf)
+            }
+        }
+    };
+}
+impl_element!(u8, U8);
+impl_element!(u16, U16);
+impl_element!(u32, U32);
+impl_element!(u64, U64);
+impl_element!(i8, I8);
+impl_element!(i16, I16);
+impl_element!(i32, I32);
+impl_element!(i64, I64);
+impl_element!(f16, F16);
+impl_element!(bf16, BF16);
+impl_element!(f32, F32);
+impl_element!(f64, F64);
+
+impl Element for bool {
+    const DTYPE: DataType = DataType::Bool;
+    fn wrap(v: Vec<Self>) -> TensorData {
+        TensorData::Bool(v)
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.push(self as u8);
+    }
+    fn get_le(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+    fn slice(data: &TensorData) -> Option<&[Self]> {
+        match data {
+            TensorData::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl TensorData {
+    pub fn dtype(&self) -> DataType {
+        fn of<T: Element>(_: &[T]) -> DataType {
+            T::DTYPE
+        }
+        with_tensor_data!(self, v => of(v))
+    }
+
+    pub fn len(&self) -> usize {
+        with_tensor_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An empty buffer of `dtype` with room for `capacity` elements.
+    pub fn with_capacity(dtype: DataType, capacity: usize) -> TensorData {
+        fn make<T: Element>(capacity: usize) -> TensorData {
+            T::wrap(Vec::with_capacity(capacity))
+        }
+        dispatch_dtype!(dtype, T => make::<T>(capacity))
+    }
+}
+
+/// Runs `$body` with the type alias `$t` set to the Rust element type of `$dtype`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! dispatch_dtype {
+    ($dtype:expr, $t:ident => $body:expr) => {{
+        use $crate::tensor::DataType as D;
+        match $dtype {
+            D::Bool => { type $t = bool; $body }
+            D::U8 => { type $t = u8; $body }
+            D::U16 => { type $t = u16; $body }
+            D::U32 => { type $t = u32; $body }
+            D::U64 => { type $t = u64; $body }
+            D::I8 => { type $t = i8; $body }
+            D::I16 => { type $t = i16; $body }
+            D::I32 => { type $t = i32; $body }
+            D::I64 => { type $t = i64; $body }
+            D::F16 => { type $t = half::f16; $body }
+            D::BF16 => { type $t = half::bf16; $body }
+            D::F32 => { type $t = f32; $body }
+            D::F64 => { type $t = f64; $body }
+        }
+    }};
+}
+pub use dispatch_dtype;
+
+/// A dense tensor: `shape` (row-major) and a buffer of exactly `shape.product()` elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// Builds a tensor, checking that the element count matches the shape.
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
+        let expected = element_count(&shape);
+        if expected != data.len() {
+            return Err(format!(
+                "shape {shape:?} needs {expected} elements but {} were given",
+                data.len()
+            ));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn dtype(&self) -> DataType {
+        self.data.dtype()
+    }
+
+    /// Size of the first (batch) dimension; 1 for a scalar.
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Elements in one row (product of the non-batch dims).
+    pub fn row_len(&self) -> usize {
+        element_count(self.shape.get(1..).unwrap_or(&[]))
+    }
+}
+
+/// Product of dims, saturating so absurd shapes cannot overflow (they are rejected later).
+pub fn element_count(shape: &[usize]) -> usize {
+    shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+}
