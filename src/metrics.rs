@@ -55,6 +55,41 @@ impl ModelMetrics {
     pub fn failures(&self, reason: &str) -> u64 {
         self.requests.with_label_values(&[&self.labels[0], &self.labels[1], reason]).get()
     }
+
+    /// Triton-style totals derived from these same counters.
+    pub fn stats(&self) -> ModelStats {
+        let secs_to_ns = |s: f64| (s * 1e9).round() as u64;
+        ModelStats {
+            success_count: self.success.get(),
+            success_ns: secs_to_ns(self.request_duration.get_sample_sum()),
+            fail_count: FAILURE_REASONS.iter().map(|r| self.failures(r)).sum(),
+            inference_count: self.rows.get(),
+            execution_count: self.executions.get(),
+            queue_ns: secs_to_ns(self.queue_duration.get_sample_sum()),
+            compute_ns: secs_to_ns(self.compute_duration.get_sample_sum()),
+        }
+    }
+}
+
+/// Every failure reason label (see `Error::reason`).
+pub const FAILURE_REASONS: &[&str] = &["invalid", "not_found", "overloaded", "timeout", "unavailable", "internal"];
+
+/// Cumulative statistics of one model version (the Triton statistics extension's core).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModelStats {
+    /// Successful requests, and their total time from admission to answer.
+    pub success_count: u64,
+    pub success_ns: u64,
+    /// Failed requests (any reason).
+    pub fail_count: u64,
+    /// Rows inferred (Triton's `inference_count`).
+    pub inference_count: u64,
+    /// ORT executions (batches); `inference_count / execution_count` is the mean batch size.
+    pub execution_count: u64,
+    /// Total queue time of successful requests.
+    pub queue_ns: u64,
+    /// Total worker time of executions (assemble + run + split).
+    pub compute_ns: u64,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {

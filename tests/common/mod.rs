@@ -1,0 +1,162 @@
+//! Test support: a real server (real ONNX Runtime, real models) on ephemeral loopback
+//! ports, in its own thread and runtime, shut down on drop; and scratch model repositories.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mlpserve::{Listeners, ServerConfig};
+
+/// The committed model zoo.
+pub fn zoo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// A running server. Dropping it triggers graceful shutdown and waits for it.
+pub struct TestServer {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl TestServer {
+    /// Serves `repository` with test defaults.
+    pub fn start(repository: &Path) -> TestServer {
+        TestServer::start_with(ServerConfig::for_tests(repository))
+    }
+
+    /// Serves with `config` (ports are forced to 0) and waits until ready.
+    pub fn start_with(mut config: ServerConfig) -> TestServer {
+        config.http_port = 0;
+        config.grpc_port = 0;
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
+                let http = listeners.http.local_addr().map_err(|e| e.to_string())?;
+                let grpc = listeners.grpc.as_ref().map(|l| l.local_addr().expect("bound")).unwrap_or(http);
+                let _ = addr_tx.send((http, grpc));
+                mlpserve::run(config, listeners, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        });
+        let (http, grpc) = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server bound its ports");
+        let server = TestServer { http, grpc, stop: Some(stop), thread: Some(thread) };
+        server.wait_ready();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// Polls readiness in 10 ms steps, for at most 60 s.
+    fn wait_ready(&self) {
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(self.url("/v2/health/ready")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("server exited before becoming ready");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("server not ready after 60 s");
+    }
+
+    /// Stops the server and returns what `run` returned.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err("server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A scratch model repository built from zoo models with custom `config.toml`s.
+pub struct ScratchRepo {
+    pub path: PathBuf,
+}
+
+impl ScratchRepo {
+    pub fn new(tag: &str) -> ScratchRepo {
+        let path = std::env::temp_dir().join(format!(
+            "mlpserve-test-{tag}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let path = PathBuf::from(path.to_string_lossy().replace([' ', '{', '}', ':', ','], ""));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        ScratchRepo { path }
+    }
+
+    /// Adds zoo model `from` as `name` version `version` with `config` as its config.toml.
+    pub fn add(&self, from: &str, name: &str, version: u32, config: &str) -> &ScratchRepo {
+        let dir = self.path.join(name).join(version.to_string());
+        std::fs::create_dir_all(&dir).expect("model dir");
+        std::fs::copy(zoo().join(from).join("1").join("model.onnx"), dir.join("model.onnx")).expect("copy model");
+        std::fs::write(self.path.join(name).join("config.toml"), config).expect("write config");
+        self
+    }
+}
+
+impl Drop for ScratchRepo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A model's reference samples (`models/<name>/samples.json`).
+pub fn samples(model: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(zoo().join(model).join("samples.json")).expect("samples.json");
+    serde_json::from_str(&text).expect("samples.json is JSON")
+}
+
+/// Asserts `got` matches `want` element-wise within rtol/atol (numbers or booleans).
+pub fn assert_close(got: &[serde_json::Value], want: &[serde_json::Value], rtol: f64, atol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length differs");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if let (Some(g), Some(w)) = (g.as_bool(), w.as_bool()) {
+            assert_eq!(g, w, "{what}[{i}]");
+            continue;
+        }
+        let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: got {g}, want {w}");
+    }
+}
+
+/// Flattens a nested JSON array.
+pub fn flatten(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().flat_map(flatten).collect(),
+        other => vec![other.clone()],
+    }
+}
