@@ -39,7 +39,7 @@ class BilinearFusion(nn.Module):
         xh = x.reshape(b, self.heads, self.h1)
         yh = y.reshape(b, self.heads, self.h2)
         lin = (xh * self.w_x).sum(-1) + (yh * self.w_y).sum(-1)          # [B, H]
-        bil = (torch.einsum("bhi,hij->bhj", xh, self.w_xy) * yh).sum(-1)  # [B, H]
+        bil = (torch.matmul(xh.unsqueeze(2), self.w_xy).squeeze(2) * yh).sum(-1)  # [B, H]
         return (lin + bil).sum(-1, keepdim=True) + self.bias              # [B, 1]
 
 

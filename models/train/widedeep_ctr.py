@@ -34,7 +34,9 @@ class WideDeep(nn.Module):
 
     def forward(self, cat_ids, dense):
         h = self.wide_ids.hashed(cat_ids)                           # [B, F] in range
-        cross = (h[:, self.cross_left] * self.cross_mult + h[:, self.cross_right]) % CROSS_BUCKETS
+        left = torch.index_select(h, 1, self.cross_left)
+        right = torch.index_select(h, 1, self.cross_right)
+        cross = torch.remainder(left * self.cross_mult + right, CROSS_BUCKETS)
         wide = (self.wide_ids(cat_ids).sum(dim=(1, 2))
                 + self.wide_cross(cross + self.cross_offsets).sum(dim=(1, 2)))
         wide = wide.unsqueeze(1) + self.wide_dense(dense)

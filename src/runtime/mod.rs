@@ -10,6 +10,7 @@ pub use session::{build_session, read_spec, warm_up, ExecutionProvider, SessionO
 pub use worker::{spawn_workers, Batch, WorkerPool};
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// The loaded ORT library and its environment; created once per process.
 pub struct Runtime {
@@ -17,17 +18,27 @@ pub struct Runtime {
     pub library: std::path::PathBuf,
 }
 
+/// ORT allows one library and one environment per process; every server in the process
+/// (several in tests) shares this one.
+static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
 impl Runtime {
     /// Loads the shared library (searching as [`find_library`] does) and builds the
-    /// environment. Loading is process-global in ORT, so later calls reuse the first library.
-    pub fn load(explicit: Option<&Path>) -> Result<Runtime, String> {
+    /// environment on first use; later calls return the same runtime.
+    pub fn load(explicit: Option<&Path>) -> Result<Arc<Runtime>, String> {
+        let mut slot = RUNTIME.lock().map_err(|_| "ONNX Runtime initialisation panicked earlier".to_string())?;
+        if let Some(runtime) = slot.as_ref() {
+            return Ok(runtime.clone());
+        }
         let library = find_library(explicit)?;
         let env = ort::init_from(&library)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
             .with_name("mlpserve")
             .build()
             .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
-        Ok(Runtime { env, library })
+        let runtime = Arc::new(Runtime { env, library });
+        *slot = Some(runtime.clone());
+        Ok(runtime)
     }
 
     pub fn env(&self) -> &ort::environment::Environment {

@@ -43,7 +43,11 @@ impl TestServer {
             rt.block_on(async move {
                 let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
                 let http = listeners.http.local_addr().map_err(|e| e.to_string())?;
-                let grpc = listeners.grpc.as_ref().map(|l| l.local_addr().expect("bound")).unwrap_or(http);
+                let grpc = listeners
+                    .grpc
+                    .as_ref()
+                    .map(|l| l.local_addr().expect("bound"))
+                    .unwrap_or(http);
                 let _ = addr_tx.send((http, grpc));
                 mlpserve::run(config, listeners, async {
                     let _ = stop_rx.await;
@@ -51,8 +55,15 @@ impl TestServer {
                 .await
             })
         });
-        let (http, grpc) = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server bound its ports");
-        let server = TestServer { http, grpc, stop: Some(stop), thread: Some(thread) };
+        let (http, grpc) = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server bound its ports");
+        let mut server = TestServer {
+            http,
+            grpc,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
         server.wait_ready();
         server
     }
@@ -62,7 +73,7 @@ impl TestServer {
     }
 
     /// Polls readiness in 10 ms steps, for at most 60 s.
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let client = reqwest::blocking::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -72,7 +83,8 @@ impl TestServer {
                 }
             }
             if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-                panic!("server exited before becoming ready");
+                let result = self.thread.take().map(|t| t.join());
+                panic!("server exited before becoming ready: {result:?}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -89,7 +101,9 @@ impl TestServer {
             let _ = stop.send(());
         }
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err("server thread panicked".into())),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err("server thread panicked".into())),
             None => Ok(()),
         }
     }
@@ -113,7 +127,10 @@ impl ScratchRepo {
             std::process::id(),
             Instant::now()
         ));
-        let path = PathBuf::from(path.to_string_lossy().replace([' ', '{', '}', ':', ','], ""));
+        let path = PathBuf::from(
+            path.to_string_lossy()
+                .replace([' ', '{', '}', ':', ','], ""),
+        );
         std::fs::create_dir_all(&path).expect("temp dir");
         ScratchRepo { path }
     }
@@ -122,7 +139,11 @@ impl ScratchRepo {
     pub fn add(&self, from: &str, name: &str, version: u32, config: &str) -> &ScratchRepo {
         let dir = self.path.join(name).join(version.to_string());
         std::fs::create_dir_all(&dir).expect("model dir");
-        std::fs::copy(zoo().join(from).join("1").join("model.onnx"), dir.join("model.onnx")).expect("copy model");
+        std::fs::copy(
+            zoo().join(from).join("1").join("model.onnx"),
+            dir.join("model.onnx"),
+        )
+        .expect("copy model");
         std::fs::write(self.path.join(name).join("config.toml"), config).expect("write config");
         self
     }
@@ -136,12 +157,19 @@ impl Drop for ScratchRepo {
 
 /// A model's reference samples (`models/<name>/samples.json`).
 pub fn samples(model: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(zoo().join(model).join("samples.json")).expect("samples.json");
+    let text =
+        std::fs::read_to_string(zoo().join(model).join("samples.json")).expect("samples.json");
     serde_json::from_str(&text).expect("samples.json is JSON")
 }
 
 /// Asserts `got` matches `want` element-wise within rtol/atol (numbers or booleans).
-pub fn assert_close(got: &[serde_json::Value], want: &[serde_json::Value], rtol: f64, atol: f64, what: &str) {
+pub fn assert_close(
+    got: &[serde_json::Value],
+    want: &[serde_json::Value],
+    rtol: f64,
+    atol: f64,
+    what: &str,
+) {
     assert_eq!(got.len(), want.len(), "{what}: length differs");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if let (Some(g), Some(w)) = (g.as_bool(), w.as_bool()) {
@@ -149,7 +177,10 @@ pub fn assert_close(got: &[serde_json::Value], want: &[serde_json::Value], rtol:
             continue;
         }
         let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w}"
+        );
     }
 }
 

@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 
 use crate::AppState;
 
-/// Protocol extensions this server implements (advertised in `GET /v2`).
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
+pub use crate::api::EXTENSIONS;
 
 /// 200 while the process serves at all.
 pub async fn live() -> Json<Value> {

@@ -4,6 +4,7 @@
 
 mod health;
 mod predict;
+mod triton;
 mod v2;
 mod v2_codec;
 
@@ -44,6 +45,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}/versions/{version}/ready", get(v2::model_ready_version))
         .route("/v2/models/{name}/infer", post(v2::infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
+        .route("/v2/models/{name}/config", get(triton::model_config))
+        .route("/v2/models/{name}/versions/{version}/config", get(triton::model_config_version))
+        .route("/v2/models/stats", get(triton::all_stats))
+        .route("/v2/models/{name}/stats", get(triton::model_stats))
+        .route("/v2/models/{name}/versions/{version}/stats", get(triton::model_stats_version))
         .route("/predict", post(predict::predict))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))

@@ -34,8 +34,9 @@ struct InputBody {
     datatype: String,
     #[serde(default)]
     parameters: Parameters,
+    /// Kept raw so decode errors can name the input they belong to.
     #[serde(default)]
-    data: Option<FlatJson>,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +103,9 @@ pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<Deco
                 binary = rest;
                 decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
             }
-            (None, Some(flat)) => {
+            (None, Some(raw)) => {
+                let flat: FlatJson =
+                    serde_json::from_str(raw.get()).map_err(|e| format!("input '{name}': invalid data: {e}"))?;
                 let data = flat.to_data(dtype).map_err(|e| format!("input '{name}': {e}"))?;
                 Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?
             }

@@ -1,0 +1,141 @@
+//! Codec micro-benchmark: decoding one [64, 256] FP32 input from a KServe V2 JSON body
+//! (serde into the request shape + `FlatJson::to_data`, as the HTTP handler does) versus
+//! Triton's binary-tensor extension (the small JSON header + `tensor::decode_binary`).
+//! Prints the JSON ÷ binary time ratio at the end (target: binary at least 5x faster).
+//!
+//! Run: `cargo bench --bench codecs` (about 10 s).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use mlpserve::tensor::{decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor, TensorData};
+use serde::Deserialize;
+
+const ROWS: usize = 64;
+const COLS: usize = 256;
+
+/// The parts of a V2 request body the decode path reads (mirrors the HTTP codec).
+#[derive(Deserialize)]
+struct RequestBody {
+    inputs: Vec<InputBody>,
+}
+
+#[derive(Deserialize)]
+struct InputBody {
+    name: String,
+    shape: Vec<u64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    data: Option<FlatJson>,
+}
+
+/// Deterministic values in [-1, 1) with full float precision, like real features.
+fn values() -> Vec<f32> {
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    (0..ROWS * COLS)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn json_body(t: &Tensor) -> Vec<u8> {
+    let body = serde_json::json!({ "inputs": [{
+        "name": "x", "shape": t.shape, "datatype": "FP32", "data": Flat(&t.data)
+    }]});
+    serde_json::to_vec(&body).expect("a JSON value serialises")
+}
+
+/// JSON header plus the tensor bytes; returns (body, header length).
+fn binary_body(t: &Tensor) -> (Vec<u8>, usize) {
+    let mut bytes = Vec::new();
+    encode_binary(t, &mut bytes);
+    let header = serde_json::json!({ "inputs": [{
+        "name": "x", "shape": t.shape, "datatype": "FP32",
+        "parameters": { "binary_data_size": bytes.len() }
+    }]});
+    let mut body = serde_json::to_vec(&header).expect("a JSON value serialises");
+    let len = body.len();
+    body.extend_from_slice(&bytes);
+    (body, len)
+}
+
+fn shape_of(input: &InputBody) -> Vec<usize> {
+    input.shape.iter().map(|&d| d as usize).collect()
+}
+
+/// The JSON path: parse the body, convert the numbers, check the element count.
+fn decode_json(body: &[u8]) -> Tensor {
+    let request: RequestBody = serde_json::from_slice(body).expect("valid body");
+    let input = &request.inputs[0];
+    let dtype = DataType::from_name(&input.datatype).expect("FP32");
+    let data = input.data.as_ref().expect("data").to_data(dtype).expect("numbers fit");
+    Tensor::new(shape_of(input), data).expect("count matches")
+}
+
+/// The binary path: parse the JSON header, then decode the tensor bytes after it.
+fn decode_binary_body(body: &[u8], json_len: usize) -> Tensor {
+    let (json, binary) = body.split_at(json_len);
+    let request: RequestBody = serde_json::from_slice(json).expect("valid header");
+    let input = &request.inputs[0];
+    let size = input.parameters["binary_data_size"].as_u64().expect("size") as usize;
+    let dtype = DataType::from_name(&input.datatype).expect("FP32");
+    assert_eq!(input.name, "x");
+    decode_binary(dtype, &shape_of(input), &binary[..size]).expect("length matches")
+}
+
+/// Median time per call over several timed batches (for the printed ratio).
+fn median_time(mut f: impl FnMut(), iters: u32) -> Duration {
+    let mut samples: Vec<Duration> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed() / iters
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let tensor = Tensor { shape: vec![ROWS, COLS], data: TensorData::F32(values()) };
+    let json = json_body(&tensor);
+    let (binary, json_len) = binary_body(&tensor);
+    // Both paths must decode to the same tensor, or the comparison means nothing.
+    assert_eq!(decode_json(&json), tensor);
+    assert_eq!(decode_binary_body(&binary, json_len), tensor);
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args();
+    let mut group = c.benchmark_group("decode_fp32_64x256");
+    group.throughput(Throughput::Bytes((ROWS * COLS * 4) as u64));
+    group.bench_function("v2_json", |b| b.iter(|| decode_json(black_box(&json))));
+    group.bench_function("v2_binary", |b| b.iter(|| decode_binary_body(black_box(&binary), json_len)));
+    group.bench_function("decode_binary_only", |b| {
+        b.iter(|| decode_binary(DataType::F32, &[ROWS, COLS], black_box(&binary[json_len..])))
+    });
+    group.finish();
+    c.final_summary();
+
+    let j = median_time(|| drop(black_box(decode_json(black_box(&json)))), 20);
+    let b = median_time(|| drop(black_box(decode_binary_body(black_box(&binary), json_len))), 200);
+    println!(
+        "\n[64, 256] FP32: JSON body {} B decodes in {:.1} µs, binary body {} B in {:.1} µs: binary is {:.1}x faster (target >= 5x)",
+        json.len(),
+        j.as_secs_f64() * 1e6,
+        binary.len(),
+        b.as_secs_f64() * 1e6,
+        j.as_secs_f64() / b.as_secs_f64()
+    );
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: fetch ONNX Runtime if missing, build release, generate
+# the heavy benchmark model, then run each scenario with the server started in-process
+# (`mlpserve bench --model-repository`), so server and ceiling are measured side by side.
+#
+#   scripts/bench.sh                 # everything (about 4 minutes)
+#   DURATION=5s WARMUP=1s scripts/bench.sh a   # only scenario (a), shorter windows
+#
+# Scenarios:
+#   a  heavy MLP 512-2048-2048-512: batch-1 requests from 64 clients vs the in-process
+#      ceiling (best bare session.run rows/s over batch sizes) -> ratio (target >= 0.8)
+#   b  finalmlp_ctr, 1 row per request over V2 JSON, at 1, 8, 16 and 64 clients -> req/s,
+#      p50/p99 (target >= 20,000 req/s at 64 clients, p99 <= 10 ms) and mean batch size
+#   c  low load on small models: server p50 at 1 client vs bare session.run at batch 1
+#      (target: <= bare + 150 µs), mean batch size at 1, 8 and 64 clients
+# The load generator runs on the same machine as the server; read the "cores used" column.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+CEILING_DURATION="${CEILING_DURATION:-3s}"
+scenarios="${*:-a b c}"
+
+scripts/fetch-onnxruntime.sh
+cargo build --release --quiet
+bin="$root/target/release/mlpserve"
+
+heavy_repo="$root/target/bench-models"
+if [[ " $scenarios " == *" a "* && ! -f "$heavy_repo/mlp_heavy/1/model.onnx" ]]; then
+  py="$root/.venv-tools/bin/python"
+  if ! [[ -x "$py" ]] || ! "$py" -c "import onnx, numpy" 2>/dev/null; then
+    python3 -m venv "$root/.venv-tools"
+    "$root/.venv-tools/bin/pip" install --quiet onnx numpy
+  fi
+  "$py" scripts/make-bench-model.py --out "$heavy_repo"
+fi
+
+common=(--duration "$DURATION" --warmup "$WARMUP" --ceiling-duration "$CEILING_DURATION")
+
+for s in $scenarios; do
+  case "$s" in
+    a)
+      echo "== (a) heavy MLP: batch-1 requests from 64 clients vs the in-process ceiling"
+      "$bin" bench --model-repository "$heavy_repo" --model mlp_heavy --rows 1 \
+        --concurrency 1,64 --ceiling --ceiling-batches 1,8,32,64,128,256 "${common[@]}"
+      ;;
+    b)
+      echo "== (b) finalmlp_ctr: 1 row per request, V2 JSON"
+      "$bin" bench --model-repository models --model finalmlp_ctr --rows 1 \
+        --concurrency 1,8,16,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
+      ;;
+    c)
+      echo "== (c) low load: mlp_digits, 1 row per request, V2 JSON"
+      "$bin" bench --model-repository models --model mlp_digits --rows 1 \
+        --concurrency 1,8,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
+      ;;
+    *)
+      echo "unknown scenario '$s' (expected a, b or c)" >&2
+      exit 2
+      ;;
+  esac
+  echo
+done

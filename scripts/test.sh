@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: fetches ONNX Runtime, builds, runs the Rust
+# unit and integration tests (real server, real ONNX Runtime, real models), then the
+# compatibility tests with the real third-party clients. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/fetch-onnxruntime.sh
+cargo build --locked --all-targets
+
+echo "== cargo test"
+cargo test --locked --all-targets

@@ -1,0 +1,326 @@
+//! `ModelInferRequest` / `ModelInferResponse` ↔ our [`Tensor`]s. Two forms carry tensor
+//! data: typed `contents` (one repeated field per datatype family; FP16/BF16 have none) and
+//! `raw_*_contents` (flattened little-endian bytes, one entry per tensor, decoded by the
+//! binary codec in [`crate::tensor`]). A request uses one form for all its inputs; the answer
+//! uses the form the request used. Counts and lengths that do not add up are errors, never
+//! over-reads. Nothing here knows about batching or ONNX Runtime; validation against the
+//! model's spec (names, dtypes, shapes) is [`crate::repository::Model::infer`]'s job.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::proto::infer_parameter::ParameterChoice;
+use super::proto::model_infer_request::InferInputTensor;
+use super::proto::model_infer_response::InferOutputTensor;
+use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::repository::{ModelSpec, NamedTensor};
+use crate::tensor::{decode_binary, element_count, encode_binary, DataType, Tensor, TensorData};
+
+/// A decoded request: the inputs to run and how to answer.
+pub struct Decoded {
+    pub inputs: Vec<NamedTensor>,
+    /// From the request's `timeout` parameter (microseconds; 0 or absent = none).
+    pub timeout: Option<Duration>,
+    pub plan: ResponsePlan,
+}
+
+/// What the answer must contain.
+pub struct ResponsePlan {
+    /// Echoed back.
+    pub id: String,
+    /// Indices into the spec's outputs, in the order the client asked for them.
+    pub outputs: Vec<usize>,
+    /// The request used `raw_input_contents`, so the answer uses `raw_output_contents`.
+    pub raw: bool,
+}
+
+/// Decodes `request` for `spec`. Errors are messages for INVALID_ARGUMENT; the caller adds
+/// the model's name.
+pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, String> {
+    let ModelInferRequest { id, parameters, inputs, outputs, raw_input_contents, .. } = request;
+    let raw = !raw_input_contents.is_empty();
+    if raw && raw_input_contents.len() != inputs.len() {
+        return Err(format!(
+            "raw_input_contents has {} entries but the request has {} inputs; give one entry per input, in the order of inputs",
+            raw_input_contents.len(),
+            inputs.len()
+        ));
+    }
+    let mut raw_contents = raw_input_contents.into_iter();
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        tensors.push(decode_input(input, raw_contents.next())?);
+    }
+    let mut selected: Vec<usize> = Vec::with_capacity(outputs.len().max(spec.outputs.len()));
+    for wanted in &outputs {
+        let index = spec.outputs.iter().position(|o| o.name == wanted.name).ok_or_else(|| {
+            let names: Vec<String> = spec.outputs.iter().map(|o| format!("'{}'", o.name)).collect();
+            format!("unknown output '{}'; the model gives {}", wanted.name, names.join(", "))
+        })?;
+        if selected.contains(&index) {
+            return Err(format!("output '{}' requested more than once", wanted.name));
+        }
+        selected.push(index);
+    }
+    if outputs.is_empty() {
+        selected.extend(0..spec.outputs.len());
+    }
+    Ok(Decoded {
+        inputs: tensors,
+        timeout: timeout(&parameters)?,
+        plan: ResponsePlan { id, outputs: selected, raw },
+    })
+}
+
+/// Triton's `timeout` request parameter: int64 microseconds, 0 = no timeout.
+fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, String> {
+    let Some(p) = parameters.get("timeout") else { return Ok(None) };
+    let micros = match p.parameter_choice {
+        Some(ParameterChoice::Int64Param(v)) if v >= 0 => v as u64,
+        Some(ParameterChoice::Uint64Param(v)) => v,
+        ref other => {
+            return Err(format!(
+                "parameter 'timeout' must be a non-negative int64 (microseconds), got {other:?}"
+            ))
+        }
+    };
+    Ok((micros > 0).then(|| Duration::from_micros(micros)))
+}
+
+fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTensor, String> {
+    let InferInputTensor { name, datatype, shape, contents, .. } = input;
+    let dtype = DataType::from_name(&datatype)
+        .ok_or_else(|| format!("input '{name}': unsupported datatype '{datatype}'"))?;
+    let shape: Vec<usize> = shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("input '{name}': shape {shape:?} has a negative dimension"))?;
+    let contents = contents.filter(|c| filled_fields(c).next().is_some());
+    let tensor = match (raw, contents) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "input '{name}' sets contents while the request uses raw_input_contents; use one form for all inputs"
+            ))
+        }
+        (Some(bytes), None) => decode_binary(dtype, &shape, &bytes),
+        (None, Some(contents)) => typed_data(dtype, contents).and_then(|data| Tensor::new(shape, data)),
+        // An empty tensor has nothing to send; validation then names the empty axis.
+        (None, None) if element_count(&shape) == 0 => Ok(Tensor { shape, data: TensorData::with_capacity(dtype, 0) }),
+        (None, None) => Err(match typed_field(dtype) {
+            Some(field) => format!("no data: set contents.{field} or raw_input_contents"),
+            None => format!("no data: {dtype} tensors must be sent in raw_input_contents"),
+        }),
+    }
+    .map_err(|e| format!("input '{name}': {e}"))?;
+    Ok(NamedTensor { name, tensor })
+}
+
+/// The `InferTensorContents` field that carries `dtype`; `None` for FP16/BF16 (raw only).
+fn typed_field(dtype: DataType) -> Option<&'static str> {
+    use DataType as D;
+    Some(match dtype {
+        D::Bool => "bool_contents",
+        D::I8 | D::I16 | D::I32 => "int_contents",
+        D::I64 => "int64_contents",
+        D::U8 | D::U16 | D::U32 => "uint_contents",
+        D::U64 => "uint64_contents",
+        D::F32 => "fp32_contents",
+        D::F64 => "fp64_contents",
+        D::F16 | D::BF16 => return None,
+    })
+}
+
+/// Names of the non-empty fields of `c`.
+fn filled_fields(c: &InferTensorContents) -> impl Iterator<Item = &'static str> {
+    [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ]
+    .into_iter()
+    .filter(|(_, len)| *len > 0)
+    .map(|(name, _)| name)
+}
+
+/// Takes the field that carries `dtype` out of `c`, narrowing 32-bit wire integers to the
+/// element type (out-of-range values are errors, never truncated).
+fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, String> {
+    let Some(field) = typed_field(dtype) else {
+        return Err(format!("{dtype} has no typed contents field; send it in raw_input_contents"));
+    };
+    let filled: Vec<&str> = filled_fields(&c).collect();
+    if filled != [field] {
+        return Err(format!("{dtype} data goes in contents.{field} (and only there), but the request set {}", filled.join(", ")));
+    }
+    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(values: Vec<S>, dtype: DataType) -> Result<Vec<T>, String> {
+        values
+            .into_iter()
+            .map(|v| T::try_from(v).map_err(|_| format!("value {v} is out of range for {dtype}")))
+            .collect()
+    }
+    use DataType as D;
+    Ok(match dtype {
+        D::Bool => TensorData::Bool(c.bool_contents),
+        D::I8 => TensorData::I8(narrow(c.int_contents, dtype)?),
+        D::I16 => TensorData::I16(narrow(c.int_contents, dtype)?),
+        D::I32 => TensorData::I32(c.int_contents),
+        D::I64 => TensorData::I64(c.int64_contents),
+        D::U8 => TensorData::U8(narrow(c.uint_contents, dtype)?),
+        D::U16 => TensorData::U16(narrow(c.uint_contents, dtype)?),
+        D::U32 => TensorData::U32(c.uint_contents),
+        D::U64 => TensorData::U64(c.uint64_contents),
+        D::F32 => TensorData::F32(c.fp32_contents),
+        D::F64 => TensorData::F64(c.fp64_contents),
+        // typed_field returned None for these above.
+        D::F16 | D::BF16 => return Err(format!("{dtype} has no typed contents field")),
+    })
+}
+
+/// Builds the answer from the model's outputs (graph order). Raw when the request was raw
+/// or when an answered output is FP16/BF16 (no typed field exists for them, and the two
+/// forms cannot be mixed in one response).
+pub fn encode(spec: &ModelSpec, plan: ResponsePlan, outputs: Vec<Tensor>) -> Result<ModelInferResponse, String> {
+    if outputs.len() != spec.outputs.len() {
+        return Err(format!("the model produced {} outputs, its graph declares {}", outputs.len(), spec.outputs.len()));
+    }
+    let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+    let mut selected = Vec::with_capacity(plan.outputs.len());
+    for &index in &plan.outputs {
+        // `decode` rejects duplicates, so each slot is taken once.
+        let tensor = slots[index].take().ok_or("an output was selected twice")?;
+        selected.push((spec.outputs[index].name.clone(), tensor));
+    }
+    let raw = plan.raw || selected.iter().any(|(_, t)| typed_field(t.dtype()).is_none());
+    let mut response = ModelInferResponse {
+        model_name: spec.name.clone(),
+        model_version: spec.version.clone(),
+        id: plan.id,
+        outputs: Vec::with_capacity(selected.len()),
+        raw_output_contents: Vec::with_capacity(if raw { selected.len() } else { 0 }),
+        ..Default::default()
+    };
+    for (name, tensor) in selected {
+        let mut output = InferOutputTensor {
+            name,
+            datatype: tensor.dtype().name().to_string(),
+            shape: tensor.shape.iter().map(|&d| d as i64).collect(),
+            ..Default::default()
+        };
+        if raw {
+            let mut bytes = Vec::new();
+            encode_binary(&tensor, &mut bytes);
+            response.raw_output_contents.push(Bytes::from(bytes));
+        } else {
+            output.contents = Some(typed_contents(tensor.data));
+        }
+        response.outputs.push(output);
+    }
+    Ok(response)
+}
+
+/// Moves `data` into the typed field for its datatype, widening 8/16-bit integers.
+fn typed_contents(data: TensorData) -> InferTensorContents {
+    let mut c = InferTensorContents::default();
+    match data {
+        TensorData::Bool(v) => c.bool_contents = v,
+        TensorData::I8(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::I16(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::I32(v) => c.int_contents = v,
+        TensorData::I64(v) => c.int64_contents = v,
+        TensorData::U8(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::U16(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::U32(v) => c.uint_contents = v,
+        TensorData::U64(v) => c.uint64_contents = v,
+        TensorData::F32(v) => c.fp32_contents = v,
+        TensorData::F64(v) => c.fp64_contents = v,
+        // `encode` answers FP16/BF16 in the raw form, so these never get here; widening
+        // keeps the function total without a panic.
+        TensorData::F16(v) => c.fp32_contents = v.into_iter().map(f32::from).collect(),
+        TensorData::BF16(v) => c.fp32_contents = v.into_iter().map(f32::from).collect(),
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, datatype: &str, shape: &[i64], contents: Option<InferTensorContents>) -> InferInputTensor {
+        InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+            contents,
+            ..Default::default()
+        }
+    }
+
+    fn decode_one(datatype: &str, contents: InferTensorContents) -> Result<Tensor, String> {
+        decode_input(input("x", datatype, &[1, 2], Some(contents)), None).map(|t| t.tensor)
+    }
+
+    #[test]
+    fn every_typed_field_decodes_and_encodes_back() {
+        let cases: Vec<(&str, InferTensorContents, TensorData)> = vec![
+            ("BOOL", InferTensorContents { bool_contents: vec![true, false], ..Default::default() }, TensorData::Bool(vec![true, false])),
+            ("INT8", InferTensorContents { int_contents: vec![-128, 127], ..Default::default() }, TensorData::I8(vec![-128, 127])),
+            ("INT16", InferTensorContents { int_contents: vec![-5, 300], ..Default::default() }, TensorData::I16(vec![-5, 300])),
+            ("INT32", InferTensorContents { int_contents: vec![i32::MIN, 7], ..Default::default() }, TensorData::I32(vec![i32::MIN, 7])),
+            ("INT64", InferTensorContents { int64_contents: vec![i64::MIN, 1], ..Default::default() }, TensorData::I64(vec![i64::MIN, 1])),
+            ("UINT8", InferTensorContents { uint_contents: vec![0, 255], ..Default::default() }, TensorData::U8(vec![0, 255])),
+            ("UINT16", InferTensorContents { uint_contents: vec![1, 65535], ..Default::default() }, TensorData::U16(vec![1, 65535])),
+            ("UINT32", InferTensorContents { uint_contents: vec![u32::MAX, 0], ..Default::default() }, TensorData::U32(vec![u32::MAX, 0])),
+            ("UINT64", InferTensorContents { uint64_contents: vec![u64::MAX, 0], ..Default::default() }, TensorData::U64(vec![u64::MAX, 0])),
+            ("FP32", InferTensorContents { fp32_contents: vec![1.5, -2.0], ..Default::default() }, TensorData::F32(vec![1.5, -2.0])),
+            ("FP64", InferTensorContents { fp64_contents: vec![1e300, -2.0], ..Default::default() }, TensorData::F64(vec![1e300, -2.0])),
+        ];
+        for (datatype, contents, want) in cases {
+            let tensor = decode_one(datatype, contents.clone()).unwrap_or_else(|e| panic!("{datatype}: {e}"));
+            assert_eq!(tensor.data, want, "{datatype}");
+            assert_eq!(typed_contents(tensor.data), contents, "{datatype} encodes back");
+        }
+    }
+
+    #[test]
+    fn out_of_range_and_misplaced_values_are_errors() {
+        let err = decode_one("INT8", InferTensorContents { int_contents: vec![1, 128], ..Default::default() }).unwrap_err();
+        assert!(err.contains("128") && err.contains("INT8"), "{err}");
+        let err = decode_one("FP32", InferTensorContents { fp64_contents: vec![1.0, 2.0], ..Default::default() }).unwrap_err();
+        assert!(err.contains("fp32_contents") && err.contains("fp64_contents"), "{err}");
+        let err = decode_one("FP16", InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }).unwrap_err();
+        assert!(err.contains("raw_input_contents"), "{err}");
+        let err = decode_one("FP32", InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }).unwrap_err();
+        assert!(err.contains("needs 2 elements"), "{err}");
+        let err = decode_input(input("x", "FP32", &[1, -2], None), Some(Bytes::new())).map(|t| t.tensor).unwrap_err();
+        assert!(err.contains("negative"), "{err}");
+    }
+
+    #[test]
+    fn raw_bytes_must_match_exactly_and_not_mix_with_contents() {
+        let ok = decode_input(input("x", "FP16", &[2], None), Some(Bytes::from_static(&[0, 60, 0, 188]))).unwrap();
+        assert_eq!(ok.tensor.data, TensorData::F16(vec![half::f16::from_f32(1.0), half::f16::from_f32(-1.0)]));
+        let err = decode_input(input("x", "FP16", &[2], None), Some(Bytes::from_static(&[0, 60, 0]))).map(|t| t.tensor).unwrap_err();
+        assert!(err.contains("needs 4 bytes but 3"), "{err}");
+        let contents = InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() };
+        let err = decode_input(input("x", "FP32", &[2], Some(contents)), Some(Bytes::from_static(&[0; 8]))).map(|t| t.tensor).unwrap_err();
+        assert!(err.contains("use one form"), "{err}");
+    }
+
+    #[test]
+    fn timeout_parameter_is_microseconds() {
+        let param = |p| HashMap::from([("timeout".to_string(), InferParameter { parameter_choice: Some(p) })]);
+        assert_eq!(timeout(&param(ParameterChoice::Int64Param(1500))), Ok(Some(Duration::from_micros(1500))));
+        assert_eq!(timeout(&param(ParameterChoice::Int64Param(0))), Ok(None));
+        assert!(timeout(&param(ParameterChoice::Int64Param(-1))).is_err());
+        assert!(timeout(&param(ParameterChoice::StringParam("1".into()))).is_err());
+        assert_eq!(timeout(&HashMap::new()), Ok(None));
+    }
+}

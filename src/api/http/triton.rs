@@ -1,0 +1,150 @@
+//! Triton's HTTP extensions: model configuration (`GET /v2/models/{m}/config`) and
+//! statistics (`GET /v2/models[/{m}[/versions/{v}]]/stats`). Load tools such as
+//! perf_analyzer read the configuration to learn `max_batch_size` and the per-row dims.
+//! This module only renders what the repository and the metrics already know; it never
+//! touches batching or ONNX Runtime.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::metrics::ModelStats;
+use crate::repository::{Model, ModelSpec, TensorSpec};
+use crate::AppState;
+
+/// Triton's tensor config entries. For batched models the batch axis is left out of `dims`
+/// (Triton's convention: `max_batch_size > 0` implies a leading batch dim); dynamic dims
+/// stay `-1`.
+fn tensor_config(specs: &[TensorSpec], batched: bool) -> Vec<Value> {
+    specs
+        .iter()
+        .map(|s| {
+            let dims = if batched {
+                s.shape.get(1..).unwrap_or(&[])
+            } else {
+                &s.shape[..]
+            };
+            json!({ "name": s.name, "data_type": s.dtype.triton_name(), "dims": dims })
+        })
+        .collect()
+}
+
+/// The Triton model configuration of one model version (`model_config.proto` as JSON).
+pub fn config_json(spec: &ModelSpec) -> Value {
+    let max_batch_size = if spec.batched {
+        spec.max_batch_size()
+    } else {
+        0
+    };
+    let mut config = json!({
+        "name": spec.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": { "latest": { "num_versions": 1 } },
+        "max_batch_size": max_batch_size,
+        "input": tensor_config(&spec.inputs, spec.batched),
+        "output": tensor_config(&spec.outputs, spec.batched),
+        "instance_group": [{
+            "name": spec.name,
+            "count": spec.config.instances,
+            "kind": "KIND_CPU",
+        }],
+    });
+    // Triton rejects `dynamic_batching` on a model that cannot batch; so do we.
+    if spec.batched {
+        config["dynamic_batching"] = json!({
+            "preferred_batch_size": spec.config.preferred_batch_sizes,
+            "max_queue_delay_microseconds": spec.config.max_queue_delay_us,
+        });
+    }
+    config
+}
+
+/// `GET /v2/models/{name}/config`: the configuration of the version that serves by default.
+pub async fn model_config(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let model = state.repository.get(&name, None)?;
+    Ok(Json(config_json(&model.spec)))
+}
+
+/// `GET /v2/models/{name}/versions/{version}/config`.
+pub async fn model_config_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let model = state.repository.get(&name, Some(&version))?;
+    Ok(Json(config_json(&model.spec)))
+}
+
+fn duration(count: u64, ns: u64) -> Value {
+    json!({ "count": count, "ns": ns })
+}
+
+/// One entry of Triton's `model_stats` array.
+///
+/// Triton counts `queue` and `compute_*` per request, charging each request with the whole
+/// time of the batch it ran in; perf_analyzer divides every total by the success count.
+/// Our compute histogram is per execution, so the per-request compute time is derived as
+/// the request's total time minus its queue time (which also covers assembling, splitting
+/// and answering). Failed requests are counted but not timed. `last_inference` is not
+/// tracked and reads 0; there is no response cache, so `cache_*` are 0.
+pub fn model_stats_json(spec: &ModelSpec, stats: &ModelStats) -> Value {
+    let compute_ns = stats.success_ns.saturating_sub(stats.queue_ns);
+    json!({
+        "name": spec.name,
+        "version": spec.version,
+        "last_inference": 0,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": duration(stats.success_count, stats.success_ns),
+            "fail": duration(stats.fail_count, 0),
+            "queue": duration(stats.success_count, stats.queue_ns),
+            "compute_input": duration(stats.success_count, 0),
+            "compute_infer": duration(stats.success_count, compute_ns),
+            "compute_output": duration(stats.success_count, 0),
+            "cache_hit": duration(0, 0),
+            "cache_miss": duration(0, 0),
+        },
+        "batch_stats": [],
+    })
+}
+
+fn stats_response<'a>(models: impl Iterator<Item = &'a Arc<Model>>) -> Json<Value> {
+    let entries: Vec<Value> = models
+        .map(|m| model_stats_json(&m.spec, &m.metrics.stats()))
+        .collect();
+    Json(json!({ "model_stats": entries }))
+}
+
+/// `GET /v2/models/stats`: every loaded model version.
+pub async fn all_stats(State(state): State<Arc<AppState>>) -> Json<Value> {
+    stats_response(state.repository.all())
+}
+
+/// `GET /v2/models/{name}/stats`: every loaded version of one model (as Triton does).
+pub async fn model_stats(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    if state.repository.versions(&name).is_empty() {
+        return Err(Error::ModelNotFound(name));
+    }
+    Ok(stats_response(
+        state.repository.all().filter(|m| m.spec.name == name),
+    ))
+}
+
+/// `GET /v2/models/{name}/versions/{version}/stats`.
+pub async fn model_stats_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let model = state.repository.get(&name, Some(&version))?;
+    Ok(stats_response(std::iter::once(&model)))
+}

@@ -1,0 +1,100 @@
+//! The in-process ceiling: the same model file in an ORT session built exactly as the
+//! server builds its sessions (`runtime::build_session`, same intra-op threads), run in a
+//! tight loop on pre-built random inputs at several batch sizes. Its best rows/s is what
+//! one instance could do with zero serving overhead; its batch-1 latency is the floor
+//! under the server's low-load latency.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::payload::{concrete_shape, random_tensor, InputDesc, RandomSpec, Rng};
+use crate::config::ModelConfig;
+use crate::runtime::{build_session, read_spec, ExecutionProvider, Runtime, SessionOptions};
+use crate::tensor::to_ort_value;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct CeilingConfig {
+    pub model_file: PathBuf,
+    pub ort_lib: Option<PathBuf>,
+    pub intra_op_threads: usize,
+    pub execution_provider: ExecutionProvider,
+    pub batch_sizes: Vec<usize>,
+    /// Measured time per batch size (after a short warm-up).
+    pub duration: Duration,
+    pub random: RandomSpec,
+}
+
+/// One batch size's result.
+#[derive(Debug, Clone)]
+pub struct CeilingPoint {
+    pub batch: usize,
+    pub runs: u64,
+    pub rows_per_s: f64,
+    /// `session.run` latency percentiles, in µs.
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// Runs the ceiling. Batch sizes a non-batched graph cannot take are skipped.
+pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
+    let runtime = Runtime::load(config.ort_lib.as_deref())?;
+    let options = SessionOptions {
+        intra_op_threads: config.intra_op_threads,
+        execution_provider: config.execution_provider,
+    };
+    let file = &config.model_file;
+    let mut session = build_session(runtime.env(), file, &options)
+        .map_err(|e| format!("cannot load {} for the ceiling: {e}", file.display()))?;
+    let spec = read_spec(&session, "ceiling", "1", ModelConfig::default())?;
+    let inputs: Vec<InputDesc> = spec
+        .inputs
+        .iter()
+        .map(|s| InputDesc { name: s.name.clone(), dtype: s.dtype, shape: s.shape.clone() })
+        .collect();
+    let mut rng = Rng::new(config.random.seed);
+    let mut points = Vec::new();
+    for &batch in &config.batch_sizes {
+        if !spec.batched && batch != 1 {
+            continue;
+        }
+        let mut values = Vec::with_capacity(inputs.len());
+        for i in &inputs {
+            let t = random_tensor(i.dtype, concrete_shape(i, batch), &mut rng, config.random);
+            values.push(to_ort_value(t).map_err(|e| format!("input '{}': {e}", i.name))?);
+        }
+        let mut run = || -> Result<Duration, String> {
+            let feed: Vec<(&str, &ort::value::DynValue)> =
+                inputs.iter().map(|i| i.name.as_str()).zip(values.iter()).collect();
+            let t = Instant::now();
+            let outputs = session.run(feed).map_err(|e| format!("session.run at batch {batch}: {e}"))?;
+            drop(outputs);
+            Ok(t.elapsed())
+        };
+        // Warm-up: ORT plans memory per shape on first use.
+        let warm = Instant::now();
+        while warm.elapsed() < config.duration / 10 {
+            run()?;
+        }
+        let mut latency = Histogram::<u64>::new_with_bounds(100, 600_000_000_000, 3)
+            .map_err(|e| format!("histogram: {e}"))?;
+        let mut runs = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < config.duration || runs < 3 {
+            let took = run()?;
+            runs += 1;
+            let _ = latency.record(took.as_nanos() as u64);
+        }
+        let wall = start.elapsed().as_secs_f64();
+        points.push(CeilingPoint {
+            batch,
+            runs,
+            rows_per_s: (runs as usize * batch) as f64 / wall,
+            p50_us: latency.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: latency.value_at_quantile(0.99) as f64 / 1e3,
+        });
+    }
+    Ok(points)
+}

@@ -1,0 +1,305 @@
+//! `mlpserve bench`: closed-loop HTTP load against a server (one started in-process with
+//! `--model-repository`, or a running one at `--url`) at several concurrency levels, and
+//! optionally the in-process ORT ceiling for the same model file, so one run reports the
+//! server's throughput, latency and batching next to what bare `session.run` achieves.
+//!
+//! Layout: `payload` builds the request once, `load` drives the clients, `server` starts
+//! the server and reads its counters, `cpu` splits CPU time by thread role, `ceiling` runs
+//! ORT directly, `report` prints. Nothing here changes how the server serves.
+
+mod ceiling;
+mod cpu;
+mod load;
+mod payload;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use payload::Api;
+
+use crate::config::{ModelConfig, ServerArgs};
+use crate::runtime::ExecutionProvider;
+
+/// Options of `mlpserve bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Server base URL (ignored with --model-repository).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Start the server in-process on this model repository (same config path as `serve`,
+    /// loopback, ephemeral port) instead of using --url.
+    #[arg(long)]
+    pub model_repository: Option<PathBuf>,
+    /// Server config file for the in-process server (as `serve --config`).
+    #[arg(long)]
+    pub server_config: Option<PathBuf>,
+    /// Intra-op threads of the in-process server and of the ceiling's session (a model's
+    /// config.toml wins, as in the server) [default: the server's default, 1].
+    #[arg(long)]
+    pub intra_op_threads: Option<usize>,
+    /// Path to libonnxruntime.so (in-process server and ceiling).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Model to load.
+    #[arg(long)]
+    pub model: String,
+    /// Model version [default: the one the server serves by default].
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Which API to call.
+    #[arg(long, value_enum, default_value = "v2")]
+    pub api: Api,
+    /// Request body file: a V2 infer body (--api v2) or a /predict body (--api predict).
+    /// Without it a random request of --rows rows is built from the model's V2 metadata.
+    #[arg(long)]
+    pub payload: Option<PathBuf>,
+    /// Rows per generated request.
+    #[arg(long, default_value_t = 1)]
+    pub rows: usize,
+    /// Send generated V2 requests as binary tensors (and ask for binary outputs).
+    #[arg(long)]
+    pub binary: bool,
+    /// Concurrent clients per level; levels run in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Measured time per level (e.g. 10s, 500ms, 2m).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Unmeasured load before each level's window.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// Also measure the in-process ceiling (bare `session.run` on the same model file).
+    #[arg(long)]
+    pub ceiling: bool,
+    /// Batch sizes the ceiling runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128,256")]
+    pub ceiling_batches: Vec<usize>,
+    /// Measured time per ceiling batch size.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub ceiling_duration: Duration,
+    /// Model file for the ceiling when the server is external [default: from --model-repository].
+    #[arg(long)]
+    pub model_file: Option<PathBuf>,
+    /// Threads of the load generator's runtime (1 = a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// Generated integers are drawn from [0, N).
+    #[arg(long, default_value_t = 1000)]
+    pub int_range: u64,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Parses `10s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("'{text}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("'{text}' is not a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// One measured level, as reported.
+pub struct LevelReport {
+    pub concurrency: usize,
+    pub result: load::LevelResult,
+    pub rows_per_request: usize,
+    pub mean_batch: Option<f64>,
+    pub mean_queue_us: Option<f64>,
+    /// Cores used per thread role during the window.
+    pub cores: Vec<(&'static str, f64)>,
+}
+
+/// Everything the client side measured.
+struct Measured {
+    payload: payload::Payload,
+    levels: Vec<LevelReport>,
+    ceiling: Option<Result<Vec<ceiling::CeilingPoint>, String>>,
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err("--concurrency needs one or more positive client counts".into());
+    }
+    if args.rows == 0 || args.client_threads == 0 {
+        return Err("--rows and --client-threads must be at least 1".into());
+    }
+    let in_process = match &args.model_repository {
+        Some(repo) => {
+            let server_args = ServerArgs {
+                config: args.server_config.clone(),
+                model_repository: Some(repo.clone()),
+                intra_op_threads: args.intra_op_threads,
+                ort_lib: args.ort_lib.clone(),
+                ..ServerArgs::default()
+            };
+            Some(server::start(server_args).await?)
+        }
+        None => None,
+    };
+    let base = match &in_process {
+        Some(s) => format!("http://{}", s.addr),
+        None => args.url.trim_end_matches('/').to_string(),
+    };
+    let ceiling = if args.ceiling { Some(ceiling_config(&args, in_process.as_ref())?) } else { None };
+
+    // The load generator gets its own thread and runtime, apart from the server's.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let client_args = args.clone();
+    let client_base = base.clone();
+    std::thread::Builder::new()
+        .name(cpu::CLIENT_THREAD.into())
+        .spawn(move || {
+            let _ = tx.send(client_side(client_args, client_base, ceiling));
+        })
+        .map_err(|e| format!("cannot start the load generator thread: {e}"))?;
+    let measured = rx.await.map_err(|_| "the load generator thread panicked".to_string());
+    let server_config = in_process.as_ref().map(|s| s.config.clone());
+    if let Some(server) = in_process {
+        server.stop().await?;
+    }
+    let measured = measured??;
+    report::print(&report::Report {
+        args: &args,
+        base: &base,
+        server: server_config.as_ref(),
+        payload: &measured.payload,
+        levels: &measured.levels,
+        ceiling: measured.ceiling.as_ref(),
+    });
+    Ok(())
+}
+
+/// Which model file and threading the ceiling uses: the in-process server's, else
+/// `--model-file` with `--intra-op-threads`.
+fn ceiling_config(args: &BenchArgs, in_process: Option<&server::InProcess>) -> Result<ceiling::CeilingConfig, String> {
+    let (model_file, intra, provider) = match (in_process, &args.model_file) {
+        (_, Some(file)) => (file.clone(), args.intra_op_threads.unwrap_or(1), ExecutionProvider::Cpu),
+        (Some(s), None) => {
+            let repo = &s.config.model_repository;
+            let model_config = ModelConfig::load(&repo.join(&args.model).join("config.toml"))?;
+            let file = server::model_file(repo, &args.model, args.model_version.as_deref())?;
+            let intra = model_config.intra_op_threads.unwrap_or(s.config.intra_op_threads);
+            (file, intra, s.config.execution_provider)
+        }
+        (None, None) => return Err("--ceiling against an external server needs --model-file".into()),
+    };
+    if args.ceiling_batches.is_empty() || args.ceiling_batches.contains(&0) {
+        return Err("--ceiling-batches needs one or more positive batch sizes".into());
+    }
+    Ok(ceiling::CeilingConfig {
+        model_file,
+        ort_lib: args.ort_lib.clone(),
+        intra_op_threads: intra,
+        execution_provider: provider,
+        batch_sizes: args.ceiling_batches.clone(),
+        duration: args.ceiling_duration,
+        random: payload::RandomSpec { int_range: args.int_range, seed: args.seed },
+    })
+}
+
+/// Runs on the load generator's thread: builds the request, runs every level, then the
+/// ceiling (while the server is idle).
+fn client_side(args: BenchArgs, base: String, ceiling: Option<ceiling::CeilingConfig>) -> Result<Measured, String> {
+    let rt = if args.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .thread_name(cpu::CLIENT_THREAD)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the load generator runtime: {e}"))?;
+    let (payload, levels) = rt.block_on(levels(&args, &base))?;
+    drop(rt);
+    let ceiling = ceiling.map(|c| ceiling::measure(&c));
+    Ok(Measured { payload, levels, ceiling })
+}
+
+async fn levels(args: &BenchArgs, base: &str) -> Result<(payload::Payload, Vec<LevelReport>), String> {
+    let http = reqwest::Client::new();
+    let version = args.model_version.as_deref();
+    let payload = match &args.payload {
+        Some(file) => payload::from_file(file, args.api, &args.model, version)?,
+        None => {
+            let meta = server::metadata(&http, base, &args.model, version).await?;
+            let inputs = payload::inputs_from_metadata(&meta)?;
+            let request = payload::RandomRequest {
+                api: args.api,
+                binary: args.binary,
+                model: &args.model,
+                version,
+                rows: args.rows,
+                random: payload::RandomSpec { int_range: args.int_range, seed: args.seed },
+            };
+            payload::random(request, &inputs)?
+        }
+    };
+    let url = reqwest::Url::parse(base).map_err(|e| format!("bad --url {base}: {e}"))?;
+    let host = url.host_str().ok_or_else(|| format!("--url {base} has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    if url.scheme() != "http" {
+        return Err(format!("--url {base}: only http:// is supported"));
+    }
+    let addr = format!("{host}:{port}");
+    let request = Arc::new(load::request_bytes(&payload, &addr));
+    check_once(&addr, &request).await?;
+
+    let mut reports = Vec::with_capacity(args.concurrency.len());
+    for &concurrency in &args.concurrency {
+        let config = load::LevelConfig { addr: addr.clone(), concurrency, warmup: args.warmup, duration: args.duration };
+        let start = Instant::now();
+        let running = tokio::spawn({
+            let request = request.clone();
+            async move { load::run_level(&config, request).await }
+        });
+        tokio::time::sleep_until((start + args.warmup).into()).await;
+        let (c0, cpu0, t0) = (server::counters(&http, base, &args.model).await, cpu::snapshot(), Instant::now());
+        tokio::time::sleep_until((start + args.warmup + args.duration).into()).await;
+        let (c1, cpu1, t1) = (server::counters(&http, base, &args.model).await, cpu::snapshot(), Instant::now());
+        let result = running.await.map_err(|e| format!("load level failed: {e}"))?;
+        let (mean_batch, mean_queue_us) = match (c0, c1) {
+            (Some(a), Some(b)) => (a.mean_batch(&b), a.mean_queue_us(&b)),
+            _ => (None, None),
+        };
+        let cores = cpu::cores(&cpu0, &cpu1, t1 - t0).into_iter().map(|(r, c)| (r.label(), c)).collect();
+        reports.push(LevelReport { concurrency, result, rows_per_request: payload.rows, mean_batch, mean_queue_us, cores });
+    }
+    Ok((payload, reports))
+}
+
+/// Sends the request once so a bad payload fails fast with the server's message.
+async fn check_once(addr: &str, request: &[u8]) -> Result<(), String> {
+    load::probe(addr, request).await.map_err(|e| format!("the first request failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

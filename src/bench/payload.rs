@@ -1,0 +1,282 @@
+//! Request payloads for the load generator: read from a JSON file, or generated at random
+//! from a model's inputs (V2 JSON, V2 binary tensors, or `/predict`). Also the random
+//! tensors the in-process ceiling feeds to ONNX Runtime, so both see the same kind of data.
+//! Everything is built once, before the load starts; the hot loop only copies bytes.
+
+use serde_json::{json, Value};
+
+use crate::tensor::{dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, JsonNumber, Nested, Tensor};
+
+/// Which HTTP API the load uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// `POST /v2/models/{m}[/versions/{v}]/infer` (KServe V2).
+    V2,
+    /// `POST /predict` (nested arrays keyed by input name).
+    Predict,
+}
+
+/// One input as the bench needs it: name, datatype and shape (`-1` = dynamic).
+#[derive(Debug, Clone)]
+pub struct InputDesc {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// How random inputs are drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomSpec {
+    /// Integers are drawn from `[0, int_range)` (clamped to what the type holds).
+    pub int_range: u64,
+    pub seed: u64,
+}
+
+/// A ready-to-send request body.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// Path (and query) to POST to, e.g. `/v2/models/m/infer`.
+    pub path: String,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    /// Length of the JSON part when binary tensors follow it (Triton's binary extension).
+    pub json_len: Option<usize>,
+    /// Rows (batch items) per request, for rows/s.
+    pub rows: usize,
+}
+
+/// SplitMix64: tiny, seedable and good enough for benchmark inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-1, 1)`.
+    pub fn next_signed_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// The V2 infer path for `model` (and `version`, if given).
+pub fn v2_path(model: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
+        None => format!("/v2/models/{model}/infer"),
+    }
+}
+
+/// The concrete shape of `input` for `rows` rows: the batch axis (if dynamic) is `rows`,
+/// other dynamic axes are 1.
+pub fn concrete_shape(input: &InputDesc, rows: usize) -> Vec<usize> {
+    input
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(axis, &d)| match (axis, d) {
+            (0, d) if d < 0 => rows,
+            (_, d) if d < 0 => 1,
+            (_, d) => d as usize,
+        })
+        .collect()
+}
+
+/// A random tensor of `shape` for `dtype`: floats in `[-1, 1)`, integers in
+/// `[0, int_range)`, booleans half true.
+pub fn random_tensor(dtype: DataType, shape: Vec<usize>, rng: &mut Rng, random: RandomSpec) -> Tensor {
+    let count = crate::tensor::element_count(&shape);
+    let is_float = matches!(dtype, DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64);
+    fn draw<T: FromJson>(count: usize, rng: &mut Rng, is_float: bool, int_range: u64) -> Vec<T> {
+        (0..count)
+            .map(|_| {
+                let r = rng.next_u64();
+                let n = match (T::DTYPE, is_float) {
+                    (DataType::Bool, _) => JsonNumber::Bool(r & 1 == 1),
+                    (_, true) => JsonNumber::Float((r >> 11) as f64 / (1u64 << 52) as f64 - 1.0),
+                    (_, false) => JsonNumber::UInt(r % int_range.max(1)),
+                };
+                // Out of the type's range (e.g. 300 as UINT8): fall back to a value every
+                // integer type holds.
+                T::from_json(n).or_else(|| T::from_json(JsonNumber::UInt(r % 100))).unwrap_or_default()
+            })
+            .collect()
+    }
+    let data = dispatch_dtype!(dtype, T => <T as Element>::wrap(draw::<T>(count, rng, is_float, random.int_range)));
+    Tensor { shape, data }
+}
+
+/// What random request to build.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomRequest<'a> {
+    pub api: Api,
+    /// V2 only: send tensors with the binary extension and ask for binary outputs.
+    pub binary: bool,
+    pub model: &'a str,
+    pub version: Option<&'a str>,
+    pub rows: usize,
+    pub random: RandomSpec,
+}
+
+/// Builds a random request of `rows` rows for `inputs`.
+pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, String> {
+    let RandomRequest { api, binary, model, version, rows, random } = req;
+    let mut rng = Rng::new(random.seed);
+    let tensors: Vec<(&InputDesc, Tensor)> = inputs
+        .iter()
+        .map(|i| (i, random_tensor(i.dtype, concrete_shape(i, rows), &mut rng, random)))
+        .collect();
+    let encode = |v: &Value| serde_json::to_vec(v).map_err(|e| format!("cannot encode the payload: {e}"));
+    match (api, binary) {
+        (Api::Predict, true) => Err("--binary needs --api v2 (/predict speaks JSON only)".to_string()),
+        (Api::Predict, false) => {
+            let mut named = serde_json::Map::new();
+            for (desc, t) in &tensors {
+                let nested = serde_json::to_value(Nested { shape: &t.shape, data: &t.data })
+                    .map_err(|e| format!("cannot encode input '{}': {e}", desc.name))?;
+                named.insert(desc.name.clone(), nested);
+            }
+            let mut body = json!({ "model": model, "inputs": named });
+            if let Some(v) = version {
+                body["version"] = json!(v);
+            }
+            Ok(Payload { path: "/predict".into(), body: encode(&body)?, content_type: "application/json", json_len: None, rows })
+        }
+        (Api::V2, false) => {
+            let inputs: Vec<Value> = tensors
+                .iter()
+                .map(|(d, t)| json!({ "name": d.name, "shape": t.shape, "datatype": d.dtype.name(), "data": Flat(&t.data) }))
+                .collect();
+            let body = encode(&json!({ "inputs": inputs }))?;
+            Ok(Payload { path: v2_path(model, version), body, content_type: "application/json", json_len: None, rows })
+        }
+        (Api::V2, true) => {
+            let mut bytes = Vec::new();
+            let mut inputs = Vec::with_capacity(tensors.len());
+            for (d, t) in &tensors {
+                let before = bytes.len();
+                encode_binary(t, &mut bytes);
+                inputs.push(json!({
+                    "name": d.name, "shape": t.shape, "datatype": d.dtype.name(),
+                    "parameters": { "binary_data_size": bytes.len() - before },
+                }));
+            }
+            let mut body = encode(&json!({ "inputs": inputs, "parameters": { "binary_data_output": true } }))?;
+            let json_len = body.len();
+            body.extend_from_slice(&bytes);
+            Ok(Payload {
+                path: v2_path(model, version),
+                body,
+                content_type: "application/octet-stream",
+                json_len: Some(json_len),
+                rows,
+            })
+        }
+    }
+}
+
+/// Reads a request body from `file`: a V2 infer body (`{"inputs": [...]}`) for `--api v2`,
+/// or a `/predict` body for `--api predict`. Rows are read from the first input.
+pub fn from_file(file: &std::path::Path, api: Api, model: &str, version: Option<&str>) -> Result<Payload, String> {
+    let body = std::fs::read(file).map_err(|e| format!("cannot read payload {}: {e}", file.display()))?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("payload {} is not JSON: {e}", file.display()))?;
+    let rows = match api {
+        Api::V2 => value["inputs"][0]["shape"][0].as_u64(),
+        Api::Predict => match &value["inputs"] {
+            Value::Array(rows) => Some(rows.len() as u64),
+            Value::Object(named) => named.values().next().and_then(Value::as_array).map(|a| a.len() as u64),
+            _ => None,
+        },
+    };
+    let rows = rows.ok_or_else(|| {
+        format!(
+            "payload {} does not look like a {} body (cannot read the row count of its first input)",
+            file.display(),
+            if api == Api::V2 { "V2 infer" } else { "/predict" }
+        )
+    })?;
+    let path = match api {
+        Api::V2 => v2_path(model, version),
+        Api::Predict => "/predict".to_string(),
+    };
+    Ok(Payload { path, body, content_type: "application/json", json_len: None, rows: rows as usize })
+}
+
+/// Reads the inputs from a V2 model metadata object (`GET /v2/models/{m}`).
+pub fn inputs_from_metadata(meta: &Value) -> Result<Vec<InputDesc>, String> {
+    let inputs = meta["inputs"].as_array().ok_or("model metadata has no 'inputs' array")?;
+    inputs
+        .iter()
+        .map(|i| {
+            let name = i["name"].as_str().ok_or("a metadata input has no name")?.to_string();
+            let dt = i["datatype"].as_str().unwrap_or_default();
+            let dtype = DataType::from_name(dt).ok_or_else(|| format!("input '{name}': unsupported datatype '{dt}'"))?;
+            let shape = i["shape"]
+                .as_array()
+                .ok_or_else(|| format!("input '{name}' has no shape"))?
+                .iter()
+                .map(|d| d.as_i64().ok_or_else(|| format!("input '{name}': shape entries must be integers")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(InputDesc { name, dtype, shape })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Vec<InputDesc> {
+        vec![
+            InputDesc { name: "ids".into(), dtype: DataType::I64, shape: vec![-1, 8] },
+            InputDesc { name: "x".into(), dtype: DataType::F32, shape: vec![-1, 4] },
+        ]
+    }
+    const R: RandomSpec = RandomSpec { int_range: 1000, seed: 7 };
+
+    fn req(api: Api, binary: bool, version: Option<&str>, rows: usize) -> RandomRequest<'_> {
+        RandomRequest { api, binary, model: "m", version, rows, random: R }
+    }
+
+    #[test]
+    fn v2_json_has_the_shapes_and_rows() {
+        let p = random(req(Api::V2, false, None, 3), &inputs()).unwrap();
+        let v: Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(v["inputs"][0]["shape"], json!([3, 8]));
+        assert_eq!(v["inputs"][1]["data"].as_array().unwrap().len(), 12);
+        assert_eq!((p.rows, p.path.as_str()), (3, "/v2/models/m/infer"));
+    }
+
+    #[test]
+    fn binary_body_is_json_then_tensor_bytes() {
+        let p = random(req(Api::V2, true, Some("2"), 2), &inputs()).unwrap();
+        let len = p.json_len.unwrap();
+        assert_eq!(p.body.len() - len, 2 * 8 * 8 + 2 * 4 * 4);
+        assert_eq!(p.path, "/v2/models/m/versions/2/infer");
+    }
+
+    #[test]
+    fn predict_body_nests_rows() {
+        let p = random(req(Api::Predict, false, None, 2), &inputs()).unwrap();
+        let v: Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(v["inputs"]["x"].as_array().unwrap().len(), 2);
+        assert!(random(req(Api::Predict, true, None, 2), &inputs()).is_err());
+    }
+
+    #[test]
+    fn small_integer_types_stay_in_range() {
+        let mut rng = Rng::new(1);
+        let t = random_tensor(DataType::I8, vec![1000], &mut rng, R);
+        let crate::tensor::TensorData::I8(v) = t.data else { panic!() };
+        assert!(v.iter().all(|&x| x >= 0));
+    }
+}

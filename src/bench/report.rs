@@ -1,0 +1,119 @@
+//! Printing a bench run: one line per load level, the ceiling table, and the derived
+//! figures (server rows/s ÷ best ceiling rows/s, server p50 at the lowest load minus the
+//! bare batch-1 run). This is the command's output, so it goes to stdout.
+
+use super::ceiling::CeilingPoint;
+use super::payload::Payload;
+use super::{Api, BenchArgs, LevelReport};
+use crate::config::ServerConfig;
+
+/// Everything one report shows.
+pub struct Report<'a> {
+    pub args: &'a BenchArgs,
+    pub base: &'a str,
+    pub server: Option<&'a ServerConfig>,
+    pub payload: &'a Payload,
+    pub levels: &'a [LevelReport],
+    pub ceiling: Option<&'a Result<Vec<CeilingPoint>, String>>,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// Prints the report.
+pub fn print(r: &Report<'_>) {
+    let a = r.args;
+    let encoding = match (a.api, r.payload.json_len.is_some()) {
+        (Api::Predict, _) => "/predict JSON",
+        (Api::V2, true) => "v2 binary",
+        (Api::V2, false) => "v2 JSON",
+    };
+    let server = match r.server {
+        Some(c) => format!("in-process at {} (intra_op_threads {})", r.base, c.intra_op_threads),
+        None => format!("external at {}", r.base),
+    };
+    println!(
+        "model {}  api {encoding}  rows/request {}  body {} B  server {server}",
+        a.model,
+        r.payload.rows,
+        r.payload.body.len()
+    );
+    println!(
+        "closed loop, keep-alive; warm-up {:?}, window {:?} per level; load generator: {} thread(s)",
+        a.warmup, a.duration, a.client_threads
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}  cores used",
+        "clients", "req/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "batch", "queue µs"
+    );
+    for l in r.levels {
+        let secs = l.result.window.as_secs_f64().max(1e-9);
+        let rps = l.result.ok as f64 / secs;
+        let h = &l.result.latency;
+        let cores: Vec<String> = l.cores.iter().map(|(role, c)| format!("{role} {c:.2}")).collect();
+        println!(
+            "{:>7} {:>10.0} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>7} {:>9}  {}",
+            l.concurrency,
+            rps,
+            rps * l.rows_per_request as f64,
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.9)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+            l.result.errors,
+            opt(l.mean_batch, 2),
+            opt(l.mean_queue_us, 1),
+            cores.join(", ")
+        );
+        if let Some(e) = &l.result.first_error {
+            println!("        first error: {e}");
+        }
+    }
+    if r.levels.iter().all(|l| l.mean_batch.is_none()) {
+        println!("(batch: the server reports neither /v2/models/{{m}}/stats nor mlpserve_* counters in /metrics)");
+    }
+    match r.ceiling {
+        None => {}
+        Some(Err(e)) => println!("ceiling failed: {e}"),
+        Some(Ok(points)) => print_ceiling(r, points),
+    }
+}
+
+fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
+    println!();
+    println!("in-process ceiling: bare session.run on the same model file, same session options");
+    println!("{:>7} {:>8} {:>10} {:>9} {:>9}", "batch", "runs", "rows/s", "p50 µs", "p99 µs");
+    for p in points {
+        println!("{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1}", p.batch, p.runs, p.rows_per_s, p.p50_us, p.p99_us);
+    }
+    let Some(best) = points.iter().max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s)) else { return };
+    println!("best ceiling: {:.0} rows/s at batch {}", best.rows_per_s, best.batch);
+    for l in r.levels {
+        let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9) * l.rows_per_request as f64;
+        println!(
+            "  {:>3} clients: server {:.0} rows/s = {:.2} x ceiling",
+            l.concurrency,
+            rows,
+            rows / best.rows_per_s
+        );
+    }
+    let single = points.iter().find(|p| p.batch == r.payload.rows);
+    let lowest = r.levels.iter().min_by_key(|l| l.concurrency);
+    if let (Some(bare), Some(low)) = (single, lowest) {
+        let p50_us = low.result.latency.value_at_quantile(0.5) as f64 / 1e3;
+        println!(
+            "low load ({} client{}): server p50 {:.1} µs vs bare run at batch {} p50 {:.1} µs: overhead {:.1} µs",
+            low.concurrency,
+            if low.concurrency == 1 { "" } else { "s" },
+            p50_us,
+            bare.batch,
+            bare.p50_us,
+            p50_us - bare.p50_us
+        );
+    }
+}

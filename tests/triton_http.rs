@@ -1,0 +1,257 @@
+//! Triton's HTTP extensions end to end: the model configuration and the statistics, read
+//! from a real server after real requests.
+
+mod common;
+
+use common::{samples, zoo, ScratchRepo, TestServer};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+fn get(server: &TestServer, path: &str) -> (u16, Value) {
+    let r = Client::new().get(server.url(path)).send().expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let r = Client::new()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// `(name, data_type, dims)` of a config's `input` or `output` array.
+fn entries(config: &Value, key: &str) -> Vec<(String, String, Value)> {
+    config[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("config has no {key} array: {config}"))
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_string(),
+                e["data_type"].as_str().expect("data_type").to_string(),
+                e["dims"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn owned(list: &[(&str, &str, Value)]) -> Vec<(String, String, Value)> {
+    list.iter()
+        .map(|(n, t, d)| (n.to_string(), t.to_string(), d.clone()))
+        .collect()
+}
+
+#[test]
+fn config_describes_the_graph_without_the_batch_dim() {
+    let server = TestServer::start(&zoo());
+    let (status, config) = get(&server, "/v2/models/mlp_digits/config");
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["name"], "mlp_digits");
+    assert_eq!(config["platform"], "onnxruntime_onnx");
+    assert_eq!(config["backend"], "onnxruntime");
+    assert!(
+        config["max_batch_size"].as_u64().expect("max_batch_size") > 0,
+        "{config}"
+    );
+    assert_eq!(
+        entries(&config, "input"),
+        owned(&[("pixels", "TYPE_FP32", json!([64]))])
+    );
+    assert_eq!(
+        entries(&config, "output"),
+        owned(&[("logits", "TYPE_FP32", json!([10]))])
+    );
+    assert_eq!(config["instance_group"][0]["kind"], "KIND_CPU");
+    assert!(config["dynamic_batching"].is_object(), "{config}");
+
+    let (status, config) = get(&server, "/v2/models/finalmlp_ctr/versions/1/config");
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(
+        entries(&config, "input"),
+        owned(&[
+            ("cat_ids", "TYPE_INT64", json!([8])),
+            ("dense", "TYPE_FP32", json!([4]))
+        ])
+    );
+    assert_eq!(
+        entries(&config, "output"),
+        owned(&[("click_prob", "TYPE_FP32", json!([1]))])
+    );
+
+    // Config and metadata agree for every model: dims = metadata shape less the batch axis.
+    for name in ["mlp_digits", "finalmlp_ctr", "dtype_echo"] {
+        let (_, meta) = get(&server, &format!("/v2/models/{name}"));
+        let (_, config) = get(&server, &format!("/v2/models/{name}/config"));
+        for (meta_key, config_key) in [("inputs", "input"), ("outputs", "output")] {
+            let want: Vec<(String, String, Value)> = meta[meta_key]
+                .as_array()
+                .expect("metadata tensors")
+                .iter()
+                .map(|t| {
+                    let shape = t["shape"].as_array().expect("shape");
+                    assert_eq!(shape[0], -1, "{name}: batch axis is dynamic");
+                    (
+                        t["name"].as_str().expect("name").to_string(),
+                        format!("TYPE_{}", t["datatype"].as_str().expect("datatype")),
+                        Value::Array(shape[1..].to_vec()),
+                    )
+                })
+                .collect();
+            assert_eq!(entries(&config, config_key), want, "{name} {config_key}");
+        }
+    }
+
+    for path in [
+        "/v2/models/nope/config",
+        "/v2/models/mlp_digits/versions/9/config",
+    ] {
+        let (status, body) = get(&server, path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn config_reflects_the_model_config_toml() {
+    let repo = ScratchRepo::new("triton-config");
+    repo.add(
+        "mlp_digits",
+        "digits",
+        3,
+        "max_batch_size = 16\ninstances = 2\nmax_queue_delay_us = 500\npreferred_batch_sizes = [4, 8]\n",
+    );
+    let server = TestServer::start(&repo.path);
+    let (status, config) = get(&server, "/v2/models/digits/config");
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["max_batch_size"], 16);
+    assert_eq!(
+        config["dynamic_batching"],
+        json!({"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 500})
+    );
+    assert_eq!(config["instance_group"][0]["count"], 2);
+    assert_eq!(config["instance_group"][0]["kind"], "KIND_CPU");
+}
+
+fn inference_stats(stats: &Value, key: &str) -> (u64, u64) {
+    let d = &stats["inference_stats"][key];
+    (
+        d["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}.count in {stats}")),
+        d["ns"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}.ns in {stats}")),
+    )
+}
+
+/// The single `model_stats` entry of `path`.
+fn only_entry(server: &TestServer, path: &str) -> Value {
+    let (status, body) = get(server, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    let list = body["model_stats"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: {body}"));
+    assert_eq!(list.len(), 1, "{path}: {body}");
+    list[0].clone()
+}
+
+#[test]
+fn stats_count_exactly_the_requests_made() {
+    let server = TestServer::start(&zoo());
+    let before = only_entry(&server, "/v2/models/mlp_digits/stats");
+    assert_eq!(before["name"], "mlp_digits");
+    assert_eq!(before["version"], "1");
+    assert_eq!(inference_stats(&before, "success"), (0, 0));
+    assert_eq!(inference_stats(&before, "fail").0, 0);
+    assert_eq!(before["inference_count"], 0);
+    assert_eq!(before["execution_count"], 0);
+
+    // Three successful requests of 1, 2 and 3 rows, one after the other (so one run each).
+    let sample = &samples("mlp_digits")["samples"][0]["inputs"]["pixels"]["data"];
+    let row: Vec<Value> = sample.as_array().expect("data")[..64].to_vec();
+    for rows in 1..=3usize {
+        let data: Vec<Value> = row.iter().cycle().take(64 * rows).cloned().collect();
+        let body = json!({"inputs": [{"name": "pixels", "shape": [rows, 64], "datatype": "FP32", "data": data}]});
+        let (status, answer) = post(&server, "/v2/models/mlp_digits/infer", &body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    // Two failures: a shape the graph refuses, and a body that is not a request at all.
+    let bad_shape = json!({"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": vec![0.0; 63]}]});
+    assert_eq!(
+        post(&server, "/v2/models/mlp_digits/infer", &bad_shape).0,
+        400
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/v2/models/mlp_digits/infer",
+            &json!({"inputs": "nope"})
+        )
+        .0,
+        400
+    );
+    // Requests for other models and unknown models do not count here.
+    assert_eq!(post(&server, "/v2/models/nope/infer", &bad_shape).0, 404);
+
+    let after = only_entry(&server, "/v2/models/mlp_digits/versions/1/stats");
+    let (success, success_ns) = inference_stats(&after, "success");
+    assert_eq!(success, 3, "{after}");
+    assert!(success_ns > 0, "{after}");
+    assert_eq!(inference_stats(&after, "fail").0, 2, "{after}");
+    assert_eq!(after["inference_count"], 6, "rows: {after}");
+    assert_eq!(
+        after["execution_count"], 3,
+        "sequential requests run alone: {after}"
+    );
+    let (queue, queue_ns) = inference_stats(&after, "queue");
+    let (compute, compute_ns) = inference_stats(&after, "compute_infer");
+    assert_eq!((queue, compute), (3, 3), "{after}");
+    assert!(queue_ns + compute_ns <= success_ns, "{after}");
+    assert!(compute_ns > 0, "{after}");
+    assert_eq!(after["batch_stats"], json!([]));
+
+    // The server-wide list names every model once, and agrees with the per-model view.
+    let (status, all) = get(&server, "/v2/models/stats");
+    assert_eq!(status, 200, "{all}");
+    let list = all["model_stats"].as_array().expect("model_stats");
+    let names: Vec<&str> = list
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    for name in ["mlp_digits", "finalmlp_ctr", "dtype_echo"] {
+        assert_eq!(
+            names.iter().filter(|&&n| n == name).count(),
+            1,
+            "{name} in {names:?}"
+        );
+    }
+    let digits = list
+        .iter()
+        .find(|s| s["name"] == "mlp_digits")
+        .expect("mlp_digits");
+    assert_eq!(inference_stats(digits, "success").0, 3);
+    let ctr = list
+        .iter()
+        .find(|s| s["name"] == "finalmlp_ctr")
+        .expect("finalmlp_ctr");
+    assert_eq!(
+        inference_stats(ctr, "success"),
+        (0, 0),
+        "untouched model: {ctr}"
+    );
+
+    for path in [
+        "/v2/models/nope/stats",
+        "/v2/models/mlp_digits/versions/9/stats",
+    ] {
+        let (status, body) = get(&server, path);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+}
