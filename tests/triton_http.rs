@@ -125,7 +125,7 @@ fn config_reflects_the_model_config_toml() {
         "mlp_digits",
         "digits",
         3,
-        "max_batch_size = 16\ninstances = 2\nmax_queue_delay_us = 500\npreferred_batch_sizes = [4, 8]\n",
+        "max_batch_size = 16\ninstances = 2\nmax_queue_delay_us = 500\npreferred_batch_sizes = [4, 8]\nmax_queue_size = 64\ndefault_timeout_ms = 250\n",
     );
     let server = TestServer::start(&repo.path);
     let (status, config) = get(&server, "/v2/models/digits/config");
@@ -133,7 +133,15 @@ fn config_reflects_the_model_config_toml() {
     assert_eq!(config["max_batch_size"], 16);
     assert_eq!(
         config["dynamic_batching"],
-        json!({"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 500})
+        json!({
+            "preferred_batch_size": [4, 8],
+            "max_queue_delay_microseconds": 500,
+            "default_queue_policy": {
+                "default_timeout_microseconds": 250_000,
+                "allow_timeout_override": true,
+                "max_queue_size": 64,
+            },
+        })
     );
     assert_eq!(config["instance_group"][0]["count"], 2);
     assert_eq!(config["instance_group"][0]["kind"], "KIND_CPU");

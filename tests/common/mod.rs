@@ -72,23 +72,35 @@ impl TestServer {
         format!("http://{}{}", self.http, path)
     }
 
-    /// Polls readiness in 10 ms steps, for at most 60 s.
+    /// Polls readiness in 10 ms steps, for at most 60 s. Runs on its own thread so it also
+    /// works when called from inside an async test.
     fn wait_ready(&mut self) {
-        let client = reqwest::blocking::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(r) = client.get(self.url("/v2/health/ready")).send() {
-                if r.status().is_success() {
-                    return;
+        let url = self.url("/v2/health/ready");
+        let ready = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if client
+                    .get(&url)
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return true;
                 }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-                let result = self.thread.take().map(|t| t.join());
-                panic!("server exited before becoming ready: {result:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            false
+        })
+        .join()
+        .unwrap_or(false);
+        if !ready {
+            let result = self
+                .thread
+                .take()
+                .filter(|t| t.is_finished())
+                .map(|t| t.join());
+            panic!("server not ready within 60 s (exit: {result:?})");
         }
-        panic!("server not ready after 60 s");
     }
 
     /// Stops the server and returns what `run` returned.

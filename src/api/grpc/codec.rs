@@ -39,7 +39,14 @@ pub struct ResponsePlan {
 /// Decodes `request` for `spec`. Errors are messages for INVALID_ARGUMENT; the caller adds
 /// the model's name.
 pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, String> {
-    let ModelInferRequest { id, parameters, inputs, outputs, raw_input_contents, .. } = request;
+    let ModelInferRequest {
+        id,
+        parameters,
+        inputs,
+        outputs,
+        raw_input_contents,
+        ..
+    } = request;
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(format!(
@@ -55,10 +62,22 @@ pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, S
     }
     let mut selected: Vec<usize> = Vec::with_capacity(outputs.len().max(spec.outputs.len()));
     for wanted in &outputs {
-        let index = spec.outputs.iter().position(|o| o.name == wanted.name).ok_or_else(|| {
-            let names: Vec<String> = spec.outputs.iter().map(|o| format!("'{}'", o.name)).collect();
-            format!("unknown output '{}'; the model gives {}", wanted.name, names.join(", "))
-        })?;
+        let index = spec
+            .outputs
+            .iter()
+            .position(|o| o.name == wanted.name)
+            .ok_or_else(|| {
+                let names: Vec<String> = spec
+                    .outputs
+                    .iter()
+                    .map(|o| format!("'{}'", o.name))
+                    .collect();
+                format!(
+                    "unknown output '{}'; the model gives {}",
+                    wanted.name,
+                    names.join(", ")
+                )
+            })?;
         if selected.contains(&index) {
             return Err(format!("output '{}' requested more than once", wanted.name));
         }
@@ -70,13 +89,19 @@ pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, S
     Ok(Decoded {
         inputs: tensors,
         timeout: timeout(&parameters)?,
-        plan: ResponsePlan { id, outputs: selected, raw },
+        plan: ResponsePlan {
+            id,
+            outputs: selected,
+            raw,
+        },
     })
 }
 
 /// Triton's `timeout` request parameter: int64 microseconds, 0 = no timeout.
 fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, String> {
-    let Some(p) = parameters.get("timeout") else { return Ok(None) };
+    let Some(p) = parameters.get("timeout") else {
+        return Ok(None);
+    };
     let micros = match p.parameter_choice {
         Some(ParameterChoice::Int64Param(v)) if v >= 0 => v as u64,
         Some(ParameterChoice::Uint64Param(v)) => v,
@@ -90,7 +115,13 @@ fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Durati
 }
 
 fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTensor, String> {
-    let InferInputTensor { name, datatype, shape, contents, .. } = input;
+    let InferInputTensor {
+        name,
+        datatype,
+        shape,
+        contents,
+        ..
+    } = input;
     let dtype = DataType::from_name(&datatype)
         .ok_or_else(|| format!("input '{name}': unsupported datatype '{datatype}'"))?;
     let shape: Vec<usize> = shape
@@ -154,13 +185,21 @@ fn filled_fields(c: &InferTensorContents) -> impl Iterator<Item = &'static str> 
 /// element type (out-of-range values are errors, never truncated).
 fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, String> {
     let Some(field) = typed_field(dtype) else {
-        return Err(format!("{dtype} has no typed contents field; send it in raw_input_contents"));
+        return Err(format!(
+            "{dtype} has no typed contents field; send it in raw_input_contents"
+        ));
     };
     let filled: Vec<&str> = filled_fields(&c).collect();
     if filled != [field] {
-        return Err(format!("{dtype} data goes in contents.{field} (and only there), but the request set {}", filled.join(", ")));
+        return Err(format!(
+            "{dtype} data goes in contents.{field} (and only there), but the request set {}",
+            filled.join(", ")
+        ));
     }
-    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(values: Vec<S>, dtype: DataType) -> Result<Vec<T>, String> {
+    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
+        values: Vec<S>,
+        dtype: DataType,
+    ) -> Result<Vec<T>, String> {
         values
             .into_iter()
             .map(|v| T::try_from(v).map_err(|_| format!("value {v} is out of range for {dtype}")))
@@ -187,9 +226,17 @@ fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, Str
 /// Builds the answer from the model's outputs (graph order). Raw when the request was raw
 /// or when an answered output is FP16/BF16 (no typed field exists for them, and the two
 /// forms cannot be mixed in one response).
-pub fn encode(spec: &ModelSpec, plan: ResponsePlan, outputs: Vec<Tensor>) -> Result<ModelInferResponse, String> {
+pub fn encode(
+    spec: &ModelSpec,
+    plan: ResponsePlan,
+    outputs: Vec<Tensor>,
+) -> Result<ModelInferResponse, String> {
     if outputs.len() != spec.outputs.len() {
-        return Err(format!("the model produced {} outputs, its graph declares {}", outputs.len(), spec.outputs.len()));
+        return Err(format!(
+            "the model produced {} outputs, its graph declares {}",
+            outputs.len(),
+            spec.outputs.len()
+        ));
     }
     let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
     let mut selected = Vec::with_capacity(plan.outputs.len());
@@ -198,7 +245,10 @@ pub fn encode(spec: &ModelSpec, plan: ResponsePlan, outputs: Vec<Tensor>) -> Res
         let tensor = slots[index].take().ok_or("an output was selected twice")?;
         selected.push((spec.outputs[index].name.clone(), tensor));
     }
-    let raw = plan.raw || selected.iter().any(|(_, t)| typed_field(t.dtype()).is_none());
+    let raw = plan.raw
+        || selected
+            .iter()
+            .any(|(_, t)| typed_field(t.dtype()).is_none());
     let mut response = ModelInferResponse {
         model_name: spec.name.clone(),
         model_version: spec.version.clone(),
@@ -250,77 +300,4 @@ fn typed_contents(data: TensorData) -> InferTensorContents {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(name: &str, datatype: &str, shape: &[i64], contents: Option<InferTensorContents>) -> InferInputTensor {
-        InferInputTensor {
-            name: name.into(),
-            datatype: datatype.into(),
-            shape: shape.to_vec(),
-            contents,
-            ..Default::default()
-        }
-    }
-
-    fn decode_one(datatype: &str, contents: InferTensorContents) -> Result<Tensor, String> {
-        decode_input(input("x", datatype, &[1, 2], Some(contents)), None).map(|t| t.tensor)
-    }
-
-    #[test]
-    fn every_typed_field_decodes_and_encodes_back() {
-        let cases: Vec<(&str, InferTensorContents, TensorData)> = vec![
-            ("BOOL", InferTensorContents { bool_contents: vec![true, false], ..Default::default() }, TensorData::Bool(vec![true, false])),
-            ("INT8", InferTensorContents { int_contents: vec![-128, 127], ..Default::default() }, TensorData::I8(vec![-128, 127])),
-            ("INT16", InferTensorContents { int_contents: vec![-5, 300], ..Default::default() }, TensorData::I16(vec![-5, 300])),
-            ("INT32", InferTensorContents { int_contents: vec![i32::MIN, 7], ..Default::default() }, TensorData::I32(vec![i32::MIN, 7])),
-            ("INT64", InferTensorContents { int64_contents: vec![i64::MIN, 1], ..Default::default() }, TensorData::I64(vec![i64::MIN, 1])),
-            ("UINT8", InferTensorContents { uint_contents: vec![0, 255], ..Default::default() }, TensorData::U8(vec![0, 255])),
-            ("UINT16", InferTensorContents { uint_contents: vec![1, 65535], ..Default::default() }, TensorData::U16(vec![1, 65535])),
-            ("UINT32", InferTensorContents { uint_contents: vec![u32::MAX, 0], ..Default::default() }, TensorData::U32(vec![u32::MAX, 0])),
-            ("UINT64", InferTensorContents { uint64_contents: vec![u64::MAX, 0], ..Default::default() }, TensorData::U64(vec![u64::MAX, 0])),
-            ("FP32", InferTensorContents { fp32_contents: vec![1.5, -2.0], ..Default::default() }, TensorData::F32(vec![1.5, -2.0])),
-            ("FP64", InferTensorContents { fp64_contents: vec![1e300, -2.0], ..Default::default() }, TensorData::F64(vec![1e300, -2.0])),
-        ];
-        for (datatype, contents, want) in cases {
-            let tensor = decode_one(datatype, contents.clone()).unwrap_or_else(|e| panic!("{datatype}: {e}"));
-            assert_eq!(tensor.data, want, "{datatype}");
-            assert_eq!(typed_contents(tensor.data), contents, "{datatype} encodes back");
-        }
-    }
-
-    #[test]
-    fn out_of_range_and_misplaced_values_are_errors() {
-        let err = decode_one("INT8", InferTensorContents { int_contents: vec![1, 128], ..Default::default() }).unwrap_err();
-        assert!(err.contains("128") && err.contains("INT8"), "{err}");
-        let err = decode_one("FP32", InferTensorContents { fp64_contents: vec![1.0, 2.0], ..Default::default() }).unwrap_err();
-        assert!(err.contains("fp32_contents") && err.contains("fp64_contents"), "{err}");
-        let err = decode_one("FP16", InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }).unwrap_err();
-        assert!(err.contains("raw_input_contents"), "{err}");
-        let err = decode_one("FP32", InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }).unwrap_err();
-        assert!(err.contains("needs 2 elements"), "{err}");
-        let err = decode_input(input("x", "FP32", &[1, -2], None), Some(Bytes::new())).map(|t| t.tensor).unwrap_err();
-        assert!(err.contains("negative"), "{err}");
-    }
-
-    #[test]
-    fn raw_bytes_must_match_exactly_and_not_mix_with_contents() {
-        let ok = decode_input(input("x", "FP16", &[2], None), Some(Bytes::from_static(&[0, 60, 0, 188]))).unwrap();
-        assert_eq!(ok.tensor.data, TensorData::F16(vec![half::f16::from_f32(1.0), half::f16::from_f32(-1.0)]));
-        let err = decode_input(input("x", "FP16", &[2], None), Some(Bytes::from_static(&[0, 60, 0]))).map(|t| t.tensor).unwrap_err();
-        assert!(err.contains("needs 4 bytes but 3"), "{err}");
-        let contents = InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() };
-        let err = decode_input(input("x", "FP32", &[2], Some(contents)), Some(Bytes::from_static(&[0; 8]))).map(|t| t.tensor).unwrap_err();
-        assert!(err.contains("use one form"), "{err}");
-    }
-
-    #[test]
-    fn timeout_parameter_is_microseconds() {
-        let param = |p| HashMap::from([("timeout".to_string(), InferParameter { parameter_choice: Some(p) })]);
-        assert_eq!(timeout(&param(ParameterChoice::Int64Param(1500))), Ok(Some(Duration::from_micros(1500))));
-        assert_eq!(timeout(&param(ParameterChoice::Int64Param(0))), Ok(None));
-        assert!(timeout(&param(ParameterChoice::Int64Param(-1))).is_err());
-        assert!(timeout(&param(ParameterChoice::StringParam("1".into()))).is_err());
-        assert_eq!(timeout(&HashMap::new()), Ok(None));
-    }
-}
+mod tests;

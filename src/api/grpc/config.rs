@@ -23,7 +23,11 @@ pub fn metadata(spec: &ModelSpec, versions: Vec<String>) -> ModelMetadataRespons
     let tensors = |specs: &[TensorSpec]| {
         specs
             .iter()
-            .map(|s| TensorMetadata { name: s.name.clone(), datatype: s.dtype.name().to_string(), shape: s.shape.clone() })
+            .map(|s| TensorMetadata {
+                name: s.name.clone(),
+                datatype: s.dtype.name().to_string(),
+                shape: s.shape.clone(),
+            })
             .collect()
     };
     ModelMetadataResponse {
@@ -58,7 +62,11 @@ pub fn model_config(spec: &ModelSpec) -> ModelConfig {
     // Triton rejects `dynamic_batching` on a model that cannot batch; so do we.
     let scheduling = batched.then(|| {
         SchedulingChoice::DynamicBatching(ModelDynamicBatching {
-            preferred_batch_size: c.preferred_batch_sizes.iter().map(|&p| clamp_i32(p)).collect(),
+            preferred_batch_size: c
+                .preferred_batch_sizes
+                .iter()
+                .map(|&p| clamp_i32(p))
+                .collect(),
             max_queue_delay_microseconds: c.max_queue_delay_us,
             default_queue_policy: Some(ModelQueuePolicy {
                 default_timeout_microseconds: c.default_timeout_ms.saturating_mul(1000),
@@ -73,16 +81,30 @@ pub fn model_config(spec: &ModelSpec) -> ModelConfig {
         name: spec.name.clone(),
         platform: PLATFORM.to_string(),
         backend: "onnxruntime".to_string(),
-        max_batch_size: if batched { clamp_i32(spec.max_batch_size()) } else { 0 },
+        max_batch_size: if batched {
+            clamp_i32(spec.max_batch_size())
+        } else {
+            0
+        },
         input: spec
             .inputs
             .iter()
-            .map(|s| ModelInput { name: s.name.clone(), data_type: data_type(s.dtype), dims: dims(s, batched), ..Default::default() })
+            .map(|s| ModelInput {
+                name: s.name.clone(),
+                data_type: data_type(s.dtype),
+                dims: dims(s, batched),
+                ..Default::default()
+            })
             .collect(),
         output: spec
             .outputs
             .iter()
-            .map(|s| ModelOutput { name: s.name.clone(), data_type: data_type(s.dtype), dims: dims(s, batched), ..Default::default() })
+            .map(|s| ModelOutput {
+                name: s.name.clone(),
+                data_type: data_type(s.dtype),
+                dims: dims(s, batched),
+                ..Default::default()
+            })
             .collect(),
         instance_group: vec![ModelInstanceGroup {
             name: spec.name.clone(),

@@ -40,7 +40,9 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         reporter.set_not_serving::<Inference>().await;
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
     };
     // Small request/response pairs: Nagle's delay would dominate their latency.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -44,13 +44,18 @@ async fn infer(
     deadline: Option<Duration>,
 ) -> Result<(ModelInferResponse, JobOutput), Error> {
     let version = Some(request.model_version.as_str());
-    let model = state.repository.get_for_inference(&request.model_name, version)?;
+    let model = state
+        .repository
+        .get_for_inference(&request.model_name, version)?;
     let spec = &model.spec;
     let decoded = match codec::decode(request, spec) {
         Ok(d) => d,
         Err(e) => {
             // `Model::infer` counts the failures it sees; this one never reaches it.
-            let e = Error::InvalidInput(format!("model '{}' version {}: {e}", spec.name, spec.version));
+            let e = Error::InvalidInput(format!(
+                "model '{}' version {}: {e}",
+                spec.name, spec.version
+            ));
             model.metrics.failure(e.reason());
             return Err(e);
         }
@@ -59,10 +64,19 @@ async fn infer(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let mut out = model.infer(InferRequest { inputs: decoded.inputs, timeout }).await?;
+    let mut out = model
+        .infer(InferRequest {
+            inputs: decoded.inputs,
+            timeout,
+        })
+        .await?;
     let outputs = std::mem::take(&mut out.outputs);
-    let response = codec::encode(spec, decoded.plan, outputs)
-        .map_err(|e| Error::Internal(format!("model '{}' version {}: {e}", spec.name, spec.version)))?;
+    let response = codec::encode(spec, decoded.plan, outputs).map_err(|e| {
+        Error::Internal(format!(
+            "model '{}' version {}: {e}",
+            spec.name, spec.version
+        ))
+    })?;
     Ok((response, out))
 }
 
@@ -88,8 +102,14 @@ fn grpc_deadline(metadata: &MetadataMap) -> Option<Duration> {
 
 /// Queue and compute time as response metadata, like the HTTP transport's headers.
 fn timing_metadata(metadata: &mut MetadataMap, out: &JobOutput) {
-    metadata.insert("x-queue-time-us", MetadataValue::from(out.queue_time.as_micros() as u64));
-    metadata.insert("x-compute-time-us", MetadataValue::from(out.compute_time.as_micros() as u64));
+    metadata.insert(
+        "x-queue-time-us",
+        MetadataValue::from(out.queue_time.as_micros() as u64),
+    );
+    metadata.insert(
+        "x-compute-time-us",
+        MetadataValue::from(out.compute_time.as_micros() as u64),
+    );
     metadata.insert("x-batch-rows", MetadataValue::from(out.batch_rows as u64));
 }
 
@@ -101,35 +121,68 @@ type StreamInferResult = Result<ModelStreamInferResponse, Status>;
 
 #[tonic::async_trait]
 impl GrpcInferenceService for InferenceService {
-    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
         Ok(Response::new(ServerLiveResponse { live: true }))
     }
 
-    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse { ready: self.state.repository.is_ready() }))
-    }
-
-    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
-        let r = request.into_inner();
-        self.state.repository.get(&r.name, version_arg(&r.version))?;
-        Ok(Response::new(ModelReadyResponse { ready: self.state.repository.is_ready() }))
-    }
-
-    async fn server_metadata(&self, _: Request<ServerMetadataRequest>) -> Result<Response<ServerMetadataResponse>, Status> {
-        Ok(Response::new(ServerMetadataResponse {
-            name: "mlpserve".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            extensions: crate::api::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse {
+            ready: self.state.repository.is_ready(),
         }))
     }
 
-    async fn model_metadata(&self, request: Request<ModelMetadataRequest>) -> Result<Response<ModelMetadataResponse>, Status> {
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = request.into_inner();
-        let model = self.state.repository.get(&r.name, version_arg(&r.version))?;
-        Ok(Response::new(config::metadata(&model.spec, self.state.repository.versions(&r.name))))
+        self.state
+            .repository
+            .get(&r.name, version_arg(&r.version))?;
+        Ok(Response::new(ModelReadyResponse {
+            ready: self.state.repository.is_ready(),
+        }))
     }
 
-    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: "mlpserve".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: crate::api::EXTENSIONS
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let r = request.into_inner();
+        let model = self
+            .state
+            .repository
+            .get(&r.name, version_arg(&r.version))?;
+        Ok(Response::new(config::metadata(
+            &model.spec,
+            self.state.repository.versions(&r.name),
+        )))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
         let (response, out) = infer(&self.state, request.into_inner(), deadline).await?;
         let mut response = Response::new(response);
@@ -160,8 +213,14 @@ impl GrpcInferenceService for InferenceService {
                         ..Default::default()
                     };
                     Ok(match infer(&state, req, None).await {
-                        Ok((response, _)) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
-                        Err(e) => ModelStreamInferResponse { error_message: e.to_string(), infer_response: Some(echo) },
+                        Ok((response, _)) => ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(response),
+                        },
+                        Err(e) => ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: Some(echo),
+                        },
                     })
                 }
             })
@@ -169,10 +228,18 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(Box::pin(responses)))
     }
 
-    async fn model_config(&self, request: Request<ModelConfigRequest>) -> Result<Response<ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
         let r = request.into_inner();
-        let model = self.state.repository.get(&r.name, version_arg(&r.version))?;
-        Ok(Response::new(ModelConfigResponse { config: Some(config::model_config(&model.spec)) }))
+        let model = self
+            .state
+            .repository
+            .get(&r.name, version_arg(&r.version))?;
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(config::model_config(&model.spec)),
+        }))
     }
 
     /// Triton semantics: no name = every model version; a name = every loaded version of
@@ -189,11 +256,18 @@ impl GrpcInferenceService for InferenceService {
                 if repository.versions(name).is_empty() {
                     return Err(Error::ModelNotFound(name.to_string()).into());
                 }
-                repository.all().filter(|m| m.spec.name == name).cloned().collect()
+                repository
+                    .all()
+                    .filter(|m| m.spec.name == name)
+                    .cloned()
+                    .collect()
             }
             (name, Some(version)) => vec![repository.get(name, Some(version))?],
         };
-        let model_stats = models.iter().map(|m| config::statistics(&m.spec, &m.metrics.stats())).collect();
+        let model_stats = models
+            .iter()
+            .map(|m| config::statistics(&m.spec, &m.metrics.stats()))
+            .collect();
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
     }
 
@@ -205,7 +279,11 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
         let only_ready = request.into_inner().ready;
         let ready = self.state.repository.is_ready();
-        let (state, reason) = if ready { ("READY", "") } else { ("UNAVAILABLE", "server is shutting down") };
+        let (state, reason) = if ready {
+            ("READY", "")
+        } else {
+            ("UNAVAILABLE", "server is shutting down")
+        };
         let models = self
             .state
             .repository

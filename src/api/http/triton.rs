@@ -43,10 +43,10 @@ pub fn config_json(spec: &ModelSpec) -> Value {
         "name": spec.name,
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
-        "version_policy": { "latest": { "num_versions": 1 } },
         "max_batch_size": max_batch_size,
         "input": tensor_config(&spec.inputs, spec.batched),
         "output": tensor_config(&spec.outputs, spec.batched),
+        "default_model_filename": "model.onnx",
         "instance_group": [{
             "name": spec.name,
             "count": spec.config.instances,
@@ -55,9 +55,15 @@ pub fn config_json(spec: &ModelSpec) -> Value {
     });
     // Triton rejects `dynamic_batching` on a model that cannot batch; so do we.
     if spec.batched {
+        let c = &spec.config;
         config["dynamic_batching"] = json!({
-            "preferred_batch_size": spec.config.preferred_batch_sizes,
-            "max_queue_delay_microseconds": spec.config.max_queue_delay_us,
+            "preferred_batch_size": c.preferred_batch_sizes,
+            "max_queue_delay_microseconds": c.max_queue_delay_us,
+            "default_queue_policy": {
+                "default_timeout_microseconds": c.default_timeout_ms.saturating_mul(1000),
+                "allow_timeout_override": true,
+                "max_queue_size": c.max_queue_size,
+            },
         });
     }
     config
