@@ -99,17 +99,18 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("mlpserve".into()), None).expect("valid prefix");
+        // No registry-wide prefix: process metrics keep their standard `process_*` names.
+        let registry = Registry::new();
         let mv = &["model", "version"];
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+            register(&registry, IntCounterVec::new(Opts::new(name, help).namespace("mlpserve"), labels).expect("valid counter"))
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            let opts = HistogramOpts::new(name, help).namespace("mlpserve").buckets(buckets);
             register(&registry, HistogramVec::new(opts, mv).expect("valid histogram"))
         };
         let gauge = |name: &str, help: &str| {
-            register(&registry, IntGaugeVec::new(Opts::new(name, help), mv).expect("valid gauge"))
+            register(&registry, IntGaugeVec::new(Opts::new(name, help).namespace("mlpserve"), mv).expect("valid gauge"))
         };
         #[cfg(target_os = "linux")]
         registry

@@ -272,7 +272,7 @@ fn descriptive_rpcs_health_statistics_and_streaming() {
             .into_inner()
             .model_stats;
         assert_eq!(one.len(), 1);
-        let inference = one[0].inference_stats.clone().expect("inference_stats");
+        let inference = one[0].inference_stats.expect("inference_stats");
         assert_eq!(
             (one[0].inference_count, one[0].execution_count),
             (2, 1),

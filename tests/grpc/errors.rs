@@ -247,7 +247,6 @@ fn a_passed_timeout_answers_deadline_exceeded() {
             .into_inner();
         let fail = stats.model_stats[0]
             .inference_stats
-            .clone()
             .and_then(|s| s.fail)
             .map(|d| d.count);
         assert_eq!(fail, Some(timed_out), "timeouts are counted as failures");
