@@ -110,6 +110,7 @@ mod tests {
             name: "x".into(),
             dtype: DataType::I64,
             shape: vec![-1, -1],
+            symbols: Vec::new(),
             pad_axes,
             pad_value: -1.0,
         }

@@ -13,6 +13,9 @@ pub struct TensorSpec {
     pub name: String,
     pub dtype: DataType,
     pub shape: Vec<i64>,
+    /// The graph's name for each dim ("" when unnamed). Inputs whose dynamic dims share a
+    /// name must agree on their size, or ONNX Runtime would fail on them.
+    pub symbols: Vec<String>,
     /// Non-batch axes that batches pad, and the pad value (inputs only).
     pub pad_axes: Vec<usize>,
     pub pad_value: f64,
@@ -99,6 +102,7 @@ impl ModelSpec {
                 }
             }
         }
+        self.check_shared_dims(&tensors)?;
         let rows = if self.batched { tensors[0].rows() } else { 1 };
         if self.batched {
             if let Some((spec, t)) = self.inputs.iter().zip(&tensors).find(|(_, t)| t.rows() != rows) {
@@ -111,6 +115,30 @@ impl ModelSpec {
             }
         }
         Ok((tensors, rows))
+    }
+
+    /// Dynamic non-batch dims with the same symbolic name must have the same size.
+    fn check_shared_dims(&self, tensors: &[Tensor]) -> Result<()> {
+        let mut seen: Vec<(&str, &str, usize, usize)> = Vec::new();
+        for (spec, t) in self.inputs.iter().zip(tensors) {
+            for (axis, symbol) in spec.symbols.iter().enumerate().skip(1) {
+                if symbol.is_empty() || spec.shape.get(axis) != Some(&-1) {
+                    continue;
+                }
+                let size = t.shape[axis];
+                match seen.iter().find(|(s, ..)| s == symbol) {
+                    Some(&(_, other, other_axis, other_size)) if other_size != size => {
+                        return Err(self.invalid(format_args!(
+                            "input '{}' axis {axis} ({size}) must equal input '{other}' axis {other_axis} ({other_size}): both are dimension '{symbol}'",
+                            spec.name
+                        )))
+                    }
+                    Some(_) => {}
+                    None => seen.push((symbol, &spec.name, axis, size)),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_tensor(&self, spec: &TensorSpec, t: &Tensor) -> Result<()> {

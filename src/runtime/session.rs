@@ -52,7 +52,7 @@ pub fn build_session(
 /// dims), `metadata_props`, plus padding from the model's config (checked against the graph).
 pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConfig) -> Result<ModelSpec, String> {
     let tensor_spec = |outlet: &ort::value::Outlet| -> Result<TensorSpec, String> {
-        let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
+        let ValueType::Tensor { ty, shape, dimension_symbols } = outlet.dtype() else {
             return Err(format!("'{}' is a {}, only tensors are served", outlet.name(), outlet.dtype()));
         };
         let dtype = DataType::from_ort(*ty)
@@ -61,6 +61,7 @@ pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConf
             name: outlet.name().to_string(),
             dtype,
             shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
+            symbols: dimension_symbols.iter().cloned().collect(),
             pad_axes: Vec::new(),
             pad_value: 0.0,
         })
