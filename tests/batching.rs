@@ -172,3 +172,28 @@ async fn variable_length_histories_pad_without_changing_results() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onnx_runtime_failure_fails_only_its_batch() {
+    let repo = ScratchRepo::new("fail");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gather_fail/1/model.onnx");
+    repo.add_file(&fixture, "gather", 1, "max_batch_size = 3\nmax_queue_delay_us = 5000000\n");
+    let server = TestServer::start(&repo.path);
+    let client = reqwest::Client::new();
+    let run = |indices: [i64; 3]| {
+        futures::future::join_all(indices.map(|i| predict(&client, &server, json!({"model": "gather", "inputs": [i]}))))
+    };
+    // Index 99 is out of the table's range: ORT fails the whole batch it is in.
+    for (status, headers, body) in run([0, 99, 1]).await {
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(header_usize(&headers, "x-batch-rows"), 0);
+        assert!(body["error"].as_str().unwrap_or_default().contains("failed to run"), "{body}");
+    }
+    // The next batch is unaffected, and every request gets its own row.
+    let answers = run([2, 0, 3]).await;
+    let got: Vec<Value> = answers.iter().map(|(s, _, b)| {
+        assert_eq!(*s, 200, "{b}");
+        b["outputs"]["y"][0].clone()
+    }).collect();
+    assert_eq!(got, vec![json!(30.0), json!(10.0), json!(40.0)]);
+}

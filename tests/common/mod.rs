@@ -149,13 +149,14 @@ impl ScratchRepo {
 
     /// Adds zoo model `from` as `name` version `version` with `config` as its config.toml.
     pub fn add(&self, from: &str, name: &str, version: u32, config: &str) -> &ScratchRepo {
+        self.add_file(&zoo().join(from).join("1").join("model.onnx"), name, version, config)
+    }
+
+    /// Adds the ONNX file `model` as `name` version `version` with `config`.
+    pub fn add_file(&self, model: &Path, name: &str, version: u32, config: &str) -> &ScratchRepo {
         let dir = self.path.join(name).join(version.to_string());
         std::fs::create_dir_all(&dir).expect("model dir");
-        std::fs::copy(
-            zoo().join(from).join("1").join("model.onnx"),
-            dir.join("model.onnx"),
-        )
-        .expect("copy model");
+        std::fs::copy(model, dir.join("model.onnx")).expect("copy model");
         std::fs::write(self.path.join(name).join("config.toml"), config).expect("write config");
         self
     }
