@@ -129,6 +129,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
     repo.add("mlp_digits", "mlp_digits", 1, "");
     repo.add("finalmlp_ctr", "finalmlp_ctr", 1, "");
     repo.add("dtype_echo", "dtype_echo", 1, "");
+    repo.add("din_ctr", "din_ctr", 1, "");
     let mut config = mlpserve::ServerConfig::for_tests(&repo.path);
     config.max_body_bytes = 64 * 1024;
     let server = TestServer::start_with(config);
@@ -166,6 +167,18 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
     expect_error(post(&server, "/predict", &json!({"model": "mlp_digits", "inputs": [row], "outputs": ["probs"]})), 400, &["probs", "logits"]);
     let uint8_over = json!({"model": "dtype_echo", "inputs": {"x_uint8": [[300, 0, 0]]}});
     expect_error(post(&server, "/predict", &uint8_over), 400, &["x_uint8", "300", "UINT8"]);
+
+    // Inputs that share a symbolic dim in the graph must agree, or ORT would fail (a 500).
+    let din = samples("din_ctr")["samples"][0]["inputs"].clone();
+    let mut inputs = serde_json::Map::new();
+    for (name, t) in din.as_object().expect("inputs") {
+        let nested = if name == "hist_mask" { json!([[1.0, 1.0]]) } else if name == "hist_items" { json!([[5, 6, 7]]) } else {
+            let shape = t["shape"].as_array().expect("shape").len();
+            if shape == 1 { t["data"].clone() } else { json!([t["data"].clone()]) }
+        };
+        inputs.insert(name.clone(), nested);
+    }
+    expect_error(post(&server, "/predict", &json!({"model": "din_ctr", "inputs": inputs})), 400, &["hist_mask", "hist_items", "3", "2"]);
 
     let big = Client::new().post(server.url(infer)).body(vec![b' '; 100 * 1024]).send().expect("request");
     assert_eq!(big.status().as_u16(), 413);
