@@ -72,10 +72,20 @@ async fn metrics_count_exactly_the_requests_made() {
     assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
+/// The real binary; killed and reaped on drop so a failing test leaves no process behind.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real binary on an ephemeral port; returns it and its HTTP address, read from
 /// its JSON log. Its stderr lines keep flowing into the returned receiver.
-fn spawn_binary(repo: &std::path::Path) -> (std::process::Child, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
+fn spawn_binary(repo: &std::path::Path) -> (Binary, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut child = Binary(Command::new(env!("CARGO_BIN_EXE_mlpserve"))
         .args(["serve", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--log-format", "json", "--shutdown-timeout", "20"])
         .arg("--model-repository")
         .arg(repo)
@@ -83,8 +93,8 @@ fn spawn_binary(repo: &std::path::Path) -> (std::process::Child, String, Vec<Str
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::piped())
         .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
+        .expect("binary starts"));
+    let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -119,7 +129,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
     assert!(kill.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -135,7 +145,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
+        if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
         assert!(Instant::now() < deadline, "process did not exit after SIGTERM");
