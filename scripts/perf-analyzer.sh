@@ -9,7 +9,8 @@
 #   scripts/perf-analyzer.sh --http 127.0.0.1:8000 --grpc 127.0.0.1:8001 --model finalmlp_ctr
 #
 # Options: --model M (mlp_digits), --concurrency "1 2 4 8 16", --interval-ms 2000,
-# --batch-size 1, --input-data zero|random, --http HOST:PORT, --grpc HOST:PORT, --smoke.
+# --batch-size 1, --input-data zero|random, --http HOST:PORT, --grpc HOST:PORT, --smoke;
+# env PA_STABILITY (sweep stability percentage, 50).
 # Without --http/--grpc it starts $MLPSERVE_BIN (default target/release/mlpserve, else
 # target/debug/mlpserve) on free loopback ports and stops it with SIGTERM at the end.
 # Installs what perf_analyzer needs (idempotent): the .venv-tools venv and Debian's

@@ -14,3 +14,10 @@ cargo build --locked --all-targets
 
 echo "== cargo test"
 cargo test --locked --all-targets
+
+echo "== real-client conformance (tritonclient over HTTP and gRPC)"
+scripts/setup-python-tools.sh
+MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python -q
+
+echo "== perf_analyzer smoke run against both ports"
+scripts/perf-analyzer.sh --smoke

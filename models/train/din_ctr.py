@@ -22,7 +22,7 @@ MAX_LEN = 30
 N_ROWS = 150_000
 SEED = 4321
 EMB_ITEM, EMB_CAT = 16, 8
-EPOCHS = 8
+EPOCHS = 3
 DATA_DESC = ("seeded synthetic behaviour log (150k impressions, 2000 items in 25 hidden categories, "
              "histories of 1-30 items); 80/10/10 train/val/test split, metrics on test")
 
@@ -96,7 +96,7 @@ class DIN(nn.Module):
 
     def embed(self, ids):
         ids = torch.remainder(ids, self.n_items)
-        return torch.cat([self.item_emb(ids), self.cat_emb(self.item_cat[ids])], dim=-1)
+        return torch.cat([self.item_emb(ids), self.cat_emb(F.embedding(ids, self.item_cat.unsqueeze(1)).squeeze(-1))], dim=-1)
 
     def logit(self, target_item, hist_items, hist_mask):
         t = self.embed(target_item)                       # [B, d]

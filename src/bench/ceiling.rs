@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::cpu;
 use super::payload::{concrete_shape, random_tensor, InputDesc, RandomSpec, Rng};
 use crate::config::ModelConfig;
 use crate::runtime::{build_session, read_spec, ExecutionProvider, Runtime, SessionOptions};
@@ -36,6 +37,9 @@ pub struct CeilingPoint {
     /// `session.run` latency percentiles, in µs.
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Cores the process used while measuring (1.0 = one core, as intra_op_threads 1
+    /// should get; less means the machine was busy with something else).
+    pub cores: f64,
 }
 
 /// Runs the ceiling. Batch sizes a non-batched graph cannot take are skipped.
@@ -81,19 +85,23 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
         let mut latency = Histogram::<u64>::new_with_bounds(100, 600_000_000_000, 3)
             .map_err(|e| format!("histogram: {e}"))?;
         let mut runs = 0u64;
+        let cpu_before = cpu::snapshot();
         let start = Instant::now();
         while start.elapsed() < config.duration || runs < 3 {
             let took = run()?;
             runs += 1;
             let _ = latency.record(took.as_nanos() as u64);
         }
-        let wall = start.elapsed().as_secs_f64();
+        let elapsed = start.elapsed();
+        let cores = cpu::cores(&cpu_before, &cpu::snapshot(), elapsed).values().sum();
+        let wall = elapsed.as_secs_f64();
         points.push(CeilingPoint {
             batch,
             runs,
             rows_per_s: (runs as usize * batch) as f64 / wall,
             p50_us: latency.value_at_quantile(0.5) as f64 / 1e3,
             p99_us: latency.value_at_quantile(0.99) as f64 / 1e3,
+            cores,
         });
     }
     Ok(points)

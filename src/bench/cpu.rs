@@ -1,8 +1,9 @@
 //! Where the CPU went during a level, by thread role, read from Linux's per-thread
 //! `/proc/self/task/*/schedstat` (nanoseconds on CPU). Roles come from thread names: ORT
 //! workers are `ort-<model>-<n>` (ORT's own intra-op pool threads inherit that name), the
-//! load generator's threads are `bench-client`, and the server's async runtime threads are
-//! tokio's default `tokio-runtime-worker`. Elsewhere than Linux every reading is empty.
+//! load generator's threads are `bench-client`, and the server's async runtime threads carry
+//! tokio's default name (`tokio-rt-worker`, `tokio-runtime-worker` in older tokio).
+//! Elsewhere than Linux every reading is empty.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,7 +29,7 @@ impl Role {
         // /proc truncates names to 15 bytes.
         if comm.starts_with("ort-") {
             Role::Ort
-        } else if comm.starts_with("tokio-runtime") {
+        } else if comm.starts_with("tokio-r") {
             Role::Server
         } else if comm.starts_with(&CLIENT_THREAD[..CLIENT_THREAD.len().min(15)]) {
             Role::Client
@@ -88,6 +89,7 @@ mod tests {
     fn roles_come_from_truncated_names() {
         assert_eq!(Role::of("ort-finalmlp_ct"), Role::Ort);
         assert_eq!(Role::of("tokio-runtime-w"), Role::Server);
+        assert_eq!(Role::of("tokio-rt-worker"), Role::Server);
         assert_eq!(Role::of("bench-client"), Role::Client);
         assert_eq!(Role::of("mlpserve"), Role::Other);
     }

@@ -60,11 +60,6 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-
-    /// Uniform in `[-1, 1)`.
-    pub fn next_signed_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
 }
 
 /// The V2 infer path for `model` (and `version`, if given).

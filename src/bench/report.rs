@@ -48,16 +48,21 @@ pub fn print(r: &Report<'_>) {
         a.warmup, a.duration, a.client_threads
     );
     println!(
-        "{:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}  cores used",
-        "clients", "req/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "batch", "queue µs"
+        "{:>7} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>8} {:>5}  CPU µs per request by thread role",
+        "clients", "req/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "batch", "queue µs", "cores"
     );
     for l in r.levels {
         let secs = l.result.window.as_secs_f64().max(1e-9);
         let rps = l.result.ok as f64 / secs;
         let h = &l.result.latency;
-        let cores: Vec<String> = l.cores.iter().map(|(role, c)| format!("{role} {c:.2}")).collect();
+        let per_request: Vec<String> = l
+            .cores
+            .iter()
+            .filter(|(_, c)| *c > 0.005)
+            .map(|(role, c)| format!("{role} {:.1}", c / rps.max(1e-9) * 1e6))
+            .collect();
         println!(
-            "{:>7} {:>10.0} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>7} {:>9}  {}",
+            "{:>7} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>6} {:>6} {:>8} {:>5.2}  {}",
             l.concurrency,
             rps,
             rps * l.rows_per_request as f64,
@@ -68,12 +73,14 @@ pub fn print(r: &Report<'_>) {
             l.result.errors,
             opt(l.mean_batch, 2),
             opt(l.mean_queue_us, 1),
-            cores.join(", ")
+            l.cores.iter().map(|(_, c)| c).sum::<f64>(),
+            per_request.join(", ")
         );
         if let Some(e) = &l.result.first_error {
             println!("        first error: {e}");
         }
     }
+    println!("(batch: mean rows per ORT execution in the window; queue: mean queue time; cores: CPU this process used, of {})", cores_available());
     if r.levels.iter().all(|l| l.mean_batch.is_none()) {
         println!("(batch: the server reports neither /v2/models/{{m}}/stats nor mlpserve_* counters in /metrics)");
     }
@@ -84,19 +91,41 @@ pub fn print(r: &Report<'_>) {
     }
 }
 
+fn cores_available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
     println!();
     println!("in-process ceiling: bare session.run on the same model file, same session options");
-    println!("{:>7} {:>8} {:>10} {:>9} {:>9}", "batch", "runs", "rows/s", "p50 µs", "p99 µs");
+    println!("{:>7} {:>8} {:>10} {:>9} {:>9} {:>6}", "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores");
     for p in points {
-        println!("{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1}", p.batch, p.runs, p.rows_per_s, p.p50_us, p.p99_us);
+        println!(
+            "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2}",
+            p.batch, p.runs, p.rows_per_s, p.p50_us, p.p99_us, p.cores
+        );
     }
     let Some(best) = points.iter().max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s)) else { return };
-    println!("best ceiling: {:.0} rows/s at batch {}", best.rows_per_s, best.batch);
+    let per_core = |p: &CeilingPoint| p.rows_per_s / p.cores.max(1e-9);
+    let best_per_core = points.iter().map(per_core).fold(0.0, f64::max);
+    println!(
+        "best ceiling: {:.0} rows/s at batch {} ({:.0} rows per core-second at best)",
+        best.rows_per_s, best.batch, best_per_core
+    );
     for l in r.levels {
         let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9) * l.rows_per_request as f64;
+        let ort = l.cores.iter().find(|(role, _)| *role == "ort").map_or(0.0, |(_, c)| *c);
+        let ort_part = if ort > 0.0 {
+            format!(
+                "; per ORT-thread core-second {:.0} rows = {:.2} x the ceiling's",
+                rows / ort,
+                rows / ort / best_per_core
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "  {:>3} clients: server {:.0} rows/s = {:.2} x ceiling",
+            "  {:>3} clients: server {:.0} rows/s = {:.2} x best ceiling{ort_part}",
             l.concurrency,
             rows,
             rows / best.rows_per_s

@@ -149,7 +149,12 @@ impl ScratchRepo {
 
     /// Adds zoo model `from` as `name` version `version` with `config` as its config.toml.
     pub fn add(&self, from: &str, name: &str, version: u32, config: &str) -> &ScratchRepo {
-        self.add_file(&zoo().join(from).join("1").join("model.onnx"), name, version, config)
+        self.add_file(
+            &zoo().join(from).join("1").join("model.onnx"),
+            name,
+            version,
+            config,
+        )
     }
 
     /// Adds the ONNX file `model` as `name` version `version` with `config`.

@@ -177,6 +177,15 @@ def test_reference_samples(http, grpc, model):
             assert_matches(gres.as_numpy(name), want, f"grpc sample {n} {name}")
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_responses(http, algorithm):
+    s = samples("mlp_digits")[0]
+    res = http.infer("mlp_digits", http_inputs(s, False), outputs=http_outputs(s, False),
+                     request_compression_algorithm=algorithm, response_compression_algorithm=algorithm)
+    for name, want in s["outputs"].items():
+        assert_matches(res.as_numpy(name), want, f"{algorithm} {name}")
+
+
 # --- errors, then a good request ----------------------------------------------------------
 
 def digits_input(client_mod, datatype="FP32", cols=64, rows=1):
