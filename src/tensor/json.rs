@@ -389,4 +389,18 @@ mod tests {
         let h = TensorData::F16(vec![f16::from_f32(0.5)]);
         assert_eq!(serde_json::to_string(&Nested { shape: &[1], data: &h }).unwrap(), "[0.5]");
     }
+
+    proptest::proptest! {
+        /// Nested encoding and flattening decode are inverse: same shape, same values.
+        #[test]
+        fn nested_round_trips(dims in proptest::collection::vec(1usize..4, 1..4), seed in proptest::prelude::any::<i32>()) {
+            let count: usize = dims.iter().product();
+            let values: Vec<i32> = (0..count as i32).map(|i| i.wrapping_mul(seed)).collect();
+            let data = TensorData::I32(values);
+            let text = serde_json::to_string(&Nested { shape: &dims, data: &data }).unwrap();
+            let flat: FlatJson = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(&flat.shape, &dims);
+            proptest::prop_assert_eq!(flat.to_data(DataType::I32).unwrap(), data);
+        }
+    }
 }
