@@ -87,3 +87,24 @@ fn the_server_reproduces_every_reference_sample() {
         }
     }
 }
+
+#[test]
+fn a_hundred_thousand_coordinates_split_across_instances_and_come_back_in_order() {
+    let server = TestServer::start(&zoo());
+    let (mut coords, mut rgb) = (Vec::new(), Vec::new());
+    for s in samples("field_china")["samples"].as_array().expect("samples") {
+        coords.extend(s["inputs"]["coords"]["data"].as_array().expect("coords").iter().cloned());
+        rgb.extend(s["outputs"]["rgb"]["data"].as_array().expect("rgb").iter().cloned());
+    }
+    let per_round = coords.len() / 2;
+    let rows = (100_000 / per_round + 1) * per_round;
+    let tile = |v: &[Value], n: usize| -> Vec<Value> { v.iter().cycle().take(n).cloned().collect() };
+    let body = json!({"inputs": [{"name": "coords", "datatype": "FP32", "shape": [rows, 2], "data": tile(&coords, rows * 2)}]});
+    let r = Client::new().post(server.url("/v2/models/field_china/infer")).json(&body).send().expect("infer");
+    assert_eq!(r.status().as_u16(), 200);
+    let batch_rows: usize = r.headers()["x-batch-rows"].to_str().expect("ascii").parse().expect("number");
+    assert!(batch_rows <= 4096, "chunks respect max_batch_size, got {batch_rows}");
+    let out: Value = r.json().expect("json");
+    assert_eq!(out["outputs"][0]["shape"], json!([rows, 3]));
+    assert_close(&flatten(&out["outputs"][0]["data"]), &tile(&rgb, rows * 3), 1e-4, 1e-5, "rgb in request order");
+}
