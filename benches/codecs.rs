@@ -9,7 +9,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use mlpserve::tensor::{decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor, TensorData};
+use mlpserve::tensor::{
+    decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor, TensorData,
+};
 use serde::Deserialize;
 
 const ROWS: usize = 64;
@@ -75,7 +77,12 @@ fn decode_json(body: &[u8]) -> Tensor {
     let request: RequestBody = serde_json::from_slice(body).expect("valid body");
     let input = &request.inputs[0];
     let dtype = DataType::from_name(&input.datatype).expect("FP32");
-    let data = input.data.as_ref().expect("data").to_data(dtype).expect("numbers fit");
+    let data = input
+        .data
+        .as_ref()
+        .expect("data")
+        .to_data(dtype)
+        .expect("numbers fit");
     Tensor::new(shape_of(input), data).expect("count matches")
 }
 
@@ -106,7 +113,10 @@ fn median_time(mut f: impl FnMut(), iters: u32) -> Duration {
 }
 
 fn main() {
-    let tensor = Tensor { shape: vec![ROWS, COLS], data: TensorData::F32(values()) };
+    let tensor = Tensor {
+        shape: vec![ROWS, COLS],
+        data: TensorData::F32(values()),
+    };
     let json = json_body(&tensor);
     let (binary, json_len) = binary_body(&tensor);
     // Both paths must decode to the same tensor, or the comparison means nothing.
@@ -121,7 +131,9 @@ fn main() {
     let mut group = c.benchmark_group("decode_fp32_64x256");
     group.throughput(Throughput::Bytes((ROWS * COLS * 4) as u64));
     group.bench_function("v2_json", |b| b.iter(|| decode_json(black_box(&json))));
-    group.bench_function("v2_binary", |b| b.iter(|| decode_binary_body(black_box(&binary), json_len)));
+    group.bench_function("v2_binary", |b| {
+        b.iter(|| decode_binary_body(black_box(&binary), json_len))
+    });
     group.bench_function("decode_binary_only", |b| {
         b.iter(|| decode_binary(DataType::F32, &[ROWS, COLS], black_box(&binary[json_len..])))
     });
@@ -129,7 +141,10 @@ fn main() {
     c.final_summary();
 
     let j = median_time(|| drop(black_box(decode_json(black_box(&json)))), 20);
-    let b = median_time(|| drop(black_box(decode_binary_body(black_box(&binary), json_len))), 200);
+    let b = median_time(
+        || drop(black_box(decode_binary_body(black_box(&binary), json_len))),
+        200,
+    );
     println!(
         "\n[64, 256] FP32: JSON body {} B decodes in {:.1} µs, binary body {} B in {:.1} µs: binary is {:.1}x faster (target >= 5x)",
         json.len(),

@@ -52,7 +52,7 @@ def seed_all(seed: int = 0) -> None:
         import torch
 
         torch.manual_seed(seed)
-        torch.set_num_threads(int(os.environ.get("ZOO_THREADS", "2")))
+        torch.set_num_threads(int(os.environ.get("ZOO_THREADS", "1")))
     except ImportError:
         pass
 
@@ -67,8 +67,25 @@ def onnx_path(name: str) -> Path:
     return model_dir(name) / "1" / "model.onnx"
 
 
+def _strip_debug_info(model: onnx.ModelProto) -> None:
+    """Drop exporter debug annotations (per-node stack traces, source paths, fx names)."""
+    graph = model.graph
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for coll in (graph.input, graph.output, graph.value_info, graph.initializer):
+        for item in coll:
+            if hasattr(item, "metadata_props"):
+                del item.metadata_props[:]
+            item.doc_string = ""
+    if hasattr(graph, "metadata_props"):
+        del graph.metadata_props[:]
+    graph.doc_string = ""
+
+
 def finalize_onnx(model: onnx.ModelProto, metadata: dict) -> onnx.ModelProto:
-    """Pin the IR version and attach the zoo metadata keys."""
+    """Pin the IR version, drop debug annotations and attach the zoo metadata keys."""
+    _strip_debug_info(model)
     missing = [k for k in META_KEYS if k not in metadata]
     if missing:
         raise ValueError(f"metadata is missing {missing}")
@@ -121,6 +138,7 @@ def export_torch(module, args: tuple, name: str, input_names, output_names,
     got_out = [o.name for o in model.graph.output]
     assert got_in == list(input_names), (got_in, input_names)
     assert got_out == list(output_names), (got_out, output_names)
+    model.graph.name = name
     model = finalize_onnx(model, metadata)
     return save_onnx(model, name)
 
@@ -211,7 +229,8 @@ def io_table(path) -> str:
 
 
 def write_card(name: str, *, title: str, family: str, paper: str, data: str,
-               meanings: dict, metric: str, body: str = "", script: str) -> Path:
+               meanings: dict, metric: str, body: str = "", script: str,
+               samples_note: str = "") -> Path:
     """Write models/<name>/README.md (model card)."""
     path = onnx_path(name)
     size_kb = path.stat().st_size / 1024
@@ -239,8 +258,8 @@ def write_card(name: str, *, title: str, family: str, paper: str, data: str,
     lines += [
         "## Reference samples",
         "",
-        "`samples.json` holds small batches of held-out rows with the outputs ONNX Runtime "
-        "(Python, CPU) produced at export time, in KServe V2 tensor form.",
+        samples_note or ("`samples.json` holds small batches of held-out (test split) rows with the "
+                         "outputs ONNX Runtime (Python, CPU) produced at export time, in KServe V2 tensor form."),
         "",
         "## Regenerate",
         "",

@@ -13,7 +13,7 @@ N_FIELDS = len(VOCABS)
 N_DENSE = 4
 SEED = 1234
 DATA_DESC = ("seeded synthetic click log (200k rows, 8 Zipf-distributed categorical fields with "
-             "vocab 10-1000, 4 dense N(0,1)-scaled floats, clicks from a hidden logistic model with "
+             "vocab 10-1000, 4 dense standard-scale floats, clicks from a hidden logistic model with "
              "pairwise interactions); 80/10/10 train/val/test split, metrics on test")
 
 

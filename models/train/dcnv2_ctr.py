@@ -63,7 +63,7 @@ def main():
         f"Parallel structure: a {CROSS_LAYERS}-layer full-rank cross network "
         "(x_{l+1} = x0 * (W_l x_l + b_l) + x_l) and a deep MLP 68-128-64 (ReLU, dropout 0.1); "
         "their outputs are concatenated and a linear layer gives the logit, then sigmoid. "
-        f"Trained {EPOCHS} epochs with Adam (batch 1024), best epoch on validation AUC."
+        f"Trained {EPOCHS} epochs with Adam (batch 1024, L2 penalty 3e-4 on the embedding tables), best epoch on validation AUC."
     )
     title = "DCN-V2 click-through-rate model on a synthetic click log."
     ctr_common.export_and_check(NAME, net, data, meta, arch, title)

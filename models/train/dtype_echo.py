@@ -123,6 +123,9 @@ def main():
         title="Datatype echo fixture for the inference protocol (every supported tensor datatype).",
         family=META["family"], paper=META["paper"], data="none (no training data)",
         metric=META["metric"], meanings=meanings, body=body, script="dtype_echo.py",
+        samples_note=("`samples.json` holds one row of hand-picked edge values and three seeded random "
+                      "batches (2, 3 and 4 rows), with the outputs ONNX Runtime (Python, CPU) produced, "
+                      "in KServe V2 tensor form."),
     )
     common.save_metrics(NAME, {"exact": True})
     print(f"{NAME}: ok")

@@ -8,7 +8,7 @@ import ctr_data
 
 NAME = "finalmlp_ctr"
 EMB = 8
-EPOCHS = 15
+EPOCHS = 10
 
 
 class FeatureGate(nn.Module):
@@ -86,7 +86,7 @@ def main():
         "Two streams: stream 1 = feature gate conditioned on `dense` (2*sigmoid(MLP)) then MLP 68-128-64; "
         "stream 2 = feature gate conditioned on the embeddings of fields 0 and 1, then MLP 68-64-64. "
         "Fusion: 4-head bilinear interaction (per head: w1.x + w2.y + x^T W3 y), summed, then sigmoid. "
-        f"Trained {EPOCHS} epochs with Adam (batch 1024), best epoch on validation AUC."
+        f"Trained {EPOCHS} epochs with Adam (batch 1024, L2 penalty 3e-4 on the embedding tables), best epoch on validation AUC."
     )
     title = "FinalMLP click-through-rate model on a synthetic click log."
     ctr_common.export_and_check(NAME, net, data, meta, arch, title)

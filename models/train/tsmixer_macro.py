@@ -10,8 +10,8 @@ import common
 NAME = "tsmixer_macro"
 LOOKBACK, HORIZON = 16, 4
 CHANNELS = ["gdp_growth", "cons_growth", "inv_growth", "inflation", "d_unemp", "d_tbill"]
-N_BLOCKS, FF_DIM, DROPOUT = 2, 32, 0.3
-EPOCHS = 400
+N_BLOCKS, FF_DIM, DROPOUT = 2, 32, 0.5
+EPOCHS = 150
 SPLIT = 160  # first index (in the transformed series) of the test targets (1999Q2)
 
 
@@ -86,7 +86,7 @@ def main():
     zs = lambda a: torch.from_numpy((a - mean) / std)
     htr, ftr = zs(hist[train_m]), zs(fut[train_m])
     hte, fte = zs(hist[test_m]), zs(fut[test_m])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     g = torch.Generator().manual_seed(0)
     for ep in range(EPOCHS):
         model.train()
@@ -97,7 +97,7 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
-        if (ep + 1) % 100 == 0:
+        if (ep + 1) % 50 == 0:
             print(f"  epoch {ep + 1}: train mse {loss.item():.4f}")
     model.eval()
     with torch.no_grad():
@@ -151,7 +151,9 @@ def main():
         f"(mixing along {LOOKBACK} time steps), then x + Dropout(Linear(ReLU(Linear(LayerNorm(x))))) "
         f"(mixing across channels, 6->{FF_DIM}->6) -> temporal projection Linear {LOOKBACK}->{HORIZON} "
         "along time -> de-standardise. LayerNorm replaces the paper's batch normalisation so that "
-        f"inference is independent of the batch. Trained {EPOCHS} epochs with AdamW (batch 32, MSE).\n\n"
+        f"inference is independent of the batch. Trained {EPOCHS} epochs with AdamW (batch 32, weight decay 0.1, MSE); "
+        "depth, dropout, weight decay and epochs were chosen on validation windows (targets 1993Q2-1999Q1) "
+        "carved from the training period, before looking at the test period.\n\n"
         "## Evaluation\n\n"
         f"Rolling windows (stride 1); training windows have all {HORIZON} targets before {test_from}, "
         f"test windows have their first target at or after {test_from}. MSE is averaged over windows, "

@@ -56,7 +56,11 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
     let inputs: Vec<InputDesc> = spec
         .inputs
         .iter()
-        .map(|s| InputDesc { name: s.name.clone(), dtype: s.dtype, shape: s.shape.clone() })
+        .map(|s| InputDesc {
+            name: s.name.clone(),
+            dtype: s.dtype,
+            shape: s.shape.clone(),
+        })
         .collect();
     let mut rng = Rng::new(config.random.seed);
     let mut points = Vec::new();
@@ -70,10 +74,15 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             values.push(to_ort_value(t).map_err(|e| format!("input '{}': {e}", i.name))?);
         }
         let mut run = || -> Result<Duration, String> {
-            let feed: Vec<(&str, &ort::value::DynValue)> =
-                inputs.iter().map(|i| i.name.as_str()).zip(values.iter()).collect();
+            let feed: Vec<(&str, &ort::value::DynValue)> = inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .zip(values.iter())
+                .collect();
             let t = Instant::now();
-            let outputs = session.run(feed).map_err(|e| format!("session.run at batch {batch}: {e}"))?;
+            let outputs = session
+                .run(feed)
+                .map_err(|e| format!("session.run at batch {batch}: {e}"))?;
             drop(outputs);
             Ok(t.elapsed())
         };
@@ -93,7 +102,9 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             let _ = latency.record(took.as_nanos() as u64);
         }
         let elapsed = start.elapsed();
-        let cores = cpu::cores(&cpu_before, &cpu::snapshot(), elapsed).values().sum();
+        let cores = cpu::cores(&cpu_before, &cpu::snapshot(), elapsed)
+            .values()
+            .sum();
         let wall = elapsed.as_secs_f64();
         points.push(CeilingPoint {
             batch,

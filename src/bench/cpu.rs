@@ -55,9 +55,17 @@ pub struct Snapshot(BTreeMap<u32, (Role, u64)>);
 /// Reads every thread of this process.
 pub fn snapshot() -> Snapshot {
     let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Snapshot(out) };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Snapshot(out);
+    };
     for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         let ns = std::fs::read_to_string(path.join("schedstat"))
@@ -78,7 +86,9 @@ pub fn cores(before: &Snapshot, after: &Snapshot, wall: Duration) -> BTreeMap<Ro
         *used.entry(role).or_default() += ns.saturating_sub(start);
     }
     let wall = wall.as_secs_f64().max(1e-9);
-    used.into_iter().map(|(r, ns)| (r, ns as f64 / 1e9 / wall)).collect()
+    used.into_iter()
+        .map(|(r, ns)| (r, ns as f64 / 1e9 / wall))
+        .collect()
 }
 
 #[cfg(test)]

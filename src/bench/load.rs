@@ -31,6 +31,10 @@ pub struct LevelResult {
     pub first_error: Option<String>,
     /// Latency of successful requests, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// Where that latency went, from the server's `x-queue-time-us` and
+    /// `x-compute-time-us` headers (ns): time in the batch queue, time on the ORT worker
+    /// (assemble, run, split), and the rest (HTTP, codecs, hand-offs, network, client).
+    pub split: Split,
     pub window: Duration,
 }
 
@@ -51,9 +55,51 @@ pub fn request_bytes(payload: &Payload, host: &str) -> Vec<u8> {
     bytes
 }
 
+/// Latency split by where it was spent (see [`LevelResult::split`]).
+pub struct Split {
+    pub queue: Histogram<u64>,
+    pub compute: Histogram<u64>,
+    pub rest: Histogram<u64>,
+}
+
+impl Split {
+    fn new() -> Split {
+        Split {
+            queue: new_histogram(),
+            compute: new_histogram(),
+            rest: new_histogram(),
+        }
+    }
+
+    fn record(&mut self, latency_ns: u64, server: ServerTimes) {
+        let queue = server.queue_us * 1_000;
+        let compute = server.compute_us * 1_000;
+        let _ = self.queue.record(queue.max(1_000));
+        let _ = self.compute.record(compute.max(1_000));
+        let _ = self
+            .rest
+            .record(latency_ns.saturating_sub(queue + compute).max(1_000));
+    }
+
+    fn add(&mut self, other: &Split) {
+        // Same bounds everywhere, so adding cannot fail.
+        let _ = self.queue.add(&other.queue);
+        let _ = self.compute.add(&other.compute);
+        let _ = self.rest.add(&other.rest);
+    }
+}
+
+/// The server's own timing headers of one response, in µs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ServerTimes {
+    queue_us: u64,
+    compute_us: u64,
+}
+
 fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 10 min at 3 significant digits; constant bounds that hdrhistogram accepts.
-    Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1_000, 600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
 }
 
 /// Runs one level: `concurrency` clients for `warmup + duration`. Only requests completed
@@ -68,13 +114,22 @@ pub async fn run_level(config: &LevelConfig, request: Arc<Vec<u8>>) -> LevelResu
         let request = request.clone();
         clients.spawn(client(addr, request, from, until));
     }
-    let mut total = LevelResult { ok: 0, errors: 0, first_error: None, latency: new_histogram(), window: config.duration };
+    let mut total = LevelResult {
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        latency: new_histogram(),
+        split: Split::new(),
+        window: config.duration,
+    };
     while let Some(r) = clients.join_next().await {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
                 total.errors += 1;
-                total.first_error.get_or_insert_with(|| format!("client task failed: {e}"));
+                total
+                    .first_error
+                    .get_or_insert_with(|| format!("client task failed: {e}"));
                 continue;
             }
         };
@@ -85,12 +140,20 @@ pub async fn run_level(config: &LevelConfig, request: Arc<Vec<u8>>) -> LevelResu
         }
         // Both histograms share the same bounds, so adding cannot fail.
         let _ = total.latency.add(&r.latency);
+        total.split.add(&r.split);
     }
     total
 }
 
 async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Instant) -> LevelResult {
-    let mut result = LevelResult { ok: 0, errors: 0, first_error: None, latency: new_histogram(), window: until - from };
+    let mut result = LevelResult {
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        latency: new_histogram(),
+        split: Split::new(),
+        window: until - from,
+    };
     let mut conn: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
@@ -111,11 +174,15 @@ async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Insta
         let done = Instant::now();
         let counted = done >= from && done <= until;
         match outcome {
-            Ok(()) if counted => {
+            Ok(server) if counted => {
                 result.ok += 1;
-                let _ = result.latency.record((done - sent).as_nanos() as u64);
+                let latency = (done - sent).as_nanos() as u64;
+                let _ = result.latency.record(latency);
+                if let Some(times) = server {
+                    result.split.record(latency, times);
+                }
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) => {
                 if counted {
                     result.errors += 1;
@@ -135,12 +202,19 @@ async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Insta
 /// One request on a fresh connection; the error says what went wrong.
 pub async fn probe(addr: &str, request: &[u8]) -> Result<(), String> {
     let mut stream = connect(addr).await.map_err(|e| e.message)?;
-    exchange(&mut stream, request, &mut Vec::new()).await.map_err(|e| e.message)
+    exchange(&mut stream, request, &mut Vec::new())
+        .await
+        .map(drop)
+        .map_err(|e| e.message)
 }
 
 async fn connect(addr: &str) -> Result<TcpStream, Failure> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| Failure::fatal(format!("cannot connect to {addr}: {e}")))?;
-    stream.set_nodelay(true).map_err(|e| Failure::fatal(format!("cannot set TCP_NODELAY: {e}")))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Failure::fatal(format!("cannot connect to {addr}: {e}")))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| Failure::fatal(format!("cannot set TCP_NODELAY: {e}")))?;
     Ok(stream)
 }
 
@@ -152,13 +226,21 @@ struct Failure {
 
 impl Failure {
     fn fatal(message: String) -> Failure {
-        Failure { message, fatal: true }
+        Failure {
+            message,
+            fatal: true,
+        }
     }
 }
 
-/// Writes the request and reads one whole response. A non-2xx status is an error that
-/// keeps the connection; broken framing or I/O errors drop it.
-async fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<(), Failure> {
+/// Writes the request and reads one whole response; returns the server's timing headers
+/// when it sent them. A non-2xx status is an error that keeps the connection; broken
+/// framing or I/O errors drop it.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<Option<ServerTimes>, Failure> {
     let io = |e: std::io::Error| Failure::fatal(format!("connection error: {e}"));
     stream.write_all(request).await.map_err(io)?;
     buf.clear();
@@ -174,13 +256,28 @@ async fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> 
         read_more(stream, buf).await?;
     }
     if buf.len() > total {
-        return Err(Failure::fatal("server sent bytes after the response".to_string()));
+        return Err(Failure::fatal(
+            "server sent bytes after the response".to_string(),
+        ));
     }
     if (200..300).contains(&head.status) {
-        Ok(())
+        Ok(head
+            .queue_us
+            .zip(head.compute_us)
+            .map(|(queue_us, compute_us)| ServerTimes {
+                queue_us,
+                compute_us,
+            }))
     } else {
         let body = String::from_utf8_lossy(&buf[head_end..total]);
-        Err(Failure { message: format!("HTTP {}: {}", head.status, body.chars().take(300).collect::<String>()), fatal: head.close })
+        Err(Failure {
+            message: format!(
+                "HTTP {}: {}",
+                head.status,
+                body.chars().take(300).collect::<String>()
+            ),
+            fatal: head.close,
+        })
     }
 }
 
@@ -202,11 +299,14 @@ struct Head {
     status: u16,
     content_length: usize,
     close: bool,
+    queue_us: Option<u64>,
+    compute_us: Option<u64>,
 }
 
 impl Head {
     fn parse(head: &[u8]) -> Result<Head, Failure> {
-        let text = std::str::from_utf8(head).map_err(|_| Failure::fatal("response head is not UTF-8".to_string()))?;
+        let text = std::str::from_utf8(head)
+            .map_err(|_| Failure::fatal("response head is not UTF-8".to_string()))?;
         let mut lines = text.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let status = status_line
@@ -216,20 +316,35 @@ impl Head {
             .ok_or_else(|| Failure::fatal(format!("bad status line {status_line:?}")))?;
         let mut content_length = None;
         let mut close = false;
+        let (mut queue_us, mut compute_us) = (None, None);
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 content_length = value.parse().ok();
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(Failure::fatal(format!("transfer-encoding {value} is not supported by the bench client")));
+                return Err(Failure::fatal(format!(
+                    "transfer-encoding {value} is not supported by the bench client"
+                )));
             } else if name.eq_ignore_ascii_case("connection") {
                 close = value.eq_ignore_ascii_case("close");
+            } else if name.eq_ignore_ascii_case("x-queue-time-us") {
+                queue_us = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("x-compute-time-us") {
+                compute_us = value.parse().ok();
             }
         }
-        let content_length =
-            content_length.ok_or_else(|| Failure::fatal("response has no content-length".to_string()))?;
-        Ok(Head { status, content_length, close })
+        let content_length = content_length
+            .ok_or_else(|| Failure::fatal("response has no content-length".to_string()))?;
+        Ok(Head {
+            status,
+            content_length,
+            close,
+            queue_us,
+            compute_us,
+        })
     }
 }
 
@@ -239,20 +354,47 @@ mod tests {
 
     #[test]
     fn heads_parse() {
-        let h = Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\ncontent-type: x\r\n\r\n").ok().unwrap();
-        assert_eq!(h, Head { status: 200, content_length: 12, close: false });
-        let h = Head::parse(b"HTTP/1.1 429 Too Many\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").ok().unwrap();
+        let h = Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\ncontent-type: x\r\n\r\n")
+            .ok()
+            .unwrap();
+        assert_eq!(
+            h,
+            Head {
+                status: 200,
+                content_length: 12,
+                close: false,
+                queue_us: None,
+                compute_us: None,
+            }
+        );
+        let h =
+            Head::parse(b"HTTP/1.1 429 Too Many\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .ok()
+                .unwrap();
         assert!(h.close && h.status == 429);
+        let h = Head::parse(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\nx-queue-time-us: 7\r\nx-compute-time-us: 30\r\n\r\n")
+            .ok()
+            .unwrap();
+        assert_eq!((h.queue_us, h.compute_us), (Some(7), Some(30)));
         assert!(Head::parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(Head::parse(b"garbage\r\n\r\n").is_err());
     }
 
     #[test]
     fn request_carries_lengths() {
-        let p = Payload { path: "/p".into(), body: b"{}xy".to_vec(), content_type: "application/octet-stream", json_len: Some(2), rows: 1 };
+        let p = Payload {
+            path: "/p".into(),
+            body: b"{}xy".to_vec(),
+            content_type: "application/octet-stream",
+            json_len: Some(2),
+            rows: 1,
+        };
         let r = String::from_utf8(request_bytes(&p, "h:1")).unwrap();
         assert!(r.starts_with("POST /p HTTP/1.1\r\n"));
-        assert!(r.contains("content-length: 4\r\n") && r.contains("inference-header-content-length: 2\r\n"));
+        assert!(
+            r.contains("content-length: 4\r\n")
+                && r.contains("inference-header-content-length: 2\r\n")
+        );
         assert!(r.ends_with("\r\n\r\n{}xy"));
     }
 }

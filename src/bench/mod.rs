@@ -106,7 +106,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    let value: f64 = number.trim().parse().map_err(|_| format!("'{text}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
     if !(value.is_finite() && value >= 0.0) {
         return Err(format!("'{text}' is not a non-negative duration"));
     }
@@ -156,7 +159,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         Some(s) => format!("http://{}", s.addr),
         None => args.url.trim_end_matches('/').to_string(),
     };
-    let ceiling = if args.ceiling { Some(ceiling_config(&args, in_process.as_ref())?) } else { None };
+    let ceiling = if args.ceiling {
+        Some(ceiling_config(&args, in_process.as_ref())?)
+    } else {
+        None
+    };
 
     // The load generator gets its own thread and runtime, apart from the server's.
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -168,7 +175,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             let _ = tx.send(client_side(client_args, client_base, ceiling));
         })
         .map_err(|e| format!("cannot start the load generator thread: {e}"))?;
-    let measured = rx.await.map_err(|_| "the load generator thread panicked".to_string());
+    let measured = rx
+        .await
+        .map_err(|_| "the load generator thread panicked".to_string());
     let server_config = in_process.as_ref().map(|s| s.config.clone());
     if let Some(server) = in_process {
         server.stop().await?;
@@ -187,17 +196,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 
 /// Which model file and threading the ceiling uses: the in-process server's, else
 /// `--model-file` with `--intra-op-threads`.
-fn ceiling_config(args: &BenchArgs, in_process: Option<&server::InProcess>) -> Result<ceiling::CeilingConfig, String> {
+fn ceiling_config(
+    args: &BenchArgs,
+    in_process: Option<&server::InProcess>,
+) -> Result<ceiling::CeilingConfig, String> {
     let (model_file, intra, provider) = match (in_process, &args.model_file) {
-        (_, Some(file)) => (file.clone(), args.intra_op_threads.unwrap_or(1), ExecutionProvider::Cpu),
+        (_, Some(file)) => (
+            file.clone(),
+            args.intra_op_threads.unwrap_or(1),
+            ExecutionProvider::Cpu,
+        ),
         (Some(s), None) => {
             let repo = &s.config.model_repository;
             let model_config = ModelConfig::load(&repo.join(&args.model).join("config.toml"))?;
             let file = server::model_file(repo, &args.model, args.model_version.as_deref())?;
-            let intra = model_config.intra_op_threads.unwrap_or(s.config.intra_op_threads);
+            let intra = model_config
+                .intra_op_threads
+                .unwrap_or(s.config.intra_op_threads);
             (file, intra, s.config.execution_provider)
         }
-        (None, None) => return Err("--ceiling against an external server needs --model-file".into()),
+        (None, None) => {
+            return Err("--ceiling against an external server needs --model-file".into())
+        }
     };
     if args.ceiling_batches.is_empty() || args.ceiling_batches.contains(&0) {
         return Err("--ceiling-batches needs one or more positive batch sizes".into());
@@ -209,15 +229,24 @@ fn ceiling_config(args: &BenchArgs, in_process: Option<&server::InProcess>) -> R
         execution_provider: provider,
         batch_sizes: args.ceiling_batches.clone(),
         duration: args.ceiling_duration,
-        random: payload::RandomSpec { int_range: args.int_range, seed: args.seed },
+        random: payload::RandomSpec {
+            int_range: args.int_range,
+            seed: args.seed,
+        },
     })
 }
 
 /// Runs on the load generator's thread: builds the request, runs every level, then the
 /// ceiling (while the server is idle).
-fn client_side(args: BenchArgs, base: String, ceiling: Option<ceiling::CeilingConfig>) -> Result<Measured, String> {
+fn client_side(
+    args: BenchArgs,
+    base: String,
+    ceiling: Option<ceiling::CeilingConfig>,
+) -> Result<Measured, String> {
     let rt = if args.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.client_threads)
@@ -229,10 +258,17 @@ fn client_side(args: BenchArgs, base: String, ceiling: Option<ceiling::CeilingCo
     let (payload, levels) = rt.block_on(levels(&args, &base))?;
     drop(rt);
     let ceiling = ceiling.map(|c| ceiling::measure(&c));
-    Ok(Measured { payload, levels, ceiling })
+    Ok(Measured {
+        payload,
+        levels,
+        ceiling,
+    })
 }
 
-async fn levels(args: &BenchArgs, base: &str) -> Result<(payload::Payload, Vec<LevelReport>), String> {
+async fn levels(
+    args: &BenchArgs,
+    base: &str,
+) -> Result<(payload::Payload, Vec<LevelReport>), String> {
     let http = reqwest::Client::new();
     let version = args.model_version.as_deref();
     let payload = match &args.payload {
@@ -246,13 +282,18 @@ async fn levels(args: &BenchArgs, base: &str) -> Result<(payload::Payload, Vec<L
                 model: &args.model,
                 version,
                 rows: args.rows,
-                random: payload::RandomSpec { int_range: args.int_range, seed: args.seed },
+                random: payload::RandomSpec {
+                    int_range: args.int_range,
+                    seed: args.seed,
+                },
             };
             payload::random(request, &inputs)?
         }
     };
     let url = reqwest::Url::parse(base).map_err(|e| format!("bad --url {base}: {e}"))?;
-    let host = url.host_str().ok_or_else(|| format!("--url {base} has no host"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("--url {base} has no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     if url.scheme() != "http" {
         return Err(format!("--url {base}: only http:// is supported"));
@@ -263,30 +304,57 @@ async fn levels(args: &BenchArgs, base: &str) -> Result<(payload::Payload, Vec<L
 
     let mut reports = Vec::with_capacity(args.concurrency.len());
     for &concurrency in &args.concurrency {
-        let config = load::LevelConfig { addr: addr.clone(), concurrency, warmup: args.warmup, duration: args.duration };
+        let config = load::LevelConfig {
+            addr: addr.clone(),
+            concurrency,
+            warmup: args.warmup,
+            duration: args.duration,
+        };
         let start = Instant::now();
         let running = tokio::spawn({
             let request = request.clone();
             async move { load::run_level(&config, request).await }
         });
         tokio::time::sleep_until((start + args.warmup).into()).await;
-        let (c0, cpu0, t0) = (server::counters(&http, base, &args.model).await, cpu::snapshot(), Instant::now());
+        let (c0, cpu0, t0) = (
+            server::counters(&http, base, &args.model).await,
+            cpu::snapshot(),
+            Instant::now(),
+        );
         tokio::time::sleep_until((start + args.warmup + args.duration).into()).await;
-        let (c1, cpu1, t1) = (server::counters(&http, base, &args.model).await, cpu::snapshot(), Instant::now());
-        let result = running.await.map_err(|e| format!("load level failed: {e}"))?;
+        let (c1, cpu1, t1) = (
+            server::counters(&http, base, &args.model).await,
+            cpu::snapshot(),
+            Instant::now(),
+        );
+        let result = running
+            .await
+            .map_err(|e| format!("load level failed: {e}"))?;
         let (mean_batch, mean_queue_us) = match (c0, c1) {
             (Some(a), Some(b)) => (a.mean_batch(&b), a.mean_queue_us(&b)),
             _ => (None, None),
         };
-        let cores = cpu::cores(&cpu0, &cpu1, t1 - t0).into_iter().map(|(r, c)| (r.label(), c)).collect();
-        reports.push(LevelReport { concurrency, result, rows_per_request: payload.rows, mean_batch, mean_queue_us, cores });
+        let cores = cpu::cores(&cpu0, &cpu1, t1 - t0)
+            .into_iter()
+            .map(|(r, c)| (r.label(), c))
+            .collect();
+        reports.push(LevelReport {
+            concurrency,
+            result,
+            rows_per_request: payload.rows,
+            mean_batch,
+            mean_queue_us,
+            cores,
+        });
     }
     Ok((payload, reports))
 }
 
 /// Sends the request once so a bad payload fails fast with the server's message.
 async fn check_once(addr: &str, request: &[u8]) -> Result<(), String> {
-    load::probe(addr, request).await.map_err(|e| format!("the first request failed: {e}"))
+    load::probe(addr, request)
+        .await
+        .map_err(|e| format!("the first request failed: {e}"))
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::tensor::{dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, JsonNumber, Nested, Tensor};
+use crate::tensor::{
+    dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, JsonNumber, Nested, Tensor,
+};
 
 /// Which HTTP API the load uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,9 +89,17 @@ pub fn concrete_shape(input: &InputDesc, rows: usize) -> Vec<usize> {
 
 /// A random tensor of `shape` for `dtype`: floats in `[-1, 1)`, integers in
 /// `[0, int_range)`, booleans half true.
-pub fn random_tensor(dtype: DataType, shape: Vec<usize>, rng: &mut Rng, random: RandomSpec) -> Tensor {
+pub fn random_tensor(
+    dtype: DataType,
+    shape: Vec<usize>,
+    rng: &mut Rng,
+    random: RandomSpec,
+) -> Tensor {
     let count = crate::tensor::element_count(&shape);
-    let is_float = matches!(dtype, DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64);
+    let is_float = matches!(
+        dtype,
+        DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64
+    );
     fn draw<T: FromJson>(count: usize, rng: &mut Rng, is_float: bool, int_range: u64) -> Vec<T> {
         (0..count)
             .map(|_| {
@@ -101,7 +111,9 @@ pub fn random_tensor(dtype: DataType, shape: Vec<usize>, rng: &mut Rng, random: 
                 };
                 // Out of the type's range (e.g. 300 as UINT8): fall back to a value every
                 // integer type holds.
-                T::from_json(n).or_else(|| T::from_json(JsonNumber::UInt(r % 100))).unwrap_or_default()
+                T::from_json(n)
+                    .or_else(|| T::from_json(JsonNumber::UInt(r % 100)))
+                    .unwrap_or_default()
             })
             .collect()
     }
@@ -123,27 +135,51 @@ pub struct RandomRequest<'a> {
 
 /// Builds a random request of `rows` rows for `inputs`.
 pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, String> {
-    let RandomRequest { api, binary, model, version, rows, random } = req;
+    let RandomRequest {
+        api,
+        binary,
+        model,
+        version,
+        rows,
+        random,
+    } = req;
     let mut rng = Rng::new(random.seed);
     let tensors: Vec<(&InputDesc, Tensor)> = inputs
         .iter()
-        .map(|i| (i, random_tensor(i.dtype, concrete_shape(i, rows), &mut rng, random)))
+        .map(|i| {
+            (
+                i,
+                random_tensor(i.dtype, concrete_shape(i, rows), &mut rng, random),
+            )
+        })
         .collect();
-    let encode = |v: &Value| serde_json::to_vec(v).map_err(|e| format!("cannot encode the payload: {e}"));
+    let encode =
+        |v: &Value| serde_json::to_vec(v).map_err(|e| format!("cannot encode the payload: {e}"));
     match (api, binary) {
-        (Api::Predict, true) => Err("--binary needs --api v2 (/predict speaks JSON only)".to_string()),
+        (Api::Predict, true) => {
+            Err("--binary needs --api v2 (/predict speaks JSON only)".to_string())
+        }
         (Api::Predict, false) => {
             let mut named = serde_json::Map::new();
             for (desc, t) in &tensors {
-                let nested = serde_json::to_value(Nested { shape: &t.shape, data: &t.data })
-                    .map_err(|e| format!("cannot encode input '{}': {e}", desc.name))?;
+                let nested = serde_json::to_value(Nested {
+                    shape: &t.shape,
+                    data: &t.data,
+                })
+                .map_err(|e| format!("cannot encode input '{}': {e}", desc.name))?;
                 named.insert(desc.name.clone(), nested);
             }
             let mut body = json!({ "model": model, "inputs": named });
             if let Some(v) = version {
                 body["version"] = json!(v);
             }
-            Ok(Payload { path: "/predict".into(), body: encode(&body)?, content_type: "application/json", json_len: None, rows })
+            Ok(Payload {
+                path: "/predict".into(),
+                body: encode(&body)?,
+                content_type: "application/json",
+                json_len: None,
+                rows,
+            })
         }
         (Api::V2, false) => {
             let inputs: Vec<Value> = tensors
@@ -151,7 +187,13 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
                 .map(|(d, t)| json!({ "name": d.name, "shape": t.shape, "datatype": d.dtype.name(), "data": Flat(&t.data) }))
                 .collect();
             let body = encode(&json!({ "inputs": inputs }))?;
-            Ok(Payload { path: v2_path(model, version), body, content_type: "application/json", json_len: None, rows })
+            Ok(Payload {
+                path: v2_path(model, version),
+                body,
+                content_type: "application/json",
+                json_len: None,
+                rows,
+            })
         }
         (Api::V2, true) => {
             let mut bytes = Vec::new();
@@ -164,7 +206,8 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
                     "parameters": { "binary_data_size": bytes.len() - before },
                 }));
             }
-            let mut body = encode(&json!({ "inputs": inputs, "parameters": { "binary_data_output": true } }))?;
+            let mut body =
+                encode(&json!({ "inputs": inputs, "parameters": { "binary_data_output": true } }))?;
             let json_len = body.len();
             body.extend_from_slice(&bytes);
             Ok(Payload {
@@ -180,15 +223,25 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
 
 /// Reads a request body from `file`: a V2 infer body (`{"inputs": [...]}`) for `--api v2`,
 /// or a `/predict` body for `--api predict`. Rows are read from the first input.
-pub fn from_file(file: &std::path::Path, api: Api, model: &str, version: Option<&str>) -> Result<Payload, String> {
-    let body = std::fs::read(file).map_err(|e| format!("cannot read payload {}: {e}", file.display()))?;
+pub fn from_file(
+    file: &std::path::Path,
+    api: Api,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Payload, String> {
+    let body =
+        std::fs::read(file).map_err(|e| format!("cannot read payload {}: {e}", file.display()))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| format!("payload {} is not JSON: {e}", file.display()))?;
     let rows = match api {
         Api::V2 => value["inputs"][0]["shape"][0].as_u64(),
         Api::Predict => match &value["inputs"] {
             Value::Array(rows) => Some(rows.len() as u64),
-            Value::Object(named) => named.values().next().and_then(Value::as_array).map(|a| a.len() as u64),
+            Value::Object(named) => named
+                .values()
+                .next()
+                .and_then(Value::as_array)
+                .map(|a| a.len() as u64),
             _ => None,
         },
     };
@@ -203,23 +256,38 @@ pub fn from_file(file: &std::path::Path, api: Api, model: &str, version: Option<
         Api::V2 => v2_path(model, version),
         Api::Predict => "/predict".to_string(),
     };
-    Ok(Payload { path, body, content_type: "application/json", json_len: None, rows: rows as usize })
+    Ok(Payload {
+        path,
+        body,
+        content_type: "application/json",
+        json_len: None,
+        rows: rows as usize,
+    })
 }
 
 /// Reads the inputs from a V2 model metadata object (`GET /v2/models/{m}`).
 pub fn inputs_from_metadata(meta: &Value) -> Result<Vec<InputDesc>, String> {
-    let inputs = meta["inputs"].as_array().ok_or("model metadata has no 'inputs' array")?;
+    let inputs = meta["inputs"]
+        .as_array()
+        .ok_or("model metadata has no 'inputs' array")?;
     inputs
         .iter()
         .map(|i| {
-            let name = i["name"].as_str().ok_or("a metadata input has no name")?.to_string();
+            let name = i["name"]
+                .as_str()
+                .ok_or("a metadata input has no name")?
+                .to_string();
             let dt = i["datatype"].as_str().unwrap_or_default();
-            let dtype = DataType::from_name(dt).ok_or_else(|| format!("input '{name}': unsupported datatype '{dt}'"))?;
+            let dtype = DataType::from_name(dt)
+                .ok_or_else(|| format!("input '{name}': unsupported datatype '{dt}'"))?;
             let shape = i["shape"]
                 .as_array()
                 .ok_or_else(|| format!("input '{name}' has no shape"))?
                 .iter()
-                .map(|d| d.as_i64().ok_or_else(|| format!("input '{name}': shape entries must be integers")))
+                .map(|d| {
+                    d.as_i64()
+                        .ok_or_else(|| format!("input '{name}': shape entries must be integers"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(InputDesc { name, dtype, shape })
         })
@@ -232,14 +300,32 @@ mod tests {
 
     fn inputs() -> Vec<InputDesc> {
         vec![
-            InputDesc { name: "ids".into(), dtype: DataType::I64, shape: vec![-1, 8] },
-            InputDesc { name: "x".into(), dtype: DataType::F32, shape: vec![-1, 4] },
+            InputDesc {
+                name: "ids".into(),
+                dtype: DataType::I64,
+                shape: vec![-1, 8],
+            },
+            InputDesc {
+                name: "x".into(),
+                dtype: DataType::F32,
+                shape: vec![-1, 4],
+            },
         ]
     }
-    const R: RandomSpec = RandomSpec { int_range: 1000, seed: 7 };
+    const R: RandomSpec = RandomSpec {
+        int_range: 1000,
+        seed: 7,
+    };
 
     fn req(api: Api, binary: bool, version: Option<&str>, rows: usize) -> RandomRequest<'_> {
-        RandomRequest { api, binary, model: "m", version, rows, random: R }
+        RandomRequest {
+            api,
+            binary,
+            model: "m",
+            version,
+            rows,
+            random: R,
+        }
     }
 
     #[test]
@@ -271,7 +357,9 @@ mod tests {
     fn small_integer_types_stay_in_range() {
         let mut rng = Rng::new(1);
         let t = random_tensor(DataType::I8, vec![1000], &mut rng, R);
-        let crate::tensor::TensorData::I8(v) = t.data else { panic!() };
+        let crate::tensor::TensorData::I8(v) = t.data else {
+            panic!()
+        };
         assert!(v.iter().all(|&x| x >= 0));
     }
 }

@@ -34,7 +34,10 @@ pub fn print(r: &Report<'_>) {
         (Api::V2, false) => "v2 JSON",
     };
     let server = match r.server {
-        Some(c) => format!("in-process at {} (intra_op_threads {})", r.base, c.intra_op_threads),
+        Some(c) => format!(
+            "in-process at {} (intra_op_threads {})",
+            r.base, c.intra_op_threads
+        ),
         None => format!("external at {}", r.base),
     };
     println!(
@@ -76,11 +79,29 @@ pub fn print(r: &Report<'_>) {
             l.cores.iter().map(|(_, c)| c).sum::<f64>(),
             per_request.join(", ")
         );
+        let split = &l.result.split;
+        if !split.rest.is_empty() {
+            let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
+            println!(
+                "{:>7} latency split, p50 (p99) µs: queue {:.0} ({:.0}), ORT worker {:.0} ({:.0}), rest {:.0} ({:.0})",
+                "",
+                us(&split.queue, 0.5),
+                us(&split.queue, 0.99),
+                us(&split.compute, 0.5),
+                us(&split.compute, 0.99),
+                us(&split.rest, 0.5),
+                us(&split.rest, 0.99)
+            );
+        }
         if let Some(e) = &l.result.first_error {
             println!("        first error: {e}");
         }
     }
-    println!("(batch: mean rows per ORT execution in the window; queue: mean queue time; cores: CPU this process used, of {})", cores_available());
+    println!(
+        "(batch: mean rows per ORT execution in the window; queue: mean queue time; cores: CPU this process used, of {}; \
+         latency split: the server's x-queue-time-us and x-compute-time-us headers, rest = latency - both)",
+        cores_available()
+    );
     if r.levels.iter().all(|l| l.mean_batch.is_none()) {
         println!("(batch: the server reports neither /v2/models/{{m}}/stats nor mlpserve_* counters in /metrics)");
     }
@@ -98,14 +119,22 @@ fn cores_available() -> usize {
 fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
     println!();
     println!("in-process ceiling: bare session.run on the same model file, same session options");
-    println!("{:>7} {:>8} {:>10} {:>9} {:>9} {:>6}", "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores");
+    println!(
+        "{:>7} {:>8} {:>10} {:>9} {:>9} {:>6}",
+        "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores"
+    );
     for p in points {
         println!(
             "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2}",
             p.batch, p.runs, p.rows_per_s, p.p50_us, p.p99_us, p.cores
         );
     }
-    let Some(best) = points.iter().max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s)) else { return };
+    let Some(best) = points
+        .iter()
+        .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
+    else {
+        return;
+    };
     let per_core = |p: &CeilingPoint| p.rows_per_s / p.cores.max(1e-9);
     let best_per_core = points.iter().map(per_core).fold(0.0, f64::max);
     println!(
@@ -113,8 +142,13 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
         best.rows_per_s, best.batch, best_per_core
     );
     for l in r.levels {
-        let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9) * l.rows_per_request as f64;
-        let ort = l.cores.iter().find(|(role, _)| *role == "ort").map_or(0.0, |(_, c)| *c);
+        let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9)
+            * l.rows_per_request as f64;
+        let ort = l
+            .cores
+            .iter()
+            .find(|(role, _)| *role == "ort")
+            .map_or(0.0, |(_, c)| *c);
         let ort_part = if ort > 0.0 {
             format!(
                 "; per ORT-thread core-second {:.0} rows = {:.2} x the ceiling's",
@@ -124,8 +158,15 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
         } else {
             String::new()
         };
+        let same_batch = l
+            .mean_batch
+            .and_then(|b| {
+                interpolate(points, b)
+                    .map(|c| format!("; {:.2} x the ceiling at batch {b:.0}", rows / c))
+            })
+            .unwrap_or_default();
         println!(
-            "  {:>3} clients: server {:.0} rows/s = {:.2} x best ceiling{ort_part}",
+            "  {:>3} clients: server {:.0} rows/s = {:.2} x best ceiling{same_batch}{ort_part}",
             l.concurrency,
             rows,
             rows / best.rows_per_s
@@ -144,5 +185,49 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             bare.p50_us,
             p50_us - bare.p50_us
         );
+    }
+}
+
+/// Ceiling rows/s at `batch`, interpolated linearly in log(batch) between measured points;
+/// `None` outside the measured range.
+fn interpolate(points: &[CeilingPoint], batch: f64) -> Option<f64> {
+    let mut sorted: Vec<&CeilingPoint> = points.iter().collect();
+    sorted.sort_by_key(|p| p.batch);
+    sorted.windows(2).find_map(|w| {
+        let (a, b) = (w[0].batch as f64, w[1].batch as f64);
+        (a..=b).contains(&batch).then(|| {
+            let t = if b > a {
+                (batch.ln() - a.ln()) / (b.ln() - a.ln())
+            } else {
+                0.0
+            };
+            w[0].rows_per_s + t * (w[1].rows_per_s - w[0].rows_per_s)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(batch: usize, rows_per_s: f64) -> CeilingPoint {
+        CeilingPoint {
+            batch,
+            runs: 1,
+            rows_per_s,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            cores: 1.0,
+        }
+    }
+
+    #[test]
+    fn interpolation_is_log_linear_inside_the_range() {
+        let points = [point(64, 200.0), point(1, 10.0), point(8, 100.0)];
+        assert_eq!(interpolate(&points, 8.0), Some(100.0));
+        // sqrt(8) is halfway between 1 and 8 in log space.
+        let mid = interpolate(&points, 8f64.sqrt()).unwrap();
+        assert!((mid - 55.0).abs() < 1e-9, "{mid}");
+        assert_eq!(interpolate(&points, 512.0), None);
     }
 }

@@ -28,13 +28,24 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
     args.grpc_port = Some(0);
     args.metrics_port = None;
     let config = ServerConfig::resolve(args)?;
-    let listeners = crate::Listeners::bind(&config).await.map_err(|e| format!("cannot bind: {e}"))?;
-    let addr = listeners.http.local_addr().map_err(|e| e.to_string())?.to_string();
+    let listeners = crate::Listeners::bind(&config)
+        .await
+        .map_err(|e| format!("cannot bind: {e}"))?;
+    let addr = listeners
+        .http
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(crate::run(config.clone(), listeners, async {
         let _ = stop_rx.await;
     }));
-    let server = InProcess { addr, config, stop, task };
+    let server = InProcess {
+        addr,
+        config,
+        stop,
+        task,
+    };
     wait_ready(&server).await?;
     Ok(server)
 }
@@ -47,7 +58,12 @@ async fn wait_ready(server: &InProcess) -> Result<(), String> {
         if server.task.is_finished() {
             return Err("the in-process server stopped while starting (see the log above)".into());
         }
-        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -59,12 +75,18 @@ impl InProcess {
     /// Graceful shutdown; returns the server's own result.
     pub async fn stop(self) -> Result<(), String> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|e| format!("server task failed: {e}"))?
+        self.task
+            .await
+            .map_err(|e| format!("server task failed: {e}"))?
     }
 }
 
 /// The model file a repository serves for `model` (the highest version unless `version`).
-pub fn model_file(repository: &std::path::Path, model: &str, version: Option<&str>) -> Result<PathBuf, String> {
+pub fn model_file(
+    repository: &std::path::Path,
+    model: &str,
+    version: Option<&str>,
+) -> Result<PathBuf, String> {
     let dir = repository.join(model);
     let version = match version {
         Some(v) => v.to_string(),
@@ -111,14 +133,25 @@ impl Counters {
 /// `None` when neither has them (an older or foreign server).
 pub async fn counters(client: &reqwest::Client, base: &str, model: &str) -> Option<Counters> {
     let stats = async {
-        let r = client.get(format!("{base}/v2/models/{model}/stats")).send().await.ok()?;
+        let r = client
+            .get(format!("{base}/v2/models/{model}/stats"))
+            .send()
+            .await
+            .ok()?;
         let v: Value = r.error_for_status().ok()?.json().await.ok()?;
         from_stats(&v, model)
     };
     if let Some(c) = stats.await {
         return Some(c);
     }
-    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     from_metrics(&text, model)
 }
 
@@ -129,15 +162,25 @@ fn count(v: &Value) -> Option<u64> {
 /// Sums Triton's `model_stats` entries of `model` (every version).
 fn from_stats(v: &Value, model: &str) -> Option<Counters> {
     let entries = v["model_stats"].as_array()?;
-    let mut c = Counters { queue_ns: Some(0), success: Some(0), ..Counters::default() };
+    let mut c = Counters {
+        queue_ns: Some(0),
+        success: Some(0),
+        ..Counters::default()
+    };
     let mut found = false;
     for e in entries.iter().filter(|e| e["name"] == model) {
         found = true;
         c.rows += count(&e["inference_count"])?;
         c.executions += count(&e["execution_count"])?;
         let stats = &e["inference_stats"];
-        c.queue_ns = c.queue_ns.zip(count(&stats["queue"]["ns"])).map(|(a, b)| a + b);
-        c.success = c.success.zip(count(&stats["success"]["count"])).map(|(a, b)| a + b);
+        c.queue_ns = c
+            .queue_ns
+            .zip(count(&stats["queue"]["ns"]))
+            .map(|(a, b)| a + b);
+        c.success = c
+            .success
+            .zip(count(&stats["success"]["count"]))
+            .map(|(a, b)| a + b);
     }
     found.then_some(c)
 }
@@ -164,12 +207,21 @@ fn from_metrics(text: &str, model: &str) -> Option<Counters> {
 }
 
 /// The V2 metadata of `model` (`GET /v2/models/{m}[/versions/{v}]`).
-pub async fn metadata(client: &reqwest::Client, base: &str, model: &str, version: Option<&str>) -> Result<Value, String> {
+pub async fn metadata(
+    client: &reqwest::Client,
+    base: &str,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Value, String> {
     let url = match version {
         Some(v) => format!("{base}/v2/models/{model}/versions/{v}"),
         None => format!("{base}/v2/models/{model}"),
     };
-    let r = client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let r = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = r.status();
     let body = r.text().await.map_err(|e| format!("GET {url}: {e}"))?;
     if !status.is_success() {
@@ -192,9 +244,17 @@ mod tests {
             { "name": "other", "version": "1", "inference_count": 99, "execution_count": 1 },
         ]});
         let c = from_stats(&v, "m").unwrap();
-        assert_eq!((c.rows, c.executions, c.queue_ns, c.success), (16, 3, Some(1600), Some(16)));
+        assert_eq!(
+            (c.rows, c.executions, c.queue_ns, c.success),
+            (16, 3, Some(1600), Some(16))
+        );
         assert!(from_stats(&v, "absent").is_none());
-        let before = Counters { rows: 4, executions: 1, queue_ns: Some(0), success: Some(6) };
+        let before = Counters {
+            rows: 4,
+            executions: 1,
+            queue_ns: Some(0),
+            success: Some(6),
+        };
         assert_eq!(before.mean_batch(&c), Some(6.0));
         assert_eq!(before.mean_queue_us(&c), Some(0.16));
     }

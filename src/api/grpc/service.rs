@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
 use super::{codec, config};
-use crate::batcher::JobOutput;
 use crate::error::Error;
 use crate::repository::{InferRequest, Model};
 use crate::AppState;
@@ -42,7 +41,7 @@ async fn infer(
     state: &AppState,
     request: ModelInferRequest,
     deadline: Option<Duration>,
-) -> Result<(ModelInferResponse, JobOutput), Error> {
+) -> Result<ModelInferResponse, Error> {
     let version = Some(request.model_version.as_str());
     let model = state
         .repository
@@ -64,20 +63,18 @@ async fn infer(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let mut out = model
+    let out = model
         .infer(InferRequest {
             inputs: decoded.inputs,
             timeout,
         })
         .await?;
-    let outputs = std::mem::take(&mut out.outputs);
-    let response = codec::encode(spec, decoded.plan, outputs).map_err(|e| {
+    codec::encode(spec, decoded.plan, out.outputs).map_err(|e| {
         Error::Internal(format!(
             "model '{}' version {}: {e}",
             spec.name, spec.version
         ))
-    })?;
-    Ok((response, out))
+    })
 }
 
 /// The client's deadline from the `grpc-timeout` header (`<= 8 digits><unit>`), if valid.
@@ -98,19 +95,6 @@ fn grpc_deadline(metadata: &MetadataMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-/// Queue and compute time as response metadata, like the HTTP transport's headers.
-fn timing_metadata(metadata: &mut MetadataMap, out: &JobOutput) {
-    metadata.insert(
-        "x-queue-time-us",
-        MetadataValue::from(out.queue_time.as_micros() as u64),
-    );
-    metadata.insert(
-        "x-compute-time-us",
-        MetadataValue::from(out.compute_time.as_micros() as u64),
-    );
-    metadata.insert("x-batch-rows", MetadataValue::from(out.batch_rows as u64));
 }
 
 fn version_arg(version: &str) -> Option<&str> {
@@ -137,16 +121,17 @@ impl GrpcInferenceService for InferenceService {
         }))
     }
 
+    /// An unknown model or version is simply not ready (Triton answers so, and Triton
+    /// clients turn an error here into an exception instead of `false`).
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = request.into_inner();
-        self.state
-            .repository
-            .get(&r.name, version_arg(&r.version))?;
+        let repository = &self.state.repository;
+        let known = repository.get(&r.name, version_arg(&r.version)).is_ok();
         Ok(Response::new(ModelReadyResponse {
-            ready: self.state.repository.is_ready(),
+            ready: known && repository.is_ready(),
         }))
     }
 
@@ -184,10 +169,11 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
-        let (response, out) = infer(&self.state, request.into_inner(), deadline).await?;
-        let mut response = Response::new(response);
-        timing_metadata(response.metadata_mut(), &out);
-        Ok(response)
+        // No timing metadata (unlike HTTP's headers): values that change on every response
+        // defeat HPACK's table and cost more than the rest of the header block.
+        Ok(Response::new(
+            infer(&self.state, request.into_inner(), deadline).await?,
+        ))
     }
 
     type ModelStreamInferStream = Pin<Box<dyn Stream<Item = StreamInferResult> + Send + 'static>>;
@@ -213,7 +199,7 @@ impl GrpcInferenceService for InferenceService {
                         ..Default::default()
                     };
                     Ok(match infer(&state, req, None).await {
-                        Ok((response, _)) => ModelStreamInferResponse {
+                        Ok(response) => ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
                         },
