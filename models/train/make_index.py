@@ -12,13 +12,14 @@ def sig(rows, kind):
 
 
 def main():
+    configs = ", ".join(f"`{n}`" for n in ORDER if (common.MODELS_DIR / n / "config.toml").exists())
     lines = [
         "# Model zoo",
         "",
         "A ready-to-serve model repository: `<name>/1/model.onnx` (single-file ONNX, IR 10, dynamic "
         "batch axis 0 on every input and output), `<name>/samples.json` (reference requests and "
         "responses from ONNX Runtime, KServe V2 tensor form), `<name>/README.md` (model card) and, "
-        "for `din_ctr` only, `<name>/config.toml` (padding of the variable-length history). "
+        "where a model needs server settings, `<name>/config.toml` (" + configs + "). "
         "Each model carries `family`, `paper`, `data`, `metric` and `description` in its ONNX "
         "metadata. `-1` marks a dynamic axis.",
         "",
