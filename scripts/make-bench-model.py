@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--name", default="mlp_heavy")
     p.add_argument("--activation", choices=["relu", "gelu"], default="relu")
     p.add_argument("--max-batch-size", type=int, default=256)
+    p.add_argument("--instances", type=int, default=1, help="worker threads (sessions) in config.toml")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
 
@@ -83,7 +84,7 @@ def main() -> None:
         f.write(
             "# Benchmark model: batch-1 requests from many clients are batched up to this size.\n"
             f"max_batch_size = {a.max_batch_size}\n"
-            "instances = 1\n"
+            f"instances = {a.instances}\n"
         )
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB) and {model_dir}/config.toml")
 

@@ -68,7 +68,11 @@ impl Error {
                 (StatusCode::NOT_FOUND, Code::NotFound, "not_found")
             }
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, Code::InvalidArgument, "invalid"),
-            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Code::InvalidArgument, "invalid"),
+            Error::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::InvalidArgument,
+                "invalid",
+            ),
             Error::Overloaded { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Code::ResourceExhausted,
@@ -84,7 +88,11 @@ impl Error {
                 Code::Unavailable,
                 "unavailable",
             ),
-            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "internal"),
+            Error::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "internal",
+            ),
         }
     }
 }
@@ -130,6 +138,9 @@ mod tests {
         for e in client_errors {
             assert!(e.http_status().is_client_error(), "{e:?}");
         }
-        assert_eq!(Error::Internal("x".into()).grpc_code(), tonic::Code::Internal);
+        assert_eq!(
+            Error::Internal("x".into()).grpc_code(),
+            tonic::Code::Internal
+        );
     }
 }

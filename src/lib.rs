@@ -74,8 +74,13 @@ pub async fn run(
             execution_provider: config.execution_provider,
         },
     };
-    let repo = repository::Repository::load(&config.model_repository, &runtime, &options, &metrics)?;
-    let state = Arc::new(AppState { repository: repo, metrics, config });
+    let repo =
+        repository::Repository::load(&config.model_repository, &runtime, &options, &metrics)?;
+    let state = Arc::new(AppState {
+        repository: repo,
+        metrics,
+        config,
+    });
 
     // One shutdown signal fans out to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -125,7 +130,10 @@ pub async fn run(
     match tokio::time::timeout(timeout, drain).await {
         Ok(r) => r,
         Err(_) => {
-            tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
+            tracing::warn!(
+                ?timeout,
+                "shutdown timeout passed with requests still in flight"
+            );
             Ok(())
         }
     }

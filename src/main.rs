@@ -5,7 +5,11 @@ use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "mlpserve", version, about = "Inference server for MLP-family ONNX models (KServe V2 over HTTP and gRPC, dynamic batching)")]
+#[command(
+    name = "mlpserve",
+    version,
+    about = "Inference server for MLP-family ONNX models (KServe V2 over HTTP and gRPC, dynamic batching)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,10 +25,16 @@ enum Command {
 
 fn init_tracing(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
 }
 
@@ -51,7 +61,10 @@ async fn shutdown_signal() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mlpserve: cannot start the async runtime: {e}");

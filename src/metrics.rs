@@ -48,12 +48,16 @@ pub struct ModelMetrics {
 impl ModelMetrics {
     /// Counts one failed request by reason (`invalid`, `overloaded`, `timeout`, ...).
     pub fn failure(&self, reason: &str) {
-        self.requests.with_label_values(&[&self.labels[0], &self.labels[1], reason]).inc();
+        self.requests
+            .with_label_values(&[&self.labels[0], &self.labels[1], reason])
+            .inc();
     }
 
     /// Failed requests of one reason so far.
     pub fn failures(&self, reason: &str) -> u64 {
-        self.requests.with_label_values(&[&self.labels[0], &self.labels[1], reason]).get()
+        self.requests
+            .with_label_values(&[&self.labels[0], &self.labels[1], reason])
+            .get()
     }
 
     /// Triton-style totals derived from these same counters.
@@ -72,7 +76,14 @@ impl ModelMetrics {
 }
 
 /// Every failure reason label (see `Error::reason`).
-pub const FAILURE_REASONS: &[&str] = &["invalid", "not_found", "overloaded", "timeout", "unavailable", "internal"];
+pub const FAILURE_REASONS: &[&str] = &[
+    "invalid",
+    "not_found",
+    "overloaded",
+    "timeout",
+    "unavailable",
+    "internal",
+];
 
 /// Cumulative statistics of one model version (the Triton statistics extension's core).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -93,7 +104,9 @@ pub struct ModelStats {
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
-    registry.register(Box::new(c.clone())).expect("metric names are unique and valid");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique and valid");
     c
 }
 
@@ -103,18 +116,33 @@ impl Metrics {
         let registry = Registry::new();
         let mv = &["model", "version"];
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntCounterVec::new(Opts::new(name, help).namespace("mlpserve"), labels).expect("valid counter"))
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help).namespace("mlpserve"), labels)
+                    .expect("valid counter"),
+            )
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let opts = HistogramOpts::new(name, help).namespace("mlpserve").buckets(buckets);
-            register(&registry, HistogramVec::new(opts, mv).expect("valid histogram"))
+            let opts = HistogramOpts::new(name, help)
+                .namespace("mlpserve")
+                .buckets(buckets);
+            register(
+                &registry,
+                HistogramVec::new(opts, mv).expect("valid histogram"),
+            )
         };
         let gauge = |name: &str, help: &str| {
-            register(&registry, IntGaugeVec::new(Opts::new(name, help).namespace("mlpserve"), mv).expect("valid gauge"))
+            register(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help).namespace("mlpserve"), mv)
+                    .expect("valid gauge"),
+            )
         };
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process collector registers once");
         Metrics {
             requests: counter(
@@ -156,7 +184,9 @@ impl Metrics {
     pub fn model(&self, model: &str, version: &str) -> ModelMetrics {
         let l = [model, version];
         ModelMetrics {
-            success: self.requests.with_label_values(&[model, version, "success"]),
+            success: self
+                .requests
+                .with_label_values(&[model, version, "success"]),
             requests: self.requests.clone(),
             labels: [model.to_string(), version.to_string()],
             rows: self.rows.with_label_values(&l),

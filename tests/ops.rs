@@ -11,53 +11,136 @@ use common::{ScratchRepo, TestServer};
 use serde_json::{json, Value};
 
 fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_the_requests_made() {
     let repo = ScratchRepo::new("metrics");
     repo.add("mlp_digits", "digits", 1, "");
-    repo.add("mlp_digits", "slow", 1, "max_queue_size = 1\nmax_queue_delay_us = 1500000\n");
+    repo.add(
+        "mlp_digits",
+        "slow",
+        1,
+        "max_queue_size = 1\nmax_queue_delay_us = 1500000\n",
+    );
     let server = TestServer::start(&repo.path);
     let client = reqwest::Client::new();
-    let predict = |model: &str, rows: usize| json!({"model": model, "inputs": vec![vec![0.25; 64]; rows]});
+    let predict =
+        |model: &str, rows: usize| json!({"model": model, "inputs": vec![vec![0.25; 64]; rows]});
     for rows in [1, 2, 1] {
-        let r = client.post(server.url("/predict")).json(&predict("digits", rows)).send().await.expect("request");
+        let r = client
+            .post(server.url("/predict"))
+            .json(&predict("digits", rows))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status().as_u16(), 200);
     }
-    for bad in [json!({"model": "digits", "inputs": [[1.0]]}), json!({"model": "digits", "inputs": {"x": [[1.0]]}})] {
-        let r = client.post(server.url("/predict")).json(&bad).send().await.expect("request");
+    for bad in [
+        json!({"model": "digits", "inputs": [[1.0]]}),
+        json!({"model": "digits", "inputs": {"x": [[1.0]]}}),
+    ] {
+        let r = client
+            .post(server.url("/predict"))
+            .json(&bad)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status().as_u16(), 400);
     }
-    let admitted = tokio::spawn(client.post(server.url("/predict")).json(&predict("slow", 1)).send());
+    let admitted = tokio::spawn(
+        client
+            .post(server.url("/predict"))
+            .json(&predict("slow", 1))
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..2 {
-        let r = client.post(server.url("/predict")).json(&predict("slow", 1)).send().await.expect("request");
+        let r = client
+            .post(server.url("/predict"))
+            .json(&predict("slow", 1))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status().as_u16(), 429);
     }
-    assert_eq!(admitted.await.expect("join").expect("request").status().as_u16(), 200);
+    assert_eq!(
+        admitted
+            .await
+            .expect("join")
+            .expect("request")
+            .status()
+            .as_u16(),
+        200
+    );
 
-    let text = client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     let expect = [
-        ("mlpserve_requests_total{model=\"digits\",outcome=\"success\",version=\"1\"}", 3.0),
-        ("mlpserve_requests_total{model=\"digits\",outcome=\"invalid\",version=\"1\"}", 2.0),
-        ("mlpserve_requests_total{model=\"slow\",outcome=\"success\",version=\"1\"}", 1.0),
-        ("mlpserve_requests_total{model=\"slow\",outcome=\"overloaded\",version=\"1\"}", 2.0),
-        ("mlpserve_inference_rows_total{model=\"digits\",version=\"1\"}", 4.0),
-        ("mlpserve_executions_total{model=\"digits\",version=\"1\"}", 3.0),
-        ("mlpserve_request_duration_seconds_count{model=\"digits\",version=\"1\"}", 3.0),
-        ("mlpserve_batch_size_count{model=\"digits\",version=\"1\"}", 3.0),
+        (
+            "mlpserve_requests_total{model=\"digits\",outcome=\"success\",version=\"1\"}",
+            3.0,
+        ),
+        (
+            "mlpserve_requests_total{model=\"digits\",outcome=\"invalid\",version=\"1\"}",
+            2.0,
+        ),
+        (
+            "mlpserve_requests_total{model=\"slow\",outcome=\"success\",version=\"1\"}",
+            1.0,
+        ),
+        (
+            "mlpserve_requests_total{model=\"slow\",outcome=\"overloaded\",version=\"1\"}",
+            2.0,
+        ),
+        (
+            "mlpserve_inference_rows_total{model=\"digits\",version=\"1\"}",
+            4.0,
+        ),
+        (
+            "mlpserve_executions_total{model=\"digits\",version=\"1\"}",
+            3.0,
+        ),
+        (
+            "mlpserve_request_duration_seconds_count{model=\"digits\",version=\"1\"}",
+            3.0,
+        ),
+        (
+            "mlpserve_batch_size_count{model=\"digits\",version=\"1\"}",
+            3.0,
+        ),
         ("mlpserve_queue_depth{model=\"slow\",version=\"1\"}", 0.0),
-        ("mlpserve_inflight_requests{model=\"slow\",version=\"1\"}", 0.0),
+        (
+            "mlpserve_inflight_requests{model=\"slow\",version=\"1\"}",
+            0.0,
+        ),
         ("mlpserve_model_ready{model=\"digits\",version=\"1\"}", 1.0),
-        ("mlpserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"429\"}", 2.0),
-        ("mlpserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"400\"}", 2.0),
+        (
+            "mlpserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"429\"}",
+            2.0,
+        ),
+        (
+            "mlpserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"400\"}",
+            2.0,
+        ),
     ];
     for (line, value) in expect {
         assert_eq!(metric(&text, line), Some(value), "{line}\n{text}");
     }
-    assert!(metric(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0), "process metrics");
+    assert!(
+        metric(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0),
+        "process metrics"
+    );
     assert!(text.contains("le=\"0.00005\""), "buckets start at 50 µs");
 
     let promtool = Command::new("promtool")
@@ -66,10 +149,17 @@ async fn metrics_count_exactly_the_requests_made() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let mut child = promtool.expect("promtool is installed (Debian package `prometheus`; scripts/test.sh installs it)");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), text.as_bytes()).expect("write");
+    let mut child = promtool
+        .expect("promtool is installed (Debian package `prometheus`; scripts/test.sh installs it)");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), text.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool ran");
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The real binary; killed and reaped on drop so a failing test leaves no process behind.
@@ -84,16 +174,37 @@ impl Drop for Binary {
 
 /// Starts the real binary on an ephemeral port; returns it and its HTTP address, read from
 /// its JSON log. Its stderr lines keep flowing into the returned receiver.
-fn spawn_binary(repo: &std::path::Path) -> (Binary, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    let mut child = Binary(Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .args(["serve", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--log-format", "json", "--shutdown-timeout", "20"])
-        .arg("--model-repository")
-        .arg(repo)
-        .env("RUST_LOG", "info,mlpserve=debug,tower_http=debug")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts"));
+fn spawn_binary(
+    repo: &std::path::Path,
+) -> (
+    Binary,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = Binary(
+        Command::new(env!("CARGO_BIN_EXE_mlpserve"))
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--log-format",
+                "json",
+                "--shutdown-timeout",
+                "20",
+            ])
+            .arg("--model-repository")
+            .arg(repo)
+            .env("RUST_LOG", "info,mlpserve=debug,tower_http=debug")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts"),
+    );
     let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -104,11 +215,18 @@ fn spawn_binary(repo: &std::path::Path) -> (Binary, String, Vec<String>, std::sy
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut startup = Vec::new();
     while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
         let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
         startup.push(line);
         if log["message"] == "HTTP listening" {
-            return (child, log["addr"].as_str().expect("addr").to_string(), startup, rx);
+            return (
+                child,
+                log["addr"].as_str().expect("addr").to_string(),
+                startup,
+                rx,
+            );
         }
     }
     panic!("binary did not start listening");
@@ -124,35 +242,67 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let body = json!({"model": "digits", "inputs": [vec![0.5; 64]]});
     let in_flight: Vec<_> = (0..3)
         .map(|i| {
-            let req = client.post(&url).header("x-request-id", format!("drain-{i}")).json(&body).send();
+            let req = client
+                .post(&url)
+                .header("x-request-id", format!("drain-{i}"))
+                .json(&body)
+                .send();
             tokio::spawn(req)
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(kill.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // After the signal: 503 or a refused connection, never a hang.
-    let late = reqwest::Client::new().post(&url).timeout(Duration::from_secs(5)).json(&body).send().await;
+    let late = reqwest::Client::new()
+        .post(&url)
+        .timeout(Duration::from_secs(5))
+        .json(&body)
+        .send()
+        .await;
     match late {
-        Ok(r) => assert_eq!(r.status().as_u16(), 503, "a request after SIGTERM is refused"),
-        Err(e) => assert!(e.is_connect() || e.is_request(), "refused, not timed out: {e}"),
+        Ok(r) => assert_eq!(
+            r.status().as_u16(),
+            503,
+            "a request after SIGTERM is refused"
+        ),
+        Err(e) => assert!(
+            e.is_connect() || e.is_request(),
+            "refused, not timed out: {e}"
+        ),
     }
     for r in in_flight {
         let r = r.await.expect("join").expect("in-flight request answered");
-        assert_eq!(r.status().as_u16(), 200, "in-flight requests complete during shutdown");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "in-flight requests complete during shutdown"
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "process did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
     let logs: Vec<String> = startup.into_iter().chain(logs.try_iter()).collect();
-    assert!(logs.iter().any(|l| l.contains("drain-1")), "the request id appears in the logs");
-    assert!(logs.iter().any(|l| l.contains("resolved configuration")), "resolved config logged at start-up");
+    assert!(
+        logs.iter().any(|l| l.contains("drain-1")),
+        "the request id appears in the logs"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("resolved configuration")),
+        "resolved config logged at start-up"
+    );
 }

@@ -13,7 +13,10 @@ pub fn stack(specs: &[TensorSpec], mut requests: Vec<Vec<Tensor>>) -> Result<Vec
     if requests.len() == 1 {
         return Ok(requests.pop().unwrap_or_default());
     }
-    let mut per_input: Vec<Vec<Tensor>> = specs.iter().map(|_| Vec::with_capacity(requests.len())).collect();
+    let mut per_input: Vec<Vec<Tensor>> = specs
+        .iter()
+        .map(|_| Vec::with_capacity(requests.len()))
+        .collect();
     for request in requests {
         for (i, t) in request.into_iter().enumerate() {
             per_input[i].push(t);
@@ -31,12 +34,20 @@ fn stack_input(pad_value: f64, parts: &[Tensor]) -> Result<Tensor, String> {
     let mut target = first.shape.clone();
     target[0] = parts.iter().map(Tensor::rows).sum();
     for (axis, dim) in target.iter_mut().enumerate().skip(1) {
-        *dim = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).max().unwrap_or(0);
+        *dim = parts
+            .iter()
+            .map(|p| p.shape.get(axis).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
     }
     dispatch_dtype!(first.dtype(), T => stack_typed::<T>(parts, target, pad_value))
 }
 
-fn stack_typed<T: Element + FromJson>(parts: &[Tensor], target: Vec<usize>, pad: f64) -> Result<Tensor, String> {
+fn stack_typed<T: Element + FromJson>(
+    parts: &[Tensor],
+    target: Vec<usize>,
+    pad: f64,
+) -> Result<Tensor, String> {
     let pad = T::from_json(JsonNumber::Float(pad)).unwrap_or_default();
     let mut out = Vec::with_capacity(element_count(&target));
     for p in parts {
@@ -64,7 +75,13 @@ fn pad_block<T: Copy>(src: &[T], src_dims: &[usize], dst_dims: &[usize], pad: T,
             let src_chunk = element_count(src_inner);
             let dst_chunk = element_count(dst_inner);
             for i in 0..*n {
-                pad_block(&src[i * src_chunk..(i + 1) * src_chunk], src_inner, dst_inner, pad, out);
+                pad_block(
+                    &src[i * src_chunk..(i + 1) * src_chunk],
+                    src_inner,
+                    dst_inner,
+                    pad,
+                    out,
+                );
             }
             out.extend(std::iter::repeat_n(pad, (m - n) * dst_chunk));
         }
@@ -78,7 +95,10 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
         return Ok(vec![outputs]);
     }
     let total: usize = rows.iter().sum();
-    let mut per_request: Vec<Vec<Tensor>> = rows.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    let mut per_request: Vec<Vec<Tensor>> = rows
+        .iter()
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
     for out in outputs {
         if out.rows() != total || out.shape.is_empty() {
             return Err(format!(
@@ -122,7 +142,14 @@ mod tests {
 
     #[test]
     fn equal_shapes_concatenate() {
-        let out = stack(&[spec(vec![])], vec![vec![t(vec![1, 2], vec![1, 2])], vec![t(vec![2, 2], vec![3, 4, 5, 6])]]).unwrap();
+        let out = stack(
+            &[spec(vec![])],
+            vec![
+                vec![t(vec![1, 2], vec![1, 2])],
+                vec![t(vec![2, 2], vec![3, 4, 5, 6])],
+            ],
+        )
+        .unwrap();
         assert_eq!(out, vec![t(vec![3, 2], vec![1, 2, 3, 4, 5, 6])]);
     }
 
@@ -130,7 +157,10 @@ mod tests {
     fn paddable_axes_pad_to_the_longest() {
         let out = stack(
             &[spec(vec![1])],
-            vec![vec![t(vec![1, 1], vec![7])], vec![t(vec![2, 3], vec![1, 2, 3, 4, 5, 6])]],
+            vec![
+                vec![t(vec![1, 1], vec![7])],
+                vec![t(vec![2, 3], vec![1, 2, 3, 4, 5, 6])],
+            ],
         )
         .unwrap();
         assert_eq!(out, vec![t(vec![3, 3], vec![7, -1, -1, 1, 2, 3, 4, 5, 6])]);
@@ -140,10 +170,18 @@ mod tests {
     fn padding_works_on_inner_axes() {
         let a = Tensor::new(vec![1, 1, 2], TensorData::F32(vec![1.0, 2.0])).unwrap();
         let b = Tensor::new(vec![1, 2, 2], TensorData::F32(vec![3.0, 4.0, 5.0, 6.0])).unwrap();
-        let s = TensorSpec { dtype: DataType::F32, shape: vec![-1, -1, 2], pad_value: 0.0, ..spec(vec![1]) };
+        let s = TensorSpec {
+            dtype: DataType::F32,
+            shape: vec![-1, -1, 2],
+            pad_value: 0.0,
+            ..spec(vec![1])
+        };
         let out = stack(&[s], vec![vec![a], vec![b]]).unwrap();
         assert_eq!(out[0].shape, vec![2, 2, 2]);
-        assert_eq!(out[0].data, TensorData::F32(vec![1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 5.0, 6.0]));
+        assert_eq!(
+            out[0].data,
+            TensorData::F32(vec![1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 5.0, 6.0])
+        );
     }
 
     #[test]

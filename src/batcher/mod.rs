@@ -153,13 +153,18 @@ impl Batcher {
                 reply,
                 _admission: admission.clone(),
             };
-            self.tx
-                .send(job)
-                .map_err(|_| Error::Unavailable(format!("model '{}' is shutting down", spec.name)))?;
+            self.tx.send(job).map_err(|_| {
+                Error::Unavailable(format!("model '{}' is shutting down", spec.name))
+            })?;
             replies.push(rx);
         }
         drop(admission);
-        let lost = || Error::Internal(format!("model '{}': a worker dropped a request unanswered", spec.name));
+        let lost = || {
+            Error::Internal(format!(
+                "model '{}': a worker dropped a request unanswered",
+                spec.name
+            ))
+        };
         if replies.len() == 1 {
             return replies.pop().ok_or_else(lost)?.await.map_err(|_| lost())?;
         }
@@ -176,8 +181,11 @@ fn merge_chunks(spec: &ModelSpec, parts: Vec<JobOutput>) -> Result<JobOutput> {
     let queue_time = parts.iter().map(|p| p.queue_time).max().unwrap_or_default();
     let compute_time = parts.iter().map(|p| p.compute_time).sum();
     let batch_rows = parts.iter().map(|p| p.batch_rows).max().unwrap_or_default();
-    let outputs = assemble::stack(&spec.outputs, parts.into_iter().map(|p| p.outputs).collect())
-        .map_err(Error::Internal)?;
+    let outputs = assemble::stack(
+        &spec.outputs,
+        parts.into_iter().map(|p| p.outputs).collect(),
+    )
+    .map_err(Error::Internal)?;
     Ok(JobOutput {
         outputs,
         queue_time,

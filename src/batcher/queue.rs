@@ -153,7 +153,11 @@ impl<P> BatchQueue<P> {
     fn take_indices(&mut self, indices: &[usize]) -> Vec<P> {
         if indices.len() == indices.last().map_or(0, |&l| l + 1) {
             // Common case: a plain prefix of the queue.
-            return self.entries.drain(..indices.len()).map(|e| e.payload).collect();
+            return self
+                .entries
+                .drain(..indices.len())
+                .map(|e| e.payload)
+                .collect();
         }
         let mut out = Vec::with_capacity(indices.len());
         for &i in indices.iter().rev() {

@@ -57,7 +57,10 @@ pub async fn drive(mut d: Driver) {
         let now = Instant::now();
         for job in d.queue.remove_expired(now) {
             let waited = now.saturating_duration_since(job.enqueued);
-            let timeout = job.deadline.map(|t| t.saturating_duration_since(job.enqueued)).unwrap_or_default();
+            let timeout = job
+                .deadline
+                .map(|t| t.saturating_duration_since(job.enqueued))
+                .unwrap_or_default();
             job.answer(Err(Error::Timeout {
                 model: d.spec.name.clone(),
                 waited_ms: waited.as_millis() as u64,
@@ -103,7 +106,10 @@ fn dispatch(d: &Driver, worker: usize, batch: Batch) {
     if let Err(std::sync::mpsc::SendError(batch)) = d.workers.inboxes[worker].send(batch) {
         // The worker thread is gone (it only exits when its channels close); fail the jobs.
         for job in batch.jobs {
-            job.answer(Err(Error::Internal(format!("model '{}': worker {worker} has stopped", d.spec.name))));
+            job.answer(Err(Error::Internal(format!(
+                "model '{}': worker {worker} has stopped",
+                d.spec.name
+            ))));
         }
     }
 }

@@ -40,6 +40,31 @@ pub struct CeilingPoint {
     /// Cores the process used while measuring (1.0 = one core, as intra_op_threads 1
     /// should get; less means the machine was busy with something else).
     pub cores: f64,
+    /// (after − before) ÷ mean rows/s when measured before and after the load: how much
+    /// the machine's speed changed meanwhile (0 for a single measurement).
+    pub drift: f64,
+}
+
+/// Averages the measurements taken before (`a`) and after (`b`) the load, batch by batch.
+pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<CeilingPoint>, String> {
+    if a.len() != b.len() {
+        return Err("the two ceiling measurements cover different batch sizes".into());
+    }
+    Ok(a.into_iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let mean = (a.rows_per_s + b.rows_per_s) / 2.0;
+            CeilingPoint {
+                batch: a.batch,
+                runs: a.runs + b.runs,
+                rows_per_s: mean,
+                p50_us: (a.p50_us + b.p50_us) / 2.0,
+                p99_us: a.p99_us.max(b.p99_us),
+                cores: (a.cores + b.cores) / 2.0,
+                drift: (b.rows_per_s - a.rows_per_s) / mean.max(1e-9),
+            }
+        })
+        .collect())
 }
 
 /// Runs the ceiling. Batch sizes a non-batched graph cannot take are skipped.
@@ -113,7 +138,37 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             p50_us: latency.value_at_quantile(0.5) as f64 / 1e3,
             p99_us: latency.value_at_quantile(0.99) as f64 / 1e3,
             cores,
+            drift: 0.0,
         });
     }
     Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(batch: usize, rows_per_s: f64) -> CeilingPoint {
+        CeilingPoint {
+            batch,
+            runs: 10,
+            rows_per_s,
+            p50_us: 1.0,
+            p99_us: 2.0,
+            cores: 1.0,
+            drift: 0.0,
+        }
+    }
+
+    #[test]
+    fn before_and_after_average_and_show_the_drift() {
+        let c = combine(
+            vec![point(1, 90.0), point(8, 800.0)],
+            vec![point(1, 110.0), point(8, 800.0)],
+        )
+        .unwrap();
+        assert_eq!((c[0].rows_per_s, c[0].runs, c[0].drift), (100.0, 20, 0.2));
+        assert_eq!(c[1].drift, 0.0);
+        assert!(combine(vec![point(1, 1.0)], vec![]).is_err());
+    }
 }

@@ -1,6 +1,8 @@
 //! Where the CPU went during a level, by thread role, read from Linux's per-thread
 //! `/proc/self/task/*/schedstat` (nanoseconds on CPU). Roles come from thread names: ORT
-//! workers are `ort-<model>-<n>` (ORT's own intra-op pool threads inherit that name), the
+//! workers are `ort-<model>-<n>`; ORT's own intra-op pool threads (intra_op_threads > 1)
+//! inherit the name of the thread that built the session, a server runtime thread, so
+//! they count as `server`. The
 //! load generator's threads are `bench-client`, and the server's async runtime threads carry
 //! tokio's default name (`tokio-rt-worker`, `tokio-runtime-worker` in older tokio).
 //! Elsewhere than Linux every reading is empty.

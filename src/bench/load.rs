@@ -31,9 +31,8 @@ pub struct LevelResult {
     pub first_error: Option<String>,
     /// Latency of successful requests, in nanoseconds.
     pub latency: Histogram<u64>,
-    /// Where that latency went, from the server's `x-queue-time-us` and
-    /// `x-compute-time-us` headers (ns): time in the batch queue, time on the ORT worker
-    /// (assemble, run, split), and the rest (HTTP, codecs, hand-offs, network, client).
+    /// Where that latency went (ns), from the server's `x-queue-time-us` and
+    /// `x-compute-time-us` headers: batch queue, ORT worker (assemble, run, split), rest.
     pub split: Split,
     pub window: Duration,
 }

@@ -77,7 +77,7 @@ pub struct BenchArgs {
     /// Batch sizes the ceiling runs.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128,256")]
     pub ceiling_batches: Vec<usize>,
-    /// Measured time per ceiling batch size.
+    /// Measured time per ceiling batch size (measured twice: before and after the load).
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     pub ceiling_duration: Duration,
     /// Model file for the ceiling when the server is external [default: from --model-repository].
@@ -236,8 +236,9 @@ fn ceiling_config(
     })
 }
 
-/// Runs on the load generator's thread: builds the request, runs every level, then the
-/// ceiling (while the server is idle).
+/// Runs on the load generator's thread: the ceiling (while the server is idle), every
+/// level, then the ceiling again; the two ceilings are averaged and their difference shows
+/// how much the machine's speed drifted during the run.
 fn client_side(
     args: BenchArgs,
     base: String,
@@ -255,9 +256,11 @@ fn client_side(
             .build()
     }
     .map_err(|e| format!("cannot start the load generator runtime: {e}"))?;
+    let before = ceiling.as_ref().map(ceiling::measure);
     let (payload, levels) = rt.block_on(levels(&args, &base))?;
     drop(rt);
-    let ceiling = ceiling.map(|c| ceiling::measure(&c));
+    let after = ceiling.as_ref().map(ceiling::measure);
+    let ceiling = before.zip(after).map(|(a, b)| ceiling::combine(a?, b?));
     Ok(Measured {
         payload,
         levels,

@@ -118,15 +118,32 @@ fn cores_available() -> usize {
 
 fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
     println!();
-    println!("in-process ceiling: bare session.run on the same model file, same session options");
     println!(
-        "{:>7} {:>8} {:>10} {:>9} {:>9} {:>6}",
-        "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores"
+        "in-process ceiling: bare session.run on the same model file, same session options \
+         (mean of a measurement before and one after the load)"
+    );
+    println!(
+        "{:>7} {:>8} {:>10} {:>9} {:>9} {:>6} {:>7}",
+        "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores", "drift"
     );
     for p in points {
         println!(
-            "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2}",
-            p.batch, p.runs, p.rows_per_s, p.p50_us, p.p99_us, p.cores
+            "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2} {:>+6.0}%",
+            p.batch,
+            p.runs,
+            p.rows_per_s,
+            p.p50_us,
+            p.p99_us,
+            p.cores,
+            p.drift * 100.0
+        );
+    }
+    let drift = points.iter().map(|p| p.drift.abs()).fold(0.0, f64::max);
+    if drift > 0.1 {
+        println!(
+            "note: the ceiling changed by up to {:.0}% between before and after the load; \
+             the machine's speed drifted, so ratios carry that much noise",
+            drift * 100.0
         );
     }
     let Some(best) = points
@@ -173,13 +190,11 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
         );
     }
     let single = points.iter().find(|p| p.batch == r.payload.rows);
-    let lowest = r.levels.iter().min_by_key(|l| l.concurrency);
+    let lowest = r.levels.iter().find(|l| l.concurrency == 1);
     if let (Some(bare), Some(low)) = (single, lowest) {
         let p50_us = low.result.latency.value_at_quantile(0.5) as f64 / 1e3;
         println!(
-            "low load ({} client{}): server p50 {:.1} µs vs bare run at batch {} p50 {:.1} µs: overhead {:.1} µs",
-            low.concurrency,
-            if low.concurrency == 1 { "" } else { "s" },
+            "low load (1 client): server p50 {:.1} µs vs bare run at batch {} p50 {:.1} µs: overhead {:.1} µs",
             p50_us,
             bare.batch,
             bare.p50_us,
@@ -218,6 +233,7 @@ mod tests {
             p50_us: 0.0,
             p99_us: 0.0,
             cores: 1.0,
+            drift: 0.0,
         }
     }
 

@@ -75,7 +75,11 @@ impl ModelConfig {
         if config.max_batch_size == 0 || config.instances == 0 || config.max_queue_size == 0 {
             return Err("max_batch_size, instances and max_queue_size must be at least 1".into());
         }
-        if let Some(&p) = config.preferred_batch_sizes.iter().find(|&&p| p == 0 || p > config.max_batch_size) {
+        if let Some(&p) = config
+            .preferred_batch_sizes
+            .iter()
+            .find(|&&p| p == 0 || p > config.max_batch_size)
+        {
             return Err(format!(
                 "preferred batch size {p} must be between 1 and max_batch_size ({})",
                 config.max_batch_size

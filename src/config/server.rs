@@ -97,7 +97,9 @@ impl ServerConfig {
         };
         let a = cli.over(file);
         let config = ServerConfig {
-            model_repository: a.model_repository.unwrap_or_else(|| PathBuf::from("models")),
+            model_repository: a
+                .model_repository
+                .unwrap_or_else(|| PathBuf::from("models")),
             host: a.host.unwrap_or_else(|| "0.0.0.0".to_string()),
             http_port: a.http_port.unwrap_or(8000),
             grpc_port: a.grpc_port.unwrap_or(8001),
@@ -128,7 +130,8 @@ impl ServerConfig {
 }
 
 fn read_file(path: &Path) -> Result<ServerArgs, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
@@ -142,7 +145,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("server.toml");
         std::fs::write(&file, "http_port = 9000\ngrpc_port = 9001\n").unwrap();
-        let cli = ServerArgs { config: Some(file), http_port: Some(7000), ..Default::default() };
+        let cli = ServerArgs {
+            config: Some(file),
+            http_port: Some(7000),
+            ..Default::default()
+        };
         let c = ServerConfig::resolve(cli).unwrap();
         assert_eq!(c.http_port, 7000);
         assert_eq!(c.grpc_port, 9001);
@@ -155,7 +162,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("server.toml");
         std::fs::write(&file, "http_prot = 9000\n").unwrap();
-        let err = ServerConfig::resolve(ServerArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        let err = ServerConfig::resolve(ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.contains("http_prot"), "{err}");
     }
 }

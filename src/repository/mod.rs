@@ -42,21 +42,36 @@ struct Found {
 }
 
 fn discover(root: &Path) -> std::result::Result<Vec<Found>, String> {
-    let read = |p: &Path| std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let mut found = Vec::new();
     for model_dir in read(root)? {
         let model_dir = model_dir.map_err(|e| e.to_string())?.path();
-        let Some(name) = model_dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        let Some(name) = model_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
         if !model_dir.is_dir() || name.starts_with('.') {
             continue;
         }
         let config = ModelConfig::load(&model_dir.join("config.toml"))?;
         for version_dir in read(&model_dir)? {
             let version_dir = version_dir.map_err(|e| e.to_string())?.path();
-            let version = version_dir.file_name().and_then(|n| n.to_str()).and_then(|v| v.parse::<u64>().ok());
+            let version = version_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|v| v.parse::<u64>().ok());
             let path = version_dir.join("model.onnx");
             if let (Some(version), true) = (version, path.is_file()) {
-                found.push(Found { name: name.clone(), version, path, config: config.clone() });
+                found.push(Found {
+                    name: name.clone(),
+                    version,
+                    path,
+                    config: config.clone(),
+                });
             }
         }
     }
@@ -67,18 +82,32 @@ fn discover(root: &Path) -> std::result::Result<Vec<Found>, String> {
 impl Repository {
     /// Loads every model version under `root`. Must run inside a tokio runtime (batchers
     /// spawn their driver tasks). Any model that fails to load fails start-up, naming it.
-    pub fn load(root: &Path, runtime: &Runtime, options: &LoadOptions, metrics: &Metrics) -> std::result::Result<Repository, String> {
+    pub fn load(
+        root: &Path,
+        runtime: &Runtime,
+        options: &LoadOptions,
+        metrics: &Metrics,
+    ) -> std::result::Result<Repository, String> {
         let mut models: BTreeMap<String, BTreeMap<u64, Arc<Model>>> = BTreeMap::new();
         for f in discover(root)? {
-            let model = load_version(&f, runtime, options, metrics)
-                .map_err(|e| format!("model '{}' version {} ({}): {e}", f.name, f.version, f.path.display()))?;
+            let model = load_version(&f, runtime, options, metrics).map_err(|e| {
+                format!(
+                    "model '{}' version {} ({}): {e}",
+                    f.name,
+                    f.version,
+                    f.path.display()
+                )
+            })?;
             tracing::info!(
                 model = %f.name, version = f.version,
                 inputs = ?model.spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
                 batched = model.spec.batched, max_batch_size = model.spec.max_batch_size(),
                 instances = model.spec.config.instances, "model loaded"
             );
-            models.entry(f.name.clone()).or_default().insert(f.version, Arc::new(model));
+            models
+                .entry(f.name.clone())
+                .or_default()
+                .insert(f.version, Arc::new(model));
         }
         if models.is_empty() {
             return Err(format!(
@@ -86,12 +115,18 @@ impl Repository {
                 root.display()
             ));
         }
-        Ok(Repository { models, closing: AtomicBool::new(false) })
+        Ok(Repository {
+            models,
+            closing: AtomicBool::new(false),
+        })
     }
 
     /// The requested version, or the highest one when `version` is `None` or empty.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>> {
-        let versions = self.models.get(name).ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
+        let versions = self
+            .models
+            .get(name)
+            .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
         let model = match version.filter(|v| !v.is_empty()) {
             None => versions.values().next_back(),
             Some(v) => v.parse::<u64>().ok().and_then(|n| versions.get(&n)),
@@ -105,7 +140,10 @@ impl Repository {
 
     /// Version names of `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<String> {
-        self.models.get(name).map(|v| v.keys().map(u64::to_string).collect()).unwrap_or_default()
+        self.models
+            .get(name)
+            .map(|v| v.keys().map(u64::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// Every loaded model version, by name then version.
@@ -136,16 +174,32 @@ impl Repository {
     }
 }
 
-fn load_version(f: &Found, runtime: &Runtime, options: &LoadOptions, metrics: &Metrics) -> std::result::Result<Model, String> {
+fn load_version(
+    f: &Found,
+    runtime: &Runtime,
+    options: &LoadOptions,
+    metrics: &Metrics,
+) -> std::result::Result<Model, String> {
     let session_options = SessionOptions {
-        intra_op_threads: f.config.intra_op_threads.unwrap_or(options.session.intra_op_threads),
+        intra_op_threads: f
+            .config
+            .intra_op_threads
+            .unwrap_or(options.session.intra_op_threads),
         ..options.session.clone()
     };
     let mut sessions = Vec::with_capacity(f.config.instances);
     for _ in 0..f.config.instances {
-        sessions.push(runtime::build_session(runtime.env(), &f.path, &session_options).map_err(|e| e.to_string())?);
+        sessions.push(
+            runtime::build_session(runtime.env(), &f.path, &session_options)
+                .map_err(|e| e.to_string())?,
+        );
     }
-    let spec = Arc::new(runtime::read_spec(&sessions[0], &f.name, &f.version.to_string(), f.config.clone())?);
+    let spec = Arc::new(runtime::read_spec(
+        &sessions[0],
+        &f.name,
+        &f.version.to_string(),
+        f.config.clone(),
+    )?);
     for session in &mut sessions {
         runtime::warm_up(session, &spec);
     }

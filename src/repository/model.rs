@@ -28,7 +28,11 @@ pub struct Model {
 impl Model {
     pub fn new(spec: Arc<ModelSpec>, batcher: Batcher, metrics: ModelMetrics) -> Model {
         metrics.ready.set(1);
-        Model { spec, metrics, batcher }
+        Model {
+            spec,
+            metrics,
+            batcher,
+        }
     }
 
     /// Validates, queues and runs one request; outputs come back in the graph's output
@@ -41,7 +45,8 @@ impl Model {
             Ok(out) => {
                 let m = &self.metrics;
                 m.success.inc();
-                m.rows.inc_by(out.outputs.first().map_or(0, |t| t.rows()) as u64);
+                m.rows
+                    .inc_by(out.outputs.first().map_or(0, |t| t.rows()) as u64);
                 m.request_duration.observe(started.elapsed().as_secs_f64());
                 m.queue_duration.observe(out.queue_time.as_secs_f64());
                 tracing::Span::current().record("batch_rows", out.batch_rows);

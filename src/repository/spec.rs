@@ -63,12 +63,19 @@ impl ModelSpec {
     }
 
     fn input_names(&self) -> String {
-        let names: Vec<String> = self.inputs.iter().map(|s| format!("'{}' ({})", s.name, s.describe())).collect();
+        let names: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|s| format!("'{}' ({})", s.name, s.describe()))
+            .collect();
         names.join(", ")
     }
 
     fn invalid(&self, msg: impl std::fmt::Display) -> Error {
-        Error::InvalidInput(format!("model '{}' version {}: {msg}", self.name, self.version))
+        Error::InvalidInput(format!(
+            "model '{}' version {}: {msg}",
+            self.name, self.version
+        ))
     }
 
     /// Checks names, dtypes and shapes and returns the tensors in the graph's input order,
@@ -105,7 +112,12 @@ impl ModelSpec {
         self.check_shared_dims(&tensors)?;
         let rows = if self.batched { tensors[0].rows() } else { 1 };
         if self.batched {
-            if let Some((spec, t)) = self.inputs.iter().zip(&tensors).find(|(_, t)| t.rows() != rows) {
+            if let Some((spec, t)) = self
+                .inputs
+                .iter()
+                .zip(&tensors)
+                .find(|(_, t)| t.rows() != rows)
+            {
                 return Err(self.invalid(format_args!(
                     "inputs disagree on the batch size: '{}' has {rows} rows but '{}' has {}",
                     self.inputs[0].name,
@@ -151,7 +163,10 @@ impl ModelSpec {
             )));
         }
         let fits = t.shape.len() == spec.shape.len()
-            && t.shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d as i64 == s);
+            && t.shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(&d, &s)| s < 0 || d as i64 == s);
         if !fits {
             return Err(self.invalid(format_args!(
                 "input '{}' expects shape {:?} (-1 = any) but got {:?}",
@@ -159,7 +174,11 @@ impl ModelSpec {
             )));
         }
         if let Some(axis) = t.shape.iter().position(|&d| d == 0) {
-            let what = if axis == 0 && self.batched { "an empty batch (0 rows)".to_string() } else { format!("an empty axis {axis}") };
+            let what = if axis == 0 && self.batched {
+                "an empty batch (0 rows)".to_string()
+            } else {
+                format!("an empty axis {axis}")
+            };
             return Err(self.invalid(format_args!(
                 "input '{}' has {what} in shape {:?}; at least one element per axis is required",
                 spec.name, t.shape

@@ -18,12 +18,20 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         out.push(("ORT_DYLIB_PATH".to_string(), PathBuf::from(p)));
     }
-    out.push(("working directory".to_string(), Path::new(FETCH_DIR).join(LIB_NAME)));
+    out.push((
+        "working directory".to_string(),
+        Path::new(FETCH_DIR).join(LIB_NAME),
+    ));
     out.push((
         "source tree".to_string(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(FETCH_DIR).join(LIB_NAME),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(FETCH_DIR)
+            .join(LIB_NAME),
     ));
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         out.push(("next to the executable".to_string(), dir.join(LIB_NAME)));
     }
     out
@@ -45,7 +53,10 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
             ));
         }
     }
-    let tried: Vec<String> = candidates.iter().map(|(_, p)| p.display().to_string()).collect();
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|(_, p)| p.display().to_string())
+        .collect();
     Err(format!(
         "ONNX Runtime shared library not found (tried {}). Run `scripts/fetch-onnxruntime.sh` \
          to fetch it from PyPI, or pass --ort-lib /path/to/libonnxruntime.so",

@@ -26,7 +26,9 @@ impl Runtime {
     /// Loads the shared library (searching as [`find_library`] does) and builds the
     /// environment on first use; later calls return the same runtime.
     pub fn load(explicit: Option<&Path>) -> Result<Arc<Runtime>, String> {
-        let mut slot = RUNTIME.lock().map_err(|_| "ONNX Runtime initialisation panicked earlier".to_string())?;
+        let mut slot = RUNTIME
+            .lock()
+            .map_err(|_| "ONNX Runtime initialisation panicked earlier".to_string())?;
         if let Some(runtime) = slot.as_ref() {
             return Ok(runtime.clone());
         }

@@ -12,7 +12,9 @@ use crate::repository::{ModelSpec, TensorSpec};
 use crate::tensor::{dispatch_dtype, to_ort_value, DataType, Element, Tensor};
 
 /// Where sessions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionProvider {
     /// ONNX Runtime's CPU kernels.
@@ -50,13 +52,31 @@ pub fn build_session(
 
 /// Reads the serving contract from the graph: names, dtypes, shapes (`-1` for dynamic
 /// dims), `metadata_props`, plus padding from the model's config (checked against the graph).
-pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConfig) -> Result<ModelSpec, String> {
+pub fn read_spec(
+    session: &Session,
+    name: &str,
+    version: &str,
+    config: ModelConfig,
+) -> Result<ModelSpec, String> {
     let tensor_spec = |outlet: &ort::value::Outlet| -> Result<TensorSpec, String> {
-        let ValueType::Tensor { ty, shape, dimension_symbols } = outlet.dtype() else {
-            return Err(format!("'{}' is a {}, only tensors are served", outlet.name(), outlet.dtype()));
+        let ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } = outlet.dtype()
+        else {
+            return Err(format!(
+                "'{}' is a {}, only tensors are served",
+                outlet.name(),
+                outlet.dtype()
+            ));
         };
-        let dtype = DataType::from_ort(*ty)
-            .ok_or_else(|| format!("'{}' has element type {ty}, which is not served", outlet.name()))?;
+        let dtype = DataType::from_ort(*ty).ok_or_else(|| {
+            format!(
+                "'{}' has element type {ty}, which is not served",
+                outlet.name()
+            )
+        })?;
         Ok(TensorSpec {
             name: outlet.name().to_string(),
             dtype,
@@ -66,13 +86,23 @@ pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConf
             pad_value: 0.0,
         })
     };
-    let mut inputs = session.inputs().iter().map(tensor_spec).collect::<Result<Vec<_>, _>>()?;
-    let outputs = session.outputs().iter().map(tensor_spec).collect::<Result<Vec<_>, _>>()?;
+    let mut inputs = session
+        .inputs()
+        .iter()
+        .map(tensor_spec)
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = session
+        .outputs()
+        .iter()
+        .map(tensor_spec)
+        .collect::<Result<Vec<_>, _>>()?;
     for (input_name, c) in &config.inputs {
         let spec = inputs
             .iter_mut()
             .find(|s| &s.name == input_name)
-            .ok_or_else(|| format!("config.toml names input '{input_name}', which the graph does not have"))?;
+            .ok_or_else(|| {
+                format!("config.toml names input '{input_name}', which the graph does not have")
+            })?;
         for &axis in &c.pad_axes {
             if axis == 0 || axis >= spec.shape.len() || spec.shape[axis] >= 0 {
                 return Err(format!(
@@ -84,7 +114,10 @@ pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConf
         spec.pad_axes = c.pad_axes.clone();
         spec.pad_value = c.pad_value;
     }
-    let batched = inputs.iter().chain(&outputs).all(|s| s.shape.first() == Some(&-1));
+    let batched = inputs
+        .iter()
+        .chain(&outputs)
+        .all(|s| s.shape.first() == Some(&-1));
     let mut properties = BTreeMap::new();
     if let Ok(meta) = session.metadata() {
         for key in meta.custom_keys().unwrap_or_default() {
@@ -93,7 +126,15 @@ pub fn read_spec(session: &Session, name: &str, version: &str, config: ModelConf
             }
         }
     }
-    Ok(ModelSpec { name: name.to_string(), version: version.to_string(), inputs, outputs, batched, properties, config })
+    Ok(ModelSpec {
+        name: name.to_string(),
+        version: version.to_string(),
+        inputs,
+        outputs,
+        batched,
+        properties,
+        config,
+    })
 }
 
 /// Runs one all-zeros row (dynamic dims = 1) so the first real request does not pay for

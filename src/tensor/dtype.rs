@@ -23,25 +23,114 @@ pub enum DataType {
 
 /// (variant, KServe name, Triton config name, ORT element type, bytes per element)
 const TABLE: [(DataType, &str, &str, TensorElementType, usize); 13] = [
-    (DataType::Bool, "BOOL", "TYPE_BOOL", TensorElementType::Bool, 1),
-    (DataType::U8, "UINT8", "TYPE_UINT8", TensorElementType::Uint8, 1),
-    (DataType::U16, "UINT16", "TYPE_UINT16", TensorElementType::Uint16, 2),
-    (DataType::U32, "UINT32", "TYPE_UINT32", TensorElementType::Uint32, 4),
-    (DataType::U64, "UINT64", "TYPE_UINT64", TensorElementType::Uint64, 8),
-    (DataType::I8, "INT8", "TYPE_INT8", TensorElementType::Int8, 1),
-    (DataType::I16, "INT16", "TYPE_INT16", TensorElementType::Int16, 2),
-    (DataType::I32, "INT32", "TYPE_INT32", TensorElementType::Int32, 4),
-    (DataType::I64, "INT64", "TYPE_INT64", TensorElementType::Int64, 8),
-    (DataType::F16, "FP16", "TYPE_FP16", TensorElementType::Float16, 2),
-    (DataType::BF16, "BF16", "TYPE_BF16", TensorElementType::Bfloat16, 2),
-    (DataType::F32, "FP32", "TYPE_FP32", TensorElementType::Float32, 4),
-    (DataType::F64, "FP64", "TYPE_FP64", TensorElementType::Float64, 8),
+    (
+        DataType::Bool,
+        "BOOL",
+        "TYPE_BOOL",
+        TensorElementType::Bool,
+        1,
+    ),
+    (
+        DataType::U8,
+        "UINT8",
+        "TYPE_UINT8",
+        TensorElementType::Uint8,
+        1,
+    ),
+    (
+        DataType::U16,
+        "UINT16",
+        "TYPE_UINT16",
+        TensorElementType::Uint16,
+        2,
+    ),
+    (
+        DataType::U32,
+        "UINT32",
+        "TYPE_UINT32",
+        TensorElementType::Uint32,
+        4,
+    ),
+    (
+        DataType::U64,
+        "UINT64",
+        "TYPE_UINT64",
+        TensorElementType::Uint64,
+        8,
+    ),
+    (
+        DataType::I8,
+        "INT8",
+        "TYPE_INT8",
+        TensorElementType::Int8,
+        1,
+    ),
+    (
+        DataType::I16,
+        "INT16",
+        "TYPE_INT16",
+        TensorElementType::Int16,
+        2,
+    ),
+    (
+        DataType::I32,
+        "INT32",
+        "TYPE_INT32",
+        TensorElementType::Int32,
+        4,
+    ),
+    (
+        DataType::I64,
+        "INT64",
+        "TYPE_INT64",
+        TensorElementType::Int64,
+        8,
+    ),
+    (
+        DataType::F16,
+        "FP16",
+        "TYPE_FP16",
+        TensorElementType::Float16,
+        2,
+    ),
+    (
+        DataType::BF16,
+        "BF16",
+        "TYPE_BF16",
+        TensorElementType::Bfloat16,
+        2,
+    ),
+    (
+        DataType::F32,
+        "FP32",
+        "TYPE_FP32",
+        TensorElementType::Float32,
+        4,
+    ),
+    (
+        DataType::F64,
+        "FP64",
+        "TYPE_FP64",
+        TensorElementType::Float64,
+        8,
+    ),
 ];
 
 impl DataType {
-    fn row(self) -> &'static (DataType, &'static str, &'static str, TensorElementType, usize) {
+    fn row(
+        self,
+    ) -> &'static (
+        DataType,
+        &'static str,
+        &'static str,
+        TensorElementType,
+        usize,
+    ) {
         // Every variant has exactly one row in TABLE.
-        TABLE.iter().find(|r| r.0 == self).expect("every DataType is in TABLE")
+        TABLE
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every DataType is in TABLE")
     }
 
     /// The KServe V2 / Open Inference Protocol name, e.g. `FP32`.

@@ -222,9 +222,15 @@ impl<'de> Visitor<'de> for Level<'_> {
 
 impl Acc {
     fn finish(self) -> FlatJson {
-        let rank = self.leaf_depth.unwrap_or(self.dims.len()).min(self.dims.len());
+        let rank = self
+            .leaf_depth
+            .unwrap_or(self.dims.len())
+            .min(self.dims.len());
         let shape = self.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
-        FlatJson { values: self.values, shape }
+        FlatJson {
+            values: self.values,
+            shape,
+        }
     }
 }
 
@@ -232,7 +238,11 @@ impl FlatJson {
     /// Decodes from a JSON array whose opening bracket a caller's visitor already consumed.
     pub fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<FlatJson, A::Error> {
         let mut acc = Acc::default();
-        Level { acc: &mut acc, depth: 0 }.visit_seq(seq)?;
+        Level {
+            acc: &mut acc,
+            depth: 0,
+        }
+        .visit_seq(seq)?;
         Ok(acc.finish())
     }
 }
@@ -240,7 +250,11 @@ impl FlatJson {
 impl<'de> serde::Deserialize<'de> for FlatJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut acc = Acc::default();
-        Level { acc: &mut acc, depth: 0 }.deserialize(d)?;
+        Level {
+            acc: &mut acc,
+            depth: 0,
+        }
+        .deserialize(d)?;
         Ok(acc.finish())
     }
 }
@@ -360,7 +374,10 @@ mod tests {
     #[test]
     fn conversion_checks_range_and_kind() {
         let f = parse("[0, 255, 256]").unwrap();
-        assert!(f.to_data(DataType::U8).unwrap_err().contains("element 2 is 256"));
+        assert!(f
+            .to_data(DataType::U8)
+            .unwrap_err()
+            .contains("element 2 is 256"));
         assert!(parse("[1.5]").unwrap().to_data(DataType::I64).is_err());
         assert_eq!(
             parse("[3.0, -2]").unwrap().to_data(DataType::I64).unwrap(),
@@ -372,22 +389,44 @@ mod tests {
             TensorData::Bool(vec![true, false])
         );
         let big = parse("[18446744073709551615]").unwrap();
-        assert_eq!(big.to_data(DataType::U64).unwrap(), TensorData::U64(vec![u64::MAX]));
+        assert_eq!(
+            big.to_data(DataType::U64).unwrap(),
+            TensorData::U64(vec![u64::MAX])
+        );
         assert!(big.to_data(DataType::I64).is_err());
     }
 
     #[test]
     fn nested_serialization_follows_shape() {
         let data = TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        let s = serde_json::to_string(&Nested { shape: &[3, 2], data: &data }).unwrap();
+        let s = serde_json::to_string(&Nested {
+            shape: &[3, 2],
+            data: &data,
+        })
+        .unwrap();
         assert_eq!(s, "[[1.0,2.0],[3.0,4.0],[5.0,6.0]]");
-        let s = serde_json::to_string(&Nested { shape: &[6], data: &data }).unwrap();
+        let s = serde_json::to_string(&Nested {
+            shape: &[6],
+            data: &data,
+        })
+        .unwrap();
         assert_eq!(s, "[1.0,2.0,3.0,4.0,5.0,6.0]");
         let empty = TensorData::F32(vec![]);
-        let s = serde_json::to_string(&Nested { shape: &[2, 0], data: &empty }).unwrap();
+        let s = serde_json::to_string(&Nested {
+            shape: &[2, 0],
+            data: &empty,
+        })
+        .unwrap();
         assert_eq!(s, "[[],[]]");
         let h = TensorData::F16(vec![f16::from_f32(0.5)]);
-        assert_eq!(serde_json::to_string(&Nested { shape: &[1], data: &h }).unwrap(), "[0.5]");
+        assert_eq!(
+            serde_json::to_string(&Nested {
+                shape: &[1],
+                data: &h
+            })
+            .unwrap(),
+            "[0.5]"
+        );
     }
 
     proptest::proptest! {

@@ -156,19 +156,58 @@ macro_rules! dispatch_dtype {
     ($dtype:expr, $t:ident => $body:expr) => {{
         use $crate::tensor::DataType as D;
         match $dtype {
-            D::Bool => { type $t = bool; $body }
-            D::U8 => { type $t = u8; $body }
-            D::U16 => { type $t = u16; $body }
-            D::U32 => { type $t = u32; $body }
-            D::U64 => { type $t = u64; $body }
-            D::I8 => { type $t = i8; $body }
-            D::I16 => { type $t = i16; $body }
-            D::I32 => { type $t = i32; $body }
-            D::I64 => { type $t = i64; $body }
-            D::F16 => { type $t = half::f16; $body }
-            D::BF16 => { type $t = half::bf16; $body }
-            D::F32 => { type $t = f32; $body }
-            D::F64 => { type $t = f64; $body }
+            D::Bool => {
+                type $t = bool;
+                $body
+            }
+            D::U8 => {
+                type $t = u8;
+                $body
+            }
+            D::U16 => {
+                type $t = u16;
+                $body
+            }
+            D::U32 => {
+                type $t = u32;
+                $body
+            }
+            D::U64 => {
+                type $t = u64;
+                $body
+            }
+            D::I8 => {
+                type $t = i8;
+                $body
+            }
+            D::I16 => {
+                type $t = i16;
+                $body
+            }
+            D::I32 => {
+                type $t = i32;
+                $body
+            }
+            D::I64 => {
+                type $t = i64;
+                $body
+            }
+            D::F16 => {
+                type $t = half::f16;
+                $body
+            }
+            D::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
+            D::F32 => {
+                type $t = f32;
+                $body
+            }
+            D::F64 => {
+                type $t = f64;
+                $body
+            }
         }
     }};
 }

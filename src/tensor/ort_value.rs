@@ -16,8 +16,8 @@ pub fn from_ort_value(value: &DynValue) -> Result<Tensor, String> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
         return Err(format!("output is a {}, not a tensor", value.dtype()));
     };
-    let dtype =
-        DataType::from_ort(*ty).ok_or_else(|| format!("output element type {ty} is not supported"))?;
+    let dtype = DataType::from_ort(*ty)
+        .ok_or_else(|| format!("output element type {ty} is not supported"))?;
     dispatch_dtype!(dtype, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
         Ok(Tensor {

@@ -19,7 +19,11 @@ pub async fn live() -> Json<Value> {
 /// 200 when every model is loaded and the server is not shutting down; 503 otherwise.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let ready = state.repository.is_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "ready": ready })))
 }
 

@@ -42,26 +42,48 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(v2::model_metadata_version))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::model_metadata_version),
+        )
         .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(v2::model_ready_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::model_ready_version),
+        )
         .route("/v2/models/{name}/infer", post(v2::infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
         .route("/v2/models/{name}/config", get(triton::model_config))
-        .route("/v2/models/{name}/versions/{version}/config", get(triton::model_config_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(triton::model_config_version),
+        )
         .route("/v2/models/stats", get(triton::all_stats))
         .route("/v2/models/{name}/stats", get(triton::model_stats))
-        .route("/v2/models/{name}/versions/{version}/stats", get(triton::model_stats_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(triton::model_stats_version),
+        )
         .route("/predict", post(predict::predict))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -69,7 +91,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -77,8 +103,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
 }
 
 /// Serves only `/metrics` (for `--metrics-port`).
-pub async fn serve_metrics(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
-    let app = Router::new().route("/metrics", get(metrics)).with_state(state);
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -87,14 +119,21 @@ pub async fn serve_metrics(listener: TcpListener, state: Arc<AppState>, shutdown
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
 
 async fn not_found(req: Request) -> Response {
     let error = format!("no route for {} {}", req.method(), req.uri().path());
-    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": error }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": error })),
+    )
+        .into_response()
 }
 
 /// Counts every request by route template (never the raw path) and status.
@@ -106,17 +145,27 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
     let response = next.run(req).await;
-    state.metrics.http_request(&route, method.as_str(), response.status().as_u16());
+    state
+        .metrics
+        .http_request(&route, method.as_str(), response.status().as_u16());
     response
 }
 
 /// The body, or the error that explains why it could not be read (413 over the limit).
-pub(crate) fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Error> {
+pub(crate) fn body_or_error(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, Error> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(format!("request body is larger than the {limit}-byte limit (--max-body-bytes)"))
+            Error::TooLarge(format!(
+                "request body is larger than the {limit}-byte limit (--max-body-bytes)"
+            ))
         } else {
-            Error::InvalidInput(format!("cannot read request body: {}", rejection.body_text()))
+            Error::InvalidInput(format!(
+                "cannot read request body: {}",
+                rejection.body_text()
+            ))
         }
     })
 }

@@ -51,14 +51,20 @@ impl<'de> Deserialize<'de> for PredictInputs {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object of input name to nested array, or a nested array")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<PredictInputs, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<PredictInputs, A::Error> {
                 let mut named = Vec::new();
                 while let Some((k, v)) = map.next_entry::<String, FlatJson>()? {
                     named.push((k, v));
                 }
                 Ok(PredictInputs::Named(named))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<PredictInputs, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> std::result::Result<PredictInputs, A::Error> {
                 FlatJson::from_seq(seq).map(PredictInputs::Single)
             }
         }
@@ -80,7 +86,13 @@ impl Serialize for PredictResponse<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 let mut map = s.serialize_map(Some(self.0.len()))?;
                 for (name, t) in self.0 {
-                    map.serialize_entry(name, &Nested { shape: &t.shape, data: &t.data })?;
+                    map.serialize_entry(
+                        name,
+                        &Nested {
+                            shape: &t.shape,
+                            data: &t.data,
+                        },
+                    )?;
                 }
                 map.end()
             }
@@ -99,15 +111,24 @@ pub async fn predict(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_or_error(body, state.config.max_body_bytes)?;
-    let request: PredictBody =
-        serde_json::from_slice(&body).map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
-    let model = state.repository.get_for_inference(&request.model, request.version.as_deref())?;
+    let request: PredictBody = serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+    let model = state
+        .repository
+        .get_for_inference(&request.model, request.version.as_deref())?;
     let spec = &model.spec;
     let prepared = (|| -> Result<(Vec<NamedTensor>, Vec<usize>)> {
-        let invalid = |msg: String| Error::InvalidInput(format!("model '{}' version {}: {msg}", spec.name, spec.version));
+        let invalid = |msg: String| {
+            Error::InvalidInput(format!(
+                "model '{}' version {}: {msg}",
+                spec.name, spec.version
+            ))
+        };
         let named = match request.inputs {
             PredictInputs::Named(named) => named,
-            PredictInputs::Single(flat) if spec.inputs.len() == 1 => vec![(spec.inputs[0].name.clone(), flat)],
+            PredictInputs::Single(flat) if spec.inputs.len() == 1 => {
+                vec![(spec.inputs[0].name.clone(), flat)]
+            }
             PredictInputs::Single(_) => {
                 let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
                 return Err(invalid(format!(
@@ -120,9 +141,15 @@ pub async fn predict(
         let mut inputs = Vec::with_capacity(named.len());
         for (name, flat) in named {
             // Unknown names are reported by validation with the full list of inputs.
-            let dtype = spec.input(&name).map(|s| s.dtype).unwrap_or(crate::tensor::DataType::F32);
-            let data = flat.to_data(dtype).map_err(|e| invalid(format!("input '{name}': {e}")))?;
-            let tensor = Tensor::new(flat.shape, data).map_err(|e| invalid(format!("input '{name}': {e}")))?;
+            let dtype = spec
+                .input(&name)
+                .map(|s| s.dtype)
+                .unwrap_or(crate::tensor::DataType::F32);
+            let data = flat
+                .to_data(dtype)
+                .map_err(|e| invalid(format!("input '{name}': {e}")))?;
+            let tensor = Tensor::new(flat.shape, data)
+                .map_err(|e| invalid(format!("input '{name}': {e}")))?;
             inputs.push(NamedTensor { name, tensor });
         }
         let selected = match &request.outputs {
@@ -130,10 +157,17 @@ pub async fn predict(
             Some(names) => names
                 .iter()
                 .map(|n| {
-                    spec.outputs.iter().position(|o| &o.name == n).ok_or_else(|| {
-                        let all: Vec<&str> = spec.outputs.iter().map(|o| o.name.as_str()).collect();
-                        invalid(format!("unknown output '{n}'; the model has {}", all.join(", ")))
-                    })
+                    spec.outputs
+                        .iter()
+                        .position(|o| &o.name == n)
+                        .ok_or_else(|| {
+                            let all: Vec<&str> =
+                                spec.outputs.iter().map(|o| o.name.as_str()).collect();
+                            invalid(format!(
+                                "unknown output '{n}'; the model has {}",
+                                all.join(", ")
+                            ))
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
@@ -148,10 +182,16 @@ pub async fn predict(
     };
     let timeout = request.timeout_ms.map(Duration::from_millis);
     let out = model.infer(InferRequest { inputs, timeout }).await?;
-    let outputs = selected.iter().map(|&i| (spec.outputs[i].name.as_str(), &out.outputs[i])).collect();
-    let body = PredictResponse { model: &spec.name, version: &spec.version, outputs };
+    let outputs = selected
+        .iter()
+        .map(|&i| (spec.outputs[i].name.as_str(), &out.outputs[i]))
+        .collect();
+    let body = PredictResponse {
+        model: &spec.name,
+        version: &spec.version,
+        outputs,
+    };
     let mut response = Json(body).into_response();
     timing_headers(response.headers_mut(), &out);
     Ok(response)
 }
-

@@ -17,7 +17,10 @@ use crate::repository::{InferRequest, ModelSpec, TensorSpec};
 use crate::AppState;
 
 fn tensor_metadata(specs: &[TensorSpec]) -> Vec<Value> {
-    specs.iter().map(|s| json!({ "name": s.name, "datatype": s.dtype.name(), "shape": s.shape })).collect()
+    specs
+        .iter()
+        .map(|s| json!({ "name": s.name, "datatype": s.dtype.name(), "shape": s.shape }))
+        .collect()
 }
 
 /// The V2 model metadata object; card facts from the ONNX `metadata_props` go in `parameters`.
@@ -35,9 +38,15 @@ pub fn metadata_json(spec: &ModelSpec, versions: Vec<String>) -> Value {
     body
 }
 
-pub async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>> {
+pub async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
     let model = state.repository.get(&name, None)?;
-    Ok(Json(metadata_json(&model.spec, state.repository.versions(&name))))
+    Ok(Json(metadata_json(
+        &model.spec,
+        state.repository.versions(&name),
+    )))
 }
 
 pub async fn model_metadata_version(
@@ -45,17 +54,27 @@ pub async fn model_metadata_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     let model = state.repository.get(&name, Some(&version))?;
-    Ok(Json(metadata_json(&model.spec, state.repository.versions(&name))))
+    Ok(Json(metadata_json(
+        &model.spec,
+        state.repository.versions(&name),
+    )))
 }
 
 fn ready_response(state: &AppState, name: &str, version: Option<&str>) -> Result<Response> {
     state.repository.get(name, version)?;
     let ready = state.repository.is_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok((status, Json(json!({ "name": name, "ready": ready }))).into_response())
 }
 
-pub async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response> {
+pub async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response> {
     ready_response(&state, &name, None)
 }
 
@@ -94,8 +113,12 @@ async fn run_infer(
     let model = state.repository.get_for_inference(name, version)?;
     let spec = &model.spec;
     let decoded = body_or_error(body, state.config.max_body_bytes).and_then(|body| {
-        v2_codec::decode(headers, &body, spec)
-            .map_err(|e| Error::InvalidInput(format!("model '{}' version {}: {e}", spec.name, spec.version)))
+        v2_codec::decode(headers, &body, spec).map_err(|e| {
+            Error::InvalidInput(format!(
+                "model '{}' version {}: {e}",
+                spec.name, spec.version
+            ))
+        })
     });
     let decoded = match decoded {
         Ok(d) => d,
@@ -104,17 +127,28 @@ async fn run_infer(
             return Err(e);
         }
     };
-    let out = model.infer(InferRequest { inputs: decoded.inputs, timeout: decoded.timeout }).await?;
+    let out = model
+        .infer(InferRequest {
+            inputs: decoded.inputs,
+            timeout: decoded.timeout,
+        })
+        .await?;
     let encoded = v2_codec::encode(spec, decoded.id.as_deref(), &decoded.outputs, &out.outputs);
     let mut response = Response::new(Body::from(encoded.body));
     let h = response.headers_mut();
     match encoded.json_len {
         Some(len) => {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             h.insert(v2_codec::HEADER_LENGTH, HeaderValue::from(len));
         }
         None => {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
     }
     timing_headers(h, &out);
@@ -123,7 +157,13 @@ async fn run_infer(
 
 /// Queue and compute time of the request, for clients that measure where time goes.
 pub fn timing_headers(h: &mut HeaderMap, out: &JobOutput) {
-    h.insert("x-queue-time-us", HeaderValue::from(out.queue_time.as_micros() as u64));
-    h.insert("x-compute-time-us", HeaderValue::from(out.compute_time.as_micros() as u64));
+    h.insert(
+        "x-queue-time-us",
+        HeaderValue::from(out.queue_time.as_micros() as u64),
+    );
+    h.insert(
+        "x-compute-time-us",
+        HeaderValue::from(out.compute_time.as_micros() as u64),
+    );
     h.insert("x-batch-rows", HeaderValue::from(out.batch_rows));
 }

@@ -60,7 +60,11 @@ fn flag(params: &Parameters, key: &str) -> Option<bool> {
 }
 
 /// Decodes a V2 request for `spec`. Errors are messages for a 400 (the caller adds the model).
-pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<DecodedRequest, String> {
+pub fn decode(
+    headers: &HeaderMap,
+    body: &[u8],
+    spec: &ModelSpec,
+) -> Result<DecodedRequest, String> {
     let (json, mut binary) = match headers.get(HEADER_LENGTH) {
         Some(v) => {
             let len: usize = v
@@ -83,16 +87,21 @@ pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<Deco
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let name = input.name;
-        let dtype = DataType::from_name(&input.datatype).ok_or_else(|| {
-            format!("input '{name}': unsupported datatype '{}'", input.datatype)
-        })?;
-        let shape: Vec<usize> = input.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        let dtype = DataType::from_name(&input.datatype)
+            .ok_or_else(|| format!("input '{name}': unsupported datatype '{}'", input.datatype))?;
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
         let tensor = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(size), _) => {
                 let size = size
                     .as_u64()
                     .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| format!("input '{name}': binary_data_size must be a non-negative integer"))?;
+                    .ok_or_else(|| {
+                        format!("input '{name}': binary_data_size must be a non-negative integer")
+                    })?;
                 if size > binary.len() {
                     return Err(format!(
                         "input '{name}': binary_data_size is {size} but only {} bytes of binary data remain",
@@ -104,17 +113,26 @@ pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<Deco
                 decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
             }
             (None, Some(raw)) => {
-                let flat: FlatJson =
-                    serde_json::from_str(raw.get()).map_err(|e| format!("input '{name}': invalid data: {e}"))?;
-                let data = flat.to_data(dtype).map_err(|e| format!("input '{name}': {e}"))?;
+                let flat: FlatJson = serde_json::from_str(raw.get())
+                    .map_err(|e| format!("input '{name}': invalid data: {e}"))?;
+                let data = flat
+                    .to_data(dtype)
+                    .map_err(|e| format!("input '{name}': {e}"))?;
                 Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?
             }
-            (None, None) => return Err(format!("input '{name}' has neither data nor binary_data_size")),
+            (None, None) => {
+                return Err(format!(
+                    "input '{name}' has neither data nor binary_data_size"
+                ))
+            }
         };
         inputs.push(NamedTensor { name, tensor });
     }
     if !binary.is_empty() {
-        return Err(format!("{} bytes of binary data follow the last binary input", binary.len()));
+        return Err(format!(
+            "{} bytes of binary data follow the last binary input",
+            binary.len()
+        ));
     }
     let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
     let outputs = match request.outputs {
@@ -122,22 +140,39 @@ pub fn decode(headers: &HeaderMap, body: &[u8], spec: &ModelSpec) -> Result<Deco
         Some(requested) => {
             let mut out = Vec::with_capacity(requested.len());
             for o in requested {
-                let index = spec.outputs.iter().position(|s| s.name == o.name).ok_or_else(|| {
-                    let names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
-                    format!("unknown output '{}'; the model has {}", o.name, names.join(", "))
-                })?;
-                out.push((index, flag(&o.parameters, "binary_data").unwrap_or(all_binary)));
+                let index = spec
+                    .outputs
+                    .iter()
+                    .position(|s| s.name == o.name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            spec.outputs.iter().map(|s| s.name.as_str()).collect();
+                        format!(
+                            "unknown output '{}'; the model has {}",
+                            o.name,
+                            names.join(", ")
+                        )
+                    })?;
+                out.push((
+                    index,
+                    flag(&o.parameters, "binary_data").unwrap_or(all_binary),
+                ));
             }
             out
         }
     };
     let timeout = match request.parameters.get("timeout") {
         None => None,
-        Some(v) => Some(Duration::from_micros(
-            v.as_u64().ok_or_else(|| format!("parameter 'timeout' must be microseconds as a non-negative integer, got {v}"))?,
-        )),
+        Some(v) => Some(Duration::from_micros(v.as_u64().ok_or_else(|| {
+            format!("parameter 'timeout' must be microseconds as a non-negative integer, got {v}")
+        })?)),
     };
-    Ok(DecodedRequest { id: request.id, inputs, outputs, timeout })
+    Ok(DecodedRequest {
+        id: request.id,
+        inputs,
+        outputs,
+        timeout,
+    })
 }
 
 #[derive(Serialize)]
@@ -174,7 +209,12 @@ pub struct EncodedResponse {
 }
 
 /// Encodes the selected `outputs` (index into `tensors`/spec outputs, binary?).
-pub fn encode(spec: &ModelSpec, id: Option<&str>, outputs: &[(usize, bool)], tensors: &[Tensor]) -> EncodedResponse {
+pub fn encode(
+    spec: &ModelSpec,
+    id: Option<&str>,
+    outputs: &[(usize, bool)],
+    tensors: &[Tensor],
+) -> EncodedResponse {
     let mut binary = Vec::new();
     let mut bodies = Vec::with_capacity(outputs.len());
     for &(i, as_binary) in outputs {
@@ -182,19 +222,41 @@ pub fn encode(spec: &ModelSpec, id: Option<&str>, outputs: &[(usize, bool)], ten
         let (parameters, data) = if as_binary {
             let before = binary.len();
             encode_binary(t, &mut binary);
-            (Some(BinaryParameters { binary_data_size: binary.len() - before }), None)
+            (
+                Some(BinaryParameters {
+                    binary_data_size: binary.len() - before,
+                }),
+                None,
+            )
         } else {
             (None, Some(Flat(&t.data)))
         };
-        bodies.push(OutputBody { name: &spec.outputs[i].name, datatype: t.dtype().name(), shape: &t.shape, parameters, data });
+        bodies.push(OutputBody {
+            name: &spec.outputs[i].name,
+            datatype: t.dtype().name(),
+            shape: &t.shape,
+            parameters,
+            data,
+        });
     }
-    let response = ResponseBody { model_name: &spec.name, model_version: &spec.version, id, outputs: bodies };
+    let response = ResponseBody {
+        model_name: &spec.name,
+        model_version: &spec.version,
+        id,
+        outputs: bodies,
+    };
     // Serializing plain structs of numbers and strings into a Vec cannot fail.
     let mut body = serde_json::to_vec(&response).unwrap_or_default();
     if binary.is_empty() && outputs.iter().all(|&(_, b)| !b) {
-        return EncodedResponse { body, json_len: None };
+        return EncodedResponse {
+            body,
+            json_len: None,
+        };
     }
     let json_len = body.len();
     body.extend_from_slice(&binary);
-    EncodedResponse { body, json_len: Some(json_len) }
+    EncodedResponse {
+        body,
+        json_len: Some(json_len),
+    }
 }

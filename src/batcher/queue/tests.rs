@@ -65,14 +65,20 @@ fn delay_waits_for_the_oldest_until_full_or_due() {
     let t0 = Instant::now();
     let mut q = queue(4, vec![], 1000);
     q.push(entry(1, 1, 0, t0));
-    assert_eq!(q.poll(t0), Poll::WaitUntil(t0 + Duration::from_micros(1000)));
+    assert_eq!(
+        q.poll(t0),
+        Poll::WaitUntil(t0 + Duration::from_micros(1000))
+    );
     q.push(entry(2, 1, 0, t0));
     assert_eq!(
         q.poll(t0 + Duration::from_micros(10)),
         Poll::WaitUntil(t0 + Duration::from_micros(1000))
     );
     // Due: send what is there.
-    assert_eq!(q.poll(t0 + Duration::from_micros(1000)), Poll::Ready(vec![1, 2]));
+    assert_eq!(
+        q.poll(t0 + Duration::from_micros(1000)),
+        Poll::Ready(vec![1, 2])
+    );
     // Full before the delay: send at once.
     for id in 3..7 {
         q.push(entry(id, 1, 0, t0));
@@ -112,7 +118,11 @@ fn expired_and_cancelled_entries_are_removed() {
 /// An operation the property test applies to a queue.
 #[derive(Debug, Clone)]
 enum Op {
-    Push { rows: usize, class: usize, timeout_us: Option<u64> },
+    Push {
+        rows: usize,
+        class: usize,
+        timeout_us: Option<u64>,
+    },
     Advance(u64),
     Poll,
     Cancel(u32),
@@ -120,8 +130,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (1usize..6, 0usize..3, proptest::option::of(0u64..3000))
-            .prop_map(|(rows, class, timeout_us)| Op::Push { rows, class, timeout_us }),
+        (1usize..6, 0usize..3, proptest::option::of(0u64..3000)).prop_map(
+            |(rows, class, timeout_us)| Op::Push {
+                rows,
+                class,
+                timeout_us
+            }
+        ),
         (0u64..2000).prop_map(Op::Advance),
         Just(Op::Poll),
         (0u32..40).prop_map(Op::Cancel),
