@@ -4,6 +4,10 @@ use clap::{Parser, Subcommand};
 use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
+/// Many small allocations per request (JSON, tensors, headers); mimalloc serves them faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mlpserve",

@@ -4,6 +4,7 @@
 
 mod health;
 mod predict;
+mod request_id;
 mod triton;
 mod v2;
 mod v2_codec;
@@ -22,7 +23,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
@@ -86,7 +87,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .unwrap_or("");
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID,
+            request_id::CounterRequestId::new(),
+        ))
         .with_state(state)
 }
 
