@@ -6,22 +6,6 @@ use common::{assert_close, flatten, samples, zoo, ScratchRepo, TestServer};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
-    let r = Client::new()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
-fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    let r = Client::new().get(server.url(path)).send().expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
 fn digits_v2_body(sample: &Value) -> Value {
     let pixels = &sample["inputs"]["pixels"];
     json!({"id": "req-1", "inputs": [{"name": "pixels", "shape": pixels["shape"], "datatype": "FP32", "data": pixels["data"]}]})
@@ -30,7 +14,7 @@ fn digits_v2_body(sample: &Value) -> Value {
 /// A good request that must still work after every error case.
 fn assert_still_serving(server: &TestServer) {
     let s = &samples("mlp_digits")["samples"][0];
-    let (status, body) = post(server, "/v2/models/mlp_digits/infer", &digits_v2_body(s));
+    let (status, body) = server.post_json("/v2/models/mlp_digits/infer", &digits_v2_body(s));
     assert_eq!(status, 200, "{body}");
     assert_close(
         &flatten(&body["outputs"][0]["data"]),
@@ -63,7 +47,7 @@ fn v2_and_predict_reproduce_the_reference_outputs() {
         .expect("samples")
     {
         let want = flatten(&s["outputs"]["logits"]["data"]);
-        let (status, body) = post(&server, "/v2/models/mlp_digits/infer", &digits_v2_body(s));
+        let (status, body) = server.post_json("/v2/models/mlp_digits/infer", &digits_v2_body(s));
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["model_name"], "mlp_digits");
         assert_eq!(body["model_version"], "1");
@@ -91,8 +75,7 @@ fn v2_and_predict_reproduce_the_reference_outputs() {
             .map(|c| Value::Array(c.to_vec()))
             .collect();
         for inputs in [json!({"pixels": rows}), json!(rows)] {
-            let (status, body) = post(
-                &server,
+            let (status, body) = server.post_json(
                 "/predict",
                 &json!({"model": "mlp_digits", "inputs": inputs}),
             );
@@ -109,7 +92,7 @@ fn v2_and_predict_reproduce_the_reference_outputs() {
 #[test]
 fn metadata_matches_the_onnx_graph() {
     let server = TestServer::start(&zoo());
-    let (status, meta) = get(&server, "/v2/models/mlp_digits");
+    let (status, meta) = server.get_json("/v2/models/mlp_digits");
     assert_eq!(status, 200);
     assert_eq!(meta["name"], "mlp_digits");
     assert_eq!(meta["platform"], "onnxruntime_onnx");
@@ -128,8 +111,8 @@ fn metadata_matches_the_onnx_graph() {
             .is_some_and(|f| f.contains("MLP")),
         "card facts: {meta}"
     );
-    assert_eq!(get(&server, "/v2/models/mlp_digits/versions/1").0, 200);
-    let (status, server_meta) = get(&server, "/v2");
+    assert_eq!(server.get_json("/v2/models/mlp_digits/versions/1").0, 200);
+    let (status, server_meta) = server.get_json("/v2");
     assert_eq!(status, 200);
     assert_eq!(server_meta["name"], "mlpserve");
     assert!(server_meta["extensions"]
@@ -144,7 +127,7 @@ fn metadata_matches_the_onnx_graph() {
         "/v2/models/mlp_digits/ready",
         "/v2/models/mlp_digits/versions/1/ready",
     ] {
-        assert_eq!(get(&server, path).0, 200, "{path}");
+        assert_eq!(server.get_json(path).0, 200, "{path}");
     }
 }
 
@@ -190,11 +173,8 @@ fn every_datatype_round_trips_through_json() {
         .iter()
         .map(|(n, dt, data, _)| json!({"name": format!("x_{n}"), "datatype": dt, "shape": [1, 3], "data": data}))
         .collect();
-    let (status, body) = post(
-        &server,
-        "/v2/models/dtype_echo/infer",
-        &json!({"inputs": inputs}),
-    );
+    let (status, body) =
+        server.post_json("/v2/models/dtype_echo/infer", &json!({"inputs": inputs}));
     assert_eq!(status, 200, "{body}");
     for (n, dt, _, want) in &cases {
         let out = body["outputs"]
@@ -224,8 +204,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
     let v2 = |name: &str, dt: &str, shape: Value, data: Value| json!({"inputs": [{"name": name, "datatype": dt, "shape": shape, "data": data}]});
 
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/v2/models/nope/infer",
             &v2("pixels", "FP32", json!([1, 64]), json!(row)),
         ),
@@ -233,8 +212,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["nope"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/v2/models/mlp_digits/versions/7/infer",
             &v2("pixels", "FP32", json!([1, 64]), json!(row)),
         ),
@@ -242,15 +220,11 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["mlp_digits", "7"],
     );
     expect_error(
-        post(
-            &server,
-            "/predict",
-            &json!({"model": "nope", "inputs": [row]}),
-        ),
+        server.post_json("/predict", &json!({"model": "nope", "inputs": [row]})),
         404,
         &["nope"],
     );
-    expect_error(get(&server, "/v2/models/nope"), 404, &["nope"]);
+    expect_error(server.get_json("/v2/models/nope"), 404, &["nope"]);
     assert_still_serving(&server);
 
     let malformed = Client::new()
@@ -261,26 +235,21 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
     assert_eq!(malformed.status().as_u16(), 400);
     assert!(malformed.text().unwrap_or_default().contains("JSON"));
     expect_error(
-        post(
-            &server,
-            infer,
-            &v2("pixel", "FP32", json!([1, 64]), json!(row)),
-        ),
+        server.post_json(infer, &v2("pixel", "FP32", json!([1, 64]), json!(row))),
         400,
         &["mlp_digits", "'pixel'", "pixels"],
     );
     expect_error(
-        post(&server, infer, &json!({"inputs": []})),
+        server.post_json(infer, &json!({"inputs": []})),
         400,
         &["missing input 'pixels'", "FP32"],
     );
     let extra = json!({"inputs": [
         {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": row},
         {"name": "extra", "datatype": "FP32", "shape": [1], "data": [1.0]}]});
-    expect_error(post(&server, infer, &extra), 400, &["'extra'"]);
+    expect_error(server.post_json(infer, &extra), 400, &["'extra'"]);
     expect_error(
-        post(
-            &server,
+        server.post_json(
             infer,
             &v2("pixels", "INT64", json!([1, 64]), json!(vec![1; 64])),
         ),
@@ -288,17 +257,12 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["'pixels'", "FP32", "INT64"],
     );
     expect_error(
-        post(
-            &server,
-            infer,
-            &v2("pixels", "FP32", json!([64]), json!(row)),
-        ),
+        server.post_json(infer, &v2("pixels", "FP32", json!([64]), json!(row))),
         400,
         &["'pixels'", "[-1, 64]", "[64]"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             infer,
             &v2("pixels", "FP32", json!([1, 32]), json!(vec![0.5; 32])),
         ),
@@ -306,35 +270,22 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["[-1, 64]", "[1, 32]"],
     );
     expect_error(
-        post(
-            &server,
-            infer,
-            &v2("pixels", "FP32", json!([2, 64]), json!(row)),
-        ),
+        server.post_json(infer, &v2("pixels", "FP32", json!([2, 64]), json!(row))),
         400,
         &["'pixels'", "128", "64"],
     );
     expect_error(
-        post(
-            &server,
-            infer,
-            &v2("pixels", "FP32", json!([0, 64]), json!([])),
-        ),
+        server.post_json(infer, &v2("pixels", "FP32", json!([0, 64]), json!([]))),
         400,
         &["empty batch"],
     );
     expect_error(
-        post(
-            &server,
-            infer,
-            &v2("pixels", "BYTES", json!([1, 64]), json!(row)),
-        ),
+        server.post_json(infer, &v2("pixels", "BYTES", json!([1, 64]), json!(row))),
         400,
         &["BYTES"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             infer,
             &v2("pixels", "FP32", json!([1, 64]), json!(vec!["a"; 64])),
         ),
@@ -342,8 +293,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["pixels"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/predict",
             &json!({"model": "mlp_digits", "inputs": {"pixels": [row.clone(), vec![0.5; 63]]}}),
         ),
@@ -351,8 +301,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["ragged"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/predict",
             &json!({"model": "mlp_digits", "inputs": {"pixels": []}}),
         ),
@@ -360,8 +309,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["pixels"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/predict",
             &json!({"model": "finalmlp_ctr", "inputs": [[1, 2, 3, 4, 5, 6, 7, 8]]}),
         ),
@@ -369,26 +317,21 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         &["cat_ids", "dense"],
     );
     expect_error(
-        post(
-            &server,
-            "/predict",
+        server.post_json("/predict",
             &json!({"model": "finalmlp_ctr", "inputs": {"cat_ids": [[1, 2, 3, 4, 5, 6, 7, 8]], "dense": [[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]]}}),
         ),
         400,
         &["batch size", "1", "2"],
     );
     expect_error(
-        post(
-            &server,
-            "/predict",
+        server.post_json("/predict",
             &json!({"model": "finalmlp_ctr", "inputs": {"cat_ids": [[1.5, 2, 3, 4, 5, 6, 7, 8]], "dense": [[0.1, 0.2, 0.3, 0.4]]}}),
         ),
         400,
         &["cat_ids", "1.5", "INT64"],
     );
     expect_error(
-        post(
-            &server,
+        server.post_json(
             "/predict",
             &json!({"model": "mlp_digits", "inputs": [row], "outputs": ["probs"]}),
         ),
@@ -397,7 +340,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
     );
     let uint8_over = json!({"model": "dtype_echo", "inputs": {"x_uint8": [[300, 0, 0]]}});
     expect_error(
-        post(&server, "/predict", &uint8_over),
+        server.post_json("/predict", &uint8_over),
         400,
         &["x_uint8", "300", "UINT8"],
     );
@@ -421,11 +364,7 @@ fn bad_input_gets_a_clear_client_error_and_the_server_keeps_serving() {
         inputs.insert(name.clone(), nested);
     }
     expect_error(
-        post(
-            &server,
-            "/predict",
-            &json!({"model": "din_ctr", "inputs": inputs}),
-        ),
+        server.post_json("/predict", &json!({"model": "din_ctr", "inputs": inputs})),
         400,
         &["hist_mask", "hist_items", "3", "2"],
     );
@@ -514,23 +453,18 @@ fn versions_request_ids_and_timing_headers() {
     repo.add("mlp_digits", "digits", 1, "");
     repo.add("mlp_digits", "digits", 3, "");
     let server = TestServer::start(&repo.path);
-    let (_, meta) = get(&server, "/v2/models/digits");
+    let (_, meta) = server.get_json("/v2/models/digits");
     assert_eq!(meta["versions"], json!(["1", "3"]));
     let s = &samples("mlp_digits")["samples"][0];
-    let (status, body) = post(&server, "/v2/models/digits/infer", &digits_v2_body(s));
+    let (status, body) = server.post_json("/v2/models/digits/infer", &digits_v2_body(s));
     assert_eq!(
         (status, body["model_version"].clone()),
         (200, json!("3")),
         "highest version serves by default"
     );
-    let (status, body) = post(
-        &server,
-        "/v2/models/digits/versions/1/infer",
-        &digits_v2_body(s),
-    );
+    let (status, body) = server.post_json("/v2/models/digits/versions/1/infer", &digits_v2_body(s));
     assert_eq!((status, body["model_version"].clone()), (200, json!("1")));
-    let (status, body) = post(
-        &server,
+    let (status, body) = server.post_json(
         "/predict",
         &json!({"model": "digits", "version": "1", "inputs": [vec![0.0; 64]]}),
     );

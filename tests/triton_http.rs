@@ -4,24 +4,7 @@
 mod common;
 
 use common::{samples, zoo, ScratchRepo, TestServer};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
-
-fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    let r = Client::new().get(server.url(path)).send().expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
-fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
-    let r = Client::new()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
 
 /// `(name, data_type, dims)` of a config's `input` or `output` array.
 fn entries(config: &Value, key: &str) -> Vec<(String, String, Value)> {
@@ -48,7 +31,7 @@ fn owned(list: &[(&str, &str, Value)]) -> Vec<(String, String, Value)> {
 #[test]
 fn config_describes_the_graph_without_the_batch_dim() {
     let server = TestServer::start(&zoo());
-    let (status, config) = get(&server, "/v2/models/mlp_digits/config");
+    let (status, config) = server.get_json("/v2/models/mlp_digits/config");
     assert_eq!(status, 200, "{config}");
     assert_eq!(config["name"], "mlp_digits");
     assert_eq!(config["platform"], "onnxruntime_onnx");
@@ -68,7 +51,7 @@ fn config_describes_the_graph_without_the_batch_dim() {
     assert_eq!(config["instance_group"][0]["kind"], "KIND_CPU");
     assert!(config["dynamic_batching"].is_object(), "{config}");
 
-    let (status, config) = get(&server, "/v2/models/finalmlp_ctr/versions/1/config");
+    let (status, config) = server.get_json("/v2/models/finalmlp_ctr/versions/1/config");
     assert_eq!(status, 200, "{config}");
     assert_eq!(
         entries(&config, "input"),
@@ -84,8 +67,8 @@ fn config_describes_the_graph_without_the_batch_dim() {
 
     // Config and metadata agree for every model: dims = metadata shape less the batch axis.
     for name in ["mlp_digits", "finalmlp_ctr", "dtype_echo"] {
-        let (_, meta) = get(&server, &format!("/v2/models/{name}"));
-        let (_, config) = get(&server, &format!("/v2/models/{name}/config"));
+        let (_, meta) = server.get_json(&format!("/v2/models/{name}"));
+        let (_, config) = server.get_json(&format!("/v2/models/{name}/config"));
         for (meta_key, config_key) in [("inputs", "input"), ("outputs", "output")] {
             let want: Vec<(String, String, Value)> = meta[meta_key]
                 .as_array()
@@ -109,7 +92,7 @@ fn config_describes_the_graph_without_the_batch_dim() {
         "/v2/models/nope/config",
         "/v2/models/mlp_digits/versions/9/config",
     ] {
-        let (status, body) = get(&server, path);
+        let (status, body) = server.get_json(path);
         assert_eq!(status, 404, "{path}: {body}");
         assert!(
             body["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -128,7 +111,7 @@ fn config_reflects_the_model_config_toml() {
         "max_batch_size = 16\ninstances = 2\nmax_queue_delay_us = 500\npreferred_batch_sizes = [4, 8]\nmax_queue_size = 64\ndefault_timeout_ms = 250\n",
     );
     let server = TestServer::start(&repo.path);
-    let (status, config) = get(&server, "/v2/models/digits/config");
+    let (status, config) = server.get_json("/v2/models/digits/config");
     assert_eq!(status, 200, "{config}");
     assert_eq!(config["max_batch_size"], 16);
     assert_eq!(
@@ -161,7 +144,7 @@ fn inference_stats(stats: &Value, key: &str) -> (u64, u64) {
 
 /// The single `model_stats` entry of `path`.
 fn only_entry(server: &TestServer, path: &str) -> Value {
-    let (status, body) = get(server, path);
+    let (status, body) = server.get_json(path);
     assert_eq!(status, 200, "{path}: {body}");
     let list = body["model_stats"]
         .as_array()
@@ -187,26 +170,25 @@ fn stats_count_exactly_the_requests_made() {
     for rows in 1..=3usize {
         let data: Vec<Value> = row.iter().cycle().take(64 * rows).cloned().collect();
         let body = json!({"inputs": [{"name": "pixels", "shape": [rows, 64], "datatype": "FP32", "data": data}]});
-        let (status, answer) = post(&server, "/v2/models/mlp_digits/infer", &body);
+        let (status, answer) = server.post_json("/v2/models/mlp_digits/infer", &body);
         assert_eq!(status, 200, "{answer}");
     }
     // Two failures: a shape the graph refuses, and a body that is not a request at all.
     let bad_shape = json!({"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": vec![0.0; 63]}]});
     assert_eq!(
-        post(&server, "/v2/models/mlp_digits/infer", &bad_shape).0,
+        server
+            .post_json("/v2/models/mlp_digits/infer", &bad_shape)
+            .0,
         400
     );
     assert_eq!(
-        post(
-            &server,
-            "/v2/models/mlp_digits/infer",
-            &json!({"inputs": "nope"})
-        )
-        .0,
+        server
+            .post_json("/v2/models/mlp_digits/infer", &json!({"inputs": "nope"}))
+            .0,
         400
     );
     // Requests for other models and unknown models do not count here.
-    assert_eq!(post(&server, "/v2/models/nope/infer", &bad_shape).0, 404);
+    assert_eq!(server.post_json("/v2/models/nope/infer", &bad_shape).0, 404);
 
     let after = only_entry(&server, "/v2/models/mlp_digits/versions/1/stats");
     let (success, success_ns) = inference_stats(&after, "success");
@@ -226,7 +208,7 @@ fn stats_count_exactly_the_requests_made() {
     assert_eq!(after["batch_stats"], json!([]));
 
     // The server-wide list names every model once, and agrees with the per-model view.
-    let (status, all) = get(&server, "/v2/models/stats");
+    let (status, all) = server.get_json("/v2/models/stats");
     assert_eq!(status, 200, "{all}");
     let list = all["model_stats"].as_array().expect("model_stats");
     let names: Vec<&str> = list
@@ -259,7 +241,7 @@ fn stats_count_exactly_the_requests_made() {
         "/v2/models/nope/stats",
         "/v2/models/mlp_digits/versions/9/stats",
     ] {
-        let (status, body) = get(&server, path);
+        let (status, body) = server.get_json(path);
         assert_eq!(status, 404, "{path}: {body}");
     }
 }

@@ -72,6 +72,27 @@ impl TestServer {
         format!("http://{}{}", self.http, path)
     }
 
+    /// `GET path`: the status and the JSON body (`Null` when the body is not JSON).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .get(self.url(path))
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST path` with a JSON body: the status and the JSON answer.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
     /// Polls readiness in 10 ms steps, for at most 60 s. Runs on its own thread so it also
     /// works when called from inside an async test.
     fn wait_ready(&mut self) {
