@@ -1,6 +1,6 @@
 //! Codec micro-benchmark: decoding one [64, 256] FP32 input from a KServe V2 JSON body
-//! (serde into the request shape + `FlatJson::to_data`, as the HTTP handler does) versus
-//! Triton's binary-tensor extension (the small JSON header + `tensor::decode_binary`).
+//! versus Triton's binary-tensor extension (JSON header + raw bytes), both through the HTTP
+//! handler's own decoder (`api::http::v2_codec::decode`).
 //! Prints the JSON ÷ binary time ratio at the end (target: binary at least 5x faster).
 //!
 //! Run: `cargo bench --bench codecs` (about 10 s).
@@ -9,29 +9,35 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use mlpserve::tensor::{
-    decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor, TensorData,
-};
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderMap, HeaderValue};
+use mlpserve::api::http::v2_codec;
+use mlpserve::config::ModelConfig;
+use mlpserve::repository::{ModelSpec, TensorSpec};
+use mlpserve::tensor::{decode_binary, encode_binary, DataType, Flat, Tensor, TensorData};
 
 const ROWS: usize = 64;
 const COLS: usize = 256;
 
-/// The parts of a V2 request body the decode path reads (mirrors the HTTP codec).
-#[derive(Deserialize)]
-struct RequestBody {
-    inputs: Vec<InputBody>,
-}
-
-#[derive(Deserialize)]
-struct InputBody {
-    name: String,
-    shape: Vec<u64>,
-    datatype: String,
-    #[serde(default)]
-    parameters: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    data: Option<FlatJson>,
+/// A model taking one FP32 [-1, 256] input, for the real V2 decoder.
+fn spec() -> ModelSpec {
+    ModelSpec {
+        name: "bench".into(),
+        version: "1".into(),
+        inputs: vec![TensorSpec {
+            name: "x".into(),
+            dtype: DataType::F32,
+            shape: vec![-1, COLS as i64],
+            symbols: Vec::new(),
+            pad_axes: Vec::new(),
+            pad_value: 0.0,
+        }],
+        outputs: Vec::new(),
+        batched: true,
+        properties: BTreeMap::new(),
+        config: ModelConfig::default(),
+    }
 }
 
 /// Deterministic values in [-1, 1) with full float precision, like real features.
@@ -68,33 +74,10 @@ fn binary_body(t: &Tensor) -> (Vec<u8>, usize) {
     (body, len)
 }
 
-fn shape_of(input: &InputBody) -> Vec<usize> {
-    input.shape.iter().map(|&d| d as usize).collect()
-}
-
-/// The JSON path: parse the body, convert the numbers, check the element count.
-fn decode_json(body: &[u8]) -> Tensor {
-    let request: RequestBody = serde_json::from_slice(body).expect("valid body");
-    let input = &request.inputs[0];
-    let dtype = DataType::from_name(&input.datatype).expect("FP32");
-    let data = input
-        .data
-        .as_ref()
-        .expect("data")
-        .to_data(dtype)
-        .expect("numbers fit");
-    Tensor::new(shape_of(input), data).expect("count matches")
-}
-
-/// The binary path: parse the JSON header, then decode the tensor bytes after it.
-fn decode_binary_body(body: &[u8], json_len: usize) -> Tensor {
-    let (json, binary) = body.split_at(json_len);
-    let request: RequestBody = serde_json::from_slice(json).expect("valid header");
-    let input = &request.inputs[0];
-    let size = input.parameters["binary_data_size"].as_u64().expect("size") as usize;
-    let dtype = DataType::from_name(&input.datatype).expect("FP32");
-    assert_eq!(input.name, "x");
-    decode_binary(dtype, &shape_of(input), &binary[..size]).expect("length matches")
+/// The HTTP handler's decode of a whole V2 body (JSON, or JSON header + binary tensors).
+fn decode(spec: &ModelSpec, headers: &HeaderMap, body: &[u8]) -> Tensor {
+    let mut request = v2_codec::decode(headers, body, spec).expect("valid body");
+    request.inputs.pop().expect("one input").tensor
 }
 
 /// Median time per call over several timed batches (for the printed ratio).
@@ -117,8 +100,14 @@ fn main() {
         shape: vec![ROWS, COLS],
         data: TensorData::F32(values()),
     };
+    let spec = spec();
     let json = json_body(&tensor);
     let (binary, json_len) = binary_body(&tensor);
+    let no_headers = HeaderMap::new();
+    let mut binary_headers = HeaderMap::new();
+    binary_headers.insert(v2_codec::HEADER_LENGTH, HeaderValue::from(json_len));
+    let decode_json = |body: &[u8]| decode(&spec, &no_headers, body);
+    let decode_binary_body = |body: &[u8], _json_len: usize| decode(&spec, &binary_headers, body);
     // Both paths must decode to the same tensor, or the comparison means nothing.
     assert_eq!(decode_json(&json), tensor);
     assert_eq!(decode_binary_body(&binary, json_len), tensor);

@@ -7,7 +7,7 @@ mod predict;
 mod request_id;
 mod triton;
 mod v2;
-mod v2_codec;
+pub mod v2_codec;
 
 use std::future::Future;
 use std::sync::Arc;
