@@ -75,6 +75,15 @@ impl ModelMetrics {
     }
 }
 
+impl ModelStats {
+    /// Triton charges each request with the compute time of its batch; our compute
+    /// histogram is per execution, so the per-request total is derived as the requests'
+    /// total time minus their queue time (it also covers assembling, splitting, answering).
+    pub fn request_compute_ns(&self) -> u64 {
+        self.success_ns.saturating_sub(self.queue_ns)
+    }
+}
+
 /// Every failure reason label (see `Error::reason`).
 pub const FAILURE_REASONS: &[&str] = &[
     "invalid",

@@ -138,6 +138,15 @@ impl Repository {
         })
     }
 
+    /// Every loaded version of `name`, ascending; `ModelNotFound` when there is none.
+    pub fn all_versions(&self, name: &str) -> Result<Vec<Arc<Model>>> {
+        let versions = self
+            .models
+            .get(name)
+            .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
+        Ok(versions.values().cloned().collect())
+    }
+
     /// Version names of `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<String> {
         self.models

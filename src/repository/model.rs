@@ -35,6 +35,13 @@ impl Model {
         }
     }
 
+    /// Counts a request a transport refused before it reached [`Model::infer`] (e.g. an
+    /// undecodable body) and hands the error back.
+    pub fn refuse(&self, error: Error) -> Error {
+        self.metrics.failure(error.reason());
+        error
+    }
+
     /// Validates, queues and runs one request; outputs come back in the graph's output
     /// order. Records the request's outcome and timings.
     #[tracing::instrument(name = "infer", skip_all, fields(model = %self.spec.name, version = %self.spec.version, rows, batch_rows))]

@@ -22,6 +22,16 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// Triton's config dims: without the batch axis when the model batches
+    /// (`max_batch_size > 0` implies a leading batch dim); dynamic dims stay -1.
+    pub fn triton_dims(&self, batched: bool) -> &[i64] {
+        if batched {
+            self.shape.get(1..).unwrap_or(&[])
+        } else {
+            &self.shape
+        }
+    }
+
     /// `FP32 [-1, 64]`, for messages.
     pub fn describe(&self) -> String {
         format!("{} {:?}", self.dtype, self.shape)
@@ -55,6 +65,15 @@ impl ModelSpec {
             self.config.max_batch_size
         } else {
             1
+        }
+    }
+
+    /// Triton's `max_batch_size`: 0 for a model that cannot batch.
+    pub fn triton_max_batch_size(&self) -> usize {
+        if self.batched {
+            self.config.max_batch_size
+        } else {
+            0
         }
     }
 

@@ -44,16 +44,6 @@ fn data_type(dtype: DataType) -> i32 {
     ProtoDataType::from_str_name(dtype.triton_name()).unwrap_or(ProtoDataType::TypeInvalid) as i32
 }
 
-/// Triton's dims: without the batch axis when the model batches (`max_batch_size > 0`
-/// implies a leading batch dim); dynamic dims stay -1.
-fn dims(spec: &TensorSpec, batched: bool) -> Vec<i64> {
-    if batched {
-        spec.shape.get(1..).unwrap_or(&[]).to_vec()
-    } else {
-        spec.shape.clone()
-    }
-}
-
 /// Triton's model configuration of one model version. Load tools (perf_analyzer) read
 /// `max_batch_size` and the per-row dims from it.
 pub fn model_config(spec: &ModelSpec) -> ModelConfig {
@@ -81,18 +71,14 @@ pub fn model_config(spec: &ModelSpec) -> ModelConfig {
         name: spec.name.clone(),
         platform: PLATFORM.to_string(),
         backend: "onnxruntime".to_string(),
-        max_batch_size: if batched {
-            clamp_i32(spec.max_batch_size())
-        } else {
-            0
-        },
+        max_batch_size: clamp_i32(spec.triton_max_batch_size()),
         input: spec
             .inputs
             .iter()
             .map(|s| ModelInput {
                 name: s.name.clone(),
                 data_type: data_type(s.dtype),
-                dims: dims(s, batched),
+                dims: s.triton_dims(batched).to_vec(),
                 ..Default::default()
             })
             .collect(),
@@ -102,7 +88,7 @@ pub fn model_config(spec: &ModelSpec) -> ModelConfig {
             .map(|s| ModelOutput {
                 name: s.name.clone(),
                 data_type: data_type(s.dtype),
-                dims: dims(s, batched),
+                dims: s.triton_dims(batched).to_vec(),
                 ..Default::default()
             })
             .collect(),
@@ -128,14 +114,10 @@ fn duration(count: u64, ns: u64) -> Option<StatisticDuration> {
 
 /// One entry of Triton's `model_stats`.
 ///
-/// Triton counts `queue` and `compute_*` per request, charging each request with the whole
-/// time of the batch it ran in; perf_analyzer divides every total by the success count. Our
-/// compute histogram is per execution, so the per-request compute time is the request's
-/// total time minus its queue time (which also covers assembling, splitting and answering).
-/// Failed requests are counted but not timed; `last_inference` is not tracked (0); there is
-/// no response cache.
+/// Triton counts `queue` and `compute_*` per request (perf_analyzer divides every total by
+/// the success count); see [`ModelStats::request_compute_ns`]. Failed requests are counted
+/// but not timed; `last_inference` is not tracked (0); there is no response cache.
 pub fn statistics(spec: &ModelSpec, stats: &ModelStats) -> ModelStatistics {
-    let compute_ns = stats.success_ns.saturating_sub(stats.queue_ns);
     ModelStatistics {
         name: spec.name.clone(),
         version: spec.version.clone(),
@@ -147,7 +129,7 @@ pub fn statistics(spec: &ModelSpec, stats: &ModelStats) -> ModelStatistics {
             fail: duration(stats.fail_count, 0),
             queue: duration(stats.success_count, stats.queue_ns),
             compute_input: duration(stats.success_count, 0),
-            compute_infer: duration(stats.success_count, compute_ns),
+            compute_infer: duration(stats.success_count, stats.request_compute_ns()),
             compute_output: duration(stats.success_count, 0),
             cache_hit: duration(0, 0),
             cache_miss: duration(0, 0),

@@ -47,18 +47,12 @@ async fn infer(
         .repository
         .get_for_inference(&request.model_name, version)?;
     let spec = &model.spec;
-    let decoded = match codec::decode(request, spec) {
-        Ok(d) => d,
-        Err(e) => {
-            // `Model::infer` counts the failures it sees; this one never reaches it.
-            let e = Error::InvalidInput(format!(
-                "model '{}' version {}: {e}",
-                spec.name, spec.version
-            ));
-            model.metrics.failure(e.reason());
-            return Err(e);
-        }
-    };
+    let decoded = codec::decode(request, spec).map_err(|e| {
+        model.refuse(Error::InvalidInput(format!(
+            "model '{}' version {}: {e}",
+            spec.name, spec.version
+        )))
+    })?;
     let timeout = match (decoded.timeout, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -238,16 +232,7 @@ impl GrpcInferenceService for InferenceService {
         let repository = &self.state.repository;
         let models: Vec<Arc<Model>> = match (r.name.as_str(), version_arg(&r.version)) {
             ("", _) => repository.all().cloned().collect(),
-            (name, None) => {
-                if repository.versions(name).is_empty() {
-                    return Err(Error::ModelNotFound(name.to_string()).into());
-                }
-                repository
-                    .all()
-                    .filter(|m| m.spec.name == name)
-                    .cloned()
-                    .collect()
-            }
+            (name, None) => repository.all_versions(name)?,
             (name, Some(version)) => vec![repository.get(name, Some(version))?],
         };
         let model_stats = models

@@ -173,13 +173,7 @@ pub async fn predict(
         };
         Ok((inputs, selected))
     })();
-    let (inputs, selected) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            model.metrics.failure(e.reason());
-            return Err(e);
-        }
-    };
+    let (inputs, selected) = prepared.map_err(|e| model.refuse(e))?;
     let timeout = request.timeout_ms.map(Duration::from_millis);
     let out = model.infer(InferRequest { inputs, timeout }).await?;
     let outputs = selected

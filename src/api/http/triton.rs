@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics::ModelStats;
 use crate::repository::{Model, ModelSpec, TensorSpec};
 use crate::AppState;
@@ -22,28 +22,18 @@ fn tensor_config(specs: &[TensorSpec], batched: bool) -> Vec<Value> {
     specs
         .iter()
         .map(|s| {
-            let dims = if batched {
-                s.shape.get(1..).unwrap_or(&[])
-            } else {
-                &s.shape[..]
-            };
-            json!({ "name": s.name, "data_type": s.dtype.triton_name(), "dims": dims })
+            json!({ "name": s.name, "data_type": s.dtype.triton_name(), "dims": s.triton_dims(batched) })
         })
         .collect()
 }
 
 /// The Triton model configuration of one model version (`model_config.proto` as JSON).
 pub fn config_json(spec: &ModelSpec) -> Value {
-    let max_batch_size = if spec.batched {
-        spec.max_batch_size()
-    } else {
-        0
-    };
     let mut config = json!({
         "name": spec.name,
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
-        "max_batch_size": max_batch_size,
+        "max_batch_size": spec.triton_max_batch_size(),
         "input": tensor_config(&spec.inputs, spec.batched),
         "output": tensor_config(&spec.outputs, spec.batched),
         "default_model_filename": "model.onnx",
@@ -93,14 +83,11 @@ fn duration(count: u64, ns: u64) -> Value {
 
 /// One entry of Triton's `model_stats` array.
 ///
-/// Triton counts `queue` and `compute_*` per request, charging each request with the whole
-/// time of the batch it ran in; perf_analyzer divides every total by the success count.
-/// Our compute histogram is per execution, so the per-request compute time is derived as
-/// the request's total time minus its queue time (which also covers assembling, splitting
-/// and answering). Failed requests are counted but not timed. `last_inference` is not
+/// Triton counts `queue` and `compute_*` per request (perf_analyzer divides every total by
+/// the success count); see [`ModelStats::request_compute_ns`]. Failed requests are counted
+/// but not timed. `last_inference` is not
 /// tracked and reads 0; there is no response cache, so `cache_*` are 0.
 pub fn model_stats_json(spec: &ModelSpec, stats: &ModelStats) -> Value {
-    let compute_ns = stats.success_ns.saturating_sub(stats.queue_ns);
     json!({
         "name": spec.name,
         "version": spec.version,
@@ -112,7 +99,7 @@ pub fn model_stats_json(spec: &ModelSpec, stats: &ModelStats) -> Value {
             "fail": duration(stats.fail_count, 0),
             "queue": duration(stats.success_count, stats.queue_ns),
             "compute_input": duration(stats.success_count, 0),
-            "compute_infer": duration(stats.success_count, compute_ns),
+            "compute_infer": duration(stats.success_count, stats.request_compute_ns()),
             "compute_output": duration(stats.success_count, 0),
             "cache_hit": duration(0, 0),
             "cache_miss": duration(0, 0),
@@ -121,8 +108,9 @@ pub fn model_stats_json(spec: &ModelSpec, stats: &ModelStats) -> Value {
     })
 }
 
-fn stats_response<'a>(models: impl Iterator<Item = &'a Arc<Model>>) -> Json<Value> {
+fn stats_response<'a>(models: impl IntoIterator<Item = &'a Arc<Model>>) -> Json<Value> {
     let entries: Vec<Value> = models
+        .into_iter()
         .map(|m| model_stats_json(&m.spec, &m.metrics.stats()))
         .collect();
     Json(json!({ "model_stats": entries }))
@@ -138,12 +126,7 @@ pub async fn model_stats(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
-    if state.repository.versions(&name).is_empty() {
-        return Err(Error::ModelNotFound(name));
-    }
-    Ok(stats_response(
-        state.repository.all().filter(|m| m.spec.name == name),
-    ))
+    Ok(stats_response(&state.repository.all_versions(&name)?))
 }
 
 /// `GET /v2/models/{name}/versions/{version}/stats`.

@@ -120,13 +120,7 @@ async fn run_infer(
             ))
         })
     });
-    let decoded = match decoded {
-        Ok(d) => d,
-        Err(e) => {
-            model.metrics.failure(e.reason());
-            return Err(e);
-        }
-    };
+    let decoded = decoded.map_err(|e| model.refuse(e))?;
     let out = model
         .infer(InferRequest {
             inputs: decoded.inputs,
