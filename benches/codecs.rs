@@ -9,36 +9,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, HeaderValue};
 use mlpserve::api::http::v2_codec;
-use mlpserve::config::ModelConfig;
-use mlpserve::repository::{ModelSpec, TensorSpec};
 use mlpserve::tensor::{decode_binary, encode_binary, DataType, Flat, Tensor, TensorData};
 
 const ROWS: usize = 64;
 const COLS: usize = 256;
-
-/// A model taking one FP32 [-1, 256] input, for the real V2 decoder.
-fn spec() -> ModelSpec {
-    ModelSpec {
-        name: "bench".into(),
-        version: "1".into(),
-        inputs: vec![TensorSpec {
-            name: "x".into(),
-            dtype: DataType::F32,
-            shape: vec![-1, COLS as i64],
-            symbols: Vec::new(),
-            pad_axes: Vec::new(),
-            pad_value: 0.0,
-        }],
-        outputs: Vec::new(),
-        batched: true,
-        properties: BTreeMap::new(),
-        config: ModelConfig::default(),
-    }
-}
 
 /// Deterministic values in [-1, 1) with full float precision, like real features.
 fn values() -> Vec<f32> {
@@ -75,8 +52,8 @@ fn binary_body(t: &Tensor) -> (Vec<u8>, usize) {
 }
 
 /// The HTTP handler's decode of a whole V2 body (JSON, or JSON header + binary tensors).
-fn decode(spec: &ModelSpec, headers: &HeaderMap, body: &[u8]) -> Tensor {
-    let mut request = v2_codec::decode(headers, body, spec).expect("valid body");
+fn decode(headers: &HeaderMap, body: &[u8]) -> Tensor {
+    let mut request = v2_codec::decode(headers, body).expect("valid body");
     request.inputs.pop().expect("one input").tensor
 }
 
@@ -100,14 +77,13 @@ fn main() {
         shape: vec![ROWS, COLS],
         data: TensorData::F32(values()),
     };
-    let spec = spec();
     let json = json_body(&tensor);
     let (binary, json_len) = binary_body(&tensor);
     let no_headers = HeaderMap::new();
     let mut binary_headers = HeaderMap::new();
     binary_headers.insert(v2_codec::HEADER_LENGTH, HeaderValue::from(json_len));
-    let decode_json = |body: &[u8]| decode(&spec, &no_headers, body);
-    let decode_binary_body = |body: &[u8], _json_len: usize| decode(&spec, &binary_headers, body);
+    let decode_json = |body: &[u8]| decode(&no_headers, body);
+    let decode_binary_body = |body: &[u8], _json_len: usize| decode(&binary_headers, body);
     // Both paths must decode to the same tensor, or the comparison means nothing.
     assert_eq!(decode_json(&json), tensor);
     assert_eq!(decode_binary_body(&binary, json_len), tensor);

@@ -1,8 +1,5 @@
-//! The one error type of the request path, and the one table that maps each variant to an
-//! HTTP status, a gRPC code and a metrics reason. Client errors are never 500.
-
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+//! The one error type of the request path and its metrics reason. It knows no web
+//! framework: `api::http` and `api::grpc` map each variant to a status code.
 
 /// Everything that can go wrong while serving one request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,101 +43,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// HTTP status for this error.
-    pub fn http_status(&self) -> StatusCode {
-        self.mapping().0
-    }
-
-    /// gRPC status code for this error.
-    pub fn grpc_code(&self) -> tonic::Code {
-        self.mapping().1
-    }
-
-    /// Low-cardinality reason label for metrics.
+    /// Low-cardinality reason label for metrics; also what transports map to status codes.
     pub fn reason(&self) -> &'static str {
-        self.mapping().2
-    }
-
-    fn mapping(&self) -> (StatusCode, tonic::Code, &'static str) {
-        use tonic::Code;
         match self {
-            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => {
-                (StatusCode::NOT_FOUND, Code::NotFound, "not_found")
-            }
-            Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, Code::InvalidArgument, "invalid"),
-            Error::TooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::InvalidArgument,
-                "invalid",
-            ),
-            Error::Overloaded { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                Code::ResourceExhausted,
-                "overloaded",
-            ),
-            Error::Timeout { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                Code::DeadlineExceeded,
-                "timeout",
-            ),
-            Error::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::Unavailable,
-                "unavailable",
-            ),
-            Error::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Code::Internal,
-                "internal",
-            ),
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => "not_found",
+            Error::InvalidInput(_) | Error::TooLarge(_) => "invalid",
+            Error::Overloaded { .. } => "overloaded",
+            Error::Timeout { .. } => "timeout",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
         }
-    }
-}
-
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        tonic::Status::new(e.grpc_code(), e.to_string())
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.http_status();
-        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
-        let mut response = (status, body).into_response();
-        if matches!(self, Error::Overloaded { .. } | Error::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        // Extensions let the metrics layer count the failure by reason.
-        response.extensions_mut().insert(self);
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_errors_are_never_500() {
-        let client_errors = [
-            Error::ModelNotFound("m".into()),
-            Error::InvalidInput("x".into()),
-            Error::TooLarge("x".into()),
-            Error::Overloaded {
-                model: "m".into(),
-                version: "1".into(),
-                max_queue_size: 1,
-            },
-        ];
-        for e in client_errors {
-            assert!(e.http_status().is_client_error(), "{e:?}");
-        }
-        assert_eq!(
-            Error::Internal("x".into()).grpc_code(),
-            tonic::Code::Internal
-        );
     }
 }

@@ -1,15 +1,19 @@
 //! mlpserve: an inference server for MLP-family ONNX models.
 //!
-//! Crate map (the request's path, top to bottom):
+//! Crate map (the request's path, top to bottom; each layer uses only those below it):
 //! - [`api`]: transports. `api::http` (axum: KServe V2 REST, `/predict`, health, metrics)
-//!   decodes bodies into [`tensor::Tensor`]s and encodes answers; no batching or ORT here.
-//! - [`repository`]: the loaded models; [`repository::Model::infer`] validates a request
-//!   against the graph's [`repository::ModelSpec`] and submits it to the model's batcher.
-//! - [`batcher`]: per-model dynamic batching; a pure queue, an async driver and the
-//!   stack/pad/split of tensors.
-//! - [`runtime`]: ONNX Runtime loading, sessions and the worker threads that own them.
-//! - [`config`], [`error`], [`metrics`]: configuration layers, the one error table, the
-//!   Prometheus registry.
+//!   and `api::grpc` (tonic) decode bodies into [`tensor::Tensor`]s, call the service,
+//!   encode answers and map errors to status codes.
+//! - [`service`]: transport-neutral: resolve a model reference, readiness, output
+//!   selection, submit, and the metadata/config/statistics views.
+//! - [`repository`]: the loaded model versions; [`repository::Model::infer`] validates a
+//!   request against its [`spec::ModelSpec`] and submits it to the version's batcher.
+//! - [`batcher`]: per-version dynamic batching; a pure queue, an async driver, the
+//!   stack/pad/split of tensors and the worker threads that own ORT sessions.
+//! - [`runtime`]: ONNX Runtime loading, session building, a pure `execute`.
+//! - [`spec`]: what a model version takes and gives, and the validation rules.
+//! - [`config`], [`tensor`], [`error`], [`metrics`]: leaves (configuration layers, tensors
+//!   and codecs, the error type, the Prometheus registry).
 
 pub mod api;
 pub mod batcher;
@@ -19,6 +23,8 @@ pub mod error;
 pub mod metrics;
 pub mod repository;
 pub mod runtime;
+pub mod service;
+pub mod spec;
 pub mod tensor;
 
 use std::future::Future;
@@ -27,13 +33,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
-
-/// Everything the handlers share.
-pub struct AppState {
-    pub repository: repository::Repository,
-    pub metrics: metrics::Metrics,
-    pub config: ServerConfig,
-}
 
 /// Pre-bound listeners, so tests can bind `127.0.0.1:0` and read the ports back.
 pub struct Listeners {
@@ -76,7 +75,7 @@ pub async fn run(
     };
     let repo =
         repository::Repository::load(&config.model_repository, &runtime, &options, &metrics)?;
-    let state = Arc::new(AppState {
+    let state = Arc::new(service::Service {
         repository: repo,
         metrics,
         config,

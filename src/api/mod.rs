@@ -1,9 +1,5 @@
-//! Transports. Handlers decode, call [`crate::repository::Model::infer`], encode; nothing
-//! else. Both transports share the error table in [`crate::error`].
+//! Transports: thin adapters that decode, call the [`crate::service::Service`], encode and
+//! map [`crate::error::Error`] to their status codes. Nothing else.
 
 pub mod grpc;
 pub mod http;
-
-/// Protocol extensions this server implements, advertised by both transports' server
-/// metadata (`GET /v2`, the `ServerMetadata` RPC).
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];

@@ -2,7 +2,7 @@
 //! splitting batched outputs back into each request's rows. Pure and synchronous; runs on
 //! the worker thread so the async side never copies tensors.
 
-use crate::repository::TensorSpec;
+use crate::spec::TensorSpec;
 use crate::tensor::{
     dispatch_dtype, element_count, with_tensor_data, Element, FromJson, JsonNumber, Tensor,
 };

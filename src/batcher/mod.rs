@@ -6,6 +6,7 @@
 pub mod assemble;
 pub mod queue;
 mod task;
+mod worker;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,11 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::metrics::ModelMetrics;
-use crate::repository::ModelSpec;
-use crate::runtime::WorkerPool;
+use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
+pub use worker::{spawn_workers, Batch, WorkerPool};
 
 /// One queued unit of work: a whole request, or one chunk of a large one.
 pub struct Job {

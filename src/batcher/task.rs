@@ -8,11 +8,11 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::queue::{BatchQueue, Entry, Poll};
+use super::worker::{Batch, WorkerPool};
 use super::Job;
 use crate::error::Error;
 use crate::metrics::ModelMetrics;
-use crate::repository::ModelSpec;
-use crate::runtime::{Batch, WorkerPool};
+use crate::spec::ModelSpec;
 
 pub struct Driver {
     pub jobs: mpsc::UnboundedReceiver<Job>,

@@ -11,8 +11,9 @@ use hdrhistogram::Histogram;
 
 use super::cpu;
 use super::payload::{concrete_shape, random_tensor, InputDesc, RandomSpec, Rng};
+use crate::config::ExecutionProvider;
 use crate::config::ModelConfig;
-use crate::runtime::{build_session, read_spec, ExecutionProvider, Runtime, SessionOptions};
+use crate::runtime::{build_session, read_spec, Runtime, SessionOptions};
 use crate::tensor::to_ort_value;
 
 /// What to measure.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 pub use payload::Api;
 
+use crate::config::ExecutionProvider;
 use crate::config::{ModelConfig, ServerArgs};
-use crate::runtime::ExecutionProvider;
 
 /// Options of `mlpserve bench`.
 #[derive(Debug, Clone, clap::Args)]

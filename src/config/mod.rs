@@ -2,7 +2,9 @@
 //! typed layers) and each model's `config.toml`.
 
 mod model;
+mod provider;
 mod server;
 
 pub use model::{InputConfig, ModelConfig};
+pub use provider::ExecutionProvider;
 pub use server::{LogFormat, ServerArgs, ServerConfig};

@@ -3,10 +3,8 @@
 //! batchers, and lookup by name and version (the highest version serves by default).
 
 mod model;
-mod spec;
 
 pub use model::{InferRequest, Model};
-pub use spec::{ModelSpec, NamedTensor, TensorSpec};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::batcher::Batcher;
+use crate::batcher::{self, Batcher};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -214,7 +212,7 @@ fn load_version(
     }
     let model_metrics = metrics.model(&spec.name, &spec.version);
     let (free_tx, free_rx) = mpsc::unbounded_channel();
-    let workers = runtime::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
+    let workers = batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
     Ok(Model::new(spec, batcher, model_metrics))

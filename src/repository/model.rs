@@ -9,7 +9,7 @@ use crate::batcher::{Batcher, JobOutput};
 use crate::error::{Error, Result};
 use crate::metrics::ModelMetrics;
 
-use super::spec::{ModelSpec, NamedTensor};
+use crate::spec::{ModelSpec, NamedTensor};
 
 /// What a transport hands over after decoding.
 pub struct InferRequest {

@@ -1,13 +1,15 @@
-//! ONNX Runtime: library loading, the process-wide environment, session building and the
-//! worker threads that own sessions. The only module that calls ORT.
+//! ONNX Runtime: library loading, the process-wide environment, session building, reading
+//! a graph's serving contract and one pure `execute`. The only module that calls ORT; it
+//! knows nothing of requests, queues or threads.
 
+mod execute;
 mod library;
 mod session;
-mod worker;
 
+pub use execute::execute;
 pub use library::find_library;
-pub use session::{build_session, read_spec, warm_up, ExecutionProvider, SessionOptions};
-pub use worker::{spawn_workers, Batch, WorkerPool};
+pub use ort::session::Session;
+pub use session::{build_session, read_spec, warm_up, SessionOptions};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -7,21 +7,9 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::ValueType;
 
-use crate::config::ModelConfig;
-use crate::repository::{ModelSpec, TensorSpec};
+use crate::config::{ExecutionProvider, ModelConfig};
+use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{dispatch_dtype, to_ort_value, DataType, Element, Tensor};
-
-/// Where sessions run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ExecutionProvider {
-    /// ONNX Runtime's CPU kernels.
-    Cpu,
-    /// CUDA (needs the GPU build of ONNX Runtime); falls back to CPU with a warning.
-    Cuda,
-}
 
 /// How to build a session.
 #[derive(Debug, Clone)]

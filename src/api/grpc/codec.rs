@@ -4,7 +4,7 @@
 //! binary codec in [`crate::tensor`]). A request uses one form for all its inputs; the answer
 //! uses the form the request used. Counts and lengths that do not add up are errors, never
 //! over-reads. Nothing here knows about batching or ONNX Runtime; validation against the
-//! model's spec (names, dtypes, shapes) is [`crate::repository::Model::infer`]'s job.
+//! model's spec and output selection are the [`crate::service`]'s job.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::InferInputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
-use crate::repository::{ModelSpec, NamedTensor};
+use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{decode_binary, element_count, encode_binary, DataType, Tensor, TensorData};
 
 /// A decoded request: the inputs to run and how to answer.
@@ -30,15 +30,15 @@ pub struct Decoded {
 pub struct ResponsePlan {
     /// Echoed back.
     pub id: String,
-    /// Indices into the spec's outputs, in the order the client asked for them.
-    pub outputs: Vec<usize>,
+    /// Output names in the order the client asked for them; empty = every output.
+    pub outputs: Vec<String>,
     /// The request used `raw_input_contents`, so the answer uses `raw_output_contents`.
     pub raw: bool,
 }
 
-/// Decodes `request` for `spec`. Errors are messages for INVALID_ARGUMENT; the caller adds
-/// the model's name.
-pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, String> {
+/// Decodes `request`. Errors are messages for INVALID_ARGUMENT; the caller adds the model's
+/// name.
+pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
     let ModelInferRequest {
         id,
         parameters,
@@ -60,38 +60,12 @@ pub fn decode(request: ModelInferRequest, spec: &ModelSpec) -> Result<Decoded, S
     for input in inputs {
         tensors.push(decode_input(input, raw_contents.next())?);
     }
-    let mut selected: Vec<usize> = Vec::with_capacity(outputs.len().max(spec.outputs.len()));
-    for wanted in &outputs {
-        let index = spec
-            .outputs
-            .iter()
-            .position(|o| o.name == wanted.name)
-            .ok_or_else(|| {
-                let names: Vec<String> = spec
-                    .outputs
-                    .iter()
-                    .map(|o| format!("'{}'", o.name))
-                    .collect();
-                format!(
-                    "unknown output '{}'; the model gives {}",
-                    wanted.name,
-                    names.join(", ")
-                )
-            })?;
-        if selected.contains(&index) {
-            return Err(format!("output '{}' requested more than once", wanted.name));
-        }
-        selected.push(index);
-    }
-    if outputs.is_empty() {
-        selected.extend(0..spec.outputs.len());
-    }
     Ok(Decoded {
         inputs: tensors,
         timeout: timeout(&parameters)?,
         plan: ResponsePlan {
             id,
-            outputs: selected,
+            outputs: outputs.into_iter().map(|o| o.name).collect(),
             raw,
         },
     })
@@ -223,28 +197,18 @@ fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, Str
     })
 }
 
-/// Builds the answer from the model's outputs (graph order). Raw when the request was raw
-/// or when an answered output is FP16/BF16 (no typed field exists for them, and the two
-/// forms cannot be mixed in one response).
+/// Builds the answer from the selected outputs (index into the spec's outputs, tensor).
+/// Raw when the request was raw or when an answered output is FP16/BF16 (no typed field
+/// exists for them, and the two forms cannot be mixed in one response).
 pub fn encode(
     spec: &ModelSpec,
     plan: ResponsePlan,
-    outputs: Vec<Tensor>,
-) -> Result<ModelInferResponse, String> {
-    if outputs.len() != spec.outputs.len() {
-        return Err(format!(
-            "the model produced {} outputs, its graph declares {}",
-            outputs.len(),
-            spec.outputs.len()
-        ));
-    }
-    let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
-    let mut selected = Vec::with_capacity(plan.outputs.len());
-    for &index in &plan.outputs {
-        // `decode` rejects duplicates, so each slot is taken once.
-        let tensor = slots[index].take().ok_or("an output was selected twice")?;
-        selected.push((spec.outputs[index].name.clone(), tensor));
-    }
+    outputs: Vec<(usize, Tensor)>,
+) -> ModelInferResponse {
+    let selected: Vec<(String, Tensor)> = outputs
+        .into_iter()
+        .map(|(i, t)| (spec.outputs[i].name.clone(), t))
+        .collect();
     let raw = plan.raw
         || selected
             .iter()
@@ -273,7 +237,7 @@ pub fn encode(
         }
         response.outputs.push(output);
     }
-    Ok(response)
+    response
 }
 
 /// Moves `data` into the typed field for its datatype, widening 8/16-bit integers.

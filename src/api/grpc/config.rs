@@ -1,7 +1,6 @@
-//! Renders what the repository and the metrics already know as the protobuf messages of the
-//! descriptive RPCs: model metadata, Triton's model configuration and statistics. Pure
-//! functions of a spec and a stats snapshot; the same conventions as the HTTP transport's
-//! `/config` and `/stats` so both transports always agree.
+//! The service's descriptive views as the protobuf messages of the descriptive RPCs: model
+//! metadata, Triton's model configuration and statistics. Field-by-field copies; every
+//! number is computed once in [`crate::service`], so both transports always agree.
 
 use super::proto::model_config::SchedulingChoice;
 use super::proto::model_instance_group::Kind;
@@ -11,128 +10,115 @@ use super::proto::{
     ModelInstanceGroup, ModelMetadataResponse, ModelOutput, ModelQueuePolicy, ModelStatistics,
     StatisticDuration,
 };
-use crate::metrics::ModelStats;
-use crate::repository::{ModelSpec, TensorSpec};
-use crate::tensor::DataType;
+use crate::service::{self, StatDuration};
 
-/// The platform every mlpserve model reports (Triton's name for ONNX Runtime models).
-pub const PLATFORM: &str = "onnxruntime_onnx";
-
-/// The KServe V2 model metadata of `spec`; `versions` lists every loaded version.
-pub fn metadata(spec: &ModelSpec, versions: Vec<String>) -> ModelMetadataResponse {
-    let tensors = |specs: &[TensorSpec]| {
+/// The KServe V2 model metadata.
+pub fn metadata(view: service::ModelMetadata) -> ModelMetadataResponse {
+    let tensors = |specs: Vec<service::TensorMetadata>| {
         specs
-            .iter()
+            .into_iter()
             .map(|s| TensorMetadata {
-                name: s.name.clone(),
-                datatype: s.dtype.name().to_string(),
-                shape: s.shape.clone(),
+                name: s.name,
+                datatype: s.datatype.to_string(),
+                shape: s.shape,
             })
             .collect()
     };
     ModelMetadataResponse {
-        name: spec.name.clone(),
-        versions,
-        platform: PLATFORM.to_string(),
-        inputs: tensors(&spec.inputs),
-        outputs: tensors(&spec.outputs),
+        name: view.name,
+        versions: view.versions,
+        platform: view.platform.to_string(),
+        inputs: tensors(view.inputs),
+        outputs: tensors(view.outputs),
     }
 }
 
-/// `model_config.proto`'s enum value for `dtype`.
-fn data_type(dtype: DataType) -> i32 {
-    ProtoDataType::from_str_name(dtype.triton_name()).unwrap_or(ProtoDataType::TypeInvalid) as i32
+/// `model_config.proto`'s enum value for a `TYPE_*` name.
+fn data_type(name: &str) -> i32 {
+    ProtoDataType::from_str_name(name).unwrap_or(ProtoDataType::TypeInvalid) as i32
 }
 
-/// Triton's model configuration of one model version. Load tools (perf_analyzer) read
-/// `max_batch_size` and the per-row dims from it.
-pub fn model_config(spec: &ModelSpec) -> ModelConfig {
-    let c = &spec.config;
-    let batched = spec.batched;
-    // Triton rejects `dynamic_batching` on a model that cannot batch; so do we.
-    let scheduling = batched.then(|| {
+/// Triton's model configuration.
+pub fn model_config(view: service::TritonConfig) -> ModelConfig {
+    let scheduling = view.dynamic_batching.map(|b| {
         SchedulingChoice::DynamicBatching(ModelDynamicBatching {
-            preferred_batch_size: c
-                .preferred_batch_sizes
-                .iter()
-                .map(|&p| clamp_i32(p))
-                .collect(),
-            max_queue_delay_microseconds: c.max_queue_delay_us,
+            preferred_batch_size: b.preferred_batch_size,
+            max_queue_delay_microseconds: b.max_queue_delay_microseconds,
             default_queue_policy: Some(ModelQueuePolicy {
-                default_timeout_microseconds: c.default_timeout_ms.saturating_mul(1000),
-                allow_timeout_override: true,
-                max_queue_size: u32::try_from(c.max_queue_size).unwrap_or(u32::MAX),
+                default_timeout_microseconds: b.default_queue_policy.default_timeout_microseconds,
+                allow_timeout_override: b.default_queue_policy.allow_timeout_override,
+                max_queue_size: b.default_queue_policy.max_queue_size,
                 ..Default::default()
             }),
             ..Default::default()
         })
     });
     ModelConfig {
-        name: spec.name.clone(),
-        platform: PLATFORM.to_string(),
-        backend: "onnxruntime".to_string(),
-        max_batch_size: clamp_i32(spec.triton_max_batch_size()),
-        input: spec
-            .inputs
-            .iter()
+        name: view.name,
+        platform: view.platform.to_string(),
+        backend: view.backend.to_string(),
+        max_batch_size: view.max_batch_size,
+        input: view
+            .input
+            .into_iter()
             .map(|s| ModelInput {
-                name: s.name.clone(),
-                data_type: data_type(s.dtype),
-                dims: s.triton_dims(batched).to_vec(),
+                name: s.name,
+                data_type: data_type(s.data_type),
+                dims: s.dims,
                 ..Default::default()
             })
             .collect(),
-        output: spec
-            .outputs
-            .iter()
+        output: view
+            .output
+            .into_iter()
             .map(|s| ModelOutput {
-                name: s.name.clone(),
-                data_type: data_type(s.dtype),
-                dims: s.triton_dims(batched).to_vec(),
+                name: s.name,
+                data_type: data_type(s.data_type),
+                dims: s.dims,
                 ..Default::default()
             })
             .collect(),
-        instance_group: vec![ModelInstanceGroup {
-            name: spec.name.clone(),
-            count: clamp_i32(c.instances),
-            kind: Kind::Cpu as i32,
-            ..Default::default()
-        }],
-        default_model_filename: "model.onnx".to_string(),
+        instance_group: view
+            .instance_group
+            .into_iter()
+            .map(|g| ModelInstanceGroup {
+                name: g.name,
+                count: g.count,
+                kind: Kind::from_str_name(g.kind).unwrap_or(Kind::Auto) as i32,
+                ..Default::default()
+            })
+            .collect(),
+        default_model_filename: view.default_model_filename.to_string(),
         scheduling_choice: scheduling,
         ..Default::default()
     }
 }
 
-fn clamp_i32(v: usize) -> i32 {
-    i32::try_from(v).unwrap_or(i32::MAX)
-}
-
-fn duration(count: u64, ns: u64) -> Option<StatisticDuration> {
-    Some(StatisticDuration { count, ns })
+fn duration(d: StatDuration) -> Option<StatisticDuration> {
+    Some(StatisticDuration {
+        count: d.count,
+        ns: d.ns,
+    })
 }
 
 /// One entry of Triton's `model_stats`.
-///
-/// Triton counts `queue` and `compute_*` per request (perf_analyzer divides every total by
-/// the success count); see [`ModelStats::request_compute_ns`]. Failed requests are counted
-/// but not timed; `last_inference` is not tracked (0); there is no response cache.
-pub fn statistics(spec: &ModelSpec, stats: &ModelStats) -> ModelStatistics {
+pub fn statistics(view: service::ModelStatistics) -> ModelStatistics {
+    let s = view.inference_stats;
     ModelStatistics {
-        name: spec.name.clone(),
-        version: spec.version.clone(),
-        last_inference: 0,
-        inference_count: stats.inference_count,
-        execution_count: stats.execution_count,
+        name: view.name,
+        version: view.version,
+        last_inference: view.last_inference,
+        inference_count: view.inference_count,
+        execution_count: view.execution_count,
         inference_stats: Some(InferStatistics {
-            success: duration(stats.success_count, stats.success_ns),
-            fail: duration(stats.fail_count, 0),
-            queue: duration(stats.success_count, stats.queue_ns),
-            compute_input: duration(stats.success_count, 0),
-            compute_infer: duration(stats.success_count, stats.request_compute_ns()),
-            compute_output: duration(stats.success_count, 0),
-            cache_hit: duration(0, 0),
-            cache_miss: duration(0, 0),
+            success: duration(s.success),
+            fail: duration(s.fail),
+            queue: duration(s.queue),
+            compute_input: duration(s.compute_input),
+            compute_infer: duration(s.compute_infer),
+            compute_output: duration(s.compute_output),
+            cache_hit: duration(s.cache_hit),
+            cache_miss: duration(s.cache_miss),
         }),
         batch_stats: Vec::new(),
     }

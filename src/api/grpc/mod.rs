@@ -2,12 +2,13 @@
 //! ModelStatistics, ModelStreamInfer and RepositoryIndex) plus the standard
 //! `grpc.health.v1.Health` service. This module wires the server: message limits, health
 //! status and graceful shutdown. Handlers are in `service`, tensor (de)coding in `codec`,
-//! the descriptive messages in `config`, generated code in `proto`.
+//! the descriptive messages in `config`, status codes in `status`, generated code in `proto`.
 
 mod codec;
 mod config;
 pub mod proto;
 mod service;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::AppState;
+use crate::service::Service;
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 pub use service::InferenceService;
 
@@ -26,15 +27,15 @@ pub use service::InferenceService;
 /// `inference.GRPCInferenceService` until shutdown starts, NOT_SERVING after.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AppState>,
+    service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     type Inference = GrpcInferenceServiceServer<InferenceService>;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<Inference>().await;
     // A request is one message, so the HTTP body limit is the natural message limit too.
-    let limit = state.config.max_body_bytes;
-    let inference = Inference::new(InferenceService::new(state))
+    let limit = service.config.max_body_bytes;
+    let inference = Inference::new(InferenceService::new(service))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     let shutdown = async move {

@@ -1,7 +1,7 @@
-//! The RPC handlers of `inference.GRPCInferenceService`. Inference takes the same path as
-//! HTTP: resolve the model, decode (`codec`), [`Model::infer`], encode. Descriptive RPCs
-//! render through `config`. Errors leave as [`Error`] → [`Status`], one table for both
-//! transports. No batching or ONNX Runtime logic here.
+//! The RPC handlers of `inference.GRPCInferenceService`: thin adapters around the
+//! [`Service`], as the HTTP handlers are. Inference: resolve the model, decode (`codec`),
+//! [`Service::infer`], encode. Descriptive RPCs render the service's views through
+//! `config`. Errors leave through `status`. No batching or ONNX Runtime logic here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,21 +16,20 @@ use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
 use super::{codec, config};
 use crate::error::Error;
-use crate::repository::{InferRequest, Model};
-use crate::AppState;
+use crate::service::{InferCall, ModelRef, Service};
 
 /// Stream requests in flight at once per `ModelStreamInfer` call. They run concurrently
 /// (so they batch together) and are answered in the order they arrived.
 const STREAM_CONCURRENCY: usize = 64;
 
-/// The service; cheap to share, all state is in [`AppState`].
+/// The gRPC service; cheap to share, all state is in the [`Service`].
 pub struct InferenceService {
-    state: Arc<AppState>,
+    service: Arc<Service>,
 }
 
 impl InferenceService {
-    pub fn new(state: Arc<AppState>) -> InferenceService {
-        InferenceService { state }
+    pub fn new(service: Arc<Service>) -> InferenceService {
+        InferenceService { service }
     }
 }
 
@@ -38,16 +37,14 @@ impl InferenceService {
 /// gRPC deadline, if any; the tighter of it and the `timeout` parameter applies.
 #[tracing::instrument(name = "grpc_infer", skip_all, fields(model = %request.model_name, version = %request.model_version, id = %request.id))]
 async fn infer(
-    state: &AppState,
+    service: &Service,
     request: ModelInferRequest,
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, Error> {
-    let version = Some(request.model_version.as_str());
-    let model = state
-        .repository
-        .get_for_inference(&request.model_name, version)?;
+    let model_ref = ModelRef::new(request.model_name.as_str(), Some(&request.model_version));
+    let model = service.model_for_inference(&model_ref)?;
     let spec = &model.spec;
-    let decoded = codec::decode(request, spec).map_err(|e| {
+    let decoded = codec::decode(request).map_err(|e| {
         model.refuse(Error::InvalidInput(format!(
             "model '{}' version {}: {e}",
             spec.name, spec.version
@@ -57,18 +54,17 @@ async fn infer(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let out = model
-        .infer(InferRequest {
-            inputs: decoded.inputs,
-            timeout,
-        })
+    let answer = service
+        .infer(
+            &model,
+            InferCall {
+                inputs: decoded.inputs,
+                outputs: decoded.plan.outputs.clone(),
+                timeout,
+            },
+        )
         .await?;
-    codec::encode(spec, decoded.plan, out.outputs).map_err(|e| {
-        Error::Internal(format!(
-            "model '{}' version {}: {e}",
-            spec.name, spec.version
-        ))
-    })
+    Ok(codec::encode(spec, decoded.plan, answer.outputs))
 }
 
 /// The client's deadline from the `grpc-timeout` header (`<= 8 digits><unit>`), if valid.
@@ -91,10 +87,6 @@ fn grpc_deadline(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
-fn version_arg(version: &str) -> Option<&str> {
-    Some(version).filter(|v| !v.is_empty())
-}
-
 type StreamInferResult = Result<ModelStreamInferResponse, Status>;
 
 #[tonic::async_trait]
@@ -111,35 +103,33 @@ impl GrpcInferenceService for InferenceService {
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
         Ok(Response::new(ServerReadyResponse {
-            ready: self.state.repository.is_ready(),
+            ready: self.service.is_ready(),
         }))
     }
 
-    /// An unknown model or version is simply not ready (Triton answers so, and Triton
-    /// clients turn an error here into an exception instead of `false`).
+    /// The service's readiness rule; an unknown model or version is `ready = false`
+    /// (Triton answers so, and Triton clients turn an error here into an exception).
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = request.into_inner();
-        let repository = &self.state.repository;
-        let known = repository.get(&r.name, version_arg(&r.version)).is_ok();
-        Ok(Response::new(ModelReadyResponse {
-            ready: known && repository.is_ready(),
-        }))
+        let ready = self
+            .service
+            .model_readiness(&ModelRef::new(r.name, Some(&r.version)))
+            .unwrap_or(false);
+        Ok(Response::new(ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(
         &self,
         _: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
+        let m = self.service.server_metadata();
         Ok(Response::new(ServerMetadataResponse {
-            name: "mlpserve".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            extensions: crate::api::EXTENSIONS
-                .iter()
-                .map(|e| e.to_string())
-                .collect(),
+            name: m.name.to_string(),
+            version: m.version.to_string(),
+            extensions: m.extensions.iter().map(|e| e.to_string()).collect(),
         }))
     }
 
@@ -148,14 +138,10 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let r = request.into_inner();
-        let model = self
-            .state
-            .repository
-            .get(&r.name, version_arg(&r.version))?;
-        Ok(Response::new(config::metadata(
-            &model.spec,
-            self.state.repository.versions(&r.name),
-        )))
+        let view = self
+            .service
+            .model_metadata(&ModelRef::new(r.name, Some(&r.version)))?;
+        Ok(Response::new(config::metadata(view)))
     }
 
     async fn model_infer(
@@ -166,7 +152,7 @@ impl GrpcInferenceService for InferenceService {
         // No timing metadata (unlike HTTP's headers): values that change on every response
         // defeat HPACK's table and cost more than the rest of the header block.
         Ok(Response::new(
-            infer(&self.state, request.into_inner(), deadline).await?,
+            infer(&self.service, request.into_inner(), deadline).await?,
         ))
     }
 
@@ -178,13 +164,13 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
-        let state = self.state.clone();
+        let service = self.service.clone();
         let responses = request
             .into_inner()
             .take_while(|r| std::future::ready(r.is_ok()))
             .filter_map(|r| std::future::ready(r.ok()))
             .map(move |req| {
-                let state = state.clone();
+                let service = service.clone();
                 async move {
                     let echo = ModelInferResponse {
                         model_name: req.model_name.clone(),
@@ -192,7 +178,7 @@ impl GrpcInferenceService for InferenceService {
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    Ok(match infer(&state, req, None).await {
+                    Ok(match infer(&service, req, None).await {
                         Ok(response) => ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
@@ -213,12 +199,11 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let r = request.into_inner();
-        let model = self
-            .state
-            .repository
-            .get(&r.name, version_arg(&r.version))?;
+        let view = self
+            .service
+            .model_config(&ModelRef::new(r.name, Some(&r.version)))?;
         Ok(Response::new(ModelConfigResponse {
-            config: Some(config::model_config(&model.spec)),
+            config: Some(config::model_config(view)),
         }))
     }
 
@@ -229,15 +214,11 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelStatisticsRequest>,
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let r = request.into_inner();
-        let repository = &self.state.repository;
-        let models: Vec<Arc<Model>> = match (r.name.as_str(), version_arg(&r.version)) {
-            ("", _) => repository.all().cloned().collect(),
-            (name, None) => repository.all_versions(name)?,
-            (name, Some(version)) => vec![repository.get(name, Some(version))?],
-        };
-        let model_stats = models
-            .iter()
-            .map(|m| config::statistics(&m.spec, &m.metrics.stats()))
+        let model_stats = self
+            .service
+            .statistics(Some(&r.name), Some(&r.version))?
+            .into_iter()
+            .map(config::statistics)
             .collect();
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
     }
@@ -249,14 +230,14 @@ impl GrpcInferenceService for InferenceService {
         request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
         let only_ready = request.into_inner().ready;
-        let ready = self.state.repository.is_ready();
+        let ready = self.service.is_ready();
         let (state, reason) = if ready {
             ("READY", "")
         } else {
             ("UNAVAILABLE", "server is shutting down")
         };
         let models = self
-            .state
+            .service
             .repository
             .all()
             .filter(|_| ready || !only_ready)

@@ -7,9 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::AppState;
-
-pub use crate::api::EXTENSIONS;
+use crate::service::{ServerMetadata, Service};
 
 /// 200 while the process serves at all.
 pub async fn live() -> Json<Value> {
@@ -17,8 +15,8 @@ pub async fn live() -> Json<Value> {
 }
 
 /// 200 when every model is loaded and the server is not shutting down; 503 otherwise.
-pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    let ready = state.repository.is_ready();
+pub async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, Json<Value>) {
+    let ready = service.is_ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -28,10 +26,6 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
 }
 
 /// `GET /v2`.
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "mlpserve",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": EXTENSIONS,
-    }))
+pub async fn server_metadata(State(service): State<Arc<Service>>) -> Json<ServerMetadata> {
+    Json(service.server_metadata())
 }

@@ -2,12 +2,16 @@
 //! application-friendly `/predict`, health probes and `/metrics`. Layers add request ids,
 //! a body limit, tracing spans and per-route metrics.
 
+mod error;
 mod health;
+mod model_ref;
 mod predict;
 mod request_id;
 mod triton;
 mod v2;
 pub mod v2_codec;
+
+pub use error::status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,13 +31,13 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
-use crate::AppState;
+use crate::service::Service;
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The full HTTP API.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<Service>) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
         .route("/v2", get(health::server_metadata))
@@ -45,28 +49,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(v2::model_metadata_version),
+            get(v2::model_metadata),
         )
         .route("/v2/models/{name}/ready", get(v2::model_ready))
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(v2::model_ready_version),
+            get(v2::model_ready),
         )
         .route("/v2/models/{name}/infer", post(v2::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(v2::infer_version),
+            post(v2::infer),
         )
         .route("/v2/models/{name}/config", get(triton::model_config))
         .route(
             "/v2/models/{name}/versions/{version}/config",
-            get(triton::model_config_version),
+            get(triton::model_config),
         )
         .route("/v2/models/stats", get(triton::all_stats))
         .route("/v2/models/{name}/stats", get(triton::model_stats))
         .route(
             "/v2/models/{name}/versions/{version}/stats",
-            get(triton::model_stats_version),
+            get(triton::model_stats),
         )
         .route("/predict", post(predict::predict))
         .fallback(not_found)
@@ -97,7 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AppState>,
+    state: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     axum::serve(listener, router(state))
@@ -109,7 +113,7 @@ pub async fn serve(
 /// Serves only `/metrics` (for `--metrics-port`).
 pub async fn serve_metrics(
     listener: TcpListener,
-    state: Arc<AppState>,
+    state: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let app = Router::new()
@@ -121,7 +125,7 @@ pub async fn serve_metrics(
         .map_err(|e| format!("metrics server failed: {e}"))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<Service>>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -141,7 +145,7 @@ async fn not_found(req: Request) -> Response {
 }
 
 /// Counts every request by route template (never the raw path) and status.
-async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()

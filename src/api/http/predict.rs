@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
@@ -18,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{body_or_error, v2::timing_headers};
 use crate::error::{Error, Result};
-use crate::repository::{InferRequest, NamedTensor};
+use crate::service::{InferCall, ModelRef, Service};
+use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{FlatJson, Nested, Tensor};
-use crate::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,79 +105,32 @@ impl Serialize for PredictResponse<'_> {
 }
 
 pub async fn predict(
-    State(state): State<Arc<AppState>>,
-    _headers: HeaderMap,
+    State(service): State<Arc<Service>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = body_or_error(body, state.config.max_body_bytes)?;
+    let body = body_or_error(body, service.config.max_body_bytes)?;
     let request: PredictBody = serde_json::from_slice(&body)
         .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
-    let model = state
-        .repository
-        .get_for_inference(&request.model, request.version.as_deref())?;
+    let model = service.model_for_inference(&ModelRef::new(
+        request.model.as_str(),
+        request.version.as_deref(),
+    ))?;
     let spec = &model.spec;
-    let prepared = (|| -> Result<(Vec<NamedTensor>, Vec<usize>)> {
-        let invalid = |msg: String| {
-            Error::InvalidInput(format!(
-                "model '{}' version {}: {msg}",
-                spec.name, spec.version
-            ))
-        };
-        let named = match request.inputs {
-            PredictInputs::Named(named) => named,
-            PredictInputs::Single(flat) if spec.inputs.len() == 1 => {
-                vec![(spec.inputs[0].name.clone(), flat)]
-            }
-            PredictInputs::Single(_) => {
-                let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
-                return Err(invalid(format!(
-                    "the model takes {} inputs ({}); pass \"inputs\" as an object keyed by input name",
-                    names.len(),
-                    names.join(", ")
-                )));
-            }
-        };
-        let mut inputs = Vec::with_capacity(named.len());
-        for (name, flat) in named {
-            // Unknown names are reported by validation with the full list of inputs.
-            let dtype = spec
-                .input(&name)
-                .map(|s| s.dtype)
-                .unwrap_or(crate::tensor::DataType::F32);
-            let data = flat
-                .to_data(dtype)
-                .map_err(|e| invalid(format!("input '{name}': {e}")))?;
-            let tensor = Tensor::new(flat.shape, data)
-                .map_err(|e| invalid(format!("input '{name}': {e}")))?;
-            inputs.push(NamedTensor { name, tensor });
-        }
-        let selected = match &request.outputs {
-            None => (0..spec.outputs.len()).collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    spec.outputs
-                        .iter()
-                        .position(|o| &o.name == n)
-                        .ok_or_else(|| {
-                            let all: Vec<&str> =
-                                spec.outputs.iter().map(|o| o.name.as_str()).collect();
-                            invalid(format!(
-                                "unknown output '{n}'; the model has {}",
-                                all.join(", ")
-                            ))
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        };
-        Ok((inputs, selected))
-    })();
-    let (inputs, selected) = prepared.map_err(|e| model.refuse(e))?;
-    let timeout = request.timeout_ms.map(Duration::from_millis);
-    let out = model.infer(InferRequest { inputs, timeout }).await?;
-    let outputs = selected
+    let inputs = decode_inputs(spec, request.inputs).map_err(|e| model.refuse(e))?;
+    let answer = service
+        .infer(
+            &model,
+            InferCall {
+                inputs,
+                outputs: request.outputs.unwrap_or_default(),
+                timeout: request.timeout_ms.map(Duration::from_millis),
+            },
+        )
+        .await?;
+    let outputs = answer
+        .outputs
         .iter()
-        .map(|&i| (spec.outputs[i].name.as_str(), &out.outputs[i]))
+        .map(|(i, t)| (spec.outputs[*i].name.as_str(), t))
         .collect();
     let body = PredictResponse {
         model: &spec.name,
@@ -186,6 +138,45 @@ pub async fn predict(
         outputs,
     };
     let mut response = Json(body).into_response();
-    timing_headers(response.headers_mut(), &out);
+    timing_headers(response.headers_mut(), &answer);
     Ok(response)
+}
+
+/// Nested arrays to tensors, with dtypes from the model's inputs. Unknown names are left
+/// to validation, which reports them with the full list of inputs.
+fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs) -> Result<Vec<NamedTensor>> {
+    let invalid = |msg: String| {
+        Error::InvalidInput(format!(
+            "model '{}' version {}: {msg}",
+            spec.name, spec.version
+        ))
+    };
+    let named = match inputs {
+        PredictInputs::Named(named) => named,
+        PredictInputs::Single(flat) if spec.inputs.len() == 1 => {
+            vec![(spec.inputs[0].name.clone(), flat)]
+        }
+        PredictInputs::Single(_) => {
+            let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(invalid(format!(
+                "the model takes {} inputs ({}); pass \"inputs\" as an object keyed by input name",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let mut tensors = Vec::with_capacity(named.len());
+    for (name, flat) in named {
+        let dtype = spec
+            .input(&name)
+            .map(|s| s.dtype)
+            .unwrap_or(crate::tensor::DataType::F32);
+        let data = flat
+            .to_data(dtype)
+            .map_err(|e| invalid(format!("input '{name}': {e}")))?;
+        let tensor =
+            Tensor::new(flat.shape, data).map_err(|e| invalid(format!("input '{name}': {e}")))?;
+        tensors.push(NamedTensor { name, tensor });
+    }
+    Ok(tensors)
 }

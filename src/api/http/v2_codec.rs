@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::repository::{ModelSpec, NamedTensor};
+use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor};
 
 /// Header giving the JSON part's length when binary tensors follow it.
@@ -50,21 +50,36 @@ struct OutputRequest {
 pub struct DecodedRequest {
     pub id: Option<String>,
     pub inputs: Vec<NamedTensor>,
-    /// Requested outputs (index into the spec's outputs, binary?); all, JSON, when absent.
-    pub outputs: Vec<(usize, bool)>,
+    /// Requested output names, in order; empty = every output.
+    pub outputs: Vec<String>,
+    /// How each answered output is encoded.
+    pub format: OutputFormat,
     pub timeout: Option<Duration>,
+}
+
+/// Which answered outputs go as binary tensors instead of JSON.
+#[derive(Debug, Clone, Default)]
+pub struct OutputFormat {
+    /// Per requested output, in request order (empty when none were named).
+    pub binary: Vec<bool>,
+    /// `binary_data_output`: the default for outputs that do not say.
+    pub all_binary: bool,
+}
+
+impl OutputFormat {
+    /// Binary for the `k`-th answered output?
+    pub fn is_binary(&self, k: usize) -> bool {
+        self.binary.get(k).copied().unwrap_or(self.all_binary)
+    }
 }
 
 fn flag(params: &Parameters, key: &str) -> Option<bool> {
     params.get(key).and_then(Value::as_bool)
 }
 
-/// Decodes a V2 request for `spec`. Errors are messages for a 400 (the caller adds the model).
-pub fn decode(
-    headers: &HeaderMap,
-    body: &[u8],
-    spec: &ModelSpec,
-) -> Result<DecodedRequest, String> {
+/// Decodes a V2 request. Errors are messages for a 400 (the caller adds the model);
+/// validation against the model and output selection are the service's.
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String> {
     let (json, mut binary) = match headers.get(HEADER_LENGTH) {
         Some(v) => {
             let len: usize = v
@@ -135,32 +150,17 @@ pub fn decode(
         ));
     }
     let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
-    let outputs = match request.outputs {
-        None => (0..spec.outputs.len()).map(|i| (i, all_binary)).collect(),
-        Some(requested) => {
-            let mut out = Vec::with_capacity(requested.len());
-            for o in requested {
-                let index = spec
-                    .outputs
-                    .iter()
-                    .position(|s| s.name == o.name)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> =
-                            spec.outputs.iter().map(|s| s.name.as_str()).collect();
-                        format!(
-                            "unknown output '{}'; the model has {}",
-                            o.name,
-                            names.join(", ")
-                        )
-                    })?;
-                out.push((
-                    index,
-                    flag(&o.parameters, "binary_data").unwrap_or(all_binary),
-                ));
-            }
-            out
-        }
+    let mut format = OutputFormat {
+        binary: Vec::new(),
+        all_binary,
     };
+    let mut outputs = Vec::new();
+    for o in request.outputs.unwrap_or_default() {
+        format
+            .binary
+            .push(flag(&o.parameters, "binary_data").unwrap_or(all_binary));
+        outputs.push(o.name);
+    }
     let timeout = match request.parameters.get("timeout") {
         None => None,
         Some(v) => Some(Duration::from_micros(v.as_u64().ok_or_else(|| {
@@ -171,6 +171,7 @@ pub fn decode(
         id: request.id,
         inputs,
         outputs,
+        format,
         timeout,
     })
 }
@@ -208,17 +209,20 @@ pub struct EncodedResponse {
     pub json_len: Option<usize>,
 }
 
-/// Encodes the selected `outputs` (index into `tensors`/spec outputs, binary?).
+/// Encodes the answered `outputs` (index into the spec's outputs, tensor), in order.
 pub fn encode(
     spec: &ModelSpec,
     id: Option<&str>,
-    outputs: &[(usize, bool)],
-    tensors: &[Tensor],
+    outputs: &[(usize, Tensor)],
+    format: &OutputFormat,
 ) -> EncodedResponse {
     let mut binary = Vec::new();
     let mut bodies = Vec::with_capacity(outputs.len());
-    for &(i, as_binary) in outputs {
-        let t = &tensors[i];
+    let mut any_binary = false;
+    for (k, (i, t)) in outputs.iter().enumerate() {
+        let i = *i;
+        let as_binary = format.is_binary(k);
+        any_binary |= as_binary;
         let (parameters, data) = if as_binary {
             let before = binary.len();
             encode_binary(t, &mut binary);
@@ -247,7 +251,7 @@ pub fn encode(
     };
     // Serializing plain structs of numbers and strings into a Vec cannot fail.
     let mut body = serde_json::to_vec(&response).unwrap_or_default();
-    if binary.is_empty() && outputs.iter().all(|&(_, b)| !b) {
+    if !any_binary {
         return EncodedResponse {
             body,
             json_len: None,

@@ -1,5 +1,7 @@
-//! `ModelSpec`: what a model version takes and gives (names, dtypes, shapes, padding),
-//! read from the ONNX graph and the model's config, and the validation of requests against it.
+//! `ModelSpec`: what a model version takes and gives (names, dtypes, shapes, padding), and
+//! the validation rules of requests against it (inputs and output selection), shared by
+//! every transport. Built by `runtime` from the ONNX graph and the model's config; this
+//! module never touches ONNX Runtime, batching or a transport.
 
 use std::collections::BTreeMap;
 
@@ -204,6 +206,43 @@ impl ModelSpec {
             )));
         }
         Ok(())
+    }
+
+    /// The outputs a request asked for, as indices into [`ModelSpec::outputs`] in the order
+    /// asked; every output in graph order when `requested` is empty. The one rule for all
+    /// transports: an unknown or repeated name is an invalid request.
+    pub fn select_outputs<'a>(
+        &self,
+        requested: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<usize>> {
+        let mut selected = Vec::new();
+        for wanted in requested {
+            let index = self
+                .outputs
+                .iter()
+                .position(|o| o.name == wanted)
+                .ok_or_else(|| {
+                    let names: Vec<String> = self
+                        .outputs
+                        .iter()
+                        .map(|o| format!("'{}'", o.name))
+                        .collect();
+                    self.invalid(format_args!(
+                        "unknown output '{wanted}'; the model gives {}",
+                        names.join(", ")
+                    ))
+                })?;
+            if selected.contains(&index) {
+                return Err(
+                    self.invalid(format_args!("output '{wanted}' requested more than once"))
+                );
+            }
+            selected.push(index);
+        }
+        if selected.is_empty() {
+            selected.extend(0..self.outputs.len());
+        }
+        Ok(selected)
     }
 
     /// Requests batch together only when this key is equal: the non-batch dims of every

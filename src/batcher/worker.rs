@@ -1,20 +1,21 @@
 //! Worker threads: each owns one ORT session (rc.15's `Session::run` takes `&mut self`) and
-//! runs the batches the batcher task hands it. Never runs on a tokio thread. Every job of a
-//! batch is answered exactly once, also when the batch fails or the run panics.
+//! runs the batches the batcher task hands it: stack, [`runtime::execute`], split. Never
+//! runs on a tokio thread. Every job of a batch is answered exactly once, also when the
+//! batch fails or the run panics.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ort::session::Session;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::batcher::{assemble, Job, JobOutput};
+use super::{assemble, Job, JobOutput};
 use crate::error::Error;
 use crate::metrics::ModelMetrics;
-use crate::repository::ModelSpec;
-use crate::tensor::{from_ort_value, to_ort_value, Tensor};
+use crate::runtime::{self, Session};
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
 
 /// Jobs formed into one batch by the batcher task.
 pub struct Batch {
@@ -106,21 +107,10 @@ fn execute(
     rows: &[usize],
 ) -> Result<Vec<Vec<Tensor>>, String> {
     let stacked = assemble::stack(&spec.inputs, inputs)?;
-    let mut values = Vec::with_capacity(stacked.len());
-    for (s, t) in spec.inputs.iter().zip(stacked) {
-        values.push((s.name.as_str(), to_ort_value(t).map_err(|e| e.to_string())?));
-    }
-    let outputs = session.run(values).map_err(|e| e.to_string())?;
-    let mut tensors = Vec::with_capacity(spec.outputs.len());
-    for o in &spec.outputs {
-        let value = outputs
-            .get(&o.name)
-            .ok_or_else(|| format!("ONNX Runtime returned no output '{}'", o.name))?;
-        tensors.push(from_ort_value(value)?);
-    }
+    let outputs = runtime::execute(session, spec, stacked)?;
     if spec.batched {
-        assemble::split(tensors, rows)
+        assemble::split(outputs, rows)
     } else {
-        Ok(vec![tensors])
+        Ok(vec![outputs])
     }
 }

@@ -1,0 +1,24 @@
+//! How a core [`Error`] leaves over gRPC: one code per variant.
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+/// gRPC code for `error`. Over-size requests are INVALID_ARGUMENT, as over HTTP they are a
+/// client error (413).
+pub fn code(error: &Error) -> Code {
+    match error {
+        Error::ModelNotFound(_) | Error::VersionNotFound { .. } => Code::NotFound,
+        Error::InvalidInput(_) | Error::TooLarge(_) => Code::InvalidArgument,
+        Error::Overloaded { .. } => Code::ResourceExhausted,
+        Error::Timeout { .. } => Code::DeadlineExceeded,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        Status::new(code(&e), e.to_string())
+    }
+}

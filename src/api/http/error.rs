@@ -1,0 +1,62 @@
+//! How a core [`Error`] leaves over HTTP: status code, JSON body `{"error": ...}`,
+//! `Retry-After` on overload and unavailability. Client errors are never 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::Error;
+
+/// HTTP status for `error`.
+pub fn status(error: &Error) -> StatusCode {
+    match error {
+        Error::ModelNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = status(&self);
+        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let mut response = (status, body).into_response();
+        if matches!(self, Error::Overloaded { .. } | Error::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // Extensions let the metrics layer count the failure by reason.
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_are_never_500() {
+        let client_errors = [
+            Error::ModelNotFound("m".into()),
+            Error::InvalidInput("x".into()),
+            Error::TooLarge("x".into()),
+            Error::Overloaded {
+                model: "m".into(),
+                version: "1".into(),
+                max_queue_size: 1,
+            },
+        ];
+        for e in client_errors {
+            assert!(status(&e).is_client_error(), "{e:?}");
+        }
+        assert_eq!(
+            status(&Error::Internal("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

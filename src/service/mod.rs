@@ -1,0 +1,178 @@
+//! The transport-neutral service both transports call: resolve a model reference, decide
+//! readiness, run one inference (validate, select outputs, submit) and build the views the
+//! descriptive endpoints render. HTTP and gRPC handlers are thin adapters around it, so
+//! every rule here holds for both. Knows no web framework.
+
+mod views;
+
+pub use views::{
+    DynamicBatching, InferStatistics, InstanceGroup, ModelMetadata, ModelStatistics, QueuePolicy,
+    ServerMetadata, StatDuration, TensorConfig, TensorMetadata, TritonConfig,
+};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::batcher::JobOutput;
+use crate::config::ServerConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::repository::{InferRequest, Model, Repository};
+use crate::spec::NamedTensor;
+use crate::tensor::Tensor;
+
+/// Protocol extensions this server implements, advertised by both transports' server
+/// metadata (`GET /v2`, the `ServerMetadata` RPC).
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
+
+/// Everything the handlers share.
+pub struct Service {
+    pub repository: Repository,
+    pub metrics: Metrics,
+    pub config: ServerConfig,
+}
+
+/// A model name and an optional version, as a request names them. An empty version means
+/// the default (highest) version, as in the KServe V2 protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl ModelRef {
+    pub fn new(name: impl Into<String>, version: Option<&str>) -> ModelRef {
+        ModelRef {
+            name: name.into(),
+            version: version.filter(|v| !v.is_empty()).map(str::to_string),
+        }
+    }
+}
+
+/// One inference as a transport decoded it.
+pub struct InferCall {
+    pub inputs: Vec<NamedTensor>,
+    /// Output names in the order the client wants them; empty = every output, graph order.
+    pub outputs: Vec<String>,
+    /// The client's deadline; `None` uses the model's `default_timeout_ms`.
+    pub timeout: Option<Duration>,
+}
+
+/// The answer of one inference: the selected outputs in the order asked.
+pub struct InferAnswer {
+    /// (index into the spec's outputs, tensor), in the order the client asked.
+    pub outputs: Vec<(usize, Tensor)>,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+    /// Rows in the ORT run this request was part of.
+    pub batch_rows: usize,
+}
+
+impl Service {
+    /// The version `r` names (the highest when it names none).
+    pub fn model(&self, r: &ModelRef) -> Result<Arc<Model>> {
+        self.repository.get(&r.name, r.version.as_deref())
+    }
+
+    /// Like [`Service::model`], but refuses with 503 while shutting down.
+    pub fn model_for_inference(&self, r: &ModelRef) -> Result<Arc<Model>> {
+        self.repository
+            .get_for_inference(&r.name, r.version.as_deref())
+    }
+
+    /// The server is ready: every model loaded and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.repository.is_ready()
+    }
+
+    /// The one readiness rule for a model: ready when the version exists and the server is
+    /// ready. An unknown model or version is not ready; the error says why (HTTP answers
+    /// it with its 4xx, gRPC with `ready = false`).
+    pub fn model_readiness(&self, r: &ModelRef) -> Result<bool> {
+        self.model(r)?;
+        Ok(self.is_ready())
+    }
+
+    /// Selects outputs, validates and runs one request on `model`. Refusals before the
+    /// queue are counted in the model's metrics like any other failure.
+    pub async fn infer(&self, model: &Model, call: InferCall) -> Result<InferAnswer> {
+        let selected = model
+            .spec
+            .select_outputs(call.outputs.iter().map(String::as_str))
+            .map_err(|e| model.refuse(e))?;
+        let JobOutput {
+            outputs,
+            queue_time,
+            compute_time,
+            batch_rows,
+        } = model
+            .infer(InferRequest {
+                inputs: call.inputs,
+                timeout: call.timeout,
+            })
+            .await?;
+        let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+        let outputs = selected
+            .into_iter()
+            .map(|i| {
+                let tensor = slots.get_mut(i).and_then(Option::take).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "model '{}' produced no output #{i}",
+                        model.spec.name
+                    ))
+                })?;
+                Ok((i, tensor))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(InferAnswer {
+            outputs,
+            queue_time,
+            compute_time,
+            batch_rows,
+        })
+    }
+
+    /// `GET /v2` and the `ServerMetadata` RPC.
+    pub fn server_metadata(&self) -> ServerMetadata {
+        ServerMetadata {
+            name: "mlpserve",
+            version: env!("CARGO_PKG_VERSION"),
+            extensions: EXTENSIONS,
+        }
+    }
+
+    /// The KServe V2 model metadata of the version `r` names.
+    pub fn model_metadata(&self, r: &ModelRef) -> Result<ModelMetadata> {
+        let model = self.model(r)?;
+        Ok(ModelMetadata::new(
+            &model.spec,
+            self.repository.versions(&r.name),
+        ))
+    }
+
+    /// Triton's model configuration of the version `r` names.
+    pub fn model_config(&self, r: &ModelRef) -> Result<TritonConfig> {
+        Ok(TritonConfig::new(&self.model(r)?.spec))
+    }
+
+    /// Triton's statistics. No name: every model version; a name: every loaded version of
+    /// it; a name and a version: that version. Unknown names and versions are not found.
+    pub fn statistics(
+        &self,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<ModelStatistics>> {
+        let models: Vec<Arc<Model>> = match (
+            name.filter(|n| !n.is_empty()),
+            version.filter(|v| !v.is_empty()),
+        ) {
+            (None, _) => self.repository.all().cloned().collect(),
+            (Some(name), None) => self.repository.all_versions(name)?,
+            (Some(name), Some(version)) => vec![self.repository.get(name, Some(version))?],
+        };
+        Ok(models
+            .iter()
+            .map(|m| ModelStatistics::new(&m.spec, &m.metrics.stats()))
+            .collect())
+    }
+}

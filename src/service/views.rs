@@ -1,0 +1,232 @@
+//! The descriptive views both transports render: server and model metadata, Triton's model
+//! configuration and statistics. Each number is computed once here; HTTP serializes these
+//! structs as JSON (field names are the protocol's), gRPC copies them into protobuf
+//! messages field by field. Pure functions of a spec and a stats snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::metrics::ModelStats;
+use crate::spec::{ModelSpec, TensorSpec};
+
+/// The platform every mlpserve model reports (Triton's name for ONNX Runtime models).
+pub const PLATFORM: &str = "onnxruntime_onnx";
+
+/// `GET /v2`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerMetadata {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub extensions: &'static [&'static str],
+}
+
+/// One tensor of the V2 model metadata.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+/// The V2 model metadata; card facts from the ONNX `metadata_props` go in `parameters`
+/// (left out when there are none; the gRPC message has no such field).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: &'static str,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl ModelMetadata {
+    pub fn new(spec: &ModelSpec, versions: Vec<String>) -> ModelMetadata {
+        let tensors = |specs: &[TensorSpec]| {
+            specs
+                .iter()
+                .map(|s| TensorMetadata {
+                    name: s.name.clone(),
+                    datatype: s.dtype.name(),
+                    shape: s.shape.clone(),
+                })
+                .collect()
+        };
+        ModelMetadata {
+            name: spec.name.clone(),
+            versions,
+            platform: PLATFORM,
+            inputs: tensors(&spec.inputs),
+            outputs: tensors(&spec.outputs),
+            parameters: spec.properties.clone(),
+        }
+    }
+}
+
+/// One `input`/`output` entry of Triton's model configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorConfig {
+    pub name: String,
+    /// Triton's `TYPE_*` name.
+    pub data_type: &'static str,
+    /// Without the batch axis when the model batches; dynamic dims are -1.
+    pub dims: Vec<i64>,
+}
+
+/// Triton's `instance_group` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceGroup {
+    pub name: String,
+    pub count: i32,
+    /// `KIND_CPU` or `KIND_GPU`.
+    pub kind: &'static str,
+}
+
+/// Triton's `default_queue_policy`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueuePolicy {
+    pub default_timeout_microseconds: u64,
+    pub allow_timeout_override: bool,
+    pub max_queue_size: u32,
+}
+
+/// Triton's `dynamic_batching`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DynamicBatching {
+    pub preferred_batch_size: Vec<i32>,
+    pub max_queue_delay_microseconds: u64,
+    pub default_queue_policy: QueuePolicy,
+}
+
+/// Triton's model configuration (`model_config.proto`) of one model version. Load tools
+/// (perf_analyzer) read `max_batch_size` and the per-row dims from it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TritonConfig {
+    pub name: String,
+    pub platform: &'static str,
+    pub backend: &'static str,
+    /// 0 for a model that cannot batch (Triton's convention).
+    pub max_batch_size: i32,
+    pub input: Vec<TensorConfig>,
+    pub output: Vec<TensorConfig>,
+    pub default_model_filename: &'static str,
+    pub instance_group: Vec<InstanceGroup>,
+    /// Left out for a model that cannot batch: Triton rejects it there, and so do we.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_batching: Option<DynamicBatching>,
+}
+
+fn clamp_i32(v: usize) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl TritonConfig {
+    pub fn new(spec: &ModelSpec) -> TritonConfig {
+        let c = &spec.config;
+        let batched = spec.batched;
+        let tensors = |specs: &[TensorSpec]| {
+            specs
+                .iter()
+                .map(|s| TensorConfig {
+                    name: s.name.clone(),
+                    data_type: s.dtype.triton_name(),
+                    dims: s.triton_dims(batched).to_vec(),
+                })
+                .collect()
+        };
+        TritonConfig {
+            name: spec.name.clone(),
+            platform: PLATFORM,
+            backend: "onnxruntime",
+            max_batch_size: clamp_i32(spec.triton_max_batch_size()),
+            input: tensors(&spec.inputs),
+            output: tensors(&spec.outputs),
+            default_model_filename: "model.onnx",
+            instance_group: vec![InstanceGroup {
+                name: spec.name.clone(),
+                count: clamp_i32(c.instances),
+                kind: "KIND_CPU",
+            }],
+            dynamic_batching: batched.then(|| DynamicBatching {
+                preferred_batch_size: c
+                    .preferred_batch_sizes
+                    .iter()
+                    .map(|&p| clamp_i32(p))
+                    .collect(),
+                max_queue_delay_microseconds: c.max_queue_delay_us,
+                default_queue_policy: QueuePolicy {
+                    default_timeout_microseconds: c.default_timeout_ms.saturating_mul(1000),
+                    allow_timeout_override: true,
+                    max_queue_size: u32::try_from(c.max_queue_size).unwrap_or(u32::MAX),
+                },
+            }),
+        }
+    }
+}
+
+/// A count and a total duration, Triton's `StatisticDuration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StatDuration {
+    pub count: u64,
+    pub ns: u64,
+}
+
+fn duration(count: u64, ns: u64) -> StatDuration {
+    StatDuration { count, ns }
+}
+
+/// Triton's `InferStatistics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InferStatistics {
+    pub success: StatDuration,
+    pub fail: StatDuration,
+    pub queue: StatDuration,
+    pub compute_input: StatDuration,
+    pub compute_infer: StatDuration,
+    pub compute_output: StatDuration,
+    pub cache_hit: StatDuration,
+    pub cache_miss: StatDuration,
+}
+
+/// One entry of Triton's `model_stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStatistics {
+    pub name: String,
+    pub version: String,
+    /// Not tracked: always 0.
+    pub last_inference: u64,
+    pub inference_count: u64,
+    pub execution_count: u64,
+    pub inference_stats: InferStatistics,
+    /// Not tracked: always empty.
+    pub batch_stats: Vec<()>,
+}
+
+impl ModelStatistics {
+    /// Triton counts `queue` and `compute_*` per request (perf_analyzer divides every
+    /// total by the success count); see [`ModelStats::request_compute_ns`]. Failed
+    /// requests are counted but not timed; there is no response cache, so `cache_*` are 0.
+    pub fn new(spec: &ModelSpec, stats: &ModelStats) -> ModelStatistics {
+        let ok = stats.success_count;
+        ModelStatistics {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            last_inference: 0,
+            inference_count: stats.inference_count,
+            execution_count: stats.execution_count,
+            inference_stats: InferStatistics {
+                success: duration(ok, stats.success_ns),
+                fail: duration(stats.fail_count, 0),
+                queue: duration(ok, stats.queue_ns),
+                compute_input: duration(ok, 0),
+                compute_infer: duration(ok, stats.request_compute_ns()),
+                compute_output: duration(ok, 0),
+                cache_hit: duration(0, 0),
+                cache_miss: duration(0, 0),
+            },
+            batch_stats: Vec::new(),
+        }
+    }
+}
