@@ -71,6 +71,8 @@ pub async fn run(
         session: runtime::SessionOptions {
             intra_op_threads: config.intra_op_threads,
             execution_provider: config.execution_provider,
+            fallback: config.execution_provider_fallback,
+            device_id: 0,
         },
     };
     let repo =

@@ -25,6 +25,7 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     in_flight: IntGaugeVec,
     model_ready: IntGaugeVec,
+    instances: IntGaugeVec,
     http_requests: IntCounterVec,
 }
 
@@ -180,6 +181,15 @@ impl Metrics {
             queue_depth: gauge("queue_depth", "Requests waiting in the batch queue."),
             in_flight: gauge("inflight_requests", "Requests admitted and not yet answered."),
             model_ready: gauge("model_ready", "1 when the model version is loaded and serving."),
+            instances: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("model_instances", "Model instances by where they actually run (cpu, cuda:<device>).")
+                        .namespace("mlpserve"),
+                    &["model", "version", "provider"],
+                )
+                .expect("valid gauge"),
+            ),
             http_requests: counter(
                 "http_requests_total",
                 "HTTP requests by route template, method and status.",
@@ -208,6 +218,13 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&l),
             ready: self.model_ready.with_label_values(&l),
         }
+    }
+
+    /// Records that one instance of a model version runs on `provider` (`cpu`, `cuda:0`).
+    pub fn instance_placed(&self, model: &str, version: &str, provider: &str) {
+        self.instances
+            .with_label_values(&[model, version, provider])
+            .inc();
     }
 
     /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`).

@@ -6,5 +6,5 @@ mod provider;
 mod server;
 
 pub use model::{InputConfig, ModelConfig};
-pub use provider::ExecutionProvider;
+pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{LogFormat, ServerArgs, ServerConfig};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{ExecutionProvider, ProviderFallback};
+
 /// What `<repo>/<model>/config.toml` may say. Defaults suit a small MLP on a small machine.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +29,12 @@ pub struct ModelConfig {
     pub default_timeout_ms: u64,
     /// Largest request accepted, in rows; above it the request is refused with 413.
     pub max_request_rows: usize,
+    /// Execution provider for this model; unset = the server-wide value.
+    pub execution_provider: Option<ExecutionProvider>,
+    /// When that provider cannot be used; unset = the server-wide value.
+    pub fallback: Option<ProviderFallback>,
+    /// GPUs for the instances (instance i runs on `device_ids[i % len]`); empty = GPU 0.
+    pub device_ids: Vec<i32>,
     /// Per-input settings, keyed by input name.
     pub inputs: BTreeMap<String, InputConfig>,
 }
@@ -54,6 +62,9 @@ impl Default for ModelConfig {
             max_queue_size: 1024,
             default_timeout_ms: 0,
             max_request_rows: 1 << 20,
+            execution_provider: None,
+            fallback: None,
+            device_ids: Vec::new(),
             inputs: BTreeMap::new(),
         }
     }
@@ -85,7 +96,18 @@ impl ModelConfig {
                 config.max_batch_size
             ));
         }
+        if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {
+            return Err(format!("device_ids: {d} is not a GPU ordinal (0 or more)"));
+        }
         Ok(config)
+    }
+
+    /// The GPU that instance `index` runs on.
+    pub fn device_id(&self, index: usize) -> i32 {
+        match self.device_ids.len() {
+            0 => 0,
+            n => self.device_ids[index % n],
+        }
     }
 
     pub fn max_queue_delay(&self) -> Duration {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::ExecutionProvider;
+use super::{ExecutionProvider, ProviderFallback};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
@@ -60,6 +60,9 @@ server_layer! {
     /// Execution provider for sessions [default: cpu]
     #[arg(value_enum)]
     execution_provider: ExecutionProvider, "MLPSERVE_EXECUTION_PROVIDER";
+    /// When the execution provider cannot be used: error (the model fails to load) or cpu (load on the CPU with a warning) [default: error]
+    #[arg(value_enum)]
+    execution_provider_fallback: ProviderFallback, "MLPSERVE_EXECUTION_PROVIDER_FALLBACK";
     /// Largest accepted request body in bytes [default: 67108864]
     max_body_bytes: usize, "MLPSERVE_MAX_BODY_BYTES";
     /// Log format [default: text]
@@ -82,6 +85,7 @@ pub struct ServerConfig {
     pub ort_lib: Option<PathBuf>,
     pub intra_op_threads: usize,
     pub execution_provider: ExecutionProvider,
+    pub execution_provider_fallback: ProviderFallback,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -107,6 +111,7 @@ impl ServerConfig {
             ort_lib: a.ort_lib,
             intra_op_threads: a.intra_op_threads.unwrap_or(1),
             execution_provider: a.execution_provider.unwrap_or(ExecutionProvider::Cpu),
+            execution_provider_fallback: a.execution_provider_fallback.unwrap_or_default(),
             max_body_bytes: a.max_body_bytes.unwrap_or(64 << 20),
             log_format: a.log_format.unwrap_or(LogFormat::Text),
             log_level: a.log_level.unwrap_or_else(|| "info".to_string()),

@@ -100,7 +100,9 @@ impl Repository {
                 model = %f.name, version = f.version,
                 inputs = ?model.spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
                 batched = model.spec.batched, max_batch_size = model.spec.max_batch_size(),
-                instances = model.spec.config.instances, "model loaded"
+                instances = model.spec.config.instances,
+                placements = ?model.spec.placements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "model loaded"
             );
             models
                 .entry(f.name.clone())
@@ -187,30 +189,42 @@ fn load_version(
     options: &LoadOptions,
     metrics: &Metrics,
 ) -> std::result::Result<Model, String> {
-    let session_options = SessionOptions {
-        intra_op_threads: f
-            .config
-            .intra_op_threads
-            .unwrap_or(options.session.intra_op_threads),
-        ..options.session.clone()
-    };
-    let mut sessions = Vec::with_capacity(f.config.instances);
-    for _ in 0..f.config.instances {
-        sessions.push(
-            runtime::build_session(runtime.env(), &f.path, &session_options)
-                .map_err(|e| e.to_string())?,
-        );
+    let c = &f.config;
+    let mut sessions = Vec::with_capacity(c.instances);
+    let mut placements = Vec::with_capacity(c.instances);
+    for index in 0..c.instances {
+        let session_options = SessionOptions {
+            intra_op_threads: c
+                .intra_op_threads
+                .unwrap_or(options.session.intra_op_threads),
+            execution_provider: c
+                .execution_provider
+                .unwrap_or(options.session.execution_provider),
+            fallback: c.fallback.unwrap_or(options.session.fallback),
+            device_id: c.device_id(index),
+        };
+        let (session, placement) =
+            runtime::build_session(runtime.env(), &f.path, &session_options)?;
+        if placement.provider != session_options.execution_provider {
+            tracing::warn!(
+                model = %f.name, version = f.version, instance = index,
+                asked = ?session_options.execution_provider, runs_on = %placement,
+                "model instance runs on the CPU instead of the execution provider asked for"
+            );
+        }
+        sessions.push(session);
+        placements.push(placement);
     }
-    let spec = Arc::new(runtime::read_spec(
-        &sessions[0],
-        &f.name,
-        &f.version.to_string(),
-        f.config.clone(),
-    )?);
+    let mut spec = runtime::read_spec(&sessions[0], &f.name, &f.version.to_string(), c.clone())?;
+    spec.placements = placements;
+    let spec = Arc::new(spec);
     for session in &mut sessions {
         runtime::warm_up(session, &spec);
     }
     let model_metrics = metrics.model(&spec.name, &spec.version);
+    for placement in &spec.placements {
+        metrics.instance_placed(&spec.name, &spec.version, &placement.to_string());
+    }
     let (free_tx, free_rx) = mpsc::unbounded_channel();
     let workers = batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
