@@ -10,34 +10,54 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ScratchRepo, TestServer};
-use mlpserve::{Listeners, ServerConfig};
+use mlpserve::ServerConfig;
 use serde_json::json;
 
 #[test]
 fn cuda_without_a_gpu_build_fails_the_load_by_default() {
     let repo = ScratchRepo::new("ep-error");
     repo.add("mlp_digits", "digits", 1, "execution_provider = \"cuda\"\n");
-    let config = ServerConfig::for_tests(&repo.path);
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let result = rt.block_on(async {
-        let listeners = Listeners::bind(&config).await.expect("bind");
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            mlpserve::run(config, listeners, std::future::pending()),
-        )
-        .await
-        .expect("start-up ends")
-    });
-    let error = result.expect_err("the model must not load on the CPU silently");
+    repo.add("mlp_digits", "cpu_digits", 1, "");
+    let mut config = ServerConfig::for_tests(&repo.path);
+    // Readiness reports the failure below; the server still serves the other model.
+    config.strict_readiness = false;
+    let server = TestServer::start_with(config);
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"model": "digits", "inputs": [vec![0.5; 64]]}),
+    );
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = server.post_json(
+        "/predict",
+        &json!({"model": "cpu_digits", "inputs": [vec![0.5; 64]]}),
+    );
+    assert_eq!(status, 200, "the other model serves");
+    let (_, ready) = server.get_json("/v2/models/digits/ready");
+    assert_eq!(ready["ready"], false);
+
+    let (status, index) = server.post_json("/v2/repository/index", &json!({}));
+    assert_eq!(status, 200, "{index}");
+    let entry = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .find(|e| e["name"] == "digits")
+        .unwrap_or_else(|| panic!("digits in {index}"));
+    assert_eq!(entry["state"], "UNAVAILABLE", "{entry}");
+    let reason = entry["reason"].as_str().expect("reason");
     for part in [
-        "digits",
         "no CUDA execution provider",
         "CPUExecutionProvider",
         "ORT_FLAVOR=gpu scripts/fetch-onnxruntime.sh",
         "fallback = \"cpu\"",
     ] {
-        assert!(error.contains(part), "'{part}' missing from: {error}");
+        assert!(reason.contains(part), "'{part}' missing from: {reason}");
     }
+
+    // With strict readiness (the default) the server is not ready while it fails.
+    let strict = TestServer::start_with_unready(ServerConfig::for_tests(&repo.path));
+    let (status, _) = strict.get_json("/v2/health/ready");
+    assert_eq!(status, 503);
 }
 
 #[test]

@@ -5,6 +5,6 @@ mod model;
 mod provider;
 mod server;
 
-pub use model::{InputConfig, ModelConfig};
+pub use model::{InputConfig, ModelConfig, VersionPolicy};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
-pub use server::{LogFormat, ServerArgs, ServerConfig};
+pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};

@@ -9,7 +9,9 @@ use ort::value::ValueType;
 
 use crate::config::{ExecutionProvider, ModelConfig, Placement, ProviderFallback};
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{dispatch_dtype, to_ort_value, DataType, Element, Tensor};
+use crate::tensor::{
+    dispatch_dtype, to_ort_value, DataType, Element, FromJson, JsonNumber, Tensor,
+};
 
 /// How to build a session.
 #[derive(Debug, Clone)]
@@ -192,20 +194,41 @@ pub fn read_spec(
     })
 }
 
-/// Runs one all-zeros row (dynamic dims = 1) so the first real request does not pay for
-/// ORT's lazy initialisation. Failure is only logged: some graphs reject zeros.
-pub fn warm_up(session: &mut Session, spec: &ModelSpec) {
-    let mut values = Vec::with_capacity(spec.inputs.len());
-    for s in &spec.inputs {
-        let shape: Vec<usize> = s.shape.iter().map(|&d| d.max(1) as usize).collect();
-        let count = crate::tensor::element_count(&shape);
-        let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![T::default(); count]));
-        match to_ort_value(Tensor { shape, data }) {
-            Ok(v) => values.push((s.name.as_str(), v)),
-            Err(_) => return,
+/// Warms one session up before its version is marked ready, so the first real request
+/// does not pay for ORT's lazy initialisation and first-size allocations: one run per batch
+/// size in {1, `max_batch_size`, preferred sizes} (one run for a model that cannot batch),
+/// zeros for the first run and ones for the others, dynamic non-batch dims = 1. A failing
+/// run fails the load: a version that cannot run these inputs is not ready to serve.
+pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
+    let mut sizes = vec![1];
+    if spec.batched {
+        sizes.push(spec.max_batch_size());
+        sizes.extend(&spec.config.preferred_batch_sizes);
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    for (run, &rows) in sizes.iter().enumerate() {
+        let fill = if run == 0 { 0.0 } else { 1.0 };
+        let mut values = Vec::with_capacity(spec.inputs.len());
+        for s in &spec.inputs {
+            let shape: Vec<usize> = s
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &d)| match (axis, d) {
+                    (0, _) if spec.batched => rows,
+                    (_, d) => d.max(1) as usize,
+                })
+                .collect();
+            let count = crate::tensor::element_count(&shape);
+            let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![<T as FromJson>::from_json(JsonNumber::Float(fill)).unwrap_or_default(); count]));
+            let value = to_ort_value(Tensor { shape, data })
+                .map_err(|e| format!("warm-up input '{}': {e}", s.name))?;
+            values.push((s.name.as_str(), value));
         }
+        session
+            .run(values)
+            .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
     }
-    if let Err(e) = session.run(values) {
-        tracing::warn!(model = %spec.name, error = %e, "warm-up run failed");
-    }
+    Ok(())
 }

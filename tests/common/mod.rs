@@ -29,7 +29,17 @@ impl TestServer {
     }
 
     /// Serves with `config` (ports are forced to 0) and waits until ready.
-    pub fn start_with(mut config: ServerConfig) -> TestServer {
+    pub fn start_with(config: ServerConfig) -> TestServer {
+        TestServer::spawn(config, "/v2/health/ready")
+    }
+
+    /// Like [`TestServer::start_with`], but waits only until the server is live: for
+    /// servers that are expected never to become ready.
+    pub fn start_with_unready(config: ServerConfig) -> TestServer {
+        TestServer::spawn(config, "/v2/health/live")
+    }
+
+    fn spawn(mut config: ServerConfig, wait_for: &str) -> TestServer {
         config.http_port = 0;
         config.grpc_port = 0;
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -64,7 +74,7 @@ impl TestServer {
             stop: Some(stop),
             thread: Some(thread),
         };
-        server.wait_ready();
+        server.wait_for(wait_for);
         server
     }
 
@@ -93,10 +103,10 @@ impl TestServer {
         (status, r.json().unwrap_or(serde_json::Value::Null))
     }
 
-    /// Polls readiness in 10 ms steps, for at most 60 s. Runs on its own thread so it also
-    /// works when called from inside an async test.
-    fn wait_ready(&mut self) {
-        let url = self.url("/v2/health/ready");
+    /// Polls `path` (readiness or liveness) in 10 ms steps until it answers 200, for at
+    /// most 60 s. Runs on its own thread so it also works inside an async test.
+    fn wait_for(&mut self, path: &str) {
+        let url = self.url(path);
         let ready = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::new();
             let deadline = Instant::now() + Duration::from_secs(60);

@@ -29,7 +29,8 @@ def free_port() -> int:
 class Server:
     """A running mlpserve process."""
 
-    def __init__(self, binary: Path):
+    def __init__(self, binary: Path, repository: Path = REPO / "models", extra: list = ()):
+        self.repository = repository
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.http = f"127.0.0.1:{self.http_port}"
@@ -38,11 +39,12 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 str(binary), "serve",
-                "--model-repository", str(REPO / "models"),
+                "--model-repository", str(repository),
                 "--host", "127.0.0.1",
                 "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port),
                 "--shutdown-timeout", "10",
+                *extra,
             ],
             cwd=REPO,
             stdout=self.log,
@@ -81,13 +83,18 @@ class Server:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
-def server():
+def binary_path() -> Path:
+    """The binary under test: $MLPSERVE_BIN or target/debug/mlpserve."""
     binary = Path(os.environ.get("MLPSERVE_BIN", REPO / "target" / "debug" / "mlpserve"))
     if not binary.is_absolute():
         binary = REPO / binary
     assert binary.is_file(), f"{binary} not found: run `cargo build` or set MLPSERVE_BIN"
-    s = Server(binary)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def server():
+    s = Server(binary_path())
     yield s
     if s.proc.poll() is None:
         s.proc.kill()

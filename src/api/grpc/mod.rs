@@ -7,6 +7,7 @@
 mod codec;
 mod config;
 pub mod proto;
+mod repository;
 mod service;
 mod status;
 
