@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(triton::model_stats_version),
         )
         .route("/predict", post(predict::predict))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -128,6 +129,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
+    )
+}
+
+/// The HTTP contract (`openapi/openapi.json`), compiled in so it always matches this build.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../openapi/openapi.json"),
     )
 }
 
