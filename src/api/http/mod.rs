@@ -80,6 +80,7 @@ pub fn router(state: Arc<Service>) -> Router {
             "/v2/repository/models/{name}/unload",
             post(repository::unload),
         )
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -139,6 +140,14 @@ async fn metrics(State(state): State<Arc<Service>>) -> impl IntoResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
+    )
+}
+
+/// The HTTP contract (`openapi/openapi.json`), compiled in so it always matches this build.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../openapi/openapi.json"),
     )
 }
 
