@@ -73,8 +73,7 @@ LABEL org.opencontainers.image.title="mlpserve" \
       org.opencontainers.image.version="$VERSION" \
       org.opencontainers.image.revision="$REVISION" \
       org.opencontainers.image.source="$SOURCE" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="README.md, section Deploying"
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=libs /rootfs/ /
 COPY models /models
 # Non-root; numeric so runAsNonRoot can verify it without reading /etc/passwd.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: fetches ONNX Runtime, builds, runs the Rust
 # unit and integration tests (real server, real ONNX Runtime, real models), then the
-# compatibility tests with the real third-party clients. CI runs exactly this.
+# compatibility tests with the real third-party clients, then builds and exercises the container
+# image. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,3 +22,8 @@ MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python
 
 echo "== perf_analyzer smoke run against both ports"
 scripts/perf-analyzer.sh --smoke
+
+# The image as users build it (release binary, podman where no Docker daemon runs): read-only
+# root, zoo answers, drain on SIGTERM, rolling restart of two replicas behind nginx.
+echo "== container image and rolling restart (tests/container/run.sh)"
+tests/container/run.sh

@@ -155,5 +155,8 @@ stop "mlpserve-b-$suffix"; start "mlpserve-b2-$suffix" "$p2"
 EOF
 containers+=("mlpserve-a2-$suffix" "mlpserve-b2-$suffix")
 "${client[@]}" stream "http://127.0.0.1:$lb" mlp_digits bash "$tmp/roll.sh"
+# What the balancer absorbed: each line is a request nginx passed to the other replica.
+retried="$(grep -c 'upstream' "$tmp/nginx/error.log" || true)"
+echo "nginx retried $retried upstream attempts on the other replica (connect refused, 503 or closed keep-alive)"
 
 echo "container test passed in $((SECONDS - t0)) s"
