@@ -98,12 +98,12 @@ def test_the_deployment_rolls_without_dropping_requests():
     for p in svc["spec"]["ports"]:
         assert p["targetPort"] in names
     assert d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(names["http"])
-    labels = pod_labels = d["spec"]["template"]["metadata"]["labels"]
+    pod_labels = d["spec"]["template"]["metadata"]["labels"]
     for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
         m = k8s_docs()[kind]["spec"]
         selector = m.get("selector", m.get("podSelector"))
         selector = selector.get("matchLabels", selector)
-        assert selector.items() <= pod_labels.items(), f"{kind} selects no pod: {selector} vs {labels}"
+        assert selector.items() <= pod_labels.items(), f"{kind} selects no pod: {selector}"
 
 
 def test_the_servicemonitor_scrapes_the_services_http_port():
