@@ -150,13 +150,24 @@ set -euo pipefail
 $(declare -f start stop wait_ready)
 $(declare -p pflags image repo)
 containers=()
-stop "mlpserve-a-$suffix"; start "mlpserve-a2-$suffix" "$p1"
-stop "mlpserve-b-$suffix"; start "mlpserve-b2-$suffix" "$p2"
+# After a replica is ready, wait out nginx's fail_timeout (1 s) plus a margin: nginx may
+# have marked the port failed while the new replica was still loading, and must take it
+# back before the other replica goes (Kubernetes' minReadySeconds plays this role).
+stop "mlpserve-a-$suffix"; start "mlpserve-a2-$suffix" "$p1"; sleep 2
+stop "mlpserve-b-$suffix"; start "mlpserve-b2-$suffix" "$p2"; sleep 2
 EOF
 containers+=("mlpserve-a2-$suffix" "mlpserve-b2-$suffix")
-"${client[@]}" stream "http://127.0.0.1:$lb" mlp_digits bash "$tmp/roll.sh"
-# What the balancer absorbed: each line is a request nginx passed to the other replica.
-retried="$(grep -c 'upstream' "$tmp/nginx/error.log" || true)"
-echo "nginx retried $retried upstream attempts on the other replica (connect refused, 503 or closed keep-alive)"
+# What the balancer absorbed (or not): its upstream errors, by kind.
+nginx_errors() {
+  echo "nginx upstream errors during the restart, by kind:"
+  sed -n 's/.*\] [0-9#]*: \*[0-9]* \(.*\) while .*/  \1/p; s/.*\] [0-9#]*: \*[0-9]* \(no live upstreams\).*/  \1/p' \
+    "$tmp/nginx/error.log" | sed 's/([0-9]*: /(/' | sort | uniq -c
+}
+if ! "${client[@]}" stream "http://127.0.0.1:$lb" mlp_digits bash "$tmp/roll.sh"; then
+  nginx_errors
+  grep -v 'no live upstreams' "$tmp/nginx/error.log" | head -20 >&2
+  exit 1
+fi
+nginx_errors
 
 echo "container test passed in $((SECONDS - t0)) s"

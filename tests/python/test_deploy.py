@@ -81,6 +81,7 @@ def test_the_deployment_rolls_without_dropping_requests():
     d = k8s_docs()["Deployment"]
     spec = d["spec"]
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["minReadySeconds"] > 0
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
