@@ -2,7 +2,7 @@
 # mlpserve image: the stripped release binary, ONNX Runtime, exactly the shared libraries
 # those two load (as `ldd` lists them), the model zoo in /models. Nothing else: no shell,
 # no package manager, no libc tools. 46 MB: ONNX Runtime 29.4, the binary 9.0, glibc +
-# libstdc++ + libgcc_s 5.3, the zoo 2.5 (plus models' cards and samples).
+# libstdc++ + libgcc_s 5.4, the zoo (models, cards, samples) 2.3.
 #
 #   docker build -t mlpserve .                           # or scripts/image.sh (docker or podman)
 #   docker run --rm --read-only -p 8000:8000 -p 8001:8001 mlpserve

@@ -58,6 +58,11 @@ stop() {
   [[ "$code" == 0 ]] || { echo "container $1 exited with $code" >&2; return 1; }
 }
 
+if ! command -v curl >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl >/dev/null
+fi
+
 echo "== building $image"
 scripts/image.sh
 size="$(podman image inspect "$image" --format '{{.Size}}')"
