@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: fetches ONNX Runtime, builds, runs the Rust
 # unit and integration tests (real server, real ONNX Runtime, real models), then the
-# compatibility tests with the real third-party clients. CI runs exactly this.
+# compatibility tests with the real third-party clients, then builds and exercises the container
+# image. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,3 +25,14 @@ MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python
 
 echo "== perf_analyzer smoke run against both ports"
 scripts/perf-analyzer.sh --smoke
+
+# The image as users build it (release binary, podman where no Docker daemon runs): read-only
+# root, zoo answers, drain on SIGTERM, rolling restart of two replicas behind nginx.
+echo "== release build for the image"
+start=$SECONDS
+cargo build --release --locked --bin mlpserve
+echo "release build: $((SECONDS - start)) s"
+echo "== container image and rolling restart (tests/container/run.sh)"
+start=$SECONDS
+MLPSERVE_RELEASE_BIN=target/release/mlpserve tests/container/run.sh
+echo "container part (image build included): $((SECONDS - start)) s"
