@@ -4,7 +4,11 @@
 mod model;
 mod provider;
 mod server;
+mod transport;
 
 pub use model::{InputConfig, ModelConfig};
 pub use provider::ExecutionProvider;
 pub use server::{LogFormat, ServerArgs, ServerConfig};
+pub use transport::{
+    fd_limit, max_connections_ceiling, raise_fd_limit, ApiKeys, TlsFiles, TransportConfig,
+};
