@@ -119,7 +119,9 @@ pub async fn watch(
             }
         };
         match store.reload(&files) {
-            Ok(()) => tracing::info!(reason, cert = %files.cert.display(), "TLS certificate reloaded"),
+            Ok(()) => {
+                tracing::info!(reason, cert = %files.cert.display(), "TLS certificate reloaded")
+            }
             Err(e) => {
                 tracing::warn!(reason, error = %e, "TLS certificate reload failed; keeping the previous one")
             }
@@ -133,10 +135,7 @@ fn stamps(files: &TlsFiles) -> [Option<SystemTime>; 2] {
     [mtime(&files.cert), mtime(&files.key)]
 }
 
-fn load_certified_key(
-    files: &TlsFiles,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
+fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
     let certs = read_certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("tls_key {}: {e}", files.key.display()))?;

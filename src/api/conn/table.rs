@@ -18,7 +18,8 @@ pub struct ConnState {
     last_active: Mutex<Instant>,
     /// At least one request arrived (before that, the header-read timeout applies).
     used: AtomicBool,
-    /// Set once the connection was asked to close; it no longer counts against the cap.
+    /// Set once the connection was asked to close; once idle it no longer counts against
+    /// the cap.
     closing: AtomicBool,
     /// Woken when the table sheds this connection.
     pub close: Notify,
@@ -64,6 +65,12 @@ impl ConnState {
 
     fn touch(&self, now: Instant) {
         *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    /// Whether it counts against the cap: open and not closing, or closing but still
+    /// answering a request that slipped in before the close (it stays until that ends).
+    fn counts(&self) -> bool {
+        !self.closing.load(Ordering::SeqCst) || self.in_flight() > 0
     }
 
     fn idle(&self) -> bool {
@@ -113,14 +120,11 @@ impl ConnTable {
     /// Admits a new connection if fewer than `max` are open and not closing. At the cap,
     /// asks the connection idle the longest (no request in flight) to close and admits
     /// the newcomer in its place; refuses when none is idle. Connections already asked to
-    /// close do not count, so the open total stays at most `max` plus those closing.
+    /// close do not count unless a request is still in flight on them, so the open total
+    /// stays at most `max` plus idle ones closing (each gone within a second).
     pub fn admit(self: &Arc<Self>, now: Instant) -> Admission {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let live = inner
-            .conns
-            .values()
-            .filter(|c| !c.closing.load(Ordering::SeqCst))
-            .count();
+        let live = inner.conns.values().filter(|c| c.counts()).count();
         let mut shed_one = false;
         if live >= self.max {
             match inner

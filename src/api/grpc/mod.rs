@@ -13,10 +13,12 @@ mod status;
 use std::future::Future;
 use std::sync::Arc;
 
+use hyper::body::Incoming;
+use hyper::Request;
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
-use tonic::service::{Interceptor, Routes};
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tower::ServiceExt;
 
 use crate::api::auth::Keys;
 use crate::api::conn::{self, Port};
@@ -43,28 +45,28 @@ pub async fn serve(
     reporter.set_serving::<Inference>().await;
     // A request is one message, so the HTTP body limit is the natural message limit too.
     let limit = service.config.max_body_bytes;
-    let t = &service.config.transport;
     let gate = KeyGate {
-        keys: Arc::new(Keys::new(&t.api_keys)),
+        keys: Arc::new(Keys::new(&service.config.transport.api_keys)),
+        health: service.config.transport.auth_health,
         failures: service
             .metrics
             .transport
             .auth_failures
             .with_label_values(&["grpc"]),
     };
-    let health_gate = match t.auth_health {
-        true => gate.clone(),
-        false => KeyGate {
-            keys: Arc::new(Keys::new(&Default::default())),
-            ..gate.clone()
-        },
-    };
     let inference = Inference::new(InferenceService::new(service))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    let routes = Routes::new(InterceptedService::new(health, health_gate))
-        .add_service(InterceptedService::new(inference, gate))
-        .prepare();
+    let routes = Routes::new(health).add_service(inference).prepare();
+    let gated = tower::service_fn(move |req: Request<Incoming>| {
+        let (gate, routes) = (gate.clone(), routes.clone());
+        async move {
+            match gate.check(&req) {
+                Ok(()) => routes.oneshot(req).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        }
+    });
     let shutdown = async move {
         shutdown.await;
         reporter.set_not_serving::<Inference>().await;
@@ -77,21 +79,34 @@ pub async fn serve(
         http2_only: true,
         tls: transport.tls.as_ref().map(|t| t.grpc.clone()),
     };
-    conn::serve(listener, port, transport.conns, routes, shutdown).await
+    conn::serve(listener, port, transport.conns, gated, shutdown).await
 }
 
-/// The API-key check as a tonic interceptor (see [`crate::api::auth`]).
+/// The API-key check of the gRPC port (see [`crate::api::auth`]): every RPC needs
+/// `authorization: Bearer <key>` metadata when keys are configured, except the health
+/// probes (`ServerLive`, `ServerReady`, `grpc.health.v1.Health`) unless `--auth-health`.
 #[derive(Clone)]
 struct KeyGate {
     keys: Arc<Keys>,
+    health: bool,
     failures: prometheus::IntCounter,
 }
 
-impl Interceptor for KeyGate {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let authorization = req.metadata().get("authorization").map(|v| v.as_bytes());
+impl KeyGate {
+    fn check<B>(&self, req: &Request<B>) -> Result<(), tonic::Status> {
+        let probe = matches!(
+            req.uri().path(),
+            "/inference.GRPCInferenceService/ServerLive"
+                | "/inference.GRPCInferenceService/ServerReady"
+                | "/grpc.health.v1.Health/Check"
+                | "/grpc.health.v1.Health/Watch"
+        );
+        if probe && !self.health {
+            return Ok(());
+        }
+        let authorization = req.headers().get("authorization").map(|v| v.as_bytes());
         if self.keys.allows(authorization) {
-            Ok(req)
+            Ok(())
         } else {
             self.failures.inc();
             Err(tonic::Status::unauthenticated(

@@ -45,6 +45,7 @@ impl Gate {
         }
         match path {
             "/metrics" => self.metrics,
+            // The same probes stay open over gRPC (`ServerLive`, `ServerReady`, Health).
             "/v2/health/live" | "/v2/health/ready" | "/health/live" | "/health/ready" => {
                 self.health
             }
