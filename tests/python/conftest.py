@@ -29,7 +29,9 @@ def free_port() -> int:
 class Server:
     """A running mlpserve process."""
 
-    def __init__(self, binary: Path):
+    def __init__(self, binary: Path, extra_args=(), env=None, ssl_context=None):
+        """`extra_args` and `env` go to the server; with `ssl_context` readiness is
+        probed over HTTPS with it."""
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.http = f"127.0.0.1:{self.http_port}"
@@ -43,11 +45,14 @@ class Server:
                 "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port),
                 "--shutdown-timeout", "10",
+                *extra_args,
             ],
             cwd=REPO,
+            env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        self._ssl_context = ssl_context
         self._wait_ready()
 
     def logs(self) -> str:
@@ -59,7 +64,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mlpserve exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(f"http://{self.http}/v2/health/ready", timeout=1) as r:
+                scheme = "https" if self._ssl_context else "http"
+                url = f"{scheme}://{self.http}/v2/health/ready"
+                with urllib.request.urlopen(url, timeout=1, context=self._ssl_context) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -81,13 +88,17 @@ class Server:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
-def server():
+def server_binary() -> Path:
     binary = Path(os.environ.get("MLPSERVE_BIN", REPO / "target" / "debug" / "mlpserve"))
     if not binary.is_absolute():
         binary = REPO / binary
     assert binary.is_file(), f"{binary} not found: run `cargo build` or set MLPSERVE_BIN"
-    s = Server(binary)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def server():
+    s = Server(server_binary())
     yield s
     if s.proc.poll() is None:
         s.proc.kill()
