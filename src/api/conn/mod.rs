@@ -176,9 +176,10 @@ async fn accept_failed(conns: &Connections, port: &str, e: std::io::Error) {
 }
 
 /// Closes a refused connection; a plain-HTTP client is told why first. The read drains
-/// what the client sent so the close is a FIN, not a reset that could eat the answer.
+/// what the client sent so the close is a FIN, not a reset that could eat the answer; it
+/// is short, since each refused socket holds a file descriptor meanwhile.
 async fn refuse(mut tcp: TcpStream, say_why: bool) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(Duration::from_millis(250), async {
         if say_why {
             tcp.write_all(REFUSAL).await?;
         }
