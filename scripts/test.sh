@@ -12,6 +12,9 @@ if ! command -v promtool >/dev/null; then
 fi
 cargo build --locked --all-targets
 
+echo "== gpu-check --prepare/--dry-run with fake parts (about 5 s)"
+tests/gpu_check_dry_run.sh
+
 echo "== cargo test"
 cargo test --locked --all-targets
 

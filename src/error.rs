@@ -35,6 +35,12 @@ pub enum Error {
     /// Shutting down, or the model is not ready.
     #[error("{0}")]
     Unavailable(String),
+    /// A control endpoint called without the right admin token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A control operation the server's configuration does not allow (e.g. load in mode none).
+    #[error("{0}")]
+    NotAllowed(String),
     /// A failure on our side (ONNX Runtime error, worker gone). Details are logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,7 +53,10 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => "not_found",
-            Error::InvalidInput(_) | Error::TooLarge(_) => "invalid",
+            Error::InvalidInput(_)
+            | Error::TooLarge(_)
+            | Error::Unauthorized(_)
+            | Error::NotAllowed(_) => "invalid",
             Error::Overloaded { .. } => "overloaded",
             Error::Timeout { .. } => "timeout",
             Error::Unavailable(_) => "unavailable",

@@ -69,14 +69,7 @@ pub async fn run(
     let metrics = metrics::Metrics::new();
     // Before the models load, so a bad certificate fails fast.
     let transport = api::Transport::new(&config.transport, &metrics.transport)?;
-    let options = repository::LoadOptions {
-        session: runtime::SessionOptions {
-            intra_op_threads: config.intra_op_threads,
-            execution_provider: config.execution_provider,
-        },
-    };
-    let repo =
-        repository::Repository::load(&config.model_repository, &runtime, &options, &metrics)?;
+    let repo = start_repository(&config, runtime, &metrics).await?;
     let state = Arc::new(service::Service {
         repository: repo,
         metrics,
@@ -168,6 +161,38 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Builds the repository and loads what the control mode loads at start; in poll mode
+/// also starts the poll loop (it stops when shutdown starts).
+async fn start_repository(
+    config: &ServerConfig,
+    runtime: Arc<runtime::Runtime>,
+    metrics: &metrics::Metrics,
+) -> Result<Arc<repository::Repository>, String> {
+    let loader = repository::Loader {
+        runtime,
+        options: repository::LoadOptions {
+            session: runtime::SessionOptions {
+                intra_op_threads: config.intra_op_threads,
+                execution_provider: config.execution_provider,
+                fallback: config.execution_provider_fallback,
+                device_id: 0,
+            },
+        },
+        metrics: metrics.clone(),
+    };
+    let options = repository::RepositoryOptions {
+        root: config.model_repository.clone(),
+        mode: config.model_control_mode,
+        strict_readiness: config.strict_readiness,
+    };
+    let repo = Arc::new(repository::Repository::new(options, loader));
+    repo.start(&config.load_model, config.exit_on_error).await?;
+    if config.model_control_mode == config::ControlMode::Poll {
+        tokio::spawn(repo.clone().poll_forever(config.repository_poll));
+    }
+    Ok(repo)
 }
 
 fn local(l: &TcpListener) -> String {

@@ -12,7 +12,8 @@ fn duration_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(50e-6, 2.0, 19).expect("constant bucket spec is valid")
 }
 
-/// Every metric the server exports.
+/// Every metric the server exports. Cloning shares the same registry and series.
+#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -25,9 +26,43 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     in_flight: IntGaugeVec,
     model_ready: IntGaugeVec,
+    instances: IntGaugeVec,
     http_requests: IntCounterVec,
     /// Connection and authentication counters of the transports.
     pub transport: TransportMetrics,
+    lifecycle: LifecycleMetrics,
+}
+
+/// Model lifecycle: load outcomes and durations, and each version's state.
+#[derive(Clone)]
+pub struct LifecycleMetrics {
+    /// Loads by outcome (`success`, `failure`).
+    pub loads: IntCounterVec,
+    /// Time to build, read and warm up one version (successful or not).
+    pub load_duration: Histogram,
+    /// 1 for the state a version is in (`LOADING`, `READY`, `UNLOADING`, `UNAVAILABLE`), 0 for the others.
+    pub version_state: IntGaugeVec,
+}
+
+/// The states a version can be in, as the index and the state gauge name them.
+pub const VERSION_STATES: &[&str] = &["LOADING", "READY", "UNLOADING", "UNAVAILABLE"];
+
+impl LifecycleMetrics {
+    /// Sets the state gauge of `model`/`version` to `state` (and its other states to 0);
+    /// `None` removes the version's series (it left the index).
+    pub fn set_state(&self, model: &str, version: &str, state: Option<&str>) {
+        for s in VERSION_STATES {
+            match state {
+                Some(state) => self
+                    .version_state
+                    .with_label_values(&[model, version, s])
+                    .set(i64::from(*s == state)),
+                None => {
+                    let _ = self.version_state.remove_label_values(&[model, version, s]);
+                }
+            }
+        }
+    }
 }
 
 /// The handles of one model version, labelled once so the hot path does no label lookups.
@@ -182,14 +217,56 @@ impl Metrics {
             queue_depth: gauge("queue_depth", "Requests waiting in the batch queue."),
             in_flight: gauge("inflight_requests", "Requests admitted and not yet answered."),
             model_ready: gauge("model_ready", "1 when the model version is loaded and serving."),
+            instances: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("model_instances", "Model instances by where they actually run (cpu, cuda:<device>).")
+                        .namespace("mlpserve"),
+                    &["model", "version", "provider"],
+                )
+                .expect("valid gauge"),
+            ),
             http_requests: counter(
                 "http_requests_total",
                 "HTTP requests by route template, method and status.",
                 &["route", "method", "status"],
             ),
             transport: TransportMetrics::new(&registry),
+            lifecycle: LifecycleMetrics {
+                loads: counter(
+                    "model_loads_total",
+                    "Model version loads by outcome (success, failure).",
+                    &["outcome"],
+                ),
+                load_duration: register(
+                    &registry,
+                    Histogram::with_opts(
+                        HistogramOpts::new(
+                            "model_load_duration_seconds",
+                            "Time to load and warm up one model version.",
+                        )
+                        .namespace("mlpserve")
+                        .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("constant bucket spec is valid")),
+                    )
+                    .expect("valid histogram"),
+                ),
+                version_state: register(
+                    &registry,
+                    IntGaugeVec::new(
+                        Opts::new("model_version_state", "1 for the state each model version is in.")
+                            .namespace("mlpserve"),
+                        &["model", "version", "state"],
+                    )
+                    .expect("valid gauge"),
+                ),
+            },
             registry,
         }
+    }
+
+    /// The lifecycle handles.
+    pub fn lifecycle(&self) -> &LifecycleMetrics {
+        &self.lifecycle
     }
 
     /// Pre-labelled handles for one model version.
@@ -211,6 +288,13 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&l),
             ready: self.model_ready.with_label_values(&l),
         }
+    }
+
+    /// Records that one instance of a model version runs on `provider` (`cpu`, `cuda:0`).
+    pub fn instance_placed(&self, model: &str, version: &str, provider: &str) {
+        self.instances
+            .with_label_values(&[model, version, provider])
+            .inc();
     }
 
     /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`).

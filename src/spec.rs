@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Placement};
 use crate::error::{Error, Result};
 use crate::tensor::{DataType, Tensor};
 
@@ -52,6 +52,8 @@ pub struct ModelSpec {
     /// ONNX `metadata_props` (model card facts such as family, paper, metric).
     pub properties: BTreeMap<String, String>,
     pub config: ModelConfig,
+    /// Where each instance actually runs (after any provider fallback).
+    pub placements: Vec<Placement>,
 }
 
 /// A named tensor as a transport decoded it, before validation.

@@ -261,9 +261,15 @@ async fn deadlines_that_pass_in_the_queue_answer_504_without_running() {
         ),
         "{metrics}"
     );
-    assert!(
-        !metrics.contains("mlpserve_executions_total{model=\"digits\",version=\"1\"} 1"),
-        "expired requests never run"
+    let executions = metrics
+        .lines()
+        .find(|l| l.starts_with("mlpserve_executions_total{model=\"digits\",version=\"1\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse::<f64>().expect("a number"));
+    assert_eq!(
+        executions,
+        Some(0.0),
+        "expired requests never run: {metrics}"
     );
 }
 

@@ -7,6 +7,8 @@ mod common;
 mod errors;
 #[path = "grpc/health.rs"]
 mod health;
+#[path = "grpc/parity.rs"]
+mod parity;
 #[path = "grpc/support.rs"]
 mod support;
 #[path = "grpc/throughput.rs"]
@@ -203,7 +205,7 @@ fn descriptive_rpcs_health_statistics_and_streaming() {
             ),
             ("mlp_digits", "onnxruntime_onnx", "onnxruntime")
         );
-        assert!(config.max_batch_size > 0);
+        assert_eq!(config.max_batch_size, 128, "the default max_batch_size");
         assert_eq!(
             (
                 config.input[0].name.as_str(),
@@ -279,7 +281,12 @@ fn descriptive_rpcs_health_statistics_and_streaming() {
             ),
             (Some(1), Some(1))
         );
-        assert!(inference.queue.is_some() && inference.compute_infer.is_some_and(|d| d.count == 1));
+        assert_eq!(
+            inference.queue.map(|d| d.count),
+            Some(1),
+            "one timed request"
+        );
+        assert_eq!(inference.compute_infer.map(|d| d.count), Some(1));
         let all = client
             .model_statistics(stats("", ""))
             .await

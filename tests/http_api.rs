@@ -450,8 +450,9 @@ fn binary_tensors_in_and_out() {
 #[test]
 fn versions_request_ids_and_timing_headers() {
     let repo = ScratchRepo::new("versions");
-    repo.add("mlp_digits", "digits", 1, "");
-    repo.add("mlp_digits", "digits", 3, "");
+    // Both versions serve only with a policy that says so (the default serves the latest).
+    repo.add("mlp_digits", "digits", 1, "version_policy = \"all\"");
+    repo.add("mlp_digits", "digits", 3, "version_policy = \"all\"");
     let server = TestServer::start(&repo.path);
     let (_, meta) = server.get_json("/v2/models/digits");
     assert_eq!(meta["versions"], json!(["1", "3"]));

@@ -65,27 +65,32 @@ fn config_describes_the_graph_without_the_batch_dim() {
         owned(&[("click_prob", "TYPE_FP32", json!([1]))])
     );
 
-    // Config and metadata agree for every model: dims = metadata shape less the batch axis.
-    for name in ["mlp_digits", "finalmlp_ctr", "dtype_echo"] {
-        let (_, meta) = server.get_json(&format!("/v2/models/{name}"));
-        let (_, config) = server.get_json(&format!("/v2/models/{name}/config"));
-        for (meta_key, config_key) in [("inputs", "input"), ("outputs", "output")] {
-            let want: Vec<(String, String, Value)> = meta[meta_key]
-                .as_array()
-                .expect("metadata tensors")
-                .iter()
-                .map(|t| {
-                    let shape = t["shape"].as_array().expect("shape");
-                    assert_eq!(shape[0], -1, "{name}: batch axis is dynamic");
-                    (
-                        t["name"].as_str().expect("name").to_string(),
-                        format!("TYPE_{}", t["datatype"].as_str().expect("datatype")),
-                        Value::Array(shape[1..].to_vec()),
-                    )
-                })
-                .collect();
-            assert_eq!(entries(&config, config_key), want, "{name} {config_key}");
-        }
+    // Per-row dims (the graph's shape less the batch axis), stated independently.
+    let (_, digits) = server.get_json("/v2/models/mlp_digits/config");
+    assert_eq!(
+        entries(&digits, "input"),
+        owned(&[("pixels", "TYPE_FP32", json!([64]))])
+    );
+    assert_eq!(
+        entries(&digits, "output"),
+        owned(&[("logits", "TYPE_FP32", json!([10]))])
+    );
+    let (_, echo) = server.get_json("/v2/models/dtype_echo/config");
+    for (key, prefix) in [("input", "x"), ("output", "y")] {
+        let want: Vec<(String, String, Value)> = [
+            ("fp32", "FP32"),
+            ("fp64", "FP64"),
+            ("fp16", "FP16"),
+            ("int64", "INT64"),
+            ("int32", "INT32"),
+            ("int8", "INT8"),
+            ("uint8", "UINT8"),
+            ("bool", "BOOL"),
+        ]
+        .iter()
+        .map(|(n, t)| (format!("{prefix}_{n}"), format!("TYPE_{t}"), json!([3])))
+        .collect();
+        assert_eq!(entries(&echo, key), want, "dtype_echo {key}");
     }
 
     for path in [

@@ -74,9 +74,11 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
     let options = SessionOptions {
         intra_op_threads: config.intra_op_threads,
         execution_provider: config.execution_provider,
+        fallback: crate::config::ProviderFallback::Error,
+        device_id: 0,
     };
     let file = &config.model_file;
-    let mut session = build_session(runtime.env(), file, &options)
+    let (mut session, _) = build_session(runtime.env(), file, &options)
         .map_err(|e| format!("cannot load {} for the ceiling: {e}", file.display()))?;
     let spec = read_spec(&session, "ceiling", "1", ModelConfig::default())?;
     let inputs: Vec<InputDesc> = spec

@@ -6,9 +6,9 @@ mod provider;
 mod server;
 mod transport;
 
-pub use model::{InputConfig, ModelConfig};
-pub use provider::ExecutionProvider;
-pub use server::{LogFormat, ServerArgs, ServerConfig};
+pub use model::{InputConfig, ModelConfig, VersionPolicy};
+pub use provider::{ExecutionProvider, Placement, ProviderFallback};
+pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};
 pub use transport::{
     fd_limit, max_connections_ceiling, raise_fd_limit, ApiKeys, TlsFiles, TransportConfig,
 };

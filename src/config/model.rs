@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{ExecutionProvider, ProviderFallback};
+
 /// What `<repo>/<model>/config.toml` may say. Defaults suit a small MLP on a small machine.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,8 +29,57 @@ pub struct ModelConfig {
     pub default_timeout_ms: u64,
     /// Largest request accepted, in rows; above it the request is refused with 413.
     pub max_request_rows: usize,
+    /// Execution provider for this model; unset = the server-wide value.
+    pub execution_provider: Option<ExecutionProvider>,
+    /// When that provider cannot be used; unset = the server-wide value.
+    pub fallback: Option<ProviderFallback>,
+    /// GPUs for the instances (instance i runs on `device_ids[i % len]`); empty = GPU 0.
+    pub device_ids: Vec<i32>,
     /// Per-input settings, keyed by input name.
     pub inputs: BTreeMap<String, InputConfig>,
+    // Lifecycle: which versions serve and how requests choose among them. Changing these
+    // keys re-routes on the next poll or load without rebuilding sessions.
+    /// Which versions on disk are served (Triton's version policy).
+    pub version_policy: VersionPolicy,
+    /// Names that address a served version (`stable = 3`), usable wherever a version is.
+    pub labels: BTreeMap<String, u64>,
+    /// Weights per version (`"3" = 90`) for requests that name no version.
+    pub traffic: BTreeMap<String, u32>,
+}
+
+/// Which of the versions on disk are served. Default: the highest one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionPolicy {
+    /// The `n` highest versions.
+    Latest(usize),
+    /// Every version.
+    All,
+    /// Exactly these versions (those present).
+    Specific(Vec<u64>),
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        VersionPolicy::Latest(1)
+    }
+}
+
+impl VersionPolicy {
+    /// The versions of `on_disk` (any order) this policy serves, ascending.
+    pub fn select(&self, on_disk: &[u64]) -> Vec<u64> {
+        let mut all: Vec<u64> = on_disk.to_vec();
+        all.sort_unstable();
+        all.dedup();
+        match self {
+            VersionPolicy::Latest(n) => all.split_off(all.len().saturating_sub(*n)),
+            VersionPolicy::All => all,
+            VersionPolicy::Specific(wanted) => {
+                all.retain(|v| wanted.contains(v));
+                all
+            }
+        }
+    }
 }
 
 /// Per-input settings.
@@ -54,7 +105,13 @@ impl Default for ModelConfig {
             max_queue_size: 1024,
             default_timeout_ms: 0,
             max_request_rows: 1 << 20,
+            execution_provider: None,
+            fallback: None,
+            device_ids: Vec::new(),
             inputs: BTreeMap::new(),
+            version_policy: VersionPolicy::default(),
+            labels: BTreeMap::new(),
+            traffic: BTreeMap::new(),
         }
     }
 }
@@ -85,7 +142,64 @@ impl ModelConfig {
                 config.max_batch_size
             ));
         }
+        if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {
+            return Err(format!("device_ids: {d} is not a GPU ordinal (0 or more)"));
+        }
+        config.check_routing()?;
         Ok(config)
+    }
+
+    /// Parses a load request's `parameters.config` override: a JSON object with the same
+    /// keys as `config.toml`. Triton's descriptive keys (`name`, `platform`, `backend`)
+    /// are accepted and ignored so Triton-style overrides work unchanged.
+    pub fn parse_json(text: &str) -> Result<ModelConfig, String> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("config override: {e}"))?;
+        if let Some(map) = value.as_object_mut() {
+            for key in ["name", "platform", "backend"] {
+                map.remove(key);
+            }
+        }
+        let toml_text = toml::to_string(&value).map_err(|e| format!("config override: {e}"))?;
+        ModelConfig::parse(&toml_text).map_err(|e| format!("config override: {e}"))
+    }
+
+    fn check_routing(&self) -> Result<(), String> {
+        if let VersionPolicy::Latest(0) = self.version_policy {
+            return Err("version_policy latest must be at least 1".into());
+        }
+        if let Some(label) = self
+            .labels
+            .keys()
+            .find(|l| l.is_empty() || l.parse::<u64>().is_ok())
+        {
+            return Err(format!(
+                "label '{label}' must be a non-empty name that is not a number"
+            ));
+        }
+        if let Some(v) = self.traffic.keys().find(|v| v.parse::<u64>().is_err()) {
+            return Err(format!("traffic key '{v}' must be a version number"));
+        }
+        Ok(())
+    }
+
+    /// The GPU that instance `index` runs on.
+    pub fn device_id(&self, index: usize) -> i32 {
+        match self.device_ids.len() {
+            0 => 0,
+            n => self.device_ids[index % n],
+        }
+    }
+
+    /// This config without the routing keys: two versions whose serving parts are equal
+    /// need no new sessions when only routing changed.
+    pub fn serving_part(&self) -> ModelConfig {
+        ModelConfig {
+            version_policy: VersionPolicy::default(),
+            labels: BTreeMap::new(),
+            traffic: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 
     pub fn max_queue_delay(&self) -> Duration {
@@ -123,5 +237,38 @@ mod tests {
         assert_eq!(c.inputs["hist"].pad_axes, vec![1]);
         assert!(ModelConfig::parse("max_batch_size = 4\npreferred_batch_sizes = [8]").is_err());
         assert!(ModelConfig::parse("instances = 0").is_err());
+    }
+
+    #[test]
+    fn routing_keys_parse_and_select() {
+        let c = ModelConfig::parse(
+            "version_policy = { latest = 2 }\nlabels = { stable = 3, canary = 4 }\ntraffic = { \"3\" = 90, \"4\" = 10 }",
+        )
+        .unwrap();
+        assert_eq!(c.version_policy.select(&[1, 4, 3]), vec![3, 4]);
+        assert_eq!(c.labels["canary"], 4);
+        assert_eq!(c.traffic["3"], 90);
+        let all = ModelConfig::parse("version_policy = \"all\"").unwrap();
+        assert_eq!(all.version_policy.select(&[2, 1]), vec![1, 2]);
+        let some = ModelConfig::parse("version_policy = { specific = [1, 5] }").unwrap();
+        assert_eq!(some.version_policy.select(&[1, 2, 3]), vec![1]);
+        assert_eq!(
+            ModelConfig::default().version_policy.select(&[]),
+            Vec::<u64>::new()
+        );
+        assert!(ModelConfig::parse("labels = { \"7\" = 3 }").is_err());
+        assert!(ModelConfig::parse("traffic = { canary = 3 }").is_err());
+        assert!(ModelConfig::parse("version_policy = { latest = 0 }").is_err());
+        assert_eq!(c.serving_part(), ModelConfig::default());
+    }
+
+    #[test]
+    fn json_override_takes_config_keys_and_ignores_triton_names() {
+        let c = ModelConfig::parse_json(
+            r#"{"name": "m", "backend": "onnxruntime", "max_batch_size": 8}"#,
+        )
+        .unwrap();
+        assert_eq!(c.max_batch_size, 8);
+        assert!(ModelConfig::parse_json(r#"{"max_batchsize": 8}"#).is_err());
     }
 }

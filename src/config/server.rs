@@ -10,7 +10,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::transport::{TransportArgs, TransportConfig};
-use super::ExecutionProvider;
+use super::{ExecutionProvider, ProviderFallback};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
@@ -61,6 +61,9 @@ server_layer! {
     /// Execution provider for sessions [default: cpu]
     #[arg(value_enum)]
     execution_provider: ExecutionProvider, "MLPSERVE_EXECUTION_PROVIDER";
+    /// When the execution provider cannot be used: error (the model fails to load) or cpu (load on the CPU with a warning) [default: error]
+    #[arg(value_enum)]
+    execution_provider_fallback: ProviderFallback, "MLPSERVE_EXECUTION_PROVIDER_FALLBACK";
     /// Largest accepted request body in bytes [default: 67108864]
     max_body_bytes: usize, "MLPSERVE_MAX_BODY_BYTES";
     /// Log format [default: text]
@@ -70,6 +73,23 @@ server_layer! {
     log_level: String, "MLPSERVE_LOG_LEVEL";
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C [default: 30]
     shutdown_timeout: u64, "MLPSERVE_SHUTDOWN_TIMEOUT";
+    // -- model lifecycle --
+    /// none: load every model at start; poll: also rescan the repository; explicit: load only --load-model, then the repository API decides [default: none]
+    #[arg(value_enum)]
+    model_control_mode: ControlMode, "MLPSERVE_MODEL_CONTROL_MODE";
+    /// Seconds between repository scans in poll mode [default: 15]
+    repository_poll_secs: u64, "MLPSERVE_REPOSITORY_POLL_SECS";
+    /// Model to load at start in explicit mode; repeatable, `*` = all [default: none]
+    #[arg(value_delimiter = ',')]
+    load_model: Vec<String>, "MLPSERVE_LOAD_MODEL";
+    /// Fail start-up when any model fails to load (default: serve the others) [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    exit_on_error: bool, "MLPSERVE_EXIT_ON_ERROR";
+    /// Readiness needs every model that should be loaded to be READY (false: the server is up) [default: true]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    strict_readiness: bool, "MLPSERVE_STRICT_READINESS";
+    /// Bearer token the repository endpoints require (index, load, unload) [default: none]
+    admin_token: String, "MLPSERVE_ADMIN_TOKEN";
     // --- connections, TLS, API keys (see config/transport.rs) ---
     /// Seconds a client has to send a request's headers; also bounds the TLS handshake and the first request on a new connection, and (HTTP/1.1) the wait for the next request [default: 10]
     header_read_timeout_secs: u64, "MLPSERVE_HEADER_READ_TIMEOUT_SECS";
@@ -106,6 +126,23 @@ server_layer! {
     auth_metrics: bool, "MLPSERVE_AUTH_METRICS";
 }
 
+/// How the set of served models changes after start-up (Triton's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    /// Load everything at start; nothing changes afterwards.
+    None,
+    /// Load everything at start, then rescan the repository periodically.
+    Poll,
+    /// Load only `--load-model` at start; the repository API loads and unloads.
+    Explicit,
+}
+
+/// Never logs the admin token, only whether one is set.
+fn redact<S: serde::Serializer>(token: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if token.is_some() { "<set>" } else { "<none>" })
+}
+
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
@@ -117,10 +154,19 @@ pub struct ServerConfig {
     pub ort_lib: Option<PathBuf>,
     pub intra_op_threads: usize,
     pub execution_provider: ExecutionProvider,
+    pub execution_provider_fallback: ProviderFallback,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_timeout: Duration,
+    // -- model lifecycle --
+    pub model_control_mode: ControlMode,
+    pub repository_poll: Duration,
+    pub load_model: Vec<String>,
+    pub exit_on_error: bool,
+    pub strict_readiness: bool,
+    #[serde(serialize_with = "redact")]
+    pub admin_token: Option<String>,
     /// Connection bounds, TLS, API keys.
     pub transport: TransportConfig,
 }
@@ -161,12 +207,22 @@ impl ServerConfig {
             ort_lib: a.ort_lib,
             intra_op_threads: a.intra_op_threads.unwrap_or(1),
             execution_provider: a.execution_provider.unwrap_or(ExecutionProvider::Cpu),
+            execution_provider_fallback: a.execution_provider_fallback.unwrap_or_default(),
             max_body_bytes: a.max_body_bytes.unwrap_or(64 << 20),
             log_format: a.log_format.unwrap_or(LogFormat::Text),
             log_level: a.log_level.unwrap_or_else(|| "info".to_string()),
             shutdown_timeout: Duration::from_secs(a.shutdown_timeout.unwrap_or(30)),
+            model_control_mode: a.model_control_mode.unwrap_or(ControlMode::None),
+            repository_poll: Duration::from_secs(a.repository_poll_secs.unwrap_or(15)),
+            load_model: a.load_model.unwrap_or_default(),
+            exit_on_error: a.exit_on_error.unwrap_or(false),
+            strict_readiness: a.strict_readiness.unwrap_or(true),
+            admin_token: a.admin_token.filter(|t| !t.is_empty()),
             transport,
         };
+        if config.repository_poll.is_zero() {
+            return Err("repository_poll_secs must be at least 1".to_string());
+        }
         if config.intra_op_threads == 0 {
             return Err("intra_op_threads must be at least 1".to_string());
         }

@@ -1,166 +1,234 @@
-//! The model repository: discovery of `<repo>/<model>/<version>/model.onnx` (Triton's
-//! layout, optional `<repo>/<model>/config.toml`), loading every version into sessions and
-//! batchers, and lookup by name and version (the highest version serves by default).
+//! The model repository as a live map: model name → its versions, each an `Arc<Model>`.
+//! A request clones the `Arc` of the version that admitted it and keeps it until answered,
+//! so a version swapped out or unloaded drains on its own: its batcher and worker threads
+//! stop when the last request holding it is answered. The map is read under short
+//! `RwLock` sections (clone an `Arc`, never await inside); every change of one model's
+//! versions happens in `lifecycle` under that model's operation lock.
+//!
+//! Owns: lookup by name and version/label (`routing`), the index (state and reason of
+//! every version), readiness. Discovery is in `discover`, loading in `load`, load/unload/
+//! poll in `lifecycle`, load overrides in `overrides`.
 
+mod discover;
+mod lifecycle;
+mod load;
 mod model;
+mod overrides;
+mod routing;
 
+pub use load::{LoadOptions, Loader};
 pub use model::{InferRequest, Model};
+pub use overrides::{checked_path, LoadRequest};
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use tokio::sync::mpsc;
-
-use crate::batcher::{self, Batcher};
-use crate::config::ModelConfig;
+use crate::config::{ControlMode, ModelConfig};
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::runtime::{self, Runtime, SessionOptions};
+use discover::Fingerprint;
+use routing::{Routing, Unresolved};
 
-/// Server-wide defaults for building sessions.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    pub session: SessionOptions,
+/// A version's state as the index reports it (Triton's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Loading,
+    Ready,
+    Unloading,
+    Unavailable,
 }
 
-/// All loaded models, by name then version number.
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Loading => "LOADING",
+            State::Ready => "READY",
+            State::Unloading => "UNLOADING",
+            State::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+/// One row of the repository index.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexEntry {
+    pub name: String,
+    /// Empty when the model has no version to report (never loaded, unloaded, unusable).
+    pub version: String,
+    pub state: &'static str,
+    pub reason: String,
+}
+
+/// How the repository behaves; from the server configuration.
+#[derive(Debug, Clone)]
+pub struct RepositoryOptions {
+    pub root: PathBuf,
+    pub mode: ControlMode,
+    /// Readiness needs every wanted model to serve (see [`Repository::is_ready`]).
+    pub strict_readiness: bool,
+}
+
+/// The live model map.
 pub struct Repository {
-    models: BTreeMap<String, BTreeMap<u64, Arc<Model>>>,
+    options: RepositoryOptions,
+    loader: Loader,
+    models: RwLock<BTreeMap<String, Arc<Slot>>>,
     closing: AtomicBool,
 }
 
-/// A model version found on disk.
-struct Found {
+/// One model: its operation lock and what it serves now.
+struct Slot {
     name: String,
-    version: u64,
-    path: PathBuf,
+    /// Serializes loads, unloads and polls of this model; held across awaits.
+    op: tokio::sync::Mutex<OpState>,
+    live: RwLock<Live>,
+}
+
+/// What only operations on the model read and write (under `Slot::op`).
+#[derive(Default)]
+struct OpState {
+    /// The `parameters.config` of the last explicit load, used instead of `config.toml`.
+    config_override: Option<ModelConfig>,
+    /// Poll mode: fingerprints seen at the previous poll of versions waiting to load.
+    seen: BTreeMap<u64, Fingerprint>,
+    /// Warnings already logged, so a poll does not repeat them every interval.
+    warned: HashSet<String>,
+}
+
+/// What requests and the index read (short read sections only).
+#[derive(Default)]
+struct Live {
+    /// Should serve: loaded at start (none/poll) or by the API (explicit), not unloaded.
+    wanted: bool,
+    /// Why the model as a whole cannot be (re)loaded now, if it cannot.
+    error: Option<String>,
+    versions: BTreeMap<u64, Version>,
+    /// Versions with a model, ascending (what routing picks from).
+    served: Vec<u64>,
+    routing: Routing,
+    /// Retired versions still answering their last requests.
+    draining: Vec<(u64, Weak<Model>)>,
+}
+
+/// One version's entry.
+struct Version {
+    state: State,
+    reason: String,
+    model: Option<Arc<Model>>,
+    /// The files and the serving config the entry was loaded (or failed) from.
+    fingerprint: Fingerprint,
     config: ModelConfig,
 }
 
-fn discover(root: &Path) -> std::result::Result<Vec<Found>, String> {
-    let read =
-        |p: &Path| std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let mut found = Vec::new();
-    for model_dir in read(root)? {
-        let model_dir = model_dir.map_err(|e| e.to_string())?.path();
-        let Some(name) = model_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        if !model_dir.is_dir() || name.starts_with('.') {
-            continue;
-        }
-        let config = ModelConfig::load(&model_dir.join("config.toml"))?;
-        for version_dir in read(&model_dir)? {
-            let version_dir = version_dir.map_err(|e| e.to_string())?.path();
-            let version = version_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|v| v.parse::<u64>().ok());
-            let path = version_dir.join("model.onnx");
-            if let (Some(version), true) = (version, path.is_file()) {
-                found.push(Found {
-                    name: name.clone(),
-                    version,
-                    path,
-                    config: config.clone(),
-                });
-            }
-        }
-    }
-    found.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
-    Ok(found)
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic while holding the lock leaves the map in a consistent state (every write
+    // section is a plain assignment), so a poisoned lock is still usable.
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Repository {
-    /// Loads every model version under `root`. Must run inside a tokio runtime (batchers
-    /// spawn their driver tasks). Any model that fails to load fails start-up, naming it.
-    pub fn load(
-        root: &Path,
-        runtime: &Runtime,
-        options: &LoadOptions,
-        metrics: &Metrics,
-    ) -> std::result::Result<Repository, String> {
-        let mut models: BTreeMap<String, BTreeMap<u64, Arc<Model>>> = BTreeMap::new();
-        for f in discover(root)? {
-            let model = load_version(&f, runtime, options, metrics).map_err(|e| {
-                format!(
-                    "model '{}' version {} ({}): {e}",
-                    f.name,
-                    f.version,
-                    f.path.display()
-                )
-            })?;
-            tracing::info!(
-                model = %f.name, version = f.version,
-                inputs = ?model.spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
-                batched = model.spec.batched, max_batch_size = model.spec.max_batch_size(),
-                instances = model.spec.config.instances, "model loaded"
-            );
-            models
-                .entry(f.name.clone())
-                .or_default()
-                .insert(f.version, Arc::new(model));
-        }
-        if models.is_empty() {
-            return Err(format!(
-                "no models found under {} (expected <model>/<version>/model.onnx)",
-                root.display()
-            ));
-        }
-        Ok(Repository {
-            models,
+    /// An empty repository; [`Repository::start`] (in `lifecycle`) fills it.
+    pub fn new(options: RepositoryOptions, loader: Loader) -> Repository {
+        Repository {
+            options,
+            loader,
+            models: RwLock::new(BTreeMap::new()),
             closing: AtomicBool::new(false),
-        })
+        }
     }
 
-    /// The requested version, or the highest one when `version` is `None` or empty.
+    /// The control mode this repository runs in.
+    pub fn mode(&self) -> ControlMode {
+        self.options.mode
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        read(&self.models).get(name).cloned()
+    }
+
+    /// The version `version` names (a number or a label), or — when it names none — the
+    /// traffic split's pick, else the highest served version.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>> {
-        let versions = self
-            .models
-            .get(name)
+        let slot = self
+            .slot(name)
             .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
-        let model = match version.filter(|v| !v.is_empty()) {
-            None => versions.values().next_back(),
-            Some(v) => v.parse::<u64>().ok().and_then(|n| versions.get(&n)),
-        };
-        model.cloned().ok_or_else(|| Error::VersionNotFound {
-            model: name.to_string(),
-            version: version.unwrap_or_default().to_string(),
-            available: self.versions(name).join(", "),
-        })
+        let live = read(&slot.live);
+        match live.routing.resolve(version, &live.served, routing::draw()) {
+            Ok(v) => live
+                .versions
+                .get(&v)
+                .and_then(|e| e.model.clone())
+                .ok_or_else(|| Error::Internal(format!("model '{name}' version {v} vanished"))),
+            Err(Unresolved::Unknown) => Err(Error::VersionNotFound {
+                model: name.to_string(),
+                version: version.unwrap_or_default().to_string(),
+                available: served_names(&live).join(", "),
+            }),
+            Err(Unresolved::NoneServed) => Err(Error::Unavailable(format!(
+                "model '{name}' is not ready: {}",
+                live.error.as_deref().unwrap_or("no version is loaded")
+            ))),
+        }
     }
 
-    /// Every loaded version of `name`, ascending; `ModelNotFound` when there is none.
+    /// Every served version of `name`, ascending; `ModelNotFound` when there is no model.
     pub fn all_versions(&self, name: &str) -> Result<Vec<Arc<Model>>> {
-        let versions = self
-            .models
-            .get(name)
+        let slot = self
+            .slot(name)
             .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
-        Ok(versions.values().cloned().collect())
+        let live = read(&slot.live);
+        Ok(live
+            .versions
+            .values()
+            .filter_map(|v| v.model.clone())
+            .collect())
     }
 
-    /// Version names of `name`, ascending.
+    /// Served version names of `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<String> {
-        self.models
-            .get(name)
-            .map(|v| v.keys().map(u64::to_string).collect())
+        self.slot(name)
+            .map(|s| served_names(&read(&s.live)))
             .unwrap_or_default()
     }
 
-    /// Every loaded model version, by name then version.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Model>> {
-        self.models.values().flat_map(|v| v.values())
+    /// Every served model version, by name then version.
+    pub fn all(&self) -> Vec<Arc<Model>> {
+        let slots: Vec<Arc<Slot>> = read(&self.models).values().cloned().collect();
+        slots
+            .iter()
+            .flat_map(|s| {
+                let live = read(&s.live);
+                live.versions
+                    .values()
+                    .filter_map(|v| v.model.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
-    /// Ready = loaded and not shutting down.
+    /// The readiness rule. Strict (the default, Triton's `--strict-readiness`): not
+    /// shutting down and every model that should be loaded serves at least one version.
+    /// Not strict: not shutting down (start-up loading has finished before the server
+    /// listens, so a responsive server is ready even with unavailable models).
     pub fn is_ready(&self) -> bool {
-        !self.closing.load(Ordering::Acquire)
+        if self.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        !self.options.strict_readiness
+            || read(&self.models).values().all(|s| {
+                let live = read(&s.live);
+                !live.wanted || !live.served.is_empty()
+            })
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Marks the server as shutting down: readiness turns false, new requests get 503.
@@ -174,46 +242,75 @@ impl Repository {
     /// Like [`Repository::get`], but refuses with 503 while shutting down.
     pub fn get_for_inference(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>> {
         let model = self.get(name, version)?;
-        if !self.is_ready() {
+        if self.is_closing() {
             return Err(Error::Unavailable("server is shutting down".to_string()));
         }
         Ok(model)
     }
+
+    /// Triton's repository index: every model and version the server knows, with its
+    /// state and reason; in explicit mode also model directories never loaded. `ready_only`
+    /// keeps only READY versions.
+    pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
+        let closing = self.is_closing();
+        let slots: Vec<Arc<Slot>> = read(&self.models).values().cloned().collect();
+        let mut out = Vec::new();
+        let entry = |name: &str, version: String, state: State, reason: &str| IndexEntry {
+            name: name.to_string(),
+            version,
+            state: state.name(),
+            reason: reason.to_string(),
+        };
+        for slot in &slots {
+            let live = read(&slot.live);
+            let before = out.len();
+            for (v, e) in &live.versions {
+                let (state, reason) = match (closing, e.state) {
+                    (true, State::Ready) => (State::Unavailable, "server is shutting down"),
+                    (_, s) => (s, e.reason.as_str()),
+                };
+                out.push(entry(&slot.name, v.to_string(), state, reason));
+            }
+            for (v, weak) in &live.draining {
+                if weak.strong_count() > 0 && !live.versions.contains_key(v) {
+                    let why = "unloaded; answering its last requests";
+                    out.push(entry(&slot.name, v.to_string(), State::Unloading, why));
+                }
+            }
+            if out.len() == before {
+                let why = match (&live.error, live.wanted) {
+                    (Some(e), _) => e.as_str(),
+                    (None, false) => "unloaded",
+                    (None, true) => "no version is loaded",
+                };
+                out.push(entry(&slot.name, String::new(), State::Unavailable, why));
+            }
+        }
+        if self.options.mode == ControlMode::Explicit {
+            if let Ok((dirs, _)) = discover::model_dirs(&self.options.root) {
+                for d in dirs
+                    .iter()
+                    .filter(|d| !slots.iter().any(|s| s.name == d.name))
+                {
+                    out.push(entry(
+                        &d.name,
+                        String::new(),
+                        State::Unavailable,
+                        "not loaded",
+                    ));
+                }
+            }
+        }
+        if ready_only {
+            out.retain(|e| e.state == "READY");
+        }
+        out.sort_by(|a, b| {
+            (&a.name, a.version.len(), &a.version).cmp(&(&b.name, b.version.len(), &b.version))
+        });
+        out
+    }
 }
 
-fn load_version(
-    f: &Found,
-    runtime: &Runtime,
-    options: &LoadOptions,
-    metrics: &Metrics,
-) -> std::result::Result<Model, String> {
-    let session_options = SessionOptions {
-        intra_op_threads: f
-            .config
-            .intra_op_threads
-            .unwrap_or(options.session.intra_op_threads),
-        ..options.session.clone()
-    };
-    let mut sessions = Vec::with_capacity(f.config.instances);
-    for _ in 0..f.config.instances {
-        sessions.push(
-            runtime::build_session(runtime.env(), &f.path, &session_options)
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    let spec = Arc::new(runtime::read_spec(
-        &sessions[0],
-        &f.name,
-        &f.version.to_string(),
-        f.config.clone(),
-    )?);
-    for session in &mut sessions {
-        runtime::warm_up(session, &spec);
-    }
-    let model_metrics = metrics.model(&spec.name, &spec.version);
-    let (free_tx, free_rx) = mpsc::unbounded_channel();
-    let workers = batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
-        .map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
-    Ok(Model::new(spec, batcher, model_metrics))
+fn served_names(live: &Live) -> Vec<String> {
+    live.served.iter().map(u64::to_string).collect()
 }

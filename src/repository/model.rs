@@ -2,7 +2,7 @@
 //! entry point every transport calls, so validation, limits, deadlines and metrics are the
 //! same for HTTP and gRPC.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batcher::{Batcher, JobOutput};
@@ -18,21 +18,32 @@ pub struct InferRequest {
     pub timeout: Option<Duration>,
 }
 
-/// A model version ready to serve.
+/// What runs when the last `Arc` of a retired version is dropped.
+pub type DropHook = Box<dyn FnOnce() + Send>;
+
+/// A model version ready to serve. Requests hold an `Arc<Model>` until answered; when the
+/// last one goes, the batcher's channel closes, its driver finishes the queue and exits,
+/// and the worker threads (and their sessions) end with it.
 pub struct Model {
     pub spec: Arc<ModelSpec>,
     pub metrics: ModelMetrics,
     batcher: Batcher,
+    on_drop: Mutex<Option<DropHook>>,
 }
 
 impl Model {
     pub fn new(spec: Arc<ModelSpec>, batcher: Batcher, metrics: ModelMetrics) -> Model {
-        metrics.ready.set(1);
         Model {
             spec,
             metrics,
             batcher,
+            on_drop: Mutex::new(None),
         }
+    }
+
+    /// Runs `hook` when this version is finally dropped (its last request answered).
+    pub fn on_last_drop(&self, hook: DropHook) {
+        *self.on_drop.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Counts a request a transport refused before it reached [`Model::infer`] (e.g. an
@@ -93,6 +104,13 @@ impl Model {
 
 impl Drop for Model {
     fn drop(&mut self) {
-        self.metrics.ready.set(0);
+        let hook = self
+            .on_drop
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 }

@@ -7,9 +7,11 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::ValueType;
 
-use crate::config::{ExecutionProvider, ModelConfig};
+use crate::config::{ExecutionProvider, ModelConfig, Placement, ProviderFallback};
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{dispatch_dtype, to_ort_value, DataType, Element, Tensor};
+use crate::tensor::{
+    dispatch_dtype, to_ort_value, DataType, Element, FromJson, JsonNumber, Tensor,
+};
 
 /// How to build a session.
 #[derive(Debug, Clone)]
@@ -17,25 +19,91 @@ pub struct SessionOptions {
     /// Intra-op threads; 1 keeps one run on one core so instances scale across cores.
     pub intra_op_threads: usize,
     pub execution_provider: ExecutionProvider,
+    pub fallback: ProviderFallback,
+    /// The GPU for CUDA.
+    pub device_id: i32,
 }
 
-/// Builds a session for `path`. Spinning is off: spinning threads burn the cores that
-/// the HTTP side and the other instances need, which costs more than it wins on small MLPs.
+/// Builds a session for `path` on the provider `options` asks for, and says where it
+/// runs. Spinning is off: spinning threads burn the cores that the HTTP side and the other
+/// instances need, which costs more than it wins on small MLPs.
+///
+/// CUDA that cannot be used is an error naming the provider, what this ONNX Runtime
+/// build offers and how to get a GPU build, unless the fallback is `cpu`: then the
+/// session is built on the CPU and the caller logs a warning.
 pub fn build_session(
     env: &ort::environment::Environment,
     path: &Path,
     options: &SessionOptions,
-) -> ort::Result<Session> {
-    let mut builder = Session::builder(env)?
+) -> Result<(Session, Placement), String> {
+    let cpu = || -> ort::Result<Session> { builder(env, options)?.commit_from_file(path) };
+    if options.execution_provider == ExecutionProvider::Cpu {
+        return Ok((cpu().map_err(|e| e.to_string())?, Placement::CPU));
+    }
+    let placement = Placement {
+        provider: ExecutionProvider::Cuda,
+        device_id: options.device_id,
+    };
+    let cuda = || -> Result<Session, String> {
+        use ort::ep::ExecutionProvider as _;
+        if !ort::ep::CUDA::is_available().unwrap_or(false) {
+            return Err(format!(
+                "this ONNX Runtime build has no CUDA execution provider (it offers: {}); fetch the GPU build with `ORT_FLAVOR=gpu scripts/fetch-onnxruntime.sh` and put the CUDA 13 and cuDNN 9 libraries on the loader path",
+                available_providers().join(", ")
+            ));
+        }
+        let ep = ort::ep::CUDA::default()
+            .with_device_id(options.device_id)
+            .build()
+            .error_on_failure();
+        let build = || -> ort::Result<Session> {
+            builder(env, options)?
+                .with_execution_providers([ep])?
+                .commit_from_file(path)
+        };
+        build().map_err(|e| {
+            format!(
+                "the CUDA execution provider failed on device {}: {e}",
+                options.device_id
+            )
+        })
+    };
+    match (cuda(), options.fallback) {
+        (Ok(session), _) => Ok((session, placement)),
+        (Err(e), ProviderFallback::Error) => Err(format!(
+            "{e} (set fallback = \"cpu\" in config.toml or --execution-provider-fallback cpu to run on the CPU instead)"
+        )),
+        (Err(e), ProviderFallback::Cpu) => {
+            tracing::warn!(model = %path.display(), reason = %e, "CUDA unavailable: running on the CPU (fallback = cpu)");
+            Ok((cpu().map_err(|e| e.to_string())?, Placement::CPU))
+        }
+    }
+}
+
+fn builder(
+    env: &ort::environment::Environment,
+    options: &SessionOptions,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
+    Ok(Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(options.intra_op_threads)?
         .with_inter_threads(1)?
         .with_intra_op_spinning(false)?
-        .with_inter_op_spinning(false)?;
-    if options.execution_provider == ExecutionProvider::Cuda {
-        builder = builder.with_execution_providers([ort::ep::CUDA::default().build()])?;
-    }
-    builder.commit_from_file(path)
+        .with_inter_op_spinning(false)?)
+}
+
+/// Which of the providers we can drive this ONNX Runtime build was compiled with.
+fn available_providers() -> Vec<&'static str> {
+    use ort::ep::{self, ExecutionProvider as _};
+    let known = [
+        (ep::CPU::NAME, ep::CPU::is_available()),
+        (ep::CUDA::NAME, ep::CUDA::is_available()),
+    ];
+    known
+        .into_iter()
+        .filter(|(_, available)| matches!(available, Ok(true)))
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Reads the serving contract from the graph: names, dtypes, shapes (`-1` for dynamic
@@ -122,23 +190,45 @@ pub fn read_spec(
         batched,
         properties,
         config,
+        placements: Vec::new(),
     })
 }
 
-/// Runs one all-zeros row (dynamic dims = 1) so the first real request does not pay for
-/// ORT's lazy initialisation. Failure is only logged: some graphs reject zeros.
-pub fn warm_up(session: &mut Session, spec: &ModelSpec) {
-    let mut values = Vec::with_capacity(spec.inputs.len());
-    for s in &spec.inputs {
-        let shape: Vec<usize> = s.shape.iter().map(|&d| d.max(1) as usize).collect();
-        let count = crate::tensor::element_count(&shape);
-        let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![T::default(); count]));
-        match to_ort_value(Tensor { shape, data }) {
-            Ok(v) => values.push((s.name.as_str(), v)),
-            Err(_) => return,
+/// Warms one session up before its version is marked ready, so the first real request
+/// does not pay for ORT's lazy initialisation and first-size allocations: one run per batch
+/// size in {1, `max_batch_size`, preferred sizes} (one run for a model that cannot batch),
+/// zeros for the first run and ones for the others, dynamic non-batch dims = 1. A failing
+/// run fails the load: a version that cannot run these inputs is not ready to serve.
+pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
+    let mut sizes = vec![1];
+    if spec.batched {
+        sizes.push(spec.max_batch_size());
+        sizes.extend(&spec.config.preferred_batch_sizes);
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    for (run, &rows) in sizes.iter().enumerate() {
+        let fill = if run == 0 { 0.0 } else { 1.0 };
+        let mut values = Vec::with_capacity(spec.inputs.len());
+        for s in &spec.inputs {
+            let shape: Vec<usize> = s
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &d)| match (axis, d) {
+                    (0, _) if spec.batched => rows,
+                    (_, d) => d.max(1) as usize,
+                })
+                .collect();
+            let count = crate::tensor::element_count(&shape);
+            let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![<T as FromJson>::from_json(JsonNumber::Float(fill)).unwrap_or_default(); count]));
+            let value = to_ort_value(Tensor { shape, data })
+                .map_err(|e| format!("warm-up input '{}': {e}", s.name))?;
+            values.push((s.name.as_str(), value));
         }
+        session
+            .run(values)
+            .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
     }
-    if let Err(e) = session.run(values) {
-        tracing::warn!(model = %spec.name, error = %e, "warm-up run failed");
-    }
+    Ok(())
 }

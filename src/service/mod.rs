@@ -3,6 +3,7 @@
 //! descriptive endpoints render. HTTP and gRPC handlers are thin adapters around it, so
 //! every rule here holds for both. Knows no web framework.
 
+mod control;
 mod views;
 
 pub use views::{
@@ -23,11 +24,16 @@ use crate::tensor::Tensor;
 
 /// Protocol extensions this server implements, advertised by both transports' server
 /// metadata (`GET /v2`, the `ServerMetadata` RPC).
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_configuration",
+    "statistics",
+    "model_repository",
+];
 
 /// Everything the handlers share.
 pub struct Service {
-    pub repository: Repository,
+    pub repository: Arc<Repository>,
     pub metrics: Metrics,
     pub config: ServerConfig,
 }
@@ -85,12 +91,16 @@ impl Service {
         self.repository.is_ready()
     }
 
-    /// The one readiness rule for a model: ready when the version exists and the server is
-    /// ready. An unknown model or version is not ready; the error says why (HTTP answers
-    /// it with its 4xx, gRPC with `ready = false`).
+    /// The one readiness rule for a model: ready when the version (or label, or default)
+    /// resolves to a served version and the server is not shutting down. A known model
+    /// with nothing served is not ready; an unknown model or version is an error saying
+    /// why (HTTP answers it with its 4xx, gRPC with `ready = false`).
     pub fn model_readiness(&self, r: &ModelRef) -> Result<bool> {
-        self.model(r)?;
-        Ok(self.is_ready())
+        match self.model(r) {
+            Ok(_) => Ok(!self.repository.is_closing()),
+            Err(Error::Unavailable(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Selects outputs, validates and runs one request on `model`. Refusals before the
@@ -166,7 +176,7 @@ impl Service {
             name.filter(|n| !n.is_empty()),
             version.filter(|v| !v.is_empty()),
         ) {
-            (None, _) => self.repository.all().cloned().collect(),
+            (None, _) => self.repository.all(),
             (Some(name), None) => self.repository.all_versions(name)?,
             (Some(name), Some(version)) => vec![self.repository.get(name, Some(version))?],
         };

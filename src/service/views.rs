@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::ExecutionProvider;
 use crate::metrics::ModelStats;
 use crate::spec::{ModelSpec, TensorSpec};
 
@@ -29,8 +30,9 @@ pub struct TensorMetadata {
     pub shape: Vec<i64>,
 }
 
-/// The V2 model metadata; card facts from the ONNX `metadata_props` go in `parameters`
-/// (left out when there are none; the gRPC message has no such field).
+/// The V2 model metadata. `parameters` holds the card facts from the ONNX
+/// `metadata_props` and `execution_provider`, where each instance runs (`cpu`, `cuda:0`,
+/// comma-separated); the gRPC message has no such field.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelMetadata {
     pub name: String,
@@ -60,7 +62,13 @@ impl ModelMetadata {
             platform: PLATFORM,
             inputs: tensors(&spec.inputs),
             outputs: tensors(&spec.outputs),
-            parameters: spec.properties.clone(),
+            parameters: {
+                let mut p = spec.properties.clone();
+                let placements: Vec<String> =
+                    spec.placements.iter().map(ToString::to_string).collect();
+                p.insert("execution_provider".to_string(), placements.join(","));
+                p
+            },
         }
     }
 }
@@ -75,13 +83,16 @@ pub struct TensorConfig {
     pub dims: Vec<i64>,
 }
 
-/// Triton's `instance_group` entry.
+/// Triton's `instance_group` entry: instances that run on the same kind of device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceGroup {
     pub name: String,
     pub count: i32,
-    /// `KIND_CPU` or `KIND_GPU`.
+    /// `KIND_CPU` or `KIND_GPU`: where the instances actually run, after any fallback.
     pub kind: &'static str,
+    /// The GPUs of a `KIND_GPU` group (one entry per instance).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<i32>,
 }
 
 /// Triton's `default_queue_policy`.
@@ -118,6 +129,35 @@ pub struct TritonConfig {
     pub dynamic_batching: Option<DynamicBatching>,
 }
 
+/// One group per kind of device, from where the instances actually run.
+fn instance_groups(spec: &ModelSpec) -> Vec<InstanceGroup> {
+    let gpus: Vec<i32> = spec
+        .placements
+        .iter()
+        .filter(|p| p.provider == ExecutionProvider::Cuda)
+        .map(|p| p.device_id)
+        .collect();
+    let cpus = spec.placements.len() - gpus.len();
+    let mut groups = Vec::new();
+    if cpus > 0 {
+        groups.push(InstanceGroup {
+            name: spec.name.clone(),
+            count: clamp_i32(cpus),
+            kind: "KIND_CPU",
+            gpus: Vec::new(),
+        });
+    }
+    if !gpus.is_empty() {
+        groups.push(InstanceGroup {
+            name: format!("{}_gpu", spec.name),
+            count: clamp_i32(gpus.len()),
+            kind: "KIND_GPU",
+            gpus,
+        });
+    }
+    groups
+}
+
 fn clamp_i32(v: usize) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -144,11 +184,7 @@ impl TritonConfig {
             input: tensors(&spec.inputs),
             output: tensors(&spec.outputs),
             default_model_filename: "model.onnx",
-            instance_group: vec![InstanceGroup {
-                name: spec.name.clone(),
-                count: clamp_i32(c.instances),
-                kind: "KIND_CPU",
-            }],
+            instance_group: instance_groups(spec),
             dynamic_batching: batched.then(|| DynamicBatching {
                 preferred_batch_size: c
                     .preferred_batch_sizes

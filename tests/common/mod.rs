@@ -29,7 +29,17 @@ impl TestServer {
     }
 
     /// Serves with `config` (ports are forced to 0) and waits until ready.
-    pub fn start_with(mut config: ServerConfig) -> TestServer {
+    pub fn start_with(config: ServerConfig) -> TestServer {
+        TestServer::spawn(config, "/v2/health/ready")
+    }
+
+    /// Like [`TestServer::start_with`], but waits only until the server is live: for
+    /// servers that are expected never to become ready.
+    pub fn start_with_unready(config: ServerConfig) -> TestServer {
+        TestServer::spawn(config, "/v2/health/live")
+    }
+
+    fn spawn(mut config: ServerConfig, wait_for: &str) -> TestServer {
         config.http_port = 0;
         config.grpc_port = 0;
         // TLS servers are probed by the test's own TLS client; a guarded health probe
@@ -73,8 +83,8 @@ impl TestServer {
         };
         match probe {
             Probe::None => {}
-            Probe::Plain => server.wait_ready(None),
-            Probe::Key(key) => server.wait_ready(Some(key)),
+            Probe::Plain => server.wait_for(wait_for, None),
+            Probe::Key(key) => server.wait_for(wait_for, Some(key)),
         }
         server
     }
@@ -104,10 +114,10 @@ impl TestServer {
         (status, r.json().unwrap_or(serde_json::Value::Null))
     }
 
-    /// Polls readiness in 10 ms steps, for at most 60 s. Runs on its own thread so it also
-    /// works when called from inside an async test.
-    fn wait_ready(&mut self, key: Option<String>) {
-        let url = self.url("/v2/health/ready");
+    /// Polls `path` (readiness or liveness) in 10 ms steps until it answers 200, for at
+    /// most 60 s. Runs on its own thread so it also works inside an async test.
+    fn wait_for(&mut self, path: &str, key: Option<String>) {
+        let url = self.url(path);
         let ready = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::new();
             let deadline = Instant::now() + Duration::from_secs(60);

@@ -29,9 +29,11 @@ def free_port() -> int:
 class Server:
     """A running mlpserve process."""
 
-    def __init__(self, binary: Path, extra_args=(), env=None, ssl_context=None):
-        """`extra_args` and `env` go to the server; with `ssl_context` readiness is
-        probed over HTTPS with it."""
+    def __init__(self, binary: Path, repository: Path = REPO / "models", extra: list = (),
+                 env=None, ssl_context=None):
+        """`extra` and `env` go to the server; with `ssl_context` readiness is probed over
+        HTTPS with it."""
+        self.repository = repository
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.http = f"127.0.0.1:{self.http_port}"
@@ -40,12 +42,12 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 str(binary), "serve",
-                "--model-repository", str(REPO / "models"),
+                "--model-repository", str(repository),
                 "--host", "127.0.0.1",
                 "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port),
                 "--shutdown-timeout", "10",
-                *extra_args,
+                *extra,
             ],
             cwd=REPO,
             env={**os.environ, **(env or {})},
@@ -88,7 +90,8 @@ class Server:
         return self.proc.returncode
 
 
-def server_binary() -> Path:
+def binary_path() -> Path:
+    """The binary under test: $MLPSERVE_BIN or target/debug/mlpserve."""
     binary = Path(os.environ.get("MLPSERVE_BIN", REPO / "target" / "debug" / "mlpserve"))
     if not binary.is_absolute():
         binary = REPO / binary
@@ -98,7 +101,7 @@ def server_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def server():
-    s = Server(server_binary())
+    s = Server(binary_path())
     yield s
     if s.proc.poll() is None:
         s.proc.kill()

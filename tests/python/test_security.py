@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tritonclient.utils import InferenceServerException
 
-from conftest import Server, samples, server_binary
+from conftest import Server, samples, binary_path
 
 KEY = "test-key-8f3a"
 
@@ -140,8 +140,8 @@ def start(tmp: Path, pki: Pki, extra=(), env=None, probe_cert=None) -> Server:
     """A TLS server whose certificate files live in `tmp` (as `server.pem`/`server.key`)."""
     cert, key = pki.leaf("server", 1, dir=tmp)
     s = Server(
-        server_binary(),
-        extra_args=["--tls-cert", str(cert), "--tls-key", str(key), *extra],
+        binary_path(),
+        extra=["--tls-cert", str(cert), "--tls-key", str(key), *extra],
         env=env,
         ssl_context=pki.context(probe_cert),
     )

@@ -85,7 +85,7 @@ pub fn model_config(view: service::TritonConfig) -> ModelConfig {
                 name: g.name,
                 count: g.count,
                 kind: Kind::from_str_name(g.kind).unwrap_or(Kind::Auto) as i32,
-                ..Default::default()
+                gpus: g.gpus,
             })
             .collect(),
         default_model_filename: view.default_model_filename.to_string(),

@@ -7,6 +7,7 @@
 mod codec;
 mod config;
 pub mod proto;
+mod repository;
 mod service;
 mod status;
 
@@ -48,6 +49,7 @@ pub async fn serve(
     let gate = KeyGate {
         keys: Arc::new(Keys::new(&service.config.transport.api_keys)),
         health: service.config.transport.auth_health,
+        admin_token: service.config.admin_token.is_some(),
         failures: service
             .metrics
             .transport
@@ -89,6 +91,8 @@ pub async fn serve(
 struct KeyGate {
     keys: Arc<Keys>,
     health: bool,
+    /// `--admin-token` is set: it alone guards the repository RPCs.
+    admin_token: bool,
     failures: prometheus::IntCounter,
 }
 
@@ -102,6 +106,13 @@ impl KeyGate {
                 | "/grpc.health.v1.Health/Watch"
         );
         if probe && !self.health {
+            return Ok(());
+        }
+        let repository = req
+            .uri()
+            .path()
+            .starts_with("/inference.GRPCInferenceService/Repository");
+        if repository && self.admin_token {
             return Ok(());
         }
         let authorization = req.headers().get("authorization").map(|v| v.as_bytes());

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
-use super::{codec, config};
+use super::{codec, config, repository};
 use crate::error::Error;
 use crate::service::{InferCall, ModelRef, Service};
 
@@ -223,32 +223,54 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
     }
 
-    /// Every loaded model version; all are READY until shutdown starts (then UNAVAILABLE,
-    /// and left out when only ready ones are asked for).
+    /// The repository index (every mode): each model and version with its state and reason.
     async fn repository_index(
         &self,
         request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
-        let only_ready = request.into_inner().ready;
-        let ready = self.service.is_ready();
-        let (state, reason) = if ready {
-            ("READY", "")
-        } else {
-            ("UNAVAILABLE", "server is shutting down")
-        };
+        self.authorize(request.metadata())?;
         let models = self
             .service
-            .repository
-            .all()
-            .filter(|_| ready || !only_ready)
-            .map(|m| ModelIndex {
-                name: m.spec.name.clone(),
-                version: m.spec.version.clone(),
-                state: state.to_string(),
-                reason: reason.to_string(),
+            .repository_index(request.into_inner().ready)
+            .into_iter()
+            .map(|e| ModelIndex {
+                name: e.name,
+                version: e.version,
+                state: e.state.to_string(),
+                reason: e.reason,
             })
             .collect();
         Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    /// Loads (or reloads what changed of) a model; answers when done. Explicit mode only.
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let r = request.into_inner();
+        let load = repository::load_request(r.parameters)?;
+        self.service.load_model(&r.model_name, load).await?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    /// Unloads a model; admitted requests finish on it. Explicit mode only.
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let r = request.into_inner();
+        self.service.unload_model(&r.model_name).await?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}
+
+impl InferenceService {
+    fn authorize(&self, metadata: &MetadataMap) -> Result<(), Error> {
+        let header = metadata.get("authorization").map(|v| v.as_bytes());
+        self.service.authorize_admin(header)
     }
 }
 

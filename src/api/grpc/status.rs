@@ -13,6 +13,8 @@ pub fn code(error: &Error) -> Code {
         Error::Overloaded { .. } => Code::ResourceExhausted,
         Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::Unauthorized(_) => Code::Unauthenticated,
+        Error::NotAllowed(_) => Code::PermissionDenied,
         Error::Internal(_) => Code::Internal,
     }
 }

@@ -20,6 +20,9 @@ pub struct Gate {
     keys: Keys,
     health: bool,
     metrics: bool,
+    /// `--admin-token` is set: it alone guards the repository endpoints (both would need
+    /// the same `Authorization` header).
+    admin_token: bool,
     failures: IntCounter,
 }
 
@@ -30,6 +33,7 @@ impl Gate {
             keys: Keys::new(&t.api_keys),
             health: t.auth_health,
             metrics: t.auth_metrics,
+            admin_token: service.config.admin_token.is_some(),
             failures: service
                 .metrics
                 .transport
@@ -49,6 +53,7 @@ impl Gate {
             "/v2/health/live" | "/v2/health/ready" | "/health/live" | "/health/ready" => {
                 self.health
             }
+            p if p.starts_with("/v2/repository/") => !self.admin_token,
             _ => true,
         }
     }

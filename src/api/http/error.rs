@@ -15,6 +15,8 @@ pub fn status(error: &Error) -> StatusCode {
         Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::NotAllowed(_) => StatusCode::FORBIDDEN,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

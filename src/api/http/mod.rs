@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod model_ref;
 mod predict;
+mod repository;
 mod request_id;
 mod triton;
 mod v2;
@@ -77,6 +78,12 @@ pub fn router(state: Arc<Service>) -> Router {
             get(triton::model_stats),
         )
         .route("/predict", post(predict::predict))
+        .route("/v2/repository/index", post(repository::index))
+        .route("/v2/repository/models/{name}/load", post(repository::load))
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(repository::unload),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             auth::Gate::new(&state),

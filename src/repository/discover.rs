@@ -1,0 +1,258 @@
+//! Reading the repository on disk: which model directories exist, which version
+//! directories of a model hold a loadable `model.onnx`, and a fingerprint of each version's
+//! files (sizes and modification times) to tell a finished copy from one in progress.
+//! Loads nothing. Every path that looks like a model or a version and is skipped comes
+//! back with the reason, for the caller to log at WARN (nothing is dropped silently).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::config::ModelConfig;
+
+/// The files of a version directory: (relative path, size, modification time), sorted.
+/// Two equal fingerprints taken a poll interval apart mean nobody wrote meanwhile.
+pub type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+
+/// A path that was skipped, with the reason (logged at WARN by the caller).
+pub type Skipped = (PathBuf, String);
+
+/// A model directory under the repository root.
+pub struct ModelDir {
+    pub name: String,
+}
+
+/// A version directory with a regular `model.onnx` in it.
+#[derive(Clone)]
+pub struct FoundVersion {
+    pub model_file: PathBuf,
+    pub fingerprint: Fingerprint,
+}
+
+/// What one model directory holds.
+pub struct ModelScan {
+    /// `config.toml` (defaults when absent), or why it cannot be used.
+    pub config: Result<ModelConfig, String>,
+    /// Loadable versions by number.
+    pub versions: BTreeMap<u64, FoundVersion>,
+    /// Paths skipped, each with the reason (to log at WARN).
+    pub skipped: Vec<Skipped>,
+    /// A problem that makes the whole model unusable (e.g. two directories for one version).
+    pub error: Option<String>,
+}
+
+/// The model directories under `root`. Hidden entries, plain files and directories that
+/// hold only plain files other than `config.toml`/`model.onnx` (e.g. a `train/` folder of
+/// scripts) are not models. Unreadable entries come back in `skipped`.
+pub fn model_dirs(root: &Path) -> Result<(Vec<ModelDir>, Vec<Skipped>), String> {
+    let entries =
+        std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    let mut dirs = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in entries {
+        let path = match entry {
+            Ok(e) => e.path(),
+            Err(e) => {
+                skipped.push((root.to_path_buf(), format!("cannot list an entry: {e}")));
+                continue;
+            }
+        };
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            skipped.push((path, "model directory name is not UTF-8".to_string()));
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => match looks_like_model(&path) {
+                Ok(true) => dirs.push(ModelDir { name }),
+                Ok(false) => tracing::debug!(path = %path.display(), "not a model directory"),
+                Err(e) => skipped.push((path, format!("cannot be read: {e}"))),
+            },
+            Ok(_) => {}
+            Err(e) => skipped.push((path, format!("cannot be read: {e}"))),
+        }
+    }
+    dirs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((dirs, skipped))
+}
+
+/// A model directory has a `config.toml`, a `model.onnx` or at least one subdirectory.
+fn looks_like_model(dir: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if name == "config.toml"
+            || name == "model.onnx"
+            || std::fs::metadata(&path).is_ok_and(|m| m.is_dir())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Reads one model directory: its config (or `config_override`) and its versions.
+pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelScan {
+    let config = match config_override {
+        Some(c) => Ok(c.clone()),
+        None => ModelConfig::load(&dir.join("config.toml")),
+    };
+    let mut scan = ModelScan {
+        config,
+        versions: BTreeMap::new(),
+        skipped: Vec::new(),
+        error: None,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            scan.error = Some(format!("cannot read model directory: {e}"));
+            return scan;
+        }
+    };
+    let mut names: BTreeMap<u64, String> = BTreeMap::new();
+    for entry in entries {
+        let path = match entry {
+            Ok(e) => e.path(),
+            Err(e) => {
+                scan.skipped
+                    .push((dir.to_path_buf(), format!("cannot list an entry: {e}")));
+                continue;
+            }
+        };
+        let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || (!is_dir && name != "model.onnx") {
+            continue; // config.toml, README.md, samples, hidden work directories
+        }
+        if !is_dir {
+            let why = "model.onnx belongs in a version directory (<model>/<version>/model.onnx)";
+            scan.skipped.push((path, why.to_string()));
+            continue;
+        }
+        let version = match parse_version(name) {
+            Ok(v) => v,
+            Err(why) => {
+                scan.skipped.push((path, why));
+                continue;
+            }
+        };
+        if let Some(other) = names.insert(version, name.to_string()) {
+            scan.error = Some(format!(
+                "directories '{other}' and '{name}' are both version {version}; remove one"
+            ));
+            continue;
+        }
+        match version_file(&path) {
+            Ok(model_file) => match fingerprint(&path) {
+                Ok(fingerprint) => {
+                    scan.versions.insert(
+                        version,
+                        FoundVersion {
+                            model_file,
+                            fingerprint,
+                        },
+                    );
+                }
+                Err(why) => scan.skipped.push((path, why)),
+            },
+            Err(why) => scan.skipped.push((path, why)),
+        }
+    }
+    if scan.error.is_some() {
+        scan.versions.clear();
+    } else if scan.versions.is_empty() {
+        scan.error = Some("no loadable version (expected <version>/model.onnx)".to_string());
+    }
+    scan
+}
+
+/// A version directory's name as its number: ASCII digits that fit in a u64.
+fn parse_version(name: &str) -> Result<u64, String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{name}' is not a version number (versions are directories named by digits)"
+        ));
+    }
+    name.parse::<u64>().map_err(|_| {
+        format!(
+            "version number '{name}' is too large (at most {})",
+            u64::MAX
+        )
+    })
+}
+
+/// `<version>/model.onnx` when it is a regular file (or a link to one).
+fn version_file(dir: &Path) -> Result<PathBuf, String> {
+    let file = dir.join("model.onnx");
+    match std::fs::metadata(&file) {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err("model.onnx is a directory, not a file".to_string()),
+        Err(e) => match std::fs::symlink_metadata(&file) {
+            Ok(_) => Err(format!(
+                "model.onnx is a symlink that cannot be followed: {e}"
+            )),
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("version directory has no model.onnx".to_string())
+            }
+            Err(_) => Err(format!("model.onnx cannot be read: {e}")),
+        },
+    }
+}
+
+/// Sizes and modification times of every file under `dir` (following links).
+pub fn fingerprint(dir: &Path) -> Result<Fingerprint, String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot list {}: {e}", d.display()))?
+                .path();
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if meta.is_dir() {
+                if stack.len() + out.len() > 10_000 {
+                    return Err("version directory has too many entries".to_string());
+                }
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_are_digits_that_fit() {
+        assert_eq!(parse_version("7"), Ok(7));
+        assert_eq!(parse_version("007"), Ok(7));
+        assert!(parse_version("v1").unwrap_err().contains("not a version"));
+        assert!(parse_version("-1").is_err());
+        assert!(parse_version("99999999999999999999999")
+            .unwrap_err()
+            .contains("too large"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Turning one version directory into a serving [`Model`]: build every instance's session,
+//! read the spec, warm each instance up, start the worker threads and the batcher. Session
+//! building and warm-up run on a blocking thread (`spawn_blocking`), never on an async
+//! worker; only the cheap start of threads and the driver task happens on the caller's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::model::Model;
+use crate::batcher::{self, Batcher};
+use crate::config::ModelConfig;
+use crate::metrics::Metrics;
+use crate::runtime::{self, Runtime, SessionOptions};
+
+/// Server-wide defaults for building sessions.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub session: SessionOptions,
+}
+
+/// Everything needed to load versions; shared by start-up, polling and the API.
+pub struct Loader {
+    pub runtime: Arc<Runtime>,
+    pub options: LoadOptions,
+    pub metrics: Metrics,
+}
+
+/// One version to load.
+pub struct VersionToLoad {
+    pub name: String,
+    pub version: u64,
+    pub model_file: PathBuf,
+    pub config: ModelConfig,
+}
+
+impl Loader {
+    /// Loads and warms up `v`; counts the outcome and the duration. The error says why.
+    pub async fn load(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
+        let started = Instant::now();
+        let result = self.load_inner(v).await;
+        let lifecycle = self.metrics.lifecycle();
+        lifecycle
+            .load_duration
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        lifecycle.loads.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn load_inner(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
+        let runtime = self.runtime.clone();
+        let defaults = self.options.session.clone();
+        let (sessions, spec) = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&v.model_file)
+                .map(|m| m.len())
+                .map_err(|e| e.to_string())?;
+            if size == 0 {
+                return Err("model.onnx is empty".to_string());
+            }
+            let c = &v.config;
+            let mut sessions = Vec::with_capacity(c.instances);
+            let mut placements = Vec::with_capacity(c.instances);
+            for index in 0..c.instances {
+                let options = SessionOptions {
+                    intra_op_threads: c.intra_op_threads.unwrap_or(defaults.intra_op_threads),
+                    execution_provider: c.execution_provider.unwrap_or(defaults.execution_provider),
+                    fallback: c.fallback.unwrap_or(defaults.fallback),
+                    device_id: c.device_id(index),
+                };
+                let (session, placement) =
+                    runtime::build_session(runtime.env(), &v.model_file, &options)?;
+                if placement.provider != options.execution_provider {
+                    tracing::warn!(
+                        model = %v.name, version = v.version, instance = index,
+                        asked = ?options.execution_provider, runs_on = %placement,
+                        "model instance runs on the CPU instead of the execution provider asked for"
+                    );
+                }
+                sessions.push(session);
+                placements.push(placement);
+            }
+            let mut spec =
+                runtime::read_spec(&sessions[0], &v.name, &v.version.to_string(), v.config)?;
+            spec.placements = placements;
+            for session in &mut sessions {
+                runtime::warm_up(session, &spec)?;
+            }
+            Ok((sessions, Arc::new(spec)))
+        })
+        .await
+        .map_err(|e| format!("loading panicked: {e}"))??;
+        for placement in &spec.placements {
+            self.metrics
+                .instance_placed(&spec.name, &spec.version, &placement.to_string());
+        }
+        tracing::info!(
+            model = %spec.name, version = %spec.version,
+            inputs = ?spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
+            batched = spec.batched, max_batch_size = spec.max_batch_size(),
+            instances = spec.config.instances,
+            placements = ?spec.placements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "model loaded"
+        );
+        let model_metrics = self.metrics.model(&spec.name, &spec.version);
+        let (free_tx, free_rx) = mpsc::unbounded_channel();
+        let workers =
+            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
+                .map_err(|e| format!("cannot start worker threads: {e}"))?;
+        let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
+        Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
+    }
+}

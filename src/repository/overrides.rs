@@ -1,0 +1,128 @@
+//! A load request's overrides: `parameters.config` (a config in place of `config.toml`)
+//! and `file:<version>/<path>` contents, written only inside that model's directory.
+//! Paths are checked component by component before anything touches the disk: no `..`,
+//! no absolute paths, no empty or hidden components, and the first one is a version number.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::ModelConfig;
+
+/// What a load request may carry besides the model name.
+#[derive(Debug, Clone, Default)]
+pub struct LoadRequest {
+    /// Replaces `config.toml` for this load (kept until a load without one).
+    pub config: Option<ModelConfig>,
+    /// (`<version>/<path>` relative to the model directory, contents).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Reload even when nothing changed.
+    pub force: bool,
+}
+
+/// `name` as a path inside a model directory, or why it is refused.
+pub fn checked_path(name: &str) -> Result<PathBuf, String> {
+    let path = Path::new(name);
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => match p.to_str() {
+                Some(s) if !s.starts_with('.') => parts.push(s),
+                _ => return Err(format!("file override '{name}': hidden or non-UTF-8 path component")),
+            },
+            _ => {
+                return Err(format!(
+                    "file override '{name}': only relative paths inside the model directory are allowed"
+                ))
+            }
+        }
+    }
+    let first = parts.first().copied().unwrap_or_default();
+    if parts.len() < 2
+        || !first.bytes().all(|b| b.is_ascii_digit())
+        || first.parse::<u64>().is_err()
+    {
+        return Err(format!(
+            "file override '{name}': expected <version>/<file>, e.g. 2/model.onnx"
+        ));
+    }
+    Ok(parts.iter().collect())
+}
+
+/// Writes `files` under `model_dir` (each through a temporary file and a rename, so a
+/// poller never sees half a file). A file whose contents are already there is left alone,
+/// so a repeated identical load changes nothing on disk.
+pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let checked = files
+        .iter()
+        .map(|(name, bytes)| Ok((checked_path(name)?, bytes)))
+        .collect::<Result<Vec<_>, String>>()?;
+    for (rel, bytes) in checked {
+        let target = model_dir.join(&rel);
+        if std::fs::read(&target).is_ok_and(|old| &old == bytes) {
+            continue;
+        }
+        let parent = target.parent().unwrap_or(model_dir);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let tmp = parent.join(format!(
+            ".{}.part",
+            rel.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ));
+        std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &target)
+            .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_inside_a_version_are_accepted() {
+        assert_eq!(
+            checked_path("2/model.onnx").unwrap(),
+            PathBuf::from("2/model.onnx")
+        );
+        assert_eq!(
+            checked_path("2/sub/w.bin").unwrap(),
+            PathBuf::from("2/sub/w.bin")
+        );
+        for bad in [
+            "../x/1/model.onnx",
+            "2/../../etc/passwd",
+            "/etc/passwd",
+            "model.onnx",
+            "v2/model.onnx",
+            "2/.hidden",
+            "2",
+            "",
+            "99999999999999999999999/model.onnx",
+        ] {
+            assert!(checked_path(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn writes_stay_inside_and_identical_writes_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("mlpserve-ovr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = vec![("3/model.onnx".to_string(), b"abc".to_vec())];
+        write_files(&dir, &files).unwrap();
+        let mtime = std::fs::metadata(dir.join("3/model.onnx"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_files(&dir, &files).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("3/model.onnx"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            mtime
+        );
+        assert!(write_files(&dir, &[("../3/model.onnx".to_string(), vec![])]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
