@@ -67,6 +67,8 @@ pub async fn run(
     let runtime = runtime::Runtime::load(config.ort_lib.as_deref())?;
     tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
     let metrics = metrics::Metrics::new();
+    // Before the models load, so a bad certificate fails fast.
+    let transport = api::Transport::new(&config.transport, &metrics.transport)?;
     let repo = start_repository(&config, runtime, &metrics).await?;
     let state = Arc::new(service::Service {
         repository: repo,
@@ -90,16 +92,46 @@ pub async fn run(
         }
     };
 
+    if let (Some(tls), Some(files)) = (&transport.tls, &state.config.transport.tls) {
+        let interval = state.config.transport.tls_reload_interval;
+        tokio::spawn(api::tls::watch(
+            tls.store.clone(),
+            files.clone(),
+            interval,
+            stopped(),
+        ));
+    }
+    let scheme = if transport.tls.is_some() {
+        "TLS"
+    } else {
+        "plain text"
+    };
+
     let mut servers = tokio::task::JoinSet::new();
-    tracing::info!(addr = %local(&listeners.http), "HTTP listening");
-    servers.spawn(api::http::serve(listeners.http, state.clone(), stopped()));
+    tracing::info!(addr = %local(&listeners.http), scheme, "HTTP listening");
+    servers.spawn(api::http::serve(
+        listeners.http,
+        state.clone(),
+        transport.clone(),
+        stopped(),
+    ));
     if let Some(l) = listeners.grpc {
-        tracing::info!(addr = %local(&l), "gRPC listening");
-        servers.spawn(api::grpc::serve(l, state.clone(), stopped()));
+        tracing::info!(addr = %local(&l), scheme, "gRPC listening");
+        servers.spawn(api::grpc::serve(
+            l,
+            state.clone(),
+            transport.clone(),
+            stopped(),
+        ));
     }
     if let Some(l) = listeners.metrics {
-        tracing::info!(addr = %local(&l), "metrics listening");
-        servers.spawn(api::http::serve_metrics(l, state.clone(), stopped()));
+        tracing::info!(addr = %local(&l), scheme, "metrics listening");
+        servers.spawn(api::http::serve_metrics(
+            l,
+            state.clone(),
+            transport.clone(),
+            stopped(),
+        ));
     }
 
     let timeout = state.config.shutdown_timeout;

@@ -78,6 +78,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
+                mlpserve::config::raise_fd_limit();
                 let config = ServerConfig::resolve(args)?;
                 init_tracing(config.log_format, &config.log_level);
                 tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");

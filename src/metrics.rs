@@ -28,6 +28,8 @@ pub struct Metrics {
     model_ready: IntGaugeVec,
     instances: IntGaugeVec,
     http_requests: IntCounterVec,
+    /// Connection and authentication counters of the transports.
+    pub transport: TransportMetrics,
     lifecycle: LifecycleMetrics,
 }
 
@@ -229,6 +231,7 @@ impl Metrics {
                 "HTTP requests by route template, method and status.",
                 &["route", "method", "status"],
             ),
+            transport: TransportMetrics::new(&registry),
             lifecycle: LifecycleMetrics {
                 loads: counter(
                     "model_loads_total",
@@ -313,5 +316,63 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Connection and authentication metrics. Labels come from fixed sets: `transport` is
+/// `http` or `grpc`, `reason` one of [`CLOSE_REASONS`].
+#[derive(Clone)]
+pub struct TransportMetrics {
+    /// Requests refused for a missing or wrong API key.
+    pub auth_failures: IntCounterVec,
+    /// Client connections open now (all ports).
+    pub connections_open: IntGauge,
+    /// Connections the server closed or refused on its own, by reason.
+    pub connections_closed: IntCounterVec,
+}
+
+/// Why the server closed a connection: `idle` (idle timeout), `shed` (closed to make room
+/// at the connection cap), `refused` (at the cap with none idle), `handshake` (TLS
+/// handshake failed or timed out).
+pub const CLOSE_REASONS: &[&str] = &["idle", "shed", "refused", "handshake"];
+
+impl TransportMetrics {
+    fn new(registry: &Registry) -> TransportMetrics {
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("mlpserve");
+        TransportMetrics {
+            auth_failures: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "auth_failures_total",
+                        "Requests refused for a missing or wrong API key, by transport.",
+                    ),
+                    &["transport"],
+                )
+                .expect("valid counter"),
+            ),
+            connections_open: register(
+                registry,
+                IntGauge::with_opts(opts("connections_open", "Client connections open now."))
+                    .expect("valid gauge"),
+            ),
+            connections_closed: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "connections_closed_total",
+                        "Connections closed or refused by the server, by reason (idle, shed, refused, handshake).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid counter"),
+            ),
+        }
+    }
+
+    /// Counts one connection closed by the server; `reason` is one of [`CLOSE_REASONS`].
+    pub fn closed(&self, reason: &'static str) {
+        debug_assert!(CLOSE_REASONS.contains(&reason));
+        self.connections_closed.with_label_values(&[reason]).inc();
     }
 }

@@ -4,7 +4,11 @@
 mod model;
 mod provider;
 mod server;
+mod transport;
 
 pub use model::{InputConfig, ModelConfig, VersionPolicy};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};
+pub use transport::{
+    fd_limit, max_connections_ceiling, raise_fd_limit, ApiKeys, TlsFiles, TransportConfig,
+};

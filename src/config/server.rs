@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use super::transport::{TransportArgs, TransportConfig};
 use super::{ExecutionProvider, ProviderFallback};
 
 /// Log output format.
@@ -89,6 +90,40 @@ server_layer! {
     strict_readiness: bool, "MLPSERVE_STRICT_READINESS";
     /// Bearer token the repository endpoints require (index, load, unload) [default: none]
     admin_token: String, "MLPSERVE_ADMIN_TOKEN";
+    // --- connections, TLS, API keys (see config/transport.rs) ---
+    /// Seconds a client has to send a request's headers; also bounds the TLS handshake and the first request on a new connection, and (HTTP/1.1) the wait for the next request [default: 10]
+    header_read_timeout_secs: u64, "MLPSERVE_HEADER_READ_TIMEOUT_SECS";
+    /// Longest silence in seconds while a request body is read (HTTP port); then 408 and close [default: 30]
+    body_read_timeout_secs: u64, "MLPSERVE_BODY_READ_TIMEOUT_SECS";
+    /// Seconds a connection may stay open with no request in flight [default: 60]
+    idle_timeout_secs: u64, "MLPSERVE_IDLE_TIMEOUT_SECS";
+    /// Most open client connections (all ports); at the cap the longest-idle one is closed for a newcomer, with none idle newcomers are refused [default: open-file limit minus 1/8]
+    max_connections: usize, "MLPSERVE_MAX_CONNECTIONS";
+    /// Seconds between HTTP/2 keep-alive PINGs (gRPC, HTTP/2); 0 = none [default: 30]
+    http2_keepalive_interval_secs: u64, "MLPSERVE_HTTP2_KEEPALIVE_INTERVAL_SECS";
+    /// Seconds to wait for a PING acknowledgement before closing [default: 20]
+    http2_keepalive_timeout_secs: u64, "MLPSERVE_HTTP2_KEEPALIVE_TIMEOUT_SECS";
+    /// TCP keep-alive idle seconds on accepted sockets; 0 = off [default: 60]
+    tcp_keepalive_secs: u64, "MLPSERVE_TCP_KEEPALIVE_SECS";
+    /// PEM certificate chain; with --tls-key both ports serve TLS only [default: none]
+    tls_cert: PathBuf, "MLPSERVE_TLS_CERT";
+    /// PEM private key of --tls-cert [default: none]
+    tls_key: PathBuf, "MLPSERVE_TLS_KEY";
+    /// PEM CA certificates; clients must present a certificate they signed (mTLS) [default: none]
+    tls_client_ca: PathBuf, "MLPSERVE_TLS_CLIENT_CA";
+    /// Seconds between checks of the certificate files for changes; SIGHUP reloads at once [default: 5]
+    tls_reload_interval_secs: u64, "MLPSERVE_TLS_RELOAD_INTERVAL_SECS";
+    /// API key required as `Authorization: Bearer <key>` (repeatable; the env variable takes a comma-separated list) [default: none, no authentication]
+    #[arg(value_delimiter = ',')]
+    api_key: Vec<String>, "MLPSERVE_API_KEYS";
+    /// File with API keys, one per line (# comments) [default: none]
+    api_key_file: PathBuf, "MLPSERVE_API_KEY_FILE";
+    /// Health probes need an API key too [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    auth_health: bool, "MLPSERVE_AUTH_HEALTH";
+    /// /metrics needs an API key too [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    auth_metrics: bool, "MLPSERVE_AUTH_METRICS";
 }
 
 /// How the set of served models changes after start-up (Triton's names).
@@ -132,6 +167,8 @@ pub struct ServerConfig {
     pub strict_readiness: bool,
     #[serde(serialize_with = "redact")]
     pub admin_token: Option<String>,
+    /// Connection bounds, TLS, API keys.
+    pub transport: TransportConfig,
 }
 
 impl ServerConfig {
@@ -142,6 +179,23 @@ impl ServerConfig {
             None => ServerArgs::default(),
         };
         let a = cli.over(file);
+        let transport = TransportConfig::resolve(TransportArgs {
+            header_read_timeout_secs: a.header_read_timeout_secs,
+            body_read_timeout_secs: a.body_read_timeout_secs,
+            idle_timeout_secs: a.idle_timeout_secs,
+            max_connections: a.max_connections,
+            http2_keepalive_interval_secs: a.http2_keepalive_interval_secs,
+            http2_keepalive_timeout_secs: a.http2_keepalive_timeout_secs,
+            tcp_keepalive_secs: a.tcp_keepalive_secs,
+            tls_cert: a.tls_cert.clone(),
+            tls_key: a.tls_key.clone(),
+            tls_client_ca: a.tls_client_ca.clone(),
+            tls_reload_interval_secs: a.tls_reload_interval_secs,
+            api_key: a.api_key.clone(),
+            api_key_file: a.api_key_file.clone(),
+            auth_health: a.auth_health,
+            auth_metrics: a.auth_metrics,
+        })?;
         let config = ServerConfig {
             model_repository: a
                 .model_repository
@@ -164,6 +218,7 @@ impl ServerConfig {
             exit_on_error: a.exit_on_error.unwrap_or(false),
             strict_readiness: a.strict_readiness.unwrap_or(true),
             admin_token: a.admin_token.filter(|t| !t.is_empty()),
+            transport,
         };
         if config.repository_poll.is_zero() {
             return Err("repository_poll_secs must be at least 1".to_string());

@@ -42,6 +42,13 @@ impl TestServer {
     fn spawn(mut config: ServerConfig, wait_for: &str) -> TestServer {
         config.http_port = 0;
         config.grpc_port = 0;
+        // TLS servers are probed by the test's own TLS client; a guarded health probe
+        // needs a key.
+        let probe = match (&config.transport.tls, config.transport.auth_health) {
+            (Some(_), _) => Probe::None,
+            (None, true) => Probe::Key(config.transport.api_keys.expose()[0].clone()),
+            (None, false) => Probe::Plain,
+        };
         let (addr_tx, addr_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -74,7 +81,11 @@ impl TestServer {
             stop: Some(stop),
             thread: Some(thread),
         };
-        server.wait_for(wait_for);
+        match probe {
+            Probe::None => {}
+            Probe::Plain => server.wait_for(wait_for, None),
+            Probe::Key(key) => server.wait_for(wait_for, Some(key)),
+        }
         server
     }
 
@@ -105,17 +116,17 @@ impl TestServer {
 
     /// Polls `path` (readiness or liveness) in 10 ms steps until it answers 200, for at
     /// most 60 s. Runs on its own thread so it also works inside an async test.
-    fn wait_for(&mut self, path: &str) {
+    fn wait_for(&mut self, path: &str, key: Option<String>) {
         let url = self.url(path);
         let ready = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::new();
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
-                if client
-                    .get(&url)
-                    .send()
-                    .is_ok_and(|r| r.status().is_success())
-                {
+                let mut request = client.get(&url);
+                if let Some(key) = &key {
+                    request = request.bearer_auth(key);
+                }
+                if request.send().is_ok_and(|r| r.status().is_success()) {
                     return true;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -150,6 +161,13 @@ impl TestServer {
             None => Ok(()),
         }
     }
+}
+
+/// How `start_with` waits for readiness.
+enum Probe {
+    None,
+    Plain,
+    Key(String),
 }
 
 impl Drop for TestServer {

@@ -29,7 +29,10 @@ def free_port() -> int:
 class Server:
     """A running mlpserve process."""
 
-    def __init__(self, binary: Path, repository: Path = REPO / "models", extra: list = ()):
+    def __init__(self, binary: Path, repository: Path = REPO / "models", extra: list = (),
+                 env=None, ssl_context=None):
+        """`extra` and `env` go to the server; with `ssl_context` readiness is probed over
+        HTTPS with it."""
         self.repository = repository
         self.http_port = free_port()
         self.grpc_port = free_port()
@@ -47,9 +50,11 @@ class Server:
                 *extra,
             ],
             cwd=REPO,
+            env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        self._ssl_context = ssl_context
         self._wait_ready()
 
     def logs(self) -> str:
@@ -61,7 +66,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mlpserve exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(f"http://{self.http}/v2/health/ready", timeout=1) as r:
+                scheme = "https" if self._ssl_context else "http"
+                url = f"{scheme}://{self.http}/v2/health/ready"
+                with urllib.request.urlopen(url, timeout=1, context=self._ssl_context) as r:
                     if r.status == 200:
                         return
             except OSError:

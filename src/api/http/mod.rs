@@ -2,6 +2,7 @@
 //! application-friendly `/predict`, health probes and `/metrics`. Layers add request ids,
 //! a body limit, tracing spans and per-route metrics.
 
+mod auth;
 mod error;
 mod health;
 mod model_ref;
@@ -29,8 +30,11 @@ use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeout;
 use tower_http::trace::TraceLayer;
 
+use crate::api::conn::{self, Port};
+use crate::api::Transport;
 use crate::error::Error;
 use crate::service::Service;
 
@@ -83,6 +87,10 @@ pub fn router(state: Arc<Service>) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
+            auth::Gate::new(&state),
+            auth::require_key,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
@@ -106,31 +114,46 @@ pub fn router(state: Arc<Service>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Serves the API on `listener` through the connection layer (timeouts, connection cap,
+/// TLS) until `shutdown` completes, then lets in-flight requests finish. A request body
+/// that stalls longer than `--body-read-timeout-secs` fails the request (400) and the
+/// connection.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<Service>,
+    transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))
+    let body_timeout = state.config.transport.body_read_timeout;
+    let app = RequestBodyTimeout::new(router(state), body_timeout);
+    let port = Port {
+        name: "http",
+        http2_only: false,
+        tls: transport.tls.as_ref().map(|t| t.http.clone()),
+    };
+    conn::serve(listener, port, transport.conns, app, shutdown).await
 }
 
-/// Serves only `/metrics` (for `--metrics-port`).
+/// Serves only `/metrics` (for `--metrics-port`), with the same connection layer and TLS.
 pub async fn serve_metrics(
     listener: TcpListener,
     state: Arc<Service>,
+    transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let app = Router::new()
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Gate::new(&state),
+            auth::require_key,
+        ))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("metrics server failed: {e}"))
+    let port = Port {
+        name: "metrics",
+        http2_only: false,
+        tls: transport.tls.as_ref().map(|t| t.http.clone()),
+    };
+    conn::serve(listener, port, transport.conns, app, shutdown).await
 }
 
 async fn metrics(State(state): State<Arc<Service>>) -> impl IntoResponse {
