@@ -2,10 +2,17 @@
 //! bounded before it is paid, and contract holes answer one documented way on both transports.
 
 mod common;
+#[path = "grpc/support.rs"]
+#[allow(dead_code)]
+mod support;
 
-use common::{zoo, TestServer};
+use common::{zoo, ScratchRepo, TestServer};
+use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
+use mlpserve::api::grpc::proto::{InferTensorContents, ModelInferRequest};
 use reqwest::blocking::Client;
 use reqwest::Method;
+use serde_json::{json, Value};
+use tonic::Code;
 
 /// Series of `mlpserve_http_requests_total` in the exposition.
 fn http_series(server: &TestServer) -> Vec<String> {
@@ -55,4 +62,125 @@ fn random_methods_and_paths_do_not_grow_the_metric_series() {
         series.iter().all(|s| !s.contains("/no/such/path")),
         "raw paths must never become labels: {series:#?}"
     );
+}
+
+/// A DIN request (V2 JSON) with a history of `len` items.
+fn din_body(len: usize) -> Value {
+    json!({"inputs": [
+        {"name": "target_item", "datatype": "INT64", "shape": [1], "data": [151]},
+        {"name": "hist_items", "datatype": "INT64", "shape": [1, len], "data": vec![265; len]},
+        {"name": "hist_mask", "datatype": "FP32", "shape": [1, len], "data": vec![1.0; len]},
+    ]})
+}
+
+fn din_repo(tag: &str, extra: &str) -> ScratchRepo {
+    let repo = ScratchRepo::new(tag);
+    let padding =
+        std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
+    repo.add("din_ctr", "din", 1, &format!("{extra}\n{padding}"));
+    repo
+}
+
+fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One 100,000-long history queued with 30 short ones: the long one runs alone, the short
+/// ones batch together and are never padded to 100,000 (rows per batch show it; no timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_is_never_batched_with_short_ones() {
+    // A 1 s delay and room for all 31 rows: the old queue put them in one 31 x 100,000 batch.
+    let repo = din_repo(
+        "padlong",
+        "max_batch_size = 31\nmax_queue_delay_us = 1000000\ninstances = 2",
+    );
+    let server = TestServer::start(&repo.path);
+    let client = reqwest::Client::new();
+    let url = server.url("/v2/models/din/infer");
+    let send = |body: Value| {
+        let (c, url) = (client.clone(), url.clone());
+        async move {
+            let r = c.post(url).json(&body).send().await.expect("request");
+            let rows = header_usize(r.headers(), "x-batch-rows");
+            (r.status().as_u16(), rows, r.text().await.expect("body"))
+        }
+    };
+    let long = tokio::spawn(send(din_body(100_000)));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let short = futures::future::join_all((0..30).map(|_| send(din_body(5)))).await;
+    let (status, rows, body) = long.await.expect("long request");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rows, 1,
+        "the 100,000-long history ran in a batch of {rows} rows"
+    );
+    for (status, rows, body) in short {
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            rows <= 30,
+            "a short request shared a batch of {rows} rows with the long one"
+        );
+    }
+}
+
+#[test]
+fn a_history_over_max_pad_length_is_refused_over_http_and_grpc() {
+    let repo = din_repo("padcap", "");
+    let server = TestServer::start(&repo.path);
+    let (status, body) = server.post_json("/v2/models/din/infer", &din_body(200_000));
+    assert_eq!(status, 413, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    for needle in ["hist_items", "axis 1", "200000", "max_pad_length", "131072"] {
+        assert!(
+            message.contains(needle),
+            "{message:?} should name {needle:?}"
+        );
+    }
+    let len = 200_000usize;
+    let request = ModelInferRequest {
+        model_name: "din".into(),
+        inputs: vec![
+            InferInputTensor {
+                name: "target_item".into(),
+                datatype: "INT64".into(),
+                shape: vec![1],
+                contents: Some(InferTensorContents {
+                    int64_contents: vec![151],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            InferInputTensor {
+                name: "hist_items".into(),
+                datatype: "INT64".into(),
+                shape: vec![1, len as i64],
+                contents: Some(InferTensorContents {
+                    int64_contents: vec![265; len],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            InferInputTensor {
+                name: "hist_mask".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, len as i64],
+                contents: Some(InferTensorContents {
+                    fp32_contents: vec![1.0; len],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    support::with_client(&server, |mut client| async move {
+        support::expect_status(
+            client.model_infer(request).await,
+            Code::InvalidArgument,
+            &["hist_items", "axis 1", "200000", "max_pad_length"],
+        );
+    });
 }

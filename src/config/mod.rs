@@ -5,6 +5,6 @@ mod model;
 mod provider;
 mod server;
 
-pub use model::{InputConfig, ModelConfig};
+pub use model::{InputConfig, ModelConfig, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::ExecutionProvider;
 pub use server::{LogFormat, ServerArgs, ServerConfig};

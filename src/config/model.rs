@@ -27,6 +27,9 @@ pub struct ModelConfig {
     pub default_timeout_ms: u64,
     /// Largest request accepted, in rows; above it the request is refused with 413.
     pub max_request_rows: usize,
+    /// Most tensor elements one batch may hold after padding (all inputs, every row at its
+    /// padding bucket's length); requests are chunked and batches cut to stay under it.
+    pub max_batch_elements: usize,
     /// Per-input settings, keyed by input name.
     pub inputs: BTreeMap<String, InputConfig>,
 }
@@ -41,6 +44,17 @@ pub struct InputConfig {
     /// Value written into padding (cast to the input's datatype).
     #[serde(default)]
     pub pad_value: f64,
+    /// Longest accepted length of a padded axis; longer requests are refused with 413.
+    #[serde(default = "default_max_pad_length")]
+    pub max_pad_length: usize,
+}
+
+/// Default cap on a padded axis: 2^17, well above real histories, far below what would
+/// let one request dominate memory.
+pub const DEFAULT_MAX_PAD_LENGTH: usize = 1 << 17;
+
+fn default_max_pad_length() -> usize {
+    DEFAULT_MAX_PAD_LENGTH
 }
 
 impl Default for ModelConfig {
@@ -54,6 +68,7 @@ impl Default for ModelConfig {
             max_queue_size: 1024,
             default_timeout_ms: 0,
             max_request_rows: 1 << 20,
+            max_batch_elements: 1 << 24,
             inputs: BTreeMap::new(),
         }
     }
