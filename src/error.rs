@@ -18,6 +18,9 @@ pub enum Error {
     /// Request body or row count over the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A request body in an encoding the server does not inflate (`Content-Encoding`).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     /// The model's queue is full; the client should back off and retry.
     #[error("model '{model}' version {version} is overloaded: queue full ({max_queue_size} requests waiting), retry later")]
     Overloaded {
@@ -47,7 +50,9 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => "not_found",
-            Error::InvalidInput(_) | Error::TooLarge(_) => "invalid",
+            Error::InvalidInput(_) | Error::TooLarge(_) | Error::UnsupportedEncoding(_) => {
+                "invalid"
+            }
             Error::Overloaded { .. } => "overloaded",
             Error::Timeout { .. } => "timeout",
             Error::Unavailable(_) => "unavailable",

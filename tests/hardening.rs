@@ -6,9 +6,14 @@ mod common;
 #[allow(dead_code)]
 mod support;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
 use common::{zoo, ScratchRepo, TestServer};
 use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
 use mlpserve::api::grpc::proto::{InferTensorContents, ModelInferRequest};
+use mlpserve::ServerConfig;
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -183,4 +188,178 @@ fn a_history_over_max_pad_length_is_refused_over_http_and_grpc() {
             &["hist_items", "axis 1", "200000", "max_pad_length"],
         );
     });
+}
+
+/// Sends raw HTTP/1.1 `head` + `body` on a new connection and leaves it open.
+fn raw_request(server: &TestServer, head: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(server.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(body).expect("body");
+    s
+}
+
+/// Reads one response (status line, headers, body) from a connection the server closes
+/// or that carries `Content-Length`.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn budget_server(inflight: usize) -> TestServer {
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.max_inflight_bytes = inflight;
+    config.max_body_bytes = inflight;
+    TestServer::start_with(config)
+}
+
+#[test]
+fn bodies_over_the_in_flight_budget_get_503_before_they_are_read() {
+    let server = budget_server(1 << 20);
+    // Holds 800 KB of the 1 MiB budget: declared, only partly sent.
+    let head = |len: usize| {
+        format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    let mut holder = raw_request(&server, &head(800_000), b"{");
+    // The server takes the holder's bytes when it has read its head; until then a probe
+    // is admitted (and waits for its body), so probes give up after a short read timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = raw_request(&server, &head(300_000), b"");
+        probe
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let (status, text) = read_response(&mut probe);
+        if status == 503 {
+            let lower = text.to_ascii_lowercase();
+            assert!(lower.contains("retry-after: 1"), "{text}");
+            assert!(text.contains("--max-inflight-bytes"), "{text}");
+            assert!(lower.contains("application/json"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A chunked body is charged as it streams in.
+    let mut chunked = raw_request(
+        &server,
+        "POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"",
+    );
+    let piece = vec![b' '; 100_000];
+    for _ in 0..3 {
+        let _ = chunked.write_all(format!("{:x}\r\n", piece.len()).as_bytes());
+        let _ = chunked.write_all(&piece);
+        let _ = chunked.write_all(b"\r\n");
+    }
+    let _ = chunked.write_all(b"0\r\n\r\n");
+    let (status, text) = read_response(&mut chunked);
+    assert_eq!(status, 503, "{text}");
+    // Once the holder is gone its bytes are given back.
+    holder.shutdown(std::net::Shutdown::Both).ok();
+    drop(holder.write_all(b""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]});
+    loop {
+        let (status, answer) = server.post_json("/v2/models/mlp_digits/infer", &body);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budget never given back: {status} {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_by_its_inflated_size() {
+    let server = TestServer::start(&zoo());
+    // 67 MiB of spaces gzip to about 65 KB; the limit is 64 MiB after inflation.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![b' '; 1 << 20];
+    for _ in 0..67 {
+        gz.write_all(&block).expect("gzip");
+    }
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    let r = Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().expect("JSON error");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max-body-bytes"),
+        "{body}"
+    );
+}
+
+#[test]
+fn unsupported_content_encodings_get_a_counted_415_with_a_json_error() {
+    let server = TestServer::start(&zoo());
+    for encoding in ["br", "zstd", "x-made-up"] {
+        let r = Client::new()
+            .post(server.url("/v2/models/mlp_digits/infer"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body("{}")
+            .send()
+            .expect("answered");
+        assert_eq!(r.status().as_u16(), 415, "{encoding}");
+        let body: Value = r.json().expect("JSON error");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(encoding),
+            "{body}"
+        );
+    }
+    let series = http_series(&server);
+    assert!(
+        series
+            .iter()
+            .any(|s| s.contains(r#"status="415""#) && s.ends_with(" 3")),
+        "{series:#?}"
+    );
 }

@@ -145,7 +145,15 @@ impl Batcher {
             .max(1);
         let chunks = if rows > max && spec.batched {
             let sizes: Vec<usize> = (0..rows).step_by(max).map(|s| max.min(rows - s)).collect();
-            let parts = assemble::split(inputs, &sizes).map_err(Error::Internal)?;
+            // Copying up to max_request_rows rows runs on the blocking pool, not the async
+            // threads that drive every model's batches.
+            let (sizes, parts) = tokio::task::spawn_blocking(move || {
+                let parts = assemble::split(inputs, &sizes);
+                (sizes, parts)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("splitting a large request failed: {e}")))?;
+            let parts = parts.map_err(Error::Internal)?;
             sizes.into_iter().zip(parts).collect()
         } else {
             vec![(rows, inputs)]
@@ -182,7 +190,10 @@ impl Batcher {
         for rx in replies {
             parts.push(rx.await.map_err(|_| lost())??);
         }
-        merge_chunks(spec, parts)
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || merge_chunks(&spec, parts))
+            .await
+            .map_err(|e| Error::Internal(format!("merging a large request failed: {e}")))?
     }
 }
 

@@ -69,6 +69,12 @@ server_layer! {
     log_level: String, "MLPSERVE_LOG_LEVEL";
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C [default: 30]
     shutdown_timeout: u64, "MLPSERVE_SHUTDOWN_TIMEOUT";
+    // --- hardening (issue 10): admission and shutdown ---
+    /// Request body bytes all HTTP requests together may hold while being read and served;
+    /// over it new requests get 503 + Retry-After [default: a quarter of RAM, at most 16 GiB, at least --max-body-bytes]
+    max_inflight_bytes: usize, "MLPSERVE_MAX_INFLIGHT_BYTES";
+    /// Seconds to keep serving with readiness 503 after SIGTERM before closing listeners, so load balancers stop routing here first [default: 0]
+    shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
 }
 
 /// The resolved configuration the server runs with.
@@ -86,6 +92,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_timeout: Duration,
+    // --- hardening (issue 10): admission and shutdown ---
+    pub max_inflight_bytes: usize,
+    pub shutdown_delay: Duration,
 }
 
 impl ServerConfig {
@@ -111,6 +120,11 @@ impl ServerConfig {
             log_format: a.log_format.unwrap_or(LogFormat::Text),
             log_level: a.log_level.unwrap_or_else(|| "info".to_string()),
             shutdown_timeout: Duration::from_secs(a.shutdown_timeout.unwrap_or(30)),
+            // --- hardening (issue 10): admission and shutdown ---
+            max_inflight_bytes: a
+                .max_inflight_bytes
+                .unwrap_or_else(|| default_inflight_bytes(a.max_body_bytes.unwrap_or(64 << 20))),
+            shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
         };
         if config.intra_op_threads == 0 {
             return Err("intra_op_threads must be at least 1".to_string());
@@ -127,6 +141,19 @@ impl ServerConfig {
         c.grpc_port = 0;
         c
     }
+}
+
+/// A quarter of the machine's memory, at most 16 GiB, and never below one maximal body.
+fn default_inflight_bytes(max_body_bytes: usize) -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+        .unwrap_or(4 << 30);
+    (total / 4).min(16 << 30).max(max_body_bytes)
 }
 
 fn read_file(path: &Path) -> Result<ServerArgs, String> {

@@ -2,6 +2,7 @@
 //! application-friendly `/predict`, health probes and `/metrics`. Layers add request ids,
 //! a body limit, tracing spans and per-route metrics.
 
+mod admission;
 mod error;
 mod health;
 mod model_ref;
@@ -39,6 +40,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The full HTTP API.
 pub fn router(state: Arc<Service>) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let budget = admission::ByteBudget::new(state.config.max_inflight_bytes);
     Router::new()
         .route("/v2", get(health::server_metadata))
         .route("/v2/health/live", get(health::live))
@@ -74,14 +76,21 @@ pub fn router(state: Arc<Service>) -> Router {
         )
         .route("/predict", post(predict::predict))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Inside decompression: inflated bytes are what the in-flight budget is charged.
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            admission::admit,
+        ))
+        // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
+        .layer(RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(admission::check_encoding))
+        .layer(CompressionLayer::new())
+        // Outermost of the route layers, so refusals by the layers above are counted too.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
-        .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req
@@ -157,6 +166,23 @@ async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: N
         .metrics
         .http_request(&route, method.as_str(), response.status().as_u16());
     response
+}
+
+/// Bodies (and answers) above this many bytes are decoded (encoded) on the blocking pool,
+/// so a large JSON body never stalls the async threads that serve every other model.
+pub(crate) const OFF_RUNTIME_BYTES: usize = 64 << 10;
+
+/// Runs `work` on the blocking pool when `large`, inline otherwise.
+pub(crate) async fn off_runtime_if<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    if !large {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("a decode/encode task failed: {e}")))
 }
 
 /// The body, or the error that explains why it could not be read (413 over the limit).
