@@ -42,14 +42,25 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds the ports the config names (0 = ephemeral).
+    /// Binds the ports the config names (0 = ephemeral). An error names the address and
+    /// which port it was for (e.g. "Address already in use").
     pub async fn bind(config: &ServerConfig) -> std::io::Result<Listeners> {
-        let addr = |port: u16| format!("{}:{port}", config.host);
+        let bind = |what: &'static str, flag: &'static str, port: u16| {
+            let addr = format!("{}:{port}", config.host);
+            async move {
+                TcpListener::bind(&addr).await.map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot bind the {what} port ({flag}) to {addr}: {e}"),
+                    )
+                })
+            }
+        };
         Ok(Listeners {
-            http: TcpListener::bind(addr(config.http_port)).await?,
-            grpc: Some(TcpListener::bind(addr(config.grpc_port)).await?),
+            http: bind("HTTP", "--http-port", config.http_port).await?,
+            grpc: Some(bind("gRPC", "--grpc-port", config.grpc_port).await?),
             metrics: match config.metrics_port {
-                Some(p) => Some(TcpListener::bind(addr(p)).await?),
+                Some(p) => Some(bind("metrics", "--metrics-port", p).await?),
                 None => None,
             },
         })

@@ -363,3 +363,29 @@ fn unsupported_content_encodings_get_a_counted_415_with_a_json_error() {
         "{series:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_its_address_and_role() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.http_port = port;
+    let err = mlpserve::Listeners::bind(&config)
+        .await
+        .err()
+        .expect("the port is taken")
+        .to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("HTTP port (--http-port)"), "{err}");
+    config.http_port = 0;
+    config.grpc_port = port;
+    let err = mlpserve::Listeners::bind(&config)
+        .await
+        .err()
+        .expect("the port is taken")
+        .to_string();
+    assert!(
+        err.contains("gRPC port (--grpc-port)") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}

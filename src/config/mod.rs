@@ -8,3 +8,8 @@ mod server;
 pub use model::{InputConfig, ModelConfig, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::ExecutionProvider;
 pub use server::{LogFormat, ServerArgs, ServerConfig};
+
+/// Most threads (worker instances or ORT threads) a setting may ask for: four per core.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 4
+}

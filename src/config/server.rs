@@ -129,7 +129,52 @@ impl ServerConfig {
         if config.intra_op_threads == 0 {
             return Err("intra_op_threads must be at least 1".to_string());
         }
+        config.check_ranges()?;
         Ok(config)
+    }
+
+    /// Range checks at start (issue 10): errors name the key, its value and the range.
+    fn check_ranges(&self) -> Result<(), String> {
+        let threads = super::max_threads() as u64;
+        let checks = [
+            (
+                "intra_op_threads",
+                self.intra_op_threads as u64,
+                1,
+                threads,
+                " (4 per core)",
+            ),
+            ("max_body_bytes", self.max_body_bytes as u64, 1, 1 << 32, ""),
+            (
+                "max_inflight_bytes",
+                self.max_inflight_bytes as u64,
+                self.max_body_bytes as u64,
+                u64::MAX,
+                " (at least max_body_bytes, so one maximal body fits)",
+            ),
+            (
+                "shutdown_timeout",
+                self.shutdown_timeout.as_secs(),
+                0,
+                3600,
+                " seconds",
+            ),
+            (
+                "shutdown_delay",
+                self.shutdown_delay.as_secs(),
+                0,
+                3600,
+                " seconds",
+            ),
+        ];
+        for (key, value, min, max, note) in checks {
+            if value < min || value > max {
+                return Err(format!(
+                    "{key} = {value} is out of range: allowed {min}..={max}{note}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Defaults for a server on loopback with ephemeral ports, used by tests and benches.
@@ -181,6 +226,35 @@ mod tests {
         assert_eq!(c.http_port, 7000);
         assert_eq!(c.grpc_port, 9001);
         assert_eq!(c.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_the_value_and_the_range() {
+        let err = ServerConfig::resolve(ServerArgs {
+            intra_op_threads: Some(1_000_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("intra_op_threads = 1000000 is out of range: allowed 1..="),
+            "{err}"
+        );
+        let err = ServerConfig::resolve(ServerArgs {
+            max_body_bytes: Some(1000),
+            max_inflight_bytes: Some(999),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("max_inflight_bytes = 999") && err.contains("1000..="),
+            "{err}"
+        );
+        let err = ServerConfig::resolve(ServerArgs {
+            shutdown_delay: Some(100_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("shutdown_delay = 100000"), "{err}");
     }
 
     #[test]
