@@ -38,6 +38,9 @@ pub enum Error {
     /// Shutting down, or the model is not ready.
     #[error("{0}")]
     Unavailable(String),
+    /// A model output holds NaN or infinity and the client asked for it as JSON.
+    #[error("{0}")]
+    NonFiniteOutput(String),
     /// A failure on our side (ONNX Runtime error, worker gone). Details are logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,7 +59,7 @@ impl Error {
             Error::Overloaded { .. } => "overloaded",
             Error::Timeout { .. } => "timeout",
             Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            Error::Internal(_) | Error::NonFiniteOutput(_) => "internal",
         }
     }
 }

@@ -67,8 +67,9 @@ impl Listeners {
     }
 }
 
-/// Loads the models and serves until `shutdown` completes, then drains: readiness turns
-/// false and new requests get 503 at once, in-flight requests finish (bounded by
+/// Loads the models and serves until `shutdown` completes; with a `shutdown_delay`, readiness
+/// then answers 503 while requests are still served for that long. Then it drains: new
+/// requests get 503 at once, in-flight requests finish (bounded by
 /// `shutdown_timeout`), queued batches run, and the function returns.
 pub async fn run(
     config: ServerConfig,
@@ -90,6 +91,7 @@ pub async fn run(
         repository: repo,
         metrics,
         config,
+        unready: std::sync::atomic::AtomicBool::new(false),
     });
 
     // One shutdown signal fans out to every listener.
@@ -97,6 +99,19 @@ pub async fn run(
     let signal_state = state.clone();
     tokio::spawn(async move {
         shutdown.await;
+        let delay = signal_state.config.shutdown_delay;
+        if !delay.is_zero() {
+            // Readiness first, listeners later: load balancers see 503 and stop routing
+            // here while requests that still arrive are served.
+            tracing::info!(
+                ?delay,
+                "shutdown requested: readiness is 503, still serving for the shutdown delay"
+            );
+            signal_state
+                .unready
+                .store(true, std::sync::atomic::Ordering::Release);
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutdown requested: refusing new requests, draining in-flight ones");
         signal_state.repository.start_closing();
         let _ = stop_tx.send(true);

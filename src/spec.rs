@@ -207,6 +207,12 @@ impl ModelSpec {
                 spec.name, spec.shape, t.shape
             )));
         }
+        if let Some((index, value)) = t.data.first_non_finite() {
+            return Err(self.invalid(format_args!(
+                "input '{}' element {index} is {value}: {} inputs must be finite (a JSON number beyond the datatype's range, e.g. over 3.4e38 for FP32 or 65504 for FP16, overflows to infinity)",
+                spec.name, spec.dtype
+            )));
+        }
         let cap = self.max_pad_length(&spec.name);
         if let Some(&axis) = spec.pad_axes.iter().find(|&&a| t.shape[a] > cap) {
             return Err(Error::TooLarge(format!(

@@ -15,7 +15,7 @@ pub fn code(error: &Error) -> Code {
         Error::Overloaded { .. } => Code::ResourceExhausted,
         Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Unavailable(_) => Code::Unavailable,
-        Error::Internal(_) => Code::Internal,
+        Error::Internal(_) | Error::NonFiniteOutput(_) => Code::Internal,
     }
 }
 

@@ -16,7 +16,7 @@ pub fn status(error: &Error) -> StatusCode {
         Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Internal(_) | Error::NonFiniteOutput(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

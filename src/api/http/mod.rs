@@ -33,6 +33,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
 use crate::service::Service;
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -104,6 +106,7 @@ pub fn router(state: Arc<Service>) -> Router {
             REQUEST_ID,
             request_id::CounterRequestId::new(),
         ))
+        .layer(axum::middleware::from_fn(request_id::sanitize))
         .with_state(state)
 }
 
@@ -183,6 +186,19 @@ pub(crate) async fn off_runtime_if<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Internal(format!("a decode/encode task failed: {e}")))
+}
+
+/// JSON has no NaN or infinity, and serializers would write `null`: an output going out as
+/// JSON that holds one is an error naming the output (binary outputs and gRPC carry them
+/// as they are).
+pub(crate) fn check_json_output(spec: &ModelSpec, name: &str, t: &Tensor) -> Result<(), Error> {
+    match t.data.first_non_finite() {
+        None => Ok(()),
+        Some((index, value)) => Err(Error::NonFiniteOutput(format!(
+            "model '{}' version {}: output '{name}' element {index} is {value}, which JSON cannot carry; ask for it as binary data (\"binary_data\": true) or over gRPC to receive it as is",
+            spec.name, spec.version
+        ))),
+    }
 }
 
 /// The body, or the error that explains why it could not be read (413 over the limit).

@@ -15,7 +15,9 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::{body_or_error, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES};
+use super::{
+    body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
@@ -136,6 +138,9 @@ pub async fn predict(
             },
         )
         .await?;
+    for (i, t) in &answer.outputs {
+        check_json_output(spec, &spec.outputs[*i].name, t)?;
+    }
     let outputs = answer
         .outputs
         .iter()

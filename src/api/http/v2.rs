@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{body_or_error, off_runtime_if, v2_codec, OFF_RUNTIME_BYTES};
+use super::{body_or_error, check_json_output, off_runtime_if, v2_codec, OFF_RUNTIME_BYTES};
 use crate::error::{Error, Result};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 
@@ -70,6 +70,11 @@ pub async fn infer(
             },
         )
         .await?;
+    for (k, (i, t)) in answer.outputs.iter().enumerate() {
+        if !decoded.format.is_binary(k) {
+            check_json_output(&spec, &spec.outputs[*i].name, t)?;
+        }
+    }
     let large = answer
         .outputs
         .iter()
