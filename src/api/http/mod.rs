@@ -183,6 +183,16 @@ pub(crate) async fn off_runtime_if<T: Send + 'static>(
     if !large {
         return Ok(work());
     }
+    // At most one large decode per core at a time: the async threads stay free, and peak
+    // memory stays what the cores can work on, not what every waiting body could take.
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("decode slots closed: {e}")))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Internal(format!("a decode/encode task failed: {e}")))
