@@ -18,6 +18,9 @@ pub enum Error {
     /// Request body or row count over the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A request body in an encoding the server does not inflate (`Content-Encoding`).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     /// The model's queue is full; the client should back off and retry.
     #[error("model '{model}' version {version} is overloaded: queue full ({max_queue_size} requests waiting), retry later")]
     Overloaded {
@@ -41,6 +44,9 @@ pub enum Error {
     /// A control operation the server's configuration does not allow (e.g. load in mode none).
     #[error("{0}")]
     NotAllowed(String),
+    /// A model output holds NaN or infinity and the client asked for it as JSON.
+    #[error("{0}")]
+    NonFiniteOutput(String),
     /// A failure on our side (ONNX Runtime error, worker gone). Details are logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,12 +61,13 @@ impl Error {
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => "not_found",
             Error::InvalidInput(_)
             | Error::TooLarge(_)
+            | Error::UnsupportedEncoding(_)
             | Error::Unauthorized(_)
             | Error::NotAllowed(_) => "invalid",
             Error::Overloaded { .. } => "overloaded",
             Error::Timeout { .. } => "timeout",
             Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            Error::Internal(_) | Error::NonFiniteOutput(_) => "internal",
         }
     }
 }

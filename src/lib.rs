@@ -42,22 +42,34 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds the ports the config names (0 = ephemeral).
+    /// Binds the ports the config names (0 = ephemeral). An error names the address and
+    /// which port it was for (e.g. "Address already in use").
     pub async fn bind(config: &ServerConfig) -> std::io::Result<Listeners> {
-        let addr = |port: u16| format!("{}:{port}", config.host);
+        let bind = |what: &'static str, flag: &'static str, port: u16| {
+            let addr = format!("{}:{port}", config.host);
+            async move {
+                TcpListener::bind(&addr).await.map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot bind the {what} port ({flag}) to {addr}: {e}"),
+                    )
+                })
+            }
+        };
         Ok(Listeners {
-            http: TcpListener::bind(addr(config.http_port)).await?,
-            grpc: Some(TcpListener::bind(addr(config.grpc_port)).await?),
+            http: bind("HTTP", "--http-port", config.http_port).await?,
+            grpc: Some(bind("gRPC", "--grpc-port", config.grpc_port).await?),
             metrics: match config.metrics_port {
-                Some(p) => Some(TcpListener::bind(addr(p)).await?),
+                Some(p) => Some(bind("metrics", "--metrics-port", p).await?),
                 None => None,
             },
         })
     }
 }
 
-/// Loads the models and serves until `shutdown` completes, then drains: readiness turns
-/// false and new requests get 503 at once, in-flight requests finish (bounded by
+/// Loads the models and serves until `shutdown` completes; with a `shutdown_delay`, readiness
+/// then answers 503 while requests are still served for that long. Then it drains: new
+/// requests get 503 at once, in-flight requests finish (bounded by
 /// `shutdown_timeout`), queued batches run, and the function returns.
 pub async fn run(
     config: ServerConfig,
@@ -74,6 +86,7 @@ pub async fn run(
         repository: repo,
         metrics,
         config,
+        unready: std::sync::atomic::AtomicBool::new(false),
     });
 
     // One shutdown signal fans out to every listener.
@@ -81,6 +94,19 @@ pub async fn run(
     let signal_state = state.clone();
     tokio::spawn(async move {
         shutdown.await;
+        let delay = signal_state.config.shutdown_delay;
+        if !delay.is_zero() {
+            // Readiness first, listeners later: load balancers see 503 and stop routing
+            // here while requests that still arrive are served.
+            tracing::info!(
+                ?delay,
+                "shutdown requested: readiness is 503, still serving for the shutdown delay"
+            );
+            signal_state
+                .unready
+                .store(true, std::sync::atomic::Ordering::Release);
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutdown requested: refusing new requests, draining in-flight ones");
         signal_state.repository.start_closing();
         let _ = stop_tx.send(true);

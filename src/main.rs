@@ -82,7 +82,7 @@ fn main() -> std::process::ExitCode {
                 let config = ServerConfig::resolve(args)?;
                 init_tracing(config.log_format, &config.log_level);
                 tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
-                let listeners = mlpserve::Listeners::bind(&config).await.map_err(|e| format!("cannot bind: {e}"))?;
+                let listeners = mlpserve::Listeners::bind(&config).await.map_err(|e| e.to_string())?;
                 mlpserve::run(config, listeners, shutdown_signal()).await
             }
             Command::Bench(args) => {

@@ -121,6 +121,16 @@ impl ModelStats {
     }
 }
 
+/// The bounded `method` label: the standard methods by name, anything else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
+    KNOWN
+        .iter()
+        .find(|&&m| m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Every failure reason label (see `Error::reason`).
 pub const FAILURE_REASONS: &[&str] = &[
     "invalid",
@@ -297,10 +307,12 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`).
+    /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`)
+    /// or `unmatched`, never a raw path. The method label comes from a fixed set (see
+    /// [`method_label`]), so a client cannot create series at will.
     pub fn http_request(&self, route: &str, method: &str, status: u16) {
         self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method_label(method), &status.to_string()])
             .inc();
     }
 

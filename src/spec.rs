@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{ModelConfig, Placement};
+use crate::config::{ModelConfig, Placement, DEFAULT_MAX_PAD_LENGTH};
 use crate::error::{Error, Result};
 use crate::tensor::{DataType, Tensor};
 
@@ -54,6 +54,19 @@ pub struct ModelSpec {
     pub config: ModelConfig,
     /// Where each instance actually runs (after any provider fallback).
     pub placements: Vec<Placement>,
+}
+
+/// Padded axes up to this length share one bucket: padding short histories to 64 costs
+/// little and lets them batch together.
+pub const PAD_BUCKET_FLOOR: usize = 64;
+
+/// The padding bucket of an axis of length `len`: lengths up to [`PAD_BUCKET_FLOOR`] share
+/// one bucket, longer ones are grouped by the next power of two, (2^(k-1), 2^k]. Requests
+/// batch only within a bucket, so padding at most doubles an axis longer than the floor.
+pub fn pad_bucket(len: usize) -> usize {
+    len.max(PAD_BUCKET_FLOOR)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
 }
 
 /// A named tensor as a transport decoded it, before validation.
@@ -196,6 +209,19 @@ impl ModelSpec {
                 spec.name, spec.shape, t.shape
             )));
         }
+        if let Some((index, value)) = t.data.first_non_finite() {
+            return Err(self.invalid(format_args!(
+                "input '{}' element {index} is {value}: {} inputs must be finite (a JSON number beyond the datatype's range, e.g. over 3.4e38 for FP32 or 65504 for FP16, overflows to infinity)",
+                spec.name, spec.dtype
+            )));
+        }
+        let cap = self.max_pad_length(&spec.name);
+        if let Some(&axis) = spec.pad_axes.iter().find(|&&a| t.shape[a] > cap) {
+            return Err(Error::TooLarge(format!(
+                "model '{}' version {}: input '{}' axis {axis} has length {}, more than its max_pad_length ({cap})",
+                self.name, self.version, spec.name, t.shape[axis]
+            )));
+        }
         if let Some(axis) = t.shape.iter().position(|&d| d == 0) {
             let what = if axis == 0 && self.batched {
                 "an empty batch (0 rows)".to_string()
@@ -248,15 +274,52 @@ impl ModelSpec {
     }
 
     /// Requests batch together only when this key is equal: the non-batch dims of every
-    /// input, with paddable axes left out.
+    /// input, with each paddable axis replaced by its length bucket ([`pad_bucket`]), so a
+    /// short request is never padded to a much longer one.
     pub fn shape_class(&self, tensors: &[Tensor]) -> Vec<usize> {
         let mut key = Vec::new();
         for (spec, t) in self.inputs.iter().zip(tensors) {
             key.push(t.shape.len());
             for (axis, &d) in t.shape.iter().enumerate().skip(1) {
-                key.push(if spec.pad_axes.contains(&axis) { 0 } else { d });
+                key.push(if spec.pad_axes.contains(&axis) {
+                    pad_bucket(d)
+                } else {
+                    d
+                });
             }
         }
         key
+    }
+
+    /// Elements one row of these inputs can take in a batch of its shape class: every
+    /// input's non-batch dims with padded axes at their bucket's upper bound. Equal for all
+    /// requests of one class, and never below what padding really allocates.
+    pub fn padded_row_elements(&self, tensors: &[Tensor]) -> usize {
+        self.inputs
+            .iter()
+            .zip(tensors)
+            .map(|(spec, t)| {
+                t.shape
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(axis, &d)| {
+                        if spec.pad_axes.contains(&axis) {
+                            pad_bucket(d)
+                        } else {
+                            d
+                        }
+                    })
+                    .fold(1usize, usize::saturating_mul)
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
+    /// The cap on padded axes of input `name` (`max_pad_length` in config.toml).
+    fn max_pad_length(&self, name: &str) -> usize {
+        self.config
+            .inputs
+            .get(name)
+            .map_or(DEFAULT_MAX_PAD_LENGTH, |c| c.max_pad_length)
     }
 }

@@ -27,6 +27,8 @@ pub struct Job {
     pub inputs: Vec<Tensor>,
     pub rows: usize,
     pub class: Vec<usize>,
+    /// Padded elements per row (see `ModelSpec::padded_row_elements`).
+    pub width: usize,
     pub enqueued: Instant,
     pub deadline: Option<Instant>,
     reply: oneshot::Sender<Result<JobOutput>>,
@@ -92,6 +94,7 @@ impl Batcher {
             max_batch_size: spec.max_batch_size(),
             preferred_batch_sizes: spec.config.preferred_batch_sizes.clone(),
             max_queue_delay: spec.config.max_queue_delay(),
+            max_batch_elements: spec.config.max_batch_elements,
         };
         tokio::spawn(task::drive(task::Driver {
             jobs: rx,
@@ -133,11 +136,24 @@ impl Batcher {
             metrics: self.metrics.clone(),
         });
         let class = spec.shape_class(&inputs);
+        let width = spec.padded_row_elements(&inputs);
         let enqueued = Instant::now();
-        let max = spec.max_batch_size();
+        // Chunks fit one batch: rows and padded elements (the queue cuts batches the same way).
+        let max = spec
+            .max_batch_size()
+            .min(spec.config.max_batch_elements / width.max(1))
+            .max(1);
         let chunks = if rows > max && spec.batched {
             let sizes: Vec<usize> = (0..rows).step_by(max).map(|s| max.min(rows - s)).collect();
-            let parts = assemble::split(inputs, &sizes).map_err(Error::Internal)?;
+            // Copying up to max_request_rows rows runs on the blocking pool, not the async
+            // threads that drive every model's batches.
+            let (sizes, parts) = tokio::task::spawn_blocking(move || {
+                let parts = assemble::split(inputs, &sizes);
+                (sizes, parts)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("splitting a large request failed: {e}")))?;
+            let parts = parts.map_err(Error::Internal)?;
             sizes.into_iter().zip(parts).collect()
         } else {
             vec![(rows, inputs)]
@@ -149,6 +165,7 @@ impl Batcher {
                 inputs,
                 rows,
                 class: class.clone(),
+                width,
                 enqueued,
                 deadline,
                 reply,
@@ -173,7 +190,10 @@ impl Batcher {
         for rx in replies {
             parts.push(rx.await.map_err(|_| lost())??);
         }
-        merge_chunks(spec, parts)
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || merge_chunks(&spec, parts))
+            .await
+            .map_err(|e| Error::Internal(format!("merging a large request failed: {e}")))?
     }
 }
 

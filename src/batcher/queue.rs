@@ -14,6 +14,9 @@ pub struct BatchPolicy {
     pub preferred_batch_sizes: Vec<usize>,
     /// How long the oldest request may wait for a preferred size; zero = never wait.
     pub max_queue_delay: Duration,
+    /// Most padded elements per batch: a class whose rows take `width` elements batches at
+    /// most `max_batch_elements / width` rows (at least one entry always goes).
+    pub max_batch_elements: usize,
 }
 
 /// One queued request (or chunk of one).
@@ -22,6 +25,8 @@ pub struct Entry<P> {
     pub rows: usize,
     /// Entries batch together only with equal classes (see `ModelSpec::shape_class`).
     pub class: Vec<usize>,
+    /// Elements per row once padded to the class's bucket; equal within a class.
+    pub width: usize,
     pub enqueued: Instant,
     pub deadline: Option<Instant>,
     pub payload: P,
@@ -45,6 +50,10 @@ pub struct BatchQueue<P> {
     /// Sorted ascending, never empty.
     preferred: Vec<usize>,
     max_queue_delay: Duration,
+    max_batch_elements: usize,
+    /// No queued deadline is earlier than this (it may be stale-early after entries leave
+    /// in batches), so `remove_expired` scans only when something may have expired.
+    earliest_deadline: Option<Instant>,
 }
 
 impl<P> BatchQueue<P> {
@@ -61,11 +70,24 @@ impl<P> BatchQueue<P> {
             max_batch_size: policy.max_batch_size.max(1),
             preferred,
             max_queue_delay: policy.max_queue_delay,
+            max_batch_elements: policy.max_batch_elements.max(1),
+            earliest_deadline: None,
         }
     }
 
     pub fn push(&mut self, entry: Entry<P>) {
+        if let Some(d) = entry.deadline {
+            self.earliest_deadline = Some(self.earliest_deadline.map_or(d, |e| e.min(d)));
+        }
         self.entries.push_back(entry);
+    }
+
+    /// Rows a batch of entries `width` elements wide may hold: the row limit, lowered by
+    /// the element budget.
+    pub fn row_limit(&self, width: usize) -> usize {
+        self.max_batch_size
+            .min(self.max_batch_elements / width.max(1))
+            .max(1)
     }
 
     pub fn len(&self) -> usize {
@@ -77,7 +99,11 @@ impl<P> BatchQueue<P> {
     }
 
     /// Removes and returns entries whose deadline is at or before `now`.
+    /// Costs a scan only when the earliest deadline has come.
     pub fn remove_expired(&mut self, now: Instant) -> Vec<P> {
+        if self.earliest_deadline.is_none_or(|d| d > now) {
+            return Vec::new();
+        }
         self.remove_where(|e| e.deadline.is_some_and(|d| d <= now))
     }
 
@@ -93,12 +119,18 @@ impl<P> BatchQueue<P> {
             }
         }
         self.entries = kept;
+        // The scan is paid anyway: make the bound exact again.
+        self.earliest_deadline = self.entries.iter().filter_map(|e| e.deadline).min();
         removed
     }
 
-    /// The earliest deadline among queued entries, so the driver can wake to expire it.
+    /// No queued deadline is earlier than this, so the driver can wake to expire it. It
+    /// may be earlier than every queued deadline (a stale bound costs one spare wake-up).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.entries.iter().filter_map(|e| e.deadline).min()
+        if self.entries.is_empty() {
+            return None;
+        }
+        self.earliest_deadline
     }
 
     /// Decides the next batch; call it when a worker is free. The head entry's class is
@@ -108,6 +140,7 @@ impl<P> BatchQueue<P> {
             return Poll::Empty;
         };
         let class = &head.class;
+        let limit = self.row_limit(head.width);
         let oldest_wait = now.saturating_duration_since(head.enqueued);
         let mut chosen = Vec::new();
         let mut pending = 0usize;
@@ -117,8 +150,13 @@ impl<P> BatchQueue<P> {
             if e.class != *class {
                 continue;
             }
-            if pending + e.rows > self.max_batch_size {
+            if pending + e.rows > limit {
                 full = true;
+                if chosen.is_empty() {
+                    // The head alone is over the limit (a budget lower than its rows): it
+                    // goes alone rather than never.
+                    chosen.push(i);
+                }
                 break;
             }
             pending += e.rows;
@@ -126,7 +164,7 @@ impl<P> BatchQueue<P> {
             if self.preferred.binary_search(&pending).is_ok() {
                 preferred_prefix = Some(chosen.len());
             }
-            if pending == self.max_batch_size {
+            if pending == limit {
                 full = true;
                 break;
             }

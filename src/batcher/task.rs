@@ -68,13 +68,15 @@ pub async fn drive(mut d: Driver) {
             }));
         }
         wake = None;
-        if !idle.is_empty() {
-            // Abandoned jobs are dropped unanswered: nobody is listening.
-            d.queue.remove_where(|e| e.payload.is_abandoned());
-        }
         while let Some(&worker) = idle.last() {
             match d.queue.poll(now) {
-                Poll::Ready(jobs) => {
+                Poll::Ready(mut jobs) => {
+                    // Abandoned jobs are dropped unanswered: nobody is listening. Checked
+                    // here, on the batch, rather than by scanning the queue on every event.
+                    jobs.retain(|job| !job.is_abandoned());
+                    if jobs.is_empty() {
+                        continue;
+                    }
                     idle.pop();
                     dispatch(&d, worker, Batch { jobs, formed: now });
                 }
@@ -96,6 +98,7 @@ fn enqueue(queue: &mut BatchQueue<Job>, job: Job) {
     queue.push(Entry {
         rows: job.rows,
         class: job.class.clone(),
+        width: job.width,
         enqueued: job.enqueued,
         deadline: job.deadline,
         payload: job,

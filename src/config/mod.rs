@@ -6,9 +6,14 @@ mod provider;
 mod server;
 mod transport;
 
-pub use model::{InputConfig, ModelConfig, VersionPolicy};
+pub use model::{InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};
 pub use transport::{
     fd_limit, max_connections_ceiling, raise_fd_limit, ApiKeys, TlsFiles, TransportConfig,
 };
+
+/// Most threads (worker instances or ORT threads) a setting may ask for: four per core.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 4
+}

@@ -27,6 +27,9 @@ pub struct ModelConfig {
     pub max_queue_size: usize,
     /// Deadline for a request that names none (0 = no deadline).
     pub default_timeout_ms: u64,
+    /// Most tensor elements one batch may hold after padding (all inputs, every row at its
+    /// padding bucket's length); requests are chunked and batches cut to stay under it.
+    pub max_batch_elements: usize,
     /// Largest request accepted, in rows; above it the request is refused with 413.
     pub max_request_rows: usize,
     /// Execution provider for this model; unset = the server-wide value.
@@ -92,6 +95,17 @@ pub struct InputConfig {
     /// Value written into padding (cast to the input's datatype).
     #[serde(default)]
     pub pad_value: f64,
+    /// Longest accepted length of a padded axis; longer requests are refused with 413.
+    #[serde(default = "default_max_pad_length")]
+    pub max_pad_length: usize,
+}
+
+/// Default cap on a padded axis: 2^17, well above real histories, far below what would
+/// let one request dominate memory.
+pub const DEFAULT_MAX_PAD_LENGTH: usize = 1 << 17;
+
+fn default_max_pad_length() -> usize {
+    DEFAULT_MAX_PAD_LENGTH
 }
 
 impl Default for ModelConfig {
@@ -105,6 +119,7 @@ impl Default for ModelConfig {
             max_queue_size: 1024,
             default_timeout_ms: 0,
             max_request_rows: 1 << 20,
+            max_batch_elements: 1 << 24,
             execution_provider: None,
             fallback: None,
             device_ids: Vec::new(),
@@ -126,12 +141,10 @@ impl ModelConfig {
         }
     }
 
-    /// Parses and checks the values that must be positive.
+    /// Parses and range-checks every value; errors name the key, its value and the range.
     pub fn parse(text: &str) -> Result<ModelConfig, String> {
         let config: ModelConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.max_batch_size == 0 || config.instances == 0 || config.max_queue_size == 0 {
-            return Err("max_batch_size, instances and max_queue_size must be at least 1".into());
-        }
+        config.check_ranges()?;
         if let Some(&p) = config
             .preferred_batch_sizes
             .iter()
@@ -202,6 +215,66 @@ impl ModelConfig {
         }
     }
 
+    /// Values that parse but could not work (a worker per core times four at most, delays
+    /// and deadlines a client could still wait for) are refused at start.
+    fn check_ranges(&self) -> Result<(), String> {
+        let threads = super::max_threads();
+        let u = |v: usize| v as u64;
+        let mut checks = vec![
+            ("max_batch_size", u(self.max_batch_size), 1, 1 << 20, ""),
+            (
+                "instances",
+                u(self.instances),
+                1,
+                u(threads),
+                " (4 per core)",
+            ),
+            (
+                "max_queue_delay_us",
+                self.max_queue_delay_us,
+                0,
+                10_000_000,
+                " (10 s)",
+            ),
+            ("max_queue_size", u(self.max_queue_size), 1, 1 << 20, ""),
+            (
+                "default_timeout_ms",
+                self.default_timeout_ms,
+                0,
+                86_400_000,
+                " (1 day; 0 = no deadline)",
+            ),
+            ("max_request_rows", u(self.max_request_rows), 1, 1 << 30, ""),
+            (
+                "max_batch_elements",
+                u(self.max_batch_elements),
+                1,
+                1 << 36,
+                "",
+            ),
+        ];
+        if let Some(t) = self.intra_op_threads {
+            checks.push(("intra_op_threads", u(t), 1, u(threads), " (4 per core)"));
+        }
+        for (key, value, min, max, note) in checks {
+            if value < min || value > max {
+                return Err(format!(
+                    "{key} = {value} is out of range: allowed {min}..={max}{note}"
+                ));
+            }
+        }
+        for (name, input) in &self.inputs {
+            if input.max_pad_length == 0 || input.max_pad_length > 1 << 24 {
+                return Err(format!(
+                    "inputs.{name}.max_pad_length = {} is out of range: allowed 1..={}",
+                    input.max_pad_length,
+                    1 << 24
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn max_queue_delay(&self) -> Duration {
         Duration::from_micros(self.max_queue_delay_us)
     }
@@ -270,5 +343,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_batch_size, 8);
         assert!(ModelConfig::parse_json(r#"{"max_batchsize": 8}"#).is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_the_value_and_the_range() {
+        for (text, needles) in [
+            ("instances = 100000", &["instances", "100000", "1..="][..]),
+            (
+                "max_queue_delay_us = 18446744073709551615",
+                &["max_queue_delay_us", "18446744073709551615", "0..=10000000"],
+            ),
+            ("max_batch_size = 0", &["max_batch_size", "= 0", "1..="]),
+            ("max_queue_size = 0", &["max_queue_size", "1..="]),
+            (
+                "default_timeout_ms = 100000000000",
+                &["default_timeout_ms", "0..="],
+            ),
+            ("intra_op_threads = 0", &["intra_op_threads", "1..="]),
+            (
+                "[inputs.h]\nmax_pad_length = 0",
+                &["inputs.h.max_pad_length", "1..="],
+            ),
+        ] {
+            let err = ModelConfig::parse(text).unwrap_err();
+            for needle in needles {
+                assert!(
+                    err.contains(needle),
+                    "{text}: {err:?} should contain {needle:?}"
+                );
+            }
+        }
+        assert!(ModelConfig::parse("instances = 2\nmax_queue_delay_us = 10000000").is_ok());
     }
 }

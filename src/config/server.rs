@@ -124,6 +124,12 @@ server_layer! {
     /// /metrics needs an API key too [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     auth_metrics: bool, "MLPSERVE_AUTH_METRICS";
+    // --- hardening (issue 10): admission and shutdown ---
+    /// Request body bytes all HTTP requests together may hold while being read and served;
+    /// over it new requests get 503 + Retry-After [default: a quarter of RAM, at most 16 GiB, at least --max-body-bytes]
+    max_inflight_bytes: usize, "MLPSERVE_MAX_INFLIGHT_BYTES";
+    /// Seconds to keep serving with readiness 503 after SIGTERM before closing listeners, so load balancers stop routing here first [default: 0]
+    shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
 }
 
 /// How the set of served models changes after start-up (Triton's names).
@@ -169,6 +175,9 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Connection bounds, TLS, API keys.
     pub transport: TransportConfig,
+    // --- hardening (issue 10): admission and shutdown ---
+    pub max_inflight_bytes: usize,
+    pub shutdown_delay: Duration,
 }
 
 impl ServerConfig {
@@ -219,6 +228,11 @@ impl ServerConfig {
             strict_readiness: a.strict_readiness.unwrap_or(true),
             admin_token: a.admin_token.filter(|t| !t.is_empty()),
             transport,
+            // --- hardening (issue 10): admission and shutdown ---
+            max_inflight_bytes: a
+                .max_inflight_bytes
+                .unwrap_or_else(|| default_inflight_bytes(a.max_body_bytes.unwrap_or(64 << 20))),
+            shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
         };
         if config.repository_poll.is_zero() {
             return Err("repository_poll_secs must be at least 1".to_string());
@@ -226,7 +240,52 @@ impl ServerConfig {
         if config.intra_op_threads == 0 {
             return Err("intra_op_threads must be at least 1".to_string());
         }
+        config.check_ranges()?;
         Ok(config)
+    }
+
+    /// Range checks at start (issue 10): errors name the key, its value and the range.
+    fn check_ranges(&self) -> Result<(), String> {
+        let threads = super::max_threads() as u64;
+        let checks = [
+            (
+                "intra_op_threads",
+                self.intra_op_threads as u64,
+                1,
+                threads,
+                " (4 per core)",
+            ),
+            ("max_body_bytes", self.max_body_bytes as u64, 1, 1 << 32, ""),
+            (
+                "max_inflight_bytes",
+                self.max_inflight_bytes as u64,
+                self.max_body_bytes as u64,
+                u64::MAX,
+                " (at least max_body_bytes, so one maximal body fits)",
+            ),
+            (
+                "shutdown_timeout",
+                self.shutdown_timeout.as_secs(),
+                0,
+                3600,
+                " seconds",
+            ),
+            (
+                "shutdown_delay",
+                self.shutdown_delay.as_secs(),
+                0,
+                3600,
+                " seconds",
+            ),
+        ];
+        for (key, value, min, max, note) in checks {
+            if value < min || value > max {
+                return Err(format!(
+                    "{key} = {value} is out of range: allowed {min}..={max}{note}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Defaults for a server on loopback with ephemeral ports, used by tests and benches.
@@ -238,6 +297,19 @@ impl ServerConfig {
         c.grpc_port = 0;
         c
     }
+}
+
+/// A quarter of the machine's memory, at most 16 GiB, and never below one maximal body.
+fn default_inflight_bytes(max_body_bytes: usize) -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+        .unwrap_or(4 << 30);
+    (total / 4).min(16 << 30).max(max_body_bytes)
 }
 
 fn read_file(path: &Path) -> Result<ServerArgs, String> {
@@ -265,6 +337,35 @@ mod tests {
         assert_eq!(c.http_port, 7000);
         assert_eq!(c.grpc_port, 9001);
         assert_eq!(c.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_the_value_and_the_range() {
+        let err = ServerConfig::resolve(ServerArgs {
+            intra_op_threads: Some(1_000_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("intra_op_threads = 1000000 is out of range: allowed 1..="),
+            "{err}"
+        );
+        let err = ServerConfig::resolve(ServerArgs {
+            max_body_bytes: Some(1000),
+            max_inflight_bytes: Some(999),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("max_inflight_bytes = 999") && err.contains("1000..="),
+            "{err}"
+        );
+        let err = ServerConfig::resolve(ServerArgs {
+            shutdown_delay: Some(100_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("shutdown_delay = 100000"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Service {
     pub repository: Arc<Repository>,
     pub metrics: Metrics,
     pub config: ServerConfig,
+    /// Set for `--shutdown-delay`: readiness answers 503 while requests are still served,
+    /// so load balancers stop routing here before the listeners close.
+    pub unready: std::sync::atomic::AtomicBool,
 }
 
 /// A model name and an optional version, as a request names them. An empty version means
@@ -88,7 +91,7 @@ impl Service {
 
     /// The server is ready: every model loaded and not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.repository.is_ready()
+        self.repository.is_ready() && !self.unready.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The one readiness rule for a model: ready when the version (or label, or default)
@@ -118,7 +121,9 @@ impl Service {
         } = model
             .infer(InferRequest {
                 inputs: call.inputs,
-                timeout: call.timeout,
+                // The one timeout rule of every transport: 0 means no per-request deadline
+                // (the model's default_timeout_ms applies, where 0 is none too).
+                timeout: call.timeout.filter(|t| !t.is_zero()),
             })
             .await?;
         let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();

@@ -132,6 +132,23 @@ impl TensorData {
         with_tensor_data!(self, v => of(v))
     }
 
+    /// The first NaN or ±infinity of a floating-point tensor, as (index, value).
+    pub fn first_non_finite(&self) -> Option<(usize, f64)> {
+        fn find<T: Copy + Into<f64>>(v: &[T]) -> Option<(usize, f64)> {
+            v.iter()
+                .map(|&x| x.into())
+                .enumerate()
+                .find(|(_, x): &(usize, f64)| !x.is_finite())
+        }
+        match self {
+            TensorData::F16(v) => find(v),
+            TensorData::BF16(v) => find(v),
+            TensorData::F32(v) => find(v),
+            TensorData::F64(v) => find(v),
+            _ => None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         with_tensor_data!(self, v => v.len())
     }

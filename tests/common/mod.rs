@@ -145,6 +145,13 @@ impl TestServer {
         }
     }
 
+    /// Sends the shutdown signal without waiting for the server to finish.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the server and returns what `run` returned.
     pub fn stop(mut self) -> Result<(), String> {
         self.shutdown()

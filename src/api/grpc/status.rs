@@ -9,13 +9,15 @@ use crate::error::Error;
 pub fn code(error: &Error) -> Code {
     match error {
         Error::ModelNotFound(_) | Error::VersionNotFound { .. } => Code::NotFound,
-        Error::InvalidInput(_) | Error::TooLarge(_) => Code::InvalidArgument,
+        Error::InvalidInput(_) | Error::TooLarge(_) | Error::UnsupportedEncoding(_) => {
+            Code::InvalidArgument
+        }
         Error::Overloaded { .. } => Code::ResourceExhausted,
         Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unauthorized(_) => Code::Unauthenticated,
         Error::NotAllowed(_) => Code::PermissionDenied,
-        Error::Internal(_) => Code::Internal,
+        Error::Internal(_) | Error::NonFiniteOutput(_) => Code::Internal,
     }
 }
 

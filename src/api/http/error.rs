@@ -12,12 +12,13 @@ pub fn status(error: &Error) -> StatusCode {
         Error::ModelNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::NotAllowed(_) => StatusCode::FORBIDDEN,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Internal(_) | Error::NonFiniteOutput(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

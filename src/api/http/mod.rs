@@ -2,6 +2,7 @@
 //! application-friendly `/predict`, health probes and `/metrics`. Layers add request ids,
 //! a body limit, tracing spans and per-route metrics.
 
+mod admission;
 mod auth;
 mod error;
 mod health;
@@ -37,6 +38,8 @@ use crate::api::conn::{self, Port};
 use crate::api::Transport;
 use crate::error::Error;
 use crate::service::Service;
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -44,6 +47,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The full HTTP API.
 pub fn router(state: Arc<Service>) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let budget = admission::ByteBudget::new(state.config.max_inflight_bytes);
     Router::new()
         .route("/v2", get(health::server_metadata))
         .route("/v2/health/live", get(health::live))
@@ -86,6 +90,17 @@ pub fn router(state: Arc<Service>) -> Router {
         )
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Inside decompression: inflated bytes are what the in-flight budget is charged.
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            admission::admit,
+        ))
+        // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
+        .layer(RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(admission::check_encoding))
+        .layer(CompressionLayer::new())
+        // Outermost of the route layers, so refusals by the layers above are counted too.
         .layer(axum::middleware::from_fn_with_state(
             auth::Gate::new(&state),
             auth::require_key,
@@ -94,10 +109,6 @@ pub fn router(state: Arc<Service>) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
-        .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req
@@ -111,6 +122,7 @@ pub fn router(state: Arc<Service>) -> Router {
             REQUEST_ID,
             request_id::CounterRequestId::new(),
         ))
+        .layer(axum::middleware::from_fn(request_id::sanitize))
         .with_state(state)
 }
 
@@ -196,6 +208,46 @@ async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: N
         .metrics
         .http_request(&route, method.as_str(), response.status().as_u16());
     response
+}
+
+/// Bodies (and answers) above this many bytes are decoded (encoded) on the blocking pool,
+/// so a large JSON body never stalls the async threads that serve every other model.
+pub(crate) const OFF_RUNTIME_BYTES: usize = 64 << 10;
+
+/// Runs `work` on the blocking pool when `large`, inline otherwise.
+pub(crate) async fn off_runtime_if<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    if !large {
+        return Ok(work());
+    }
+    // At most one large decode per core at a time: the async threads stay free, and peak
+    // memory stays what the cores can work on, not what every waiting body could take.
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("decode slots closed: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("a decode/encode task failed: {e}")))
+}
+
+/// JSON has no NaN or infinity, and serializers would write `null`: an output going out as
+/// JSON that holds one is an error naming the output (binary outputs and gRPC carry them
+/// as they are).
+pub(crate) fn check_json_output(spec: &ModelSpec, name: &str, t: &Tensor) -> Result<(), Error> {
+    match t.data.first_non_finite() {
+        None => Ok(()),
+        Some((index, value)) => Err(Error::NonFiniteOutput(format!(
+            "model '{}' version {}: output '{name}' element {index} is {value}, which JSON cannot carry; ask for it as binary data (\"binary_data\": true) or over gRPC to receive it as is",
+            spec.name, spec.version
+        ))),
+    }
 }
 
 /// The body, or the error that explains why it could not be read (413 over the limit).

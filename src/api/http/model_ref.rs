@@ -7,6 +7,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use crate::error::Error;
 use crate::service::ModelRef;
 
 impl<S: Send + Sync> FromRequestParts<S> for ModelRef {
@@ -18,6 +19,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelRef {
             .map_err(IntoResponse::into_response)?;
         let name = params.remove("name").unwrap_or_default();
         let version = params.remove("version");
+        // `/versions//infer` must not quietly mean the default version: an empty path
+        // segment is a malformed URL (gRPC's empty `model_version` is the protocol's default).
+        if name.is_empty() || version.as_deref() == Some("") {
+            return Err(Error::InvalidInput(format!(
+                "empty model name or version segment in path '{}'",
+                parts.uri.path()
+            ))
+            .into_response());
+        }
         Ok(ModelRef::new(name, version.as_deref()))
     }
 }

@@ -15,7 +15,9 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::{body_or_error, v2::timing_headers};
+use super::{
+    body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
@@ -109,14 +111,23 @@ pub async fn predict(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_or_error(body, service.config.max_body_bytes)?;
-    let request: PredictBody = serde_json::from_slice(&body)
-        .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+    let large = body.len() > OFF_RUNTIME_BYTES;
+    let request: PredictBody = off_runtime_if(large, move || {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))
+    })
+    .await??;
     let model = service.model_for_inference(&ModelRef::new(
         request.model.as_str(),
         request.version.as_deref(),
     ))?;
     let spec = &model.spec;
-    let inputs = decode_inputs(spec, request.inputs).map_err(|e| model.refuse(e))?;
+    let decode_spec = spec.clone();
+    let raw_inputs = request.inputs;
+    let inputs = off_runtime_if(large, move || decode_inputs(&decode_spec, raw_inputs))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| model.refuse(e))?;
     let answer = service
         .infer(
             &model,
@@ -127,6 +138,9 @@ pub async fn predict(
             },
         )
         .await?;
+    for (i, t) in &answer.outputs {
+        check_json_output(spec, &spec.outputs[*i].name, t)?;
+    }
     let outputs = answer
         .outputs
         .iter()

@@ -39,9 +39,51 @@ impl MakeRequestId for CounterRequestId {
     }
 }
 
+/// Longest client request id kept; longer ones are replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client id is kept only when short and made of `[A-Za-z0-9._:-]`, so logs and the
+/// echoed header never carry what a client smuggles in.
+pub fn is_acceptable(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Middleware (outside `SetRequestIdLayer`): drops an unacceptable client id, so a
+/// generated one takes its place.
+pub async fn sanitize(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let keep = req
+        .headers()
+        .get_all(super::REQUEST_ID)
+        .iter()
+        .map(|v| is_acceptable(v.as_bytes()))
+        .collect::<Vec<_>>();
+    if keep != [true] && !keep.is_empty() {
+        req.headers_mut().remove(super::REQUEST_ID);
+    }
+    next.run(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_short_plain_ids_are_kept() {
+        assert!(is_acceptable(b"req-1.a_b:c"));
+        assert!(!is_acceptable(b""));
+        assert!(!is_acceptable(&[b'a'; 129]));
+        assert!(is_acceptable(&[b'a'; 128]));
+        assert!(!is_acceptable("caf\u{e9}".as_bytes()));
+        assert!(!is_acceptable(b"a b"));
+        assert!(!is_acceptable(b"a\"b"));
+    }
 
     #[test]
     fn ids_are_distinct_and_share_the_process_prefix() {

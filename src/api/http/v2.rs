@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{body_or_error, v2_codec};
+use super::{body_or_error, check_json_output, off_runtime_if, v2_codec, OFF_RUNTIME_BYTES};
 use crate::error::{Error, Result};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 
@@ -41,15 +41,24 @@ pub async fn infer(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let model = service.model_for_inference(&model_ref)?;
-    let spec = &model.spec;
-    let decoded = body_or_error(body, service.config.max_body_bytes).and_then(|body| {
-        v2_codec::decode(&headers, &body).map_err(|e| {
-            Error::InvalidInput(format!(
-                "model '{}' version {}: {e}",
-                spec.name, spec.version
-            ))
-        })
-    });
+    let spec = model.spec.clone();
+    let decoded = match body_or_error(body, service.config.max_body_bytes) {
+        Ok(body) => {
+            let large = body.len() > OFF_RUNTIME_BYTES;
+            let spec = spec.clone();
+            off_runtime_if(large, move || {
+                v2_codec::decode(&headers, &body).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "model '{}' version {}: {e}",
+                        spec.name, spec.version
+                    ))
+                })
+            })
+            .await
+            .and_then(|r| r)
+        }
+        Err(e) => Err(e),
+    };
     let decoded = decoded.map_err(|e| model.refuse(e))?;
     let answer = service
         .infer(
@@ -61,12 +70,27 @@ pub async fn infer(
             },
         )
         .await?;
-    let encoded = v2_codec::encode(
-        spec,
-        decoded.id.as_deref(),
-        &answer.outputs,
-        &decoded.format,
-    );
+    for (k, (i, t)) in answer.outputs.iter().enumerate() {
+        if !decoded.format.is_binary(k) {
+            check_json_output(&spec, &spec.outputs[*i].name, t)?;
+        }
+    }
+    let large = answer
+        .outputs
+        .iter()
+        .map(|(_, t)| t.data.len())
+        .sum::<usize>()
+        // JSON numbers take about 8 bytes or more each.
+        .saturating_mul(8)
+        > OFF_RUNTIME_BYTES;
+    let (id, format, outputs) = (decoded.id, decoded.format, answer.outputs);
+    let encode_spec = spec.clone();
+    let (encoded, outputs) = off_runtime_if(large, move || {
+        let encoded = v2_codec::encode(&encode_spec, id.as_deref(), &outputs, &format);
+        (encoded, outputs)
+    })
+    .await?;
+    let answer = InferAnswer { outputs, ..answer };
     let mut response = Response::new(Body::from(encoded.body));
     let h = response.headers_mut();
     match encoded.json_len {

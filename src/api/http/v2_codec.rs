@@ -110,7 +110,12 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
             .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
             .collect();
         let tensor = match (input.parameters.get("binary_data_size"), input.data) {
-            (Some(size), _) => {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "input '{name}' has both data and binary_data_size; send one or the other"
+                ))
+            }
+            (Some(size), None) => {
                 let size = size
                     .as_u64()
                     .and_then(|s| usize::try_from(s).ok())

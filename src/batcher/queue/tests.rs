@@ -6,17 +6,33 @@ use proptest::prelude::*;
 use super::*;
 
 fn queue(max: usize, preferred: Vec<usize>, delay_us: u64) -> BatchQueue<u32> {
+    budget_queue(max, preferred, delay_us, usize::MAX)
+}
+
+fn budget_queue(
+    max: usize,
+    preferred: Vec<usize>,
+    delay_us: u64,
+    max_batch_elements: usize,
+) -> BatchQueue<u32> {
     BatchQueue::new(BatchPolicy {
         max_batch_size: max,
         preferred_batch_sizes: preferred,
         max_queue_delay: Duration::from_micros(delay_us),
+        max_batch_elements,
     })
+}
+
+/// Test classes have rows of `class + 1` elements.
+fn width(class: usize) -> usize {
+    class + 1
 }
 
 fn entry(id: u32, rows: usize, class: usize, at: Instant) -> Entry<u32> {
     Entry {
         rows,
         class: vec![class],
+        width: width(class),
         enqueued: at,
         deadline: None,
         payload: id,
@@ -100,6 +116,33 @@ fn preferred_sizes_are_sent_without_waiting() {
 }
 
 #[test]
+fn the_element_budget_cuts_batches_of_wide_rows() {
+    let t0 = Instant::now();
+    // 8 rows allowed, but 12 elements: class 2 (3 elements a row) gets 4 rows per batch.
+    let mut q = budget_queue(8, vec![], 0, 12);
+    for id in 0..6 {
+        q.push(entry(id, 1, 2, t0));
+    }
+    assert_eq!(q.poll(t0), Poll::Ready(vec![0, 1, 2, 3]));
+    assert_eq!(q.poll(t0), Poll::Ready(vec![4, 5]));
+    // Narrow rows (class 0, 1 element) are limited by rows only.
+    for id in 10..20 {
+        q.push(entry(id, 1, 0, t0));
+    }
+    assert_eq!(q.poll(t0), Poll::Ready((10..18).collect()));
+}
+
+#[test]
+fn an_entry_over_the_budget_runs_alone() {
+    let t0 = Instant::now();
+    let mut q = budget_queue(8, vec![], 0, 4);
+    q.push(entry(1, 3, 4, t0)); // 3 rows x 5 elements = 15 > 4
+    q.push(entry(2, 1, 4, t0));
+    assert_eq!(q.poll(t0), Poll::Ready(vec![1]));
+    assert_eq!(q.poll(t0), Poll::Ready(vec![2]));
+}
+
+#[test]
 fn expired_and_cancelled_entries_are_removed() {
     let t0 = Instant::now();
     let mut q = queue(8, vec![], 0);
@@ -152,10 +195,13 @@ proptest! {
         max in 1usize..10,
         delay_us in prop_oneof![Just(0u64), 0u64..1500],
         preferred in proptest::collection::vec(1usize..10, 0..3),
+        budget in prop_oneof![Just(usize::MAX), 1usize..40],
     ) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut q = queue(max, preferred, delay_us);
+        let mut q = budget_queue(max, preferred, delay_us, budget);
+        // Live entries' deadlines, to check the queue's deadline bookkeeping.
+        let mut deadlines: std::collections::HashMap<u32, Instant> = Default::default();
         let mut next_id = 0u32;
         let mut info = std::collections::HashMap::new();
         let mut left = HashSet::new();
@@ -165,6 +211,11 @@ proptest! {
             let rows: usize = batch.iter().map(|id| info[id].0).sum();
             prop_assert!(rows <= max, "batch of {} rows over max {}", rows, max);
             let class = info[&batch[0]].1;
+            // The padded-element budget holds, except for a lone entry over it by itself.
+            prop_assert!(
+                batch.len() == 1 || rows * width(class) <= budget,
+                "batch of {} rows x {} elements over the budget {}", rows, width(class), budget
+            );
             for id in &batch {
                 prop_assert_eq!(info[id].1, class);
                 prop_assert!(left.insert(*id), "entry {} left twice", id);
@@ -179,11 +230,16 @@ proptest! {
                 Op::Push { rows, class, timeout_us } => {
                     let rows = rows.min(max);
                     info.insert(next_id, (rows, class));
+                    let deadline = timeout_us.map(|t| now + Duration::from_micros(t));
+                    if let Some(d) = deadline {
+                        deadlines.insert(next_id, d);
+                    }
                     q.push(Entry {
                         rows,
                         class: vec![class],
+                        width: width(class),
                         enqueued: now,
-                        deadline: timeout_us.map(|t| now + Duration::from_micros(t)),
+                        deadline,
                         payload: next_id,
                     });
                     next_id += 1;
@@ -191,7 +247,15 @@ proptest! {
                 Op::Advance(us) => now += Duration::from_micros(us),
                 Op::Poll => {
                     for id in q.remove_expired(now) {
+                        prop_assert!(deadlines[&id] <= now, "entry {} expired early", id);
                         prop_assert!(left.insert(id));
+                    }
+                    // Nothing expired stays behind, and the wake-up bound is never late.
+                    let live = deadlines.iter().filter(|(id, _)| !left.contains(id));
+                    let earliest = live.clone().map(|(_, &d)| d).min();
+                    prop_assert!(live.clone().all(|(_, &d)| d > now), "an expired entry was kept");
+                    if let Some(e) = earliest {
+                        prop_assert!(q.next_deadline().is_some_and(|n| n <= e), "next_deadline is late");
                     }
                     match q.poll(now) {
                         Poll::Ready(batch) => check_batch(batch, &info, &mut left)?,

@@ -1,0 +1,660 @@
+//! Hostile and careless clients (issue 10): every cost a client can make the server pay is
+//! bounded before it is paid, and contract holes answer one documented way on both transports.
+
+mod common;
+#[path = "grpc/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{zoo, ScratchRepo, TestServer};
+use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
+use mlpserve::api::grpc::proto::{InferTensorContents, ModelInferRequest};
+use mlpserve::ServerConfig;
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tonic::Code;
+
+/// Series of `mlpserve_http_requests_total` in the exposition.
+fn http_series(server: &TestServer) -> Vec<String> {
+    let text = Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("mlpserve_http_requests_total{"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn random_methods_and_paths_do_not_grow_the_metric_series() {
+    let server = TestServer::start(&zoo());
+    let client = Client::new();
+    for i in 0..200u32 {
+        let method = Method::from_bytes(format!("M{i:x}X").as_bytes()).expect("method token");
+        let path = if i % 2 == 0 {
+            format!("/no/such/path/{i}")
+        } else {
+            "/v2/models/mlp_digits/infer".to_string()
+        };
+        let _ = client
+            .request(method, server.url(&path))
+            .send()
+            .expect("answered");
+    }
+    let series = http_series(&server);
+    assert!(
+        series.len() <= 8,
+        "200 random methods made {} series: {series:#?}",
+        series.len()
+    );
+    assert!(
+        series.iter().any(|s| s.contains(r#"method="other""#)),
+        "{series:#?}"
+    );
+    assert!(
+        series.iter().any(|s| s.contains(r#"route="unmatched""#)),
+        "{series:#?}"
+    );
+    assert!(
+        series.iter().all(|s| !s.contains("/no/such/path")),
+        "raw paths must never become labels: {series:#?}"
+    );
+}
+
+/// A DIN request (V2 JSON) with a history of `len` items.
+fn din_body(len: usize) -> Value {
+    json!({"inputs": [
+        {"name": "target_item", "datatype": "INT64", "shape": [1], "data": [151]},
+        {"name": "hist_items", "datatype": "INT64", "shape": [1, len], "data": vec![265; len]},
+        {"name": "hist_mask", "datatype": "FP32", "shape": [1, len], "data": vec![1.0; len]},
+    ]})
+}
+
+fn din_repo(tag: &str, extra: &str) -> ScratchRepo {
+    let repo = ScratchRepo::new(tag);
+    let padding =
+        std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
+    repo.add("din_ctr", "din", 1, &format!("{extra}\n{padding}"));
+    repo
+}
+
+fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One 100,000-long history queued with 30 short ones: the long one runs alone, the short
+/// ones batch together and are never padded to 100,000 (rows per batch show it; no timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_is_never_batched_with_short_ones() {
+    // A 1 s delay and room for all 31 rows: the old queue put them in one 31 x 100,000 batch.
+    let repo = din_repo(
+        "padlong",
+        "max_batch_size = 31\nmax_queue_delay_us = 1000000\ninstances = 2",
+    );
+    let server = TestServer::start(&repo.path);
+    let client = reqwest::Client::new();
+    let url = server.url("/v2/models/din/infer");
+    let send = |body: Value| {
+        let (c, url) = (client.clone(), url.clone());
+        async move {
+            let r = c.post(url).json(&body).send().await.expect("request");
+            let rows = header_usize(r.headers(), "x-batch-rows");
+            (r.status().as_u16(), rows, r.text().await.expect("body"))
+        }
+    };
+    let long = tokio::spawn(send(din_body(100_000)));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let short = futures::future::join_all((0..30).map(|_| send(din_body(5)))).await;
+    let (status, rows, body) = long.await.expect("long request");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rows, 1,
+        "the 100,000-long history ran in a batch of {rows} rows"
+    );
+    for (status, rows, body) in short {
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            rows <= 30,
+            "a short request shared a batch of {rows} rows with the long one"
+        );
+    }
+}
+
+#[test]
+fn a_history_over_max_pad_length_is_refused_over_http_and_grpc() {
+    let repo = din_repo("padcap", "");
+    let server = TestServer::start(&repo.path);
+    let (status, body) = server.post_json("/v2/models/din/infer", &din_body(200_000));
+    assert_eq!(status, 413, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    for needle in ["hist_items", "axis 1", "200000", "max_pad_length", "131072"] {
+        assert!(
+            message.contains(needle),
+            "{message:?} should name {needle:?}"
+        );
+    }
+    let len = 200_000usize;
+    let request = ModelInferRequest {
+        model_name: "din".into(),
+        inputs: vec![
+            InferInputTensor {
+                name: "target_item".into(),
+                datatype: "INT64".into(),
+                shape: vec![1],
+                contents: Some(InferTensorContents {
+                    int64_contents: vec![151],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            InferInputTensor {
+                name: "hist_items".into(),
+                datatype: "INT64".into(),
+                shape: vec![1, len as i64],
+                contents: Some(InferTensorContents {
+                    int64_contents: vec![265; len],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            InferInputTensor {
+                name: "hist_mask".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, len as i64],
+                contents: Some(InferTensorContents {
+                    fp32_contents: vec![1.0; len],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    support::with_client(&server, |mut client| async move {
+        support::expect_status(
+            client.model_infer(request).await,
+            Code::InvalidArgument,
+            &["hist_items", "axis 1", "200000", "max_pad_length"],
+        );
+    });
+}
+
+/// Sends raw HTTP/1.1 `head` + `body` on a new connection and leaves it open.
+fn raw_request(server: &TestServer, head: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(server.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(body).expect("body");
+    s
+}
+
+/// Reads one response (status line, headers, body) from a connection the server closes
+/// or that carries `Content-Length`.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn budget_server(inflight: usize) -> TestServer {
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.max_inflight_bytes = inflight;
+    config.max_body_bytes = inflight;
+    TestServer::start_with(config)
+}
+
+#[test]
+fn bodies_over_the_in_flight_budget_get_503_before_they_are_read() {
+    let server = budget_server(1 << 20);
+    // Holds 800 KB of the 1 MiB budget: declared, only partly sent.
+    let head = |len: usize| {
+        format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    // The server takes a request's bytes when it has read its head, in whatever order the
+    // connections are served: a probe may be admitted first (then it waits for its body,
+    // so probes give up after a short read timeout) and the holder refused, in which case
+    // the holder is opened again.
+    let mut holder = raw_request(&server, &head(800_000), b"{");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut probe = raw_request(&server, &head(300_000), b"");
+        probe
+            .set_read_timeout(Some(Duration::from_millis(1000)))
+            .expect("timeout");
+        let (status, text) = read_response(&mut probe);
+        if status == 503 {
+            let lower = text.to_ascii_lowercase();
+            assert!(lower.contains("retry-after: 1"), "{text}");
+            assert!(text.contains("--max-inflight-bytes"), "{text}");
+            assert!(lower.contains("application/json"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {text}"
+        );
+        drop(probe);
+        holder
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let (held, _) = read_response(&mut holder);
+        if held != 0 {
+            holder = raw_request(&server, &head(800_000), b"{");
+        }
+    }
+    // A chunked body is charged as it streams in.
+    let mut chunked = raw_request(
+        &server,
+        "POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"",
+    );
+    let piece = vec![b' '; 100_000];
+    for _ in 0..3 {
+        let _ = chunked.write_all(format!("{:x}\r\n", piece.len()).as_bytes());
+        let _ = chunked.write_all(&piece);
+        let _ = chunked.write_all(b"\r\n");
+    }
+    let _ = chunked.write_all(b"0\r\n\r\n");
+    let (status, text) = read_response(&mut chunked);
+    assert_eq!(status, 503, "{text}");
+    // Once the holder is gone its bytes are given back.
+    holder.shutdown(std::net::Shutdown::Both).ok();
+    drop(holder.write_all(b""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]});
+    loop {
+        let (status, answer) = server.post_json("/v2/models/mlp_digits/infer", &body);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budget never given back: {status} {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_by_its_inflated_size() {
+    let server = TestServer::start(&zoo());
+    // 67 MiB of spaces gzip to about 65 KB; the limit is 64 MiB after inflation.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![b' '; 1 << 20];
+    for _ in 0..67 {
+        gz.write_all(&block).expect("gzip");
+    }
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    let r = Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().expect("JSON error");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max-body-bytes"),
+        "{body}"
+    );
+}
+
+#[test]
+fn unsupported_content_encodings_get_a_counted_415_with_a_json_error() {
+    let server = TestServer::start(&zoo());
+    for encoding in ["br", "zstd", "x-made-up"] {
+        let r = Client::new()
+            .post(server.url("/v2/models/mlp_digits/infer"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body("{}")
+            .send()
+            .expect("answered");
+        assert_eq!(r.status().as_u16(), 415, "{encoding}");
+        let body: Value = r.json().expect("JSON error");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(encoding),
+            "{body}"
+        );
+    }
+    let series = http_series(&server);
+    assert!(
+        series
+            .iter()
+            .any(|s| s.contains(r#"status="415""#) && s.ends_with(" 3")),
+        "{series:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_its_address_and_role() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.http_port = port;
+    let err = mlpserve::Listeners::bind(&config)
+        .await
+        .err()
+        .expect("the port is taken")
+        .to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("HTTP port (--http-port)"), "{err}");
+    config.http_port = 0;
+    config.grpc_port = port;
+    let err = mlpserve::Listeners::bind(&config)
+        .await
+        .err()
+        .expect("the port is taken")
+        .to_string();
+    assert!(
+        err.contains("gRPC port (--grpc-port)") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}
+
+/// A `dtype_echo` request with one value per datatype row; `fp32`/`fp16` are JSON numbers.
+fn echo_body(fp32: f64, fp16: f64) -> Value {
+    let row = |dt: &str, v: Value| json!({"name": format!("x_{}", dt.to_lowercase()), "datatype": dt, "shape": [1, 3], "data": [v.clone(), v.clone(), v]});
+    json!({"inputs": [
+        row("FP32", json!(fp32)), row("FP64", json!(1.0)), row("FP16", json!(fp16)),
+        row("INT64", json!(1)), row("INT32", json!(1)), row("INT8", json!(1)),
+        row("UINT8", json!(1)), row("BOOL", json!(true)),
+    ]})
+}
+
+fn digits_body(value: f64) -> Value {
+    json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": vec![value; 64]}]})
+}
+
+#[test]
+fn floats_out_of_their_datatypes_range_are_refused_naming_the_input() {
+    let server = TestServer::start(&zoo());
+    let (status, body) = server.post_json("/v2/models/dtype_echo/infer", &echo_body(1e39, 1.0));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'x_fp32'"),
+        "{body}"
+    );
+    let (status, body) = server.post_json("/v2/models/dtype_echo/infer", &echo_body(1.0, 70000.0));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'x_fp16'"),
+        "{body}"
+    );
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"model": "mlp_digits", "inputs": [vec![1e39; 64]]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'pixels'"),
+        "{body}"
+    );
+    // gRPC: the same rule for an infinity sent as typed contents.
+    let mut request = support::digits(1);
+    request.raw_input_contents.clear();
+    request.inputs[0].contents = Some(InferTensorContents {
+        fp32_contents: vec![f32::INFINITY; 64],
+        ..Default::default()
+    });
+    support::with_client(&server, |mut client| async move {
+        support::expect_status(
+            client.model_infer(request).await,
+            Code::InvalidArgument,
+            &["'pixels'", "finite"],
+        );
+    });
+}
+
+#[test]
+fn non_finite_outputs_are_an_error_in_json_and_carried_as_is_in_binary_and_grpc() {
+    let server = TestServer::start(&zoo());
+    // Pixels near FP32's maximum overflow the logits to infinities/NaN.
+    let (status, body) = server.post_json("/v2/models/mlp_digits/infer", &digits_body(3.0e38));
+    assert_eq!(status, 500, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("output 'logits'") && message.contains("binary"),
+        "{message}"
+    );
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"model": "mlp_digits", "inputs": [vec![3.0e38; 64]]}),
+    );
+    assert_eq!(status, 500, "{body}");
+    // Binary output: 200, the values as they are.
+    let mut request = digits_body(3.0e38);
+    request["parameters"] = json!({"binary_data_output": true});
+    let r = Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .json(&request)
+        .send()
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    let json_len: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().expect("body");
+    let logits: Vec<f32> = bytes[json_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(logits.len(), 10);
+    assert!(logits.iter().any(|x| !x.is_finite()), "{logits:?}");
+    let mut grpc = support::digits(1);
+    grpc.raw_input_contents = vec![3.0e38f32.to_le_bytes().repeat(64).into()];
+    support::with_client(&server, |mut client| async move {
+        let response = client
+            .model_infer(grpc)
+            .await
+            .expect("gRPC carries non-finite outputs")
+            .into_inner();
+        let raw = &response.raw_output_contents[0];
+        assert!(raw
+            .chunks_exact(4)
+            .any(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()));
+    });
+}
+
+#[test]
+fn an_input_with_both_data_and_binary_data_size_is_refused() {
+    let server = TestServer::start(&zoo());
+    let json_part = serde_json::to_vec(
+        &json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
+        "data": vec![0.0; 64], "parameters": {"binary_data_size": 256}}]}),
+    )
+    .unwrap();
+    let mut body = json_part.clone();
+    body.extend(vec![0u8; 256]);
+    let r = Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .header("inference-header-content-length", json_part.len())
+        .body(body)
+        .send()
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().expect("JSON");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("both data and binary_data_size"),
+        "{body}"
+    );
+}
+
+#[test]
+fn empty_path_segments_never_mean_the_default_version() {
+    let server = TestServer::start(&zoo());
+    let (status, body) =
+        server.post_json("/v2/models/mlp_digits/versions//infer", &digits_body(0.0));
+    assert!(status == 400 || status == 404, "{status} {body}");
+    let (status, body) = server.get_json("/v2/models/mlp_digits/versions//ready");
+    assert!(status == 400 || status == 404, "{status} {body}");
+    let (status, body) = server.get_json("/v2/models/mlp_digits/versions/");
+    assert!(status == 400 || status == 404, "{status} {body}");
+}
+
+#[test]
+fn request_ids_are_echoed_only_when_short_and_plain() {
+    let server = TestServer::start(&zoo());
+    let echo = |id: &[u8]| {
+        let r = Client::new()
+            .get(server.url("/v2/health/live"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(id).expect("header"),
+            )
+            .send()
+            .expect("answered");
+        r.headers()["x-request-id"].as_bytes().to_vec()
+    };
+    assert_eq!(echo(b"client-42.a:b_c"), b"client-42.a:b_c");
+    for bad in [
+        vec![b'a'; 60_000],
+        "caf\u{e9}".as_bytes().to_vec(),
+        b"a b<script>".to_vec(),
+    ] {
+        let got = echo(&bad);
+        assert_ne!(got, bad);
+        assert!(
+            got.len() <= 128 && got.iter().all(|b| b.is_ascii_graphic()),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
+fn timeout_zero_means_no_deadline_over_http_and_grpc() {
+    let server = TestServer::start(&zoo());
+    let mut body = digits_body(0.0);
+    body["parameters"] = json!({"timeout": 0});
+    let (status, answer) = server.post_json("/v2/models/mlp_digits/infer", &body);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = server.post_json(
+        "/predict",
+        &json!({"model": "mlp_digits", "inputs": [vec![0.0; 64]], "timeout_ms": 0}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let mut request = support::digits(1);
+    request.parameters.insert(
+        "timeout".into(),
+        mlpserve::api::grpc::proto::InferParameter {
+            parameter_choice: Some(
+                mlpserve::api::grpc::proto::infer_parameter::ParameterChoice::Int64Param(0),
+            ),
+        },
+    );
+    support::with_client(&server, |mut client| async move {
+        client
+            .model_infer(request)
+            .await
+            .expect("timeout 0 is no deadline");
+    });
+}
+
+#[test]
+fn grpc_messages_over_the_limit_get_the_documented_code() {
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.max_body_bytes = 100_000;
+    let server = TestServer::start_with(config);
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| gRPC message over"))
+        .expect("README error table has a row for over-size gRPC messages")
+        .to_string();
+    support::with_client(&server, |mut client| async move {
+        let status = client
+            .model_infer(support::digits(1000))
+            .await
+            .expect_err("over the limit");
+        let code = format!("{:?}", status.code());
+        let documented = row.to_uppercase().replace([' ', '_'], "");
+        assert!(
+            documented.contains(&code.to_uppercase()),
+            "got {code} ({}), README says: {row}",
+            status.message()
+        );
+    });
+}
+
+#[test]
+fn shutdown_delay_turns_readiness_503_while_still_serving() {
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.shutdown_delay = Duration::from_secs(3);
+    let mut server = TestServer::start_with(config);
+    server.begin_shutdown();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.get_json("/v2/health/ready").0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never turned 503"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, body) = server.post_json("/v2/models/mlp_digits/infer", &digits_body(0.0));
+    assert_eq!(status, 200, "still serving during the delay: {body}");
+    assert!(server.stop().is_ok());
+}
