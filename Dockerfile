@@ -15,6 +15,8 @@ COPY scripts scripts
 RUN scripts/fetch-onnxruntime.sh
 COPY src src
 COPY benches benches
+# Every workspace member's manifest must be present to build; only the server is built.
+COPY crates crates
 RUN cargo build --release --locked --bin mlpserve
 
 FROM debian:bookworm-slim

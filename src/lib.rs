@@ -13,7 +13,6 @@
 
 pub mod api;
 pub mod batcher;
-pub mod bench;
 pub mod config;
 pub mod error;
 pub mod metrics;

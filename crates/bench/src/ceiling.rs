@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 
 use super::cpu;
 use super::payload::{concrete_shape, random_tensor, InputDesc, RandomSpec, Rng};
-use crate::config::ModelConfig;
-use crate::runtime::{build_session, read_spec, ExecutionProvider, Runtime, SessionOptions};
-use crate::tensor::to_ort_value;
+use crate::shared::{
+    build_session, read_spec, to_ort_value, ExecutionProvider, ModelConfig, Runtime, SessionOptions,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
