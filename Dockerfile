@@ -43,6 +43,8 @@ RUN ORT_FLAVOR="$ORT_FLAVOR" scripts/fetch-onnxruntime.sh
 COPY src src
 COPY benches benches
 # Cargo.toml's release profile strips the binary.
+# Every workspace member's manifest must be present to build; only the server is built.
+COPY crates crates
 RUN cargo build --release --locked --bin mlpserve
 
 # --- libs: the binary, ONNX Runtime and the transitive closure of their shared libraries,

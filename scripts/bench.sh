@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: fetch ONNX Runtime if missing, build release, generate
 # the heavy benchmark model, then run each scenario with the server started in-process
-# (`mlpserve bench --model-repository`), so server and ceiling are measured side by side.
+# (`mlpserve-bench --model-repository`, the workspace member `crates/bench`), so server and
+# ceiling are measured side by side.
 #
 #   scripts/bench.sh                 # everything (about 4 minutes after the build)
 #   DURATION=5s WARMUP=1s scripts/bench.sh a   # only scenario (a), shorter windows
@@ -26,8 +27,8 @@ CEILING_DURATION="${CEILING_DURATION:-3s}"
 scenarios="${*:-a b c}"
 
 scripts/fetch-onnxruntime.sh
-cargo build --release --quiet
-bin="$root/target/release/mlpserve"
+cargo build --release --quiet -p mlpserve-bench
+bin="$root/target/release/mlpserve-bench"
 
 heavy_repo="$root/target/bench-models"
 if [[ " $scenarios " == *" a "* && ! -f "$heavy_repo/mlp_heavy/1/model.onnx" ]]; then
@@ -45,7 +46,7 @@ for s in $scenarios; do
   case "$s" in
     a)
       echo "== (a) heavy MLP: batch-1 requests from 64 clients vs the in-process ceiling"
-      "$bin" bench --model-repository "$heavy_repo" --model mlp_heavy --rows 1 \
+      "$bin" --model-repository "$heavy_repo" --model mlp_heavy --rows 1 \
         --concurrency 1,64 --ceiling --ceiling-batches 1,8,32,64,128,256 "${common[@]}"
       echo
       echo "== (a2) heavy MLP, 2 instances (intra_op_threads 1 each), binary tensors"
@@ -53,17 +54,17 @@ for s in $scenarios; do
       mkdir -p "$x2/mlp_heavy/1"
       ln -sf "$heavy_repo/mlp_heavy/1/model.onnx" "$x2/mlp_heavy/1/model.onnx"
       printf 'max_batch_size = 256\ninstances = 2\n' >"$x2/mlp_heavy/config.toml"
-      "$bin" bench --model-repository "$x2" --model mlp_heavy --rows 1 --binary \
+      "$bin" --model-repository "$x2" --model mlp_heavy --rows 1 --binary \
         --concurrency 64 --ceiling --ceiling-batches 32,64,128,256 "${common[@]}"
       ;;
     b)
       echo "== (b) finalmlp_ctr: 1 row per request, V2 JSON"
-      "$bin" bench --model-repository models --model finalmlp_ctr --rows 1 \
+      "$bin" --model-repository models --model finalmlp_ctr --rows 1 \
         --concurrency 1,8,16,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
       ;;
     c)
       echo "== (c) low load: mlp_digits, 1 row per request, V2 JSON"
-      "$bin" bench --model-repository models --model mlp_digits --rows 1 \
+      "$bin" --model-repository models --model mlp_digits --rows 1 \
         --concurrency 1,8,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
       ;;
     *)

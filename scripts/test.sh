@@ -11,13 +11,13 @@ scripts/fetch-onnxruntime.sh
 if ! command -v promtool >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 
 echo "== gpu-check --prepare/--dry-run with fake parts (about 5 s)"
 tests/gpu_check_dry_run.sh
 
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 echo "== real-client conformance (tritonclient over HTTP and gRPC)"
 scripts/setup-python-tools.sh

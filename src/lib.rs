@@ -17,7 +17,6 @@
 
 pub mod api;
 pub mod batcher;
-pub mod bench;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -23,8 +23,6 @@ struct Cli {
 enum Command {
     /// Serve every model in a model repository.
     Serve(ServerArgs),
-    /// Closed-loop HTTP load test against a running server, plus the in-process ORT ceiling.
-    Bench(mlpserve::bench::BenchArgs),
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
@@ -84,10 +82,6 @@ fn main() -> std::process::ExitCode {
                 tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
                 let listeners = mlpserve::Listeners::bind(&config).await.map_err(|e| e.to_string())?;
                 mlpserve::run(config, listeners, shutdown_signal()).await
-            }
-            Command::Bench(args) => {
-                init_tracing(LogFormat::Text, "warn");
-                mlpserve::bench::run(args).await
             }
         }
     });

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::config::{ServerArgs, ServerConfig};
+use crate::shared::{ServerArgs, ServerConfig};
 
 /// A server started by the bench. Stop it with [`InProcess::stop`].
 pub struct InProcess {
@@ -28,7 +28,7 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
     args.grpc_port = Some(0);
     args.metrics_port = None;
     let config = ServerConfig::resolve(args)?;
-    let listeners = crate::Listeners::bind(&config)
+    let listeners = crate::shared::Listeners::bind(&config)
         .await
         .map_err(|e| format!("cannot bind: {e}"))?;
     let addr = listeners
@@ -37,7 +37,7 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
         .map_err(|e| e.to_string())?
         .to_string();
     let (stop, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(crate::run(config.clone(), listeners, async {
+    let task = tokio::spawn(crate::shared::run(config.clone(), listeners, async {
         let _ = stop_rx.await;
     }));
     let server = InProcess {

@@ -1,4 +1,4 @@
-//! `mlpserve bench`: closed-loop HTTP load against a server (one started in-process with
+//! `mlpserve-bench`: closed-loop HTTP load against a server (one started in-process with
 //! `--model-repository`, or a running one at `--url`) at several concurrency levels, and
 //! optionally the in-process ORT ceiling for the same model file, so one run reports the
 //! server's throughput, latency and batching next to what bare `session.run` achieves.
@@ -6,6 +6,9 @@
 //! Layout: `payload` builds the request once, `load` drives the clients, `server` starts
 //! the server and reads its counters, `cpu` splits CPU time by thread role, `ceiling` runs
 //! ORT directly, `report` prints. Nothing here changes how the server serves.
+//!
+//! A crate of its own so the server binary links neither this code nor its HTTP client and
+//! histogram dependencies; it reuses the server's library (see [`shared`]) rather than copies.
 
 mod ceiling;
 mod cpu;
@@ -20,10 +23,25 @@ use std::time::{Duration, Instant};
 
 pub use payload::Api;
 
-use crate::config::ExecutionProvider;
-use crate::config::{ModelConfig, ServerArgs};
+use shared::{ExecutionProvider, ModelConfig, ServerArgs};
 
-/// Options of `mlpserve bench`.
+/// The `mlpserve` library items the bench reuses: configuration, session building and spec
+/// reading exactly as the server does them, tensors, and the server itself (started
+/// in-process). Every `mlpserve::` path of this crate is in these lines, so a move inside
+/// the server crate is one edit here.
+mod shared {
+    pub use mlpserve::config::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
+    pub use mlpserve::runtime::{build_session, read_spec, Runtime, SessionOptions};
+    #[cfg(test)]
+    pub use mlpserve::tensor::TensorData;
+    pub use mlpserve::tensor::{
+        dispatch_dtype, element_count, encode_binary, to_ort_value, DataType, Element, Flat,
+        FromJson, JsonNumber, Nested, Tensor,
+    };
+    pub use mlpserve::{run, Listeners};
+}
+
+/// Options of `mlpserve-bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Server base URL (ignored with --model-repository).

@@ -5,7 +5,7 @@
 use super::ceiling::CeilingPoint;
 use super::payload::Payload;
 use super::{Api, BenchArgs, LevelReport};
-use crate::config::ServerConfig;
+use crate::shared::ServerConfig;
 
 /// Everything one report shows.
 pub struct Report<'a> {

@@ -11,10 +11,9 @@ use hdrhistogram::Histogram;
 
 use super::cpu;
 use super::payload::{concrete_shape, random_tensor, InputDesc, RandomSpec, Rng};
-use crate::config::ExecutionProvider;
-use crate::config::ModelConfig;
-use crate::runtime::{build_session, read_spec, Runtime, SessionOptions};
-use crate::tensor::to_ort_value;
+use crate::shared::{
+    build_session, read_spec, to_ort_value, ExecutionProvider, ModelConfig, Runtime, SessionOptions,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -74,7 +73,7 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
     let options = SessionOptions {
         intra_op_threads: config.intra_op_threads,
         execution_provider: config.execution_provider,
-        fallback: crate::config::ProviderFallback::Error,
+        fallback: mlpserve::config::ProviderFallback::Error,
         device_id: 0,
     };
     let file = &config.model_file;

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::tensor::{
+use crate::shared::{
     dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, JsonNumber, Nested, Tensor,
 };
 
@@ -95,7 +95,7 @@ pub fn random_tensor(
     rng: &mut Rng,
     random: RandomSpec,
 ) -> Tensor {
-    let count = crate::tensor::element_count(&shape);
+    let count = crate::shared::element_count(&shape);
     let is_float = matches!(
         dtype,
         DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64
@@ -357,7 +357,7 @@ mod tests {
     fn small_integer_types_stay_in_range() {
         let mut rng = Rng::new(1);
         let t = random_tensor(DataType::I8, vec![1000], &mut rng, R);
-        let crate::tensor::TensorData::I8(v) = t.data else {
+        let crate::shared::TensorData::I8(v) = t.data else {
             panic!()
         };
         assert!(v.iter().all(|&x| x >= 0));

@@ -1,0 +1,43 @@
+//! The `mlpserve-bench` binary: parse the command line, set up logging, run the benchmark.
+
+use clap::Parser;
+use mlpserve_bench::BenchArgs;
+use tracing_subscriber::EnvFilter;
+
+/// The same allocator as the `mlpserve` binary, so the in-process server is measured as it
+/// serves in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "mlpserve-bench",
+    version,
+    about = "Closed-loop HTTP load test against an mlpserve server, plus the in-process ORT ceiling"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The report goes to stdout; only the server's warnings and errors reach stderr.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(mlpserve_bench::run(cli.args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mlpserve-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
