@@ -86,10 +86,11 @@ def test_the_deployment_rolls_without_dropping_requests():
     (c,) = pod["containers"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     args = c["args"]
+    shutdown_delay = int(args[args.index("--shutdown-delay") + 1])
     shutdown_timeout = int(args[args.index("--shutdown-timeout") + 1])
-    assert pod["terminationGracePeriodSeconds"] > pre_stop + shutdown_timeout
+    assert shutdown_delay > 0, "serve while endpoint removal propagates"
+    assert pod["terminationGracePeriodSeconds"] > shutdown_delay + shutdown_timeout
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert_cli_accepts(args)
