@@ -3,7 +3,12 @@
 //! handler's own decoder (`api::http::v2_codec::decode`).
 //! Prints the JSON ÷ binary time ratio at the end (target: binary at least 5x faster).
 //!
-//! Run: `cargo bench --bench codecs` (about 10 s).
+//! Also compares, interleaved in the same run, the array decoder (`decode_array`: fast
+//! walker straight into the typed buffer) with the serde visitor path it replaced
+//! (`FlatJson` + `to_data`), for the flat V2 `data` array and the nested `/predict` form,
+//! and times JSON encoding of the same tensor.
+//!
+//! Run: `cargo bench --bench codecs` (about 15 s).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,7 +17,10 @@ use criterion::{Criterion, Throughput};
 
 use axum::http::{HeaderMap, HeaderValue};
 use mlpserve::api::http::v2_codec;
-use mlpserve::tensor::{decode_binary, encode_binary, DataType, Flat, Tensor, TensorData};
+use mlpserve::tensor::{
+    decode_array, decode_binary, encode_binary, DataType, Flat, FlatJson, Nested, Tensor,
+    TensorData,
+};
 
 const ROWS: usize = 64;
 const COLS: usize = 256;
@@ -110,6 +118,62 @@ fn main() {
         || drop(black_box(decode_binary_body(black_box(&binary), json_len))),
         200,
     );
+    // Serde-path vs fast-path array decoding, alternating rounds so machine drift hits both.
+    let flat_text = serde_json::to_string(&Flat(&tensor.data)).expect("serialises");
+    let nested_text = serde_json::to_string(&Nested {
+        shape: &tensor.shape,
+        data: &tensor.data,
+    })
+    .expect("serialises");
+    let serde_path = |text: &str| {
+        let flat: FlatJson = serde_json::from_str(text).expect("valid");
+        flat.to_data(DataType::F32).expect("fits")
+    };
+    let fast_path = |text: &str| decode_array(text, DataType::F32).expect("valid").data;
+    assert_eq!(fast_path(&flat_text), tensor.data);
+    assert_eq!(fast_path(&nested_text), tensor.data);
+    assert_eq!(serde_path(&nested_text), tensor.data);
+    let numbers = (ROWS * COLS) as f64;
+    for (form, text) in [
+        ("flat V2 data", &flat_text),
+        ("nested /predict", &nested_text),
+    ] {
+        let mut old = Vec::new();
+        let mut new = Vec::new();
+        for _ in 0..3 {
+            old.push(median_time(
+                || drop(black_box(serde_path(black_box(text)))),
+                10,
+            ));
+            new.push(median_time(
+                || drop(black_box(fast_path(black_box(text)))),
+                10,
+            ));
+        }
+        old.sort();
+        new.sort();
+        let (o, n) = (old[1].as_secs_f64(), new[1].as_secs_f64());
+        println!(
+            "[64, 256] FP32 {form} array ({} B): serde path {:.1} ns/number, decode_array {:.1} ns/number: {:.1}x faster (target >= 3x)",
+            text.len(),
+            o * 1e9 / numbers,
+            n * 1e9 / numbers,
+            o / n
+        );
+    }
+    let enc = median_time(
+        || {
+            drop(black_box(serde_json::to_vec(&Flat(black_box(
+                &tensor.data,
+            )))))
+        },
+        10,
+    );
+    println!(
+        "[64, 256] FP32 JSON encode (Flat): {:.1} ns/number",
+        enc.as_secs_f64() * 1e9 / numbers
+    );
+
     println!(
         "\n[64, 256] FP32: JSON body {} B decodes in {:.1} µs, binary body {} B in {:.1} µs: binary is {:.1}x faster (target >= 5x)",
         json.len(),

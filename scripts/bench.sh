@@ -14,8 +14,14 @@
 #      binary tensors (the configuration that reaches the target on 2 cores)
 #   b  finalmlp_ctr, 1 row per request over V2 JSON, at 1, 8, 16 and 64 clients -> req/s,
 #      p50/p99 (target >= 20,000 req/s at 64 clients, p99 <= 10 ms) and mean batch size
+#      plus the transport floor (--floor: axum + the V2 decoder, canned answer) -> server
+#      req/s ÷ floor (target >= 0.5 at 64 clients)
 #   c  low load on small models: server p50 at 1 client vs bare session.run at batch 1
-#      (target: <= bare + 150 µs), mean batch size at 1, 8 and 64 clients
+#      (target: <= bare + 60 µs), mean batch size at 1, 8 and 64 clients, and the floor
+#   d  CTR ranking: finalmlp_ctr with 50, 200 and 1,000 rows per request at 1, 16 and 64
+#      clients, V2 JSON and binary tensors, default config (max_batch_size "auto"), with
+#      the ceiling at the matching batch sizes (target at 200 rows, 16 clients: >= 0.85 x
+#      best ceiling over JSON, >= 0.9 x over binary). gRPC: scripts/perf-analyzer.sh.
 # The load generator runs on the same machine as the server; read the "cores used" column.
 set -euo pipefail
 
@@ -24,7 +30,7 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CEILING_DURATION="${CEILING_DURATION:-3s}"
-scenarios="${*:-a b c}"
+scenarios="${*:-a b c d}"
 
 scripts/fetch-onnxruntime.sh
 cargo build --release --quiet -p mlpserve-bench
@@ -60,15 +66,26 @@ for s in $scenarios; do
     b)
       echo "== (b) finalmlp_ctr: 1 row per request, V2 JSON"
       "$bin" --model-repository models --model finalmlp_ctr --rows 1 \
-        --concurrency 1,8,16,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
+        --concurrency 1,8,16,64 --ceiling --ceiling-batches 1,64,128 --floor "${common[@]}"
       ;;
     c)
       echo "== (c) low load: mlp_digits, 1 row per request, V2 JSON"
       "$bin" --model-repository models --model mlp_digits --rows 1 \
-        --concurrency 1,8,64 --ceiling --ceiling-batches 1,64,128 "${common[@]}"
+        --concurrency 1,8,64 --ceiling --ceiling-batches 1,64,128 --floor "${common[@]}"
+      ;;
+    d)
+      for rows in 50 200 1000; do
+        for enc in "" --binary; do
+          echo "== (d) ranking: finalmlp_ctr, $rows rows per request, ${enc:-V2 JSON}"
+          "$bin" --model-repository models --model finalmlp_ctr --rows "$rows" $enc \
+            --concurrency 1,16,64 --ceiling --ceiling-batches "$rows,$((rows * 4)),$((rows * 16))" \
+            "${common[@]}"
+          echo
+        done
+      done
       ;;
     *)
-      echo "unknown scenario '$s' (expected a, b or c)" >&2
+      echo "unknown scenario '$s' (expected a, b, c or d)" >&2
       exit 2
       ;;
   esac

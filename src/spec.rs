@@ -54,6 +54,9 @@ pub struct ModelSpec {
     pub config: ModelConfig,
     /// Where each instance actually runs (after any provider fallback).
     pub placements: Vec<Placement>,
+    /// Rows one run may take on a batched graph: the configured `max_batch_size`, or the
+    /// size measured at load for `"auto"` (see `runtime::calibrate`).
+    pub max_batch: usize,
 }
 
 /// Padded axes up to this length share one bucket: padding short histories to 64 costs
@@ -79,16 +82,24 @@ impl ModelSpec {
     /// Rows one run may take: `max_batch_size` for batched graphs, 1 otherwise.
     pub fn max_batch_size(&self) -> usize {
         if self.batched {
-            self.config.max_batch_size
+            self.max_batch
         } else {
             1
+        }
+    }
+
+    /// Where the batch size in force came from: `"auto"` (measured at load) or `"config"`.
+    pub fn max_batch_size_source(&self) -> &'static str {
+        match self.config.max_batch_size {
+            crate::config::BatchSize::Auto => "auto",
+            crate::config::BatchSize::Fixed(_) => "config",
         }
     }
 
     /// Triton's `max_batch_size`: 0 for a model that cannot batch.
     pub fn triton_max_batch_size(&self) -> usize {
         if self.batched {
-            self.config.max_batch_size
+            self.max_batch
         } else {
             0
         }

@@ -105,6 +105,15 @@ fn samples_are_reproduced_in_typed_and_raw_form() {
 #[test]
 fn descriptive_rpcs_health_statistics_and_streaming() {
     let server = TestServer::start(&zoo());
+    // mlp_digits has no config.toml: its max_batch_size is "auto", measured at load.
+    let (status, http_meta) = server.get_json("/v2/models/mlp_digits");
+    assert_eq!(status, 200, "{http_meta}");
+    let parameters = &http_meta["parameters"];
+    assert_eq!(parameters["max_batch_size_source"], "auto", "{http_meta}");
+    let measured: u64 = parameters["max_batch_size"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("max_batch_size parameter: {http_meta}"));
     with_client(&server, |mut client| async move {
         assert!(
             client
@@ -205,7 +214,15 @@ fn descriptive_rpcs_health_statistics_and_streaming() {
             ),
             ("mlp_digits", "onnxruntime_onnx", "onnxruntime")
         );
-        assert_eq!(config.max_batch_size, 128, "the default max_batch_size");
+        assert!(
+            (1..=4096).contains(&config.max_batch_size),
+            "the measured max_batch_size is within 1..=4096: {}",
+            config.max_batch_size
+        );
+        assert_eq!(
+            config.max_batch_size as u64, measured,
+            "gRPC config and HTTP metadata report the same measured size"
+        );
         assert_eq!(
             (
                 config.input[0].name.as_str(),

@@ -6,7 +6,7 @@ mod provider;
 mod server;
 mod transport;
 
-pub use model::{InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
+pub use model::{BatchSize, InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};
 pub use transport::{

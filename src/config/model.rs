@@ -14,7 +14,11 @@ use super::{ExecutionProvider, ProviderFallback};
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Most rows one ORT run may take; larger requests are split into chunks of this size.
-    pub max_batch_size: usize,
+    /// `"auto"` (the default): measured at load as the largest batch whose run stays
+    /// within `max_batch_latency_ms` (see `runtime::calibrate`).
+    pub max_batch_size: BatchSize,
+    /// Run-time budget of one batch for `max_batch_size = "auto"`, in milliseconds.
+    pub max_batch_latency_ms: f64,
     /// Worker threads, each owning its own ORT session.
     pub instances: usize,
     /// ORT intra-op threads per instance; unset = the server-wide value.
@@ -85,6 +89,44 @@ impl VersionPolicy {
     }
 }
 
+/// `max_batch_size`: a pinned row count, or measured at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Auto,
+    Fixed(usize),
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = BatchSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive row count or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<BatchSize, E> {
+                usize::try_from(v)
+                    .map(BatchSize::Fixed)
+                    .map_err(|_| E::custom(format!("max_batch_size must be at least 1, got {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<BatchSize, E> {
+                usize::try_from(v)
+                    .map(BatchSize::Fixed)
+                    .map_err(|_| E::custom(format!("max_batch_size {v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BatchSize, E> {
+                match v {
+                    "auto" => Ok(BatchSize::Auto),
+                    _ => Err(E::custom(format!(
+                        "max_batch_size must be a row count or \"auto\", got \"{v}\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Per-input settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +153,8 @@ fn default_max_pad_length() -> usize {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            max_batch_size: 128,
+            max_batch_size: BatchSize::Auto,
+            max_batch_latency_ms: 5.0,
             instances: 1,
             intra_op_threads: None,
             max_queue_delay_us: 0,
@@ -145,14 +188,18 @@ impl ModelConfig {
     pub fn parse(text: &str) -> Result<ModelConfig, String> {
         let config: ModelConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         config.check_ranges()?;
+        let limit = match config.max_batch_size {
+            BatchSize::Fixed(n) => n,
+            // Checked against the measured size at load (the queue ignores larger ones).
+            BatchSize::Auto => usize::MAX,
+        };
         if let Some(&p) = config
             .preferred_batch_sizes
             .iter()
-            .find(|&&p| p == 0 || p > config.max_batch_size)
+            .find(|&&p| p == 0 || p > limit)
         {
             return Err(format!(
-                "preferred batch size {p} must be between 1 and max_batch_size ({})",
-                config.max_batch_size
+                "preferred batch size {p} must be between 1 and max_batch_size ({limit})"
             ));
         }
         if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {
@@ -221,7 +268,6 @@ impl ModelConfig {
         let threads = super::max_threads();
         let u = |v: usize| v as u64;
         let mut checks = vec![
-            ("max_batch_size", u(self.max_batch_size), 1, 1 << 20, ""),
             (
                 "instances",
                 u(self.instances),
@@ -253,6 +299,15 @@ impl ModelConfig {
                 "",
             ),
         ];
+        if let BatchSize::Fixed(n) = self.max_batch_size {
+            checks.push(("max_batch_size", u(n), 1, 1 << 20, ""));
+        }
+        if !(self.max_batch_latency_ms > 0.0 && self.max_batch_latency_ms <= 60_000.0) {
+            return Err(format!(
+                "max_batch_latency_ms = {} is out of range: allowed above 0 up to 60000 (1 min)",
+                self.max_batch_latency_ms
+            ));
+        }
         if let Some(t) = self.intra_op_threads {
             checks.push(("intra_op_threads", u(t), 1, u(threads), " (4 per core)"));
         }
@@ -341,7 +396,7 @@ mod tests {
             r#"{"name": "m", "backend": "onnxruntime", "max_batch_size": 8}"#,
         )
         .unwrap();
-        assert_eq!(c.max_batch_size, 8);
+        assert_eq!(c.max_batch_size, BatchSize::Fixed(8));
         assert!(ModelConfig::parse_json(r#"{"max_batchsize": 8}"#).is_err());
     }
 
@@ -374,5 +429,28 @@ mod tests {
             }
         }
         assert!(ModelConfig::parse("instances = 2\nmax_queue_delay_us = 10000000").is_ok());
+    }
+
+    #[test]
+    fn max_batch_size_is_a_count_or_auto() {
+        assert_eq!(ModelConfig::default().max_batch_size, BatchSize::Auto);
+        let c =
+            ModelConfig::parse("max_batch_size = \"auto\"\nmax_batch_latency_ms = 2.5").unwrap();
+        assert_eq!(
+            (c.max_batch_size, c.max_batch_latency_ms),
+            (BatchSize::Auto, 2.5)
+        );
+        let c = ModelConfig::parse("max_batch_size = 64").unwrap();
+        assert_eq!(c.max_batch_size, BatchSize::Fixed(64));
+        for bad in [
+            "max_batch_size = 0",
+            "max_batch_size = -3",
+            "max_batch_size = \"big\"",
+            "max_batch_latency_ms = 0",
+        ] {
+            assert!(ModelConfig::parse(bad).is_err(), "{bad}");
+        }
+        let err = ModelConfig::parse("max_batch_size = \"big\"").unwrap_err();
+        assert!(err.contains("auto"), "{err}");
     }
 }

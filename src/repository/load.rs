@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 
 use super::model::Model;
 use crate::batcher::{self, Batcher};
-use crate::config::ModelConfig;
+use crate::config::{BatchSize, ModelConfig};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Runtime, SessionOptions};
+use crate::spec::ModelSpec;
 
 /// Server-wide defaults for building sessions.
 #[derive(Debug, Clone)]
@@ -88,6 +89,9 @@ impl Loader {
             for session in &mut sessions {
                 runtime::warm_up(session, &spec)?;
             }
+            if spec.batched && spec.config.max_batch_size == BatchSize::Auto {
+                spec.max_batch = auto_batch_size(&mut sessions[0], &spec);
+            }
             Ok((sessions, Arc::new(spec)))
         })
         .await
@@ -100,6 +104,7 @@ impl Loader {
             model = %spec.name, version = %spec.version,
             inputs = ?spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
             batched = spec.batched, max_batch_size = spec.max_batch_size(),
+            max_batch_size_source = spec.max_batch_size_source(),
             instances = spec.config.instances,
             placements = ?spec.placements.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "model loaded"
@@ -111,5 +116,35 @@ impl Loader {
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
         let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
         Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
+    }
+}
+
+/// `max_batch_size = "auto"`: the largest batch whose run fits the model's latency budget,
+/// measured on one instance (all instances run the same graph with the same threads).
+fn auto_batch_size(session: &mut runtime::Session, spec: &ModelSpec) -> usize {
+    let budget = std::time::Duration::from_secs_f64(spec.config.max_batch_latency_ms / 1000.0);
+    match runtime::calibrate(session, spec, budget, runtime::AUTO_CAP) {
+        Ok(c) => {
+            let measured: Vec<String> = c
+                .samples
+                .iter()
+                .map(|(b, t)| format!("{b}:{}us", t.as_micros()))
+                .collect();
+            tracing::info!(
+                model = %spec.name, version = %spec.version, max_batch_size = c.max_batch,
+                max_batch_latency_ms = spec.config.max_batch_latency_ms,
+                measured = %measured.join(" "),
+                "max_batch_size auto: largest batch within the latency budget"
+            );
+            c.max_batch
+        }
+        Err(e) => {
+            tracing::warn!(
+                model = %spec.name, version = %spec.version, error = %e,
+                fallback = runtime::UNMEASURED,
+                "max_batch_size auto: could not measure run times"
+            );
+            runtime::UNMEASURED
+        }
     }
 }

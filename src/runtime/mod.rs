@@ -2,10 +2,12 @@
 //! a graph's serving contract and one pure `execute`. The only module that calls ORT; it
 //! knows nothing of requests, queues or threads.
 
+mod calibrate;
 mod execute;
 mod library;
 mod session;
 
+pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
 pub use execute::execute;
 pub use library::find_library;
 pub use ort::session::Session;

@@ -7,7 +7,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::ValueType;
 
-use crate::config::{ExecutionProvider, ModelConfig, Placement, ProviderFallback};
+use crate::config::{BatchSize, ExecutionProvider, ModelConfig, Placement, ProviderFallback};
 use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{
     dispatch_dtype, to_ort_value, DataType, Element, FromJson, JsonNumber, Tensor,
@@ -189,6 +189,10 @@ pub fn read_spec(
         outputs,
         batched,
         properties,
+        max_batch: match config.max_batch_size {
+            BatchSize::Fixed(n) => n,
+            BatchSize::Auto => super::calibrate::UNMEASURED,
+        },
         config,
         placements: Vec::new(),
     })

@@ -62,15 +62,26 @@ impl ModelMetadata {
             platform: PLATFORM,
             inputs: tensors(&spec.inputs),
             outputs: tensors(&spec.outputs),
-            parameters: {
-                let mut p = spec.properties.clone();
-                let placements: Vec<String> =
-                    spec.placements.iter().map(ToString::to_string).collect();
-                p.insert("execution_provider".to_string(), placements.join(","));
-                p
-            },
+            parameters: parameters(spec),
         }
     }
+}
+
+/// The model card facts, plus the batch size in force (measured at load when `"auto"`),
+/// since the metadata is what clients read first.
+fn parameters(spec: &ModelSpec) -> BTreeMap<String, String> {
+    let mut parameters = spec.properties.clone();
+    let placements: Vec<String> = spec.placements.iter().map(ToString::to_string).collect();
+    parameters.insert("execution_provider".to_string(), placements.join(","));
+    parameters.insert(
+        "max_batch_size".to_string(),
+        spec.triton_max_batch_size().to_string(),
+    );
+    parameters.insert(
+        "max_batch_size_source".to_string(),
+        spec.max_batch_size_source().to_string(),
+    );
+    parameters
 }
 
 /// One `input`/`output` entry of Triton's model configuration.

@@ -1,7 +1,9 @@
-//! JSON tensor codec. Decoding flattens (possibly nested) JSON arrays in one pass into a
-//! flat list of numbers plus the shape implied by the nesting, rejecting ragged arrays; no
-//! `serde_json::Value` tree is built. Encoding writes flat or nested arrays straight from
-//! the typed buffer.
+//! JSON tensor codec. [`decode_array`] turns a (possibly nested) JSON array into a typed
+//! buffer plus the shape its nesting implies, rejecting ragged arrays: the fast walker in
+//! `json_scan.rs` parses numbers straight into the buffer, and anything it rejects is
+//! re-read here by the serde visitor, which owns every error message (and keeps nothing
+//! but a count while doing so, so decoding never holds more than the typed buffer).
+//! Encoding writes flat or nested arrays straight from the typed buffer.
 
 use std::fmt;
 
@@ -9,7 +11,70 @@ use half::{bf16, f16};
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
+use super::json_scan::{self, Scan};
 use super::{dispatch_dtype, with_tensor_data, DataType, Element, TensorData};
+
+/// A JSON array decoded into a tensor's parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonArray {
+    /// The shape the nesting implies (`[]` for a bare scalar).
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+/// Why a JSON array could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonArrayError {
+    /// Not a (nested) array of numbers and booleans, or ragged: serde_json's message.
+    Invalid(String),
+    /// Well-formed, but element `i` does not fit the datatype ("element 2 is 256, which
+    /// is not a valid UINT8").
+    Element(String),
+}
+
+/// Decodes a JSON number or (nested) array of them into `dtype`.
+pub fn decode_array(text: &str, dtype: DataType) -> Result<JsonArray, JsonArrayError> {
+    fn fast<T: Scan>(text: &str) -> Option<JsonArray> {
+        let mut out = Vec::with_capacity(json_scan::max_elements(text));
+        let shape = json_scan::walk::<T>(text, &mut out)?;
+        Some(JsonArray {
+            shape,
+            data: T::wrap(out),
+        })
+    }
+    match dispatch_dtype!(dtype, T => fast::<T>(text)) {
+        Some(array) => Ok(array),
+        None => Err(explain(text, dtype)),
+    }
+}
+
+/// The serde path's verdict on text the fast walker rejected, without collecting values.
+fn explain(text: &str, dtype: DataType) -> JsonArrayError {
+    let mut acc = Acc {
+        collect: false,
+        check: Some(dtype),
+        ..Acc::default()
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Level {
+        acc: &mut acc,
+        depth: 0,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (parsed, acc.first_bad) {
+        (Err(e), _) => JsonArrayError::Invalid(e.to_string()),
+        (Ok(()), Some((i, n))) => JsonArrayError::Element(element_error(i, n, dtype)),
+        // Both paths accept the same language; reaching this would be a walker bug.
+        (Ok(()), None) => JsonArrayError::Invalid(format!(
+            "could not decode the array as {dtype} (a decoder inconsistency; please report it)"
+        )),
+    }
+}
+
+fn element_error(i: usize, n: JsonNumber, dtype: DataType) -> String {
+    format!("element {i} is {n}, which is not a valid {dtype}")
+}
 
 /// One JSON scalar as it came, before conversion to the model's datatype.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,12 +112,7 @@ impl FlatJson {
             for (i, &n) in values.iter().enumerate() {
                 match T::from_json(n) {
                     Some(v) => out.push(v),
-                    None => {
-                        return Err(format!(
-                            "element {i} is {n}, which is not a valid {}",
-                            T::DTYPE
-                        ))
-                    }
+                    None => return Err(element_error(i, n, T::DTYPE)),
                 }
             }
             Ok(T::wrap(out))
@@ -127,13 +187,36 @@ impl FromJson for bool {
 }
 
 /// Accumulator shared by every level of the recursive decode.
-#[derive(Default)]
 struct Acc {
     values: Vec<JsonNumber>,
+    /// Keep the numbers (`FlatJson`), or only check them (`explain`).
+    collect: bool,
+    /// Datatype to check each number against; the first misfit is kept.
+    check: Option<DataType>,
+    count: usize,
+    first_bad: Option<(usize, JsonNumber)>,
     /// Length seen at each nesting depth; every array at one depth must agree.
     dims: Vec<Option<usize>>,
     /// Depth at which scalars appear; all scalars must sit at the same depth.
     leaf_depth: Option<usize>,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            values: Vec::new(),
+            collect: true,
+            check: None,
+            count: 0,
+            first_bad: None,
+            dims: Vec::new(),
+            leaf_depth: None,
+        }
+    }
+}
+
+fn fits(n: JsonNumber, dtype: DataType) -> bool {
+    dispatch_dtype!(dtype, T => T::from_json(n).is_some())
 }
 
 struct Level<'a> {
@@ -153,7 +236,16 @@ impl Level<'_> {
             }
             Some(_) => {}
         }
-        self.acc.values.push(n);
+        let acc = self.acc;
+        if acc.collect {
+            acc.values.push(n);
+        }
+        if let Some(dtype) = acc.check {
+            if acc.first_bad.is_none() && !fits(n, dtype) {
+                acc.first_bad = Some((acc.count, n));
+            }
+        }
+        acc.count += 1;
         Ok(())
     }
 }
@@ -429,7 +521,73 @@ mod tests {
         );
     }
 
+    /// The decode before the fast walker existed: serde visitor into `FlatJson`, then
+    /// conversion. `decode_array` must give the same answers and the same messages.
+    fn reference(text: &str, dtype: DataType) -> Result<JsonArray, JsonArrayError> {
+        let flat = parse(text).map_err(JsonArrayError::Invalid)?;
+        let data = flat.to_data(dtype).map_err(JsonArrayError::Element)?;
+        Ok(JsonArray {
+            shape: flat.shape,
+            data,
+        })
+    }
+
+    const DTYPES: [DataType; 7] = [
+        DataType::F32,
+        DataType::F64,
+        DataType::F16,
+        DataType::I64,
+        DataType::U8,
+        DataType::I8,
+        DataType::Bool,
+    ];
+
+    #[test]
+    fn fast_path_matches_the_serde_path() {
+        let texts = [
+            "[[1, 2.5], [3, -4e2]]",
+            "[0, 255, 256]",
+            "[1.5]",
+            "[true, 0, 1]",
+            "[[1, 2], [3]]",
+            "[\"a\"]",
+            "[null]",
+            "[1e400]",
+            "[01]",
+            "[1,]",
+            "7",
+            "[]",
+            "[[],[]]",
+            "[18446744073709551615, -9223372036854775809]",
+            "[1] 2",
+        ];
+        for text in texts {
+            for dtype in DTYPES {
+                assert_eq!(
+                    decode_array(text, dtype),
+                    reference(text, dtype),
+                    "{text} as {dtype}"
+                );
+            }
+        }
+    }
+
     proptest::proptest! {
+        /// Any text made of array punctuation and assorted scalars: same verdict, same
+        /// message, same values as the serde path.
+        #[test]
+        fn fast_path_agrees_on_arbitrary_text(
+            pieces in proptest::collection::vec(0usize..16, 0..24),
+            dtype in proptest::sample::select(DTYPES.to_vec()),
+        ) {
+            const PIECES: [&str; 16] = [
+                "[", "[", "]", "]", ",", ",", "1", "-2.5", "300", "true", " ", "null",
+                "1e39", "-0", "\"x\"", "0.1",
+            ];
+            let text: String = pieces.iter().map(|&p| PIECES[p]).collect();
+            proptest::prop_assert_eq!(decode_array(&text, dtype), reference(&text, dtype));
+        }
+
         /// Nested encoding and flattening decode are inverse: same shape, same values.
         #[test]
         fn nested_round_trips(dims in proptest::collection::vec(1usize..4, 1..4), seed in proptest::prelude::any::<i32>()) {

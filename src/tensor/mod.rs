@@ -5,11 +5,14 @@
 mod binary;
 mod dtype;
 mod json;
+mod json_scan;
 mod ort_value;
 
 pub use binary::{decode_binary, encode_binary};
 pub use dtype::DataType;
-pub use json::{Flat, FlatJson, FromJson, JsonNumber, Nested};
+pub use json::{
+    decode_array, Flat, FlatJson, FromJson, JsonArray, JsonArrayError, JsonNumber, Nested,
+};
 pub use ort_value::{from_ort_value, to_ort_value};
 
 use half::{bf16, f16};

@@ -12,6 +12,7 @@
 
 mod ceiling;
 mod cpu;
+mod floor;
 mod load;
 mod payload;
 mod report;
@@ -30,6 +31,7 @@ use shared::{ExecutionProvider, ModelConfig, ServerArgs};
 /// in-process). Every `mlpserve::` path of this crate is in these lines, so a move inside
 /// the server crate is one edit here.
 mod shared {
+    pub use mlpserve::api::http::v2_codec;
     pub use mlpserve::config::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
     pub use mlpserve::runtime::{build_session, read_spec, Runtime, SessionOptions};
     #[cfg(test)]
@@ -110,6 +112,10 @@ pub struct BenchArgs {
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also run every level against the transport floor (axum + the V2 decoder with a
+    /// canned answer, on the server's runtime; V2 only) and print server ÷ floor.
+    #[arg(long)]
+    pub floor: bool,
 }
 
 /// Parses `10s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
@@ -149,6 +155,8 @@ pub struct LevelReport {
 struct Measured {
     payload: payload::Payload,
     levels: Vec<LevelReport>,
+    /// The same levels against the transport floor (`--floor`).
+    floor: Vec<LevelReport>,
     ceiling: Option<Result<Vec<ceiling::CeilingPoint>, String>>,
 }
 
@@ -187,10 +195,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let client_args = args.clone();
     let client_base = base.clone();
+    let server_runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name(cpu::CLIENT_THREAD.into())
         .spawn(move || {
-            let _ = tx.send(client_side(client_args, client_base, ceiling));
+            let _ = tx.send(client_side(
+                client_args,
+                client_base,
+                ceiling,
+                server_runtime,
+            ));
         })
         .map_err(|e| format!("cannot start the load generator thread: {e}"))?;
     let measured = rx
@@ -209,6 +223,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         levels: &measured.levels,
         ceiling: measured.ceiling.as_ref(),
     });
+    if !measured.floor.is_empty() {
+        floor::print(&measured.levels, &measured.floor);
+    }
     Ok(())
 }
 
@@ -261,6 +278,7 @@ fn client_side(
     args: BenchArgs,
     base: String,
     ceiling: Option<ceiling::CeilingConfig>,
+    server_runtime: tokio::runtime::Handle,
 ) -> Result<Measured, String> {
     let rt = if args.client_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -275,21 +293,25 @@ fn client_side(
     }
     .map_err(|e| format!("cannot start the load generator runtime: {e}"))?;
     let before = ceiling.as_ref().map(ceiling::measure);
-    let (payload, levels) = rt.block_on(levels(&args, &base))?;
+    let (payload, levels, floor) = rt.block_on(levels(&args, &base, &server_runtime))?;
     drop(rt);
     let after = ceiling.as_ref().map(ceiling::measure);
     let ceiling = before.zip(after).map(|(a, b)| ceiling::combine(a?, b?));
     Ok(Measured {
         payload,
         levels,
+        floor,
         ceiling,
     })
 }
 
+type Levels = (payload::Payload, Vec<LevelReport>, Vec<LevelReport>);
+
 async fn levels(
     args: &BenchArgs,
     base: &str,
-) -> Result<(payload::Payload, Vec<LevelReport>), String> {
+    server_runtime: &tokio::runtime::Handle,
+) -> Result<Levels, String> {
     let http = reqwest::Client::new();
     let version = args.model_version.as_deref();
     let payload = match &args.payload {
@@ -322,11 +344,43 @@ async fn levels(
     let addr = format!("{host}:{port}");
     let request = Arc::new(load::request_bytes(&payload, &addr));
     check_once(&addr, &request).await?;
+    let reports = run_levels(args, &http, base, &addr, &request, payload.rows).await?;
+    let mut floor_reports = Vec::new();
+    if args.floor {
+        if args.api != Api::V2 {
+            return Err("--floor measures the V2 API only".into());
+        }
+        let canned = floor::capture(&http, base, &payload).await?;
+        let floor_addr = floor::start(server_runtime, canned)?;
+        let floor_base = format!("http://{floor_addr}");
+        let request = Arc::new(load::request_bytes(&payload, &floor_addr));
+        check_once(&floor_addr, &request).await?;
+        floor_reports = run_levels(
+            args,
+            &http,
+            &floor_base,
+            &floor_addr,
+            &request,
+            payload.rows,
+        )
+        .await?;
+    }
+    Ok((payload, reports, floor_reports))
+}
 
+/// Every `--concurrency` level against `addr`, in turn.
+async fn run_levels(
+    args: &BenchArgs,
+    http: &reqwest::Client,
+    base: &str,
+    addr: &str,
+    request: &Arc<Vec<u8>>,
+    rows: usize,
+) -> Result<Vec<LevelReport>, String> {
     let mut reports = Vec::with_capacity(args.concurrency.len());
     for &concurrency in &args.concurrency {
         let config = load::LevelConfig {
-            addr: addr.clone(),
+            addr: addr.to_string(),
             concurrency,
             warmup: args.warmup,
             duration: args.duration,
@@ -338,13 +392,13 @@ async fn levels(
         });
         tokio::time::sleep_until((start + args.warmup).into()).await;
         let (c0, cpu0, t0) = (
-            server::counters(&http, base, &args.model).await,
+            server::counters(http, base, &args.model).await,
             cpu::snapshot(),
             Instant::now(),
         );
         tokio::time::sleep_until((start + args.warmup + args.duration).into()).await;
         let (c1, cpu1, t1) = (
-            server::counters(&http, base, &args.model).await,
+            server::counters(http, base, &args.model).await,
             cpu::snapshot(),
             Instant::now(),
         );
@@ -362,13 +416,13 @@ async fn levels(
         reports.push(LevelReport {
             concurrency,
             result,
-            rows_per_request: payload.rows,
+            rows_per_request: rows,
             mean_batch,
             mean_queue_us,
             cores,
         });
     }
-    Ok((payload, reports))
+    Ok(reports)
 }
 
 /// Sends the request once so a bad payload fails fast with the server's message.

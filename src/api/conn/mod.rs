@@ -65,6 +65,21 @@ pub struct Port {
     pub http2_only: bool,
     /// Serve TLS only, with this acceptor.
     pub tls: Option<TlsAcceptor>,
+    /// HTTP/2 flow-control settings; `None` keeps h2's defaults.
+    pub http2_windows: Option<Http2Windows>,
+}
+
+/// HTTP/2 flow-control and framing settings of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Windows {
+    /// Per-stream receive window, in bytes.
+    pub stream_window: u32,
+    /// Per-connection receive window, in bytes.
+    pub connection_window: u32,
+    /// Largest frame accepted, in bytes.
+    pub max_frame: u32,
+    /// BDP-probing adaptive windows (overrides the static windows when on).
+    pub adaptive: bool,
 }
 
 /// Answer written to a plain-HTTP client refused at the connection cap.
@@ -92,7 +107,7 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let port = Arc::new(PortState {
-        builder: builder(&conns.config, port.http2_only),
+        builder: builder(&conns.config, &port),
         name: port.name,
         plain_http1: port.tls.is_none() && !port.http2_only,
         tls: port.tls,
@@ -143,8 +158,9 @@ where
     Ok(())
 }
 
-/// The hyper connection builder of a port: HTTP/1.1 header timer, HTTP/2 PINGs.
-fn builder(config: &TransportConfig, http2_only: bool) -> auto::Builder<TokioExecutor> {
+/// The hyper connection builder of a port: HTTP/1.1 header timer, HTTP/2 PINGs and the
+/// port's HTTP/2 windows.
+fn builder(config: &TransportConfig, port: &Port) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -153,7 +169,14 @@ fn builder(config: &TransportConfig, http2_only: bool) -> auto::Builder<TokioExe
         .timer(TokioTimer::new())
         .keep_alive_interval(config.http2_keepalive_interval)
         .keep_alive_timeout(config.http2_keepalive_timeout);
-    if http2_only {
+    if let Some(w) = port.http2_windows {
+        b.http2()
+            .initial_stream_window_size(w.stream_window)
+            .initial_connection_window_size(w.connection_window)
+            .max_frame_size(w.max_frame)
+            .adaptive_window(w.adaptive);
+    }
+    if port.http2_only {
         b = b.http2_only();
     }
     b

@@ -10,6 +10,7 @@ pub mod proto;
 mod repository;
 mod service;
 mod status;
+mod tuning;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub async fn serve(
         name: "grpc",
         http2_only: true,
         tls: transport.tls.as_ref().map(|t| t.grpc.clone()),
+        http2_windows: Some(tuning::WINDOWS),
     };
     conn::serve(listener, port, transport.conns, gated, shutdown).await
 }

@@ -142,6 +142,7 @@ pub async fn serve(
         name: "http",
         http2_only: false,
         tls: transport.tls.as_ref().map(|t| t.http.clone()),
+        http2_windows: None,
     };
     conn::serve(listener, port, transport.conns, app, shutdown).await
 }
@@ -164,6 +165,7 @@ pub async fn serve_metrics(
         name: "metrics",
         http2_only: false,
         tls: transport.tls.as_ref().map(|t| t.http.clone()),
+        http2_windows: None,
     };
     conn::serve(listener, port, transport.conns, app, shutdown).await
 }

@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
@@ -21,15 +21,18 @@ use super::{
 use crate::error::{Error, Result};
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
-use crate::tensor::{FlatJson, Nested, Tensor};
+use serde_json::value::RawValue;
+
+use crate::tensor::{decode_array, JsonArrayError, Nested, Tensor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PredictBody {
+struct PredictBody<'a> {
     model: String,
     #[serde(default)]
     version: Option<String>,
-    inputs: PredictInputs,
+    #[serde(borrow)]
+    inputs: PredictInputs<'a>,
     /// Deadline in milliseconds; overrides the model's default.
     #[serde(default)]
     timeout_ms: Option<u64>,
@@ -38,38 +41,46 @@ struct PredictBody {
     outputs: Option<Vec<String>>,
 }
 
-/// `{"name": array, ...}` or a bare array for a single-input model.
-enum PredictInputs {
-    Named(Vec<(String, FlatJson)>),
-    Single(FlatJson),
+/// `{"name": array, ...}` or a bare array for a single-input model. The arrays stay raw
+/// text (borrowed from the body) until the model is known, so they are decoded once,
+/// straight into the input's datatype.
+enum PredictInputs<'a> {
+    Named(Vec<(String, &'a RawValue)>),
+    Single(&'a RawValue),
 }
 
-impl<'de> Deserialize<'de> for PredictInputs {
+impl<'de: 'a, 'a> Deserialize<'de> for PredictInputs<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = PredictInputs;
+            type Value = Vec<(String, &'de RawValue)>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object of input name to nested array, or a nested array")
             }
             fn visit_map<A: MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> std::result::Result<PredictInputs, A::Error> {
+            ) -> std::result::Result<Self::Value, A::Error> {
                 let mut named = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, FlatJson>()? {
+                while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
                     named.push((k, v));
                 }
-                Ok(PredictInputs::Named(named))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                seq: A,
-            ) -> std::result::Result<PredictInputs, A::Error> {
-                FlatJson::from_seq(seq).map(PredictInputs::Single)
+                Ok(named)
             }
         }
-        d.deserialize_any(V)
+        let raw = <&'de RawValue>::deserialize(d)?;
+        match raw.get().as_bytes().first() {
+            Some(b'{') => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                de.deserialize_map(V)
+                    .map(PredictInputs::Named)
+                    .map_err(de::Error::custom)
+            }
+            Some(b'[') => Ok(PredictInputs::Single(raw)),
+            _ => Err(de::Error::custom(
+                "inputs must be an object of input name to nested array, or a nested array",
+            )),
+        }
     }
 }
 
@@ -112,29 +123,28 @@ pub async fn predict(
 ) -> Result<Response> {
     let body = body_or_error(body, service.config.max_body_bytes)?;
     let large = body.len() > OFF_RUNTIME_BYTES;
-    let request: PredictBody = off_runtime_if(large, move || {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))
+    // The arrays are borrowed from the body until the model (and so each input's
+    // datatype) is known, so parsing, lookup and decoding happen in one step.
+    let lookup = service.clone();
+    let (model, outputs, timeout_ms, inputs) = off_runtime_if(large, move || {
+        let request: PredictBody = serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+        let model = lookup.model_for_inference(&ModelRef::new(
+            request.model.as_str(),
+            request.version.as_deref(),
+        ))?;
+        let inputs = decode_inputs(&model.spec, request.inputs).map_err(|e| model.refuse(e))?;
+        Ok::<_, Error>((model, request.outputs, request.timeout_ms, inputs))
     })
     .await??;
-    let model = service.model_for_inference(&ModelRef::new(
-        request.model.as_str(),
-        request.version.as_deref(),
-    ))?;
     let spec = &model.spec;
-    let decode_spec = spec.clone();
-    let raw_inputs = request.inputs;
-    let inputs = off_runtime_if(large, move || decode_inputs(&decode_spec, raw_inputs))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| model.refuse(e))?;
     let answer = service
         .infer(
             &model,
             InferCall {
                 inputs,
-                outputs: request.outputs.unwrap_or_default(),
-                timeout: request.timeout_ms.map(Duration::from_millis),
+                outputs: outputs.unwrap_or_default(),
+                timeout: timeout_ms.map(Duration::from_millis),
             },
         )
         .await?;
@@ -158,7 +168,7 @@ pub async fn predict(
 
 /// Nested arrays to tensors, with dtypes from the model's inputs. Unknown names are left
 /// to validation, which reports them with the full list of inputs.
-fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs) -> Result<Vec<NamedTensor>> {
+fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs<'_>) -> Result<Vec<NamedTensor>> {
     let invalid = |msg: String| {
         Error::InvalidInput(format!(
             "model '{}' version {}: {msg}",
@@ -167,8 +177,8 @@ fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs) -> Result<Vec<NamedTen
     };
     let named = match inputs {
         PredictInputs::Named(named) => named,
-        PredictInputs::Single(flat) if spec.inputs.len() == 1 => {
-            vec![(spec.inputs[0].name.clone(), flat)]
+        PredictInputs::Single(raw) if spec.inputs.len() == 1 => {
+            vec![(spec.inputs[0].name.clone(), raw)]
         }
         PredictInputs::Single(_) => {
             let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
@@ -180,16 +190,19 @@ fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs) -> Result<Vec<NamedTen
         }
     };
     let mut tensors = Vec::with_capacity(named.len());
-    for (name, flat) in named {
+    for (name, raw) in named {
         let dtype = spec
             .input(&name)
             .map(|s| s.dtype)
             .unwrap_or(crate::tensor::DataType::F32);
-        let data = flat
-            .to_data(dtype)
+        let array = decode_array(raw.get(), dtype).map_err(|e| {
+            invalid(match e {
+                JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
+                JsonArrayError::Element(e) => format!("input '{name}': {e}"),
+            })
+        })?;
+        let tensor = Tensor::new(array.shape, array.data)
             .map_err(|e| invalid(format!("input '{name}': {e}")))?;
-        let tensor =
-            Tensor::new(flat.shape, data).map_err(|e| invalid(format!("input '{name}': {e}")))?;
         tensors.push(NamedTensor { name, tensor });
     }
     Ok(tensors)

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::spec::{ModelSpec, NamedTensor};
-use crate::tensor::{decode_binary, encode_binary, DataType, Flat, FlatJson, Tensor};
+use crate::tensor::{
+    decode_array, decode_binary, encode_binary, DataType, Flat, JsonArrayError, Tensor,
+};
 
 /// Header giving the JSON part's length when binary tensors follow it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -133,12 +135,11 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
                 decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
             }
             (None, Some(raw)) => {
-                let flat: FlatJson = serde_json::from_str(raw.get())
-                    .map_err(|e| format!("input '{name}': invalid data: {e}"))?;
-                let data = flat
-                    .to_data(dtype)
-                    .map_err(|e| format!("input '{name}': {e}"))?;
-                Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?
+                let array = decode_array(raw.get(), dtype).map_err(|e| match e {
+                    JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
+                    JsonArrayError::Element(e) => format!("input '{name}': {e}"),
+                })?;
+                Tensor::new(shape, array.data).map_err(|e| format!("input '{name}': {e}"))?
             }
             (None, None) => {
                 return Err(format!(

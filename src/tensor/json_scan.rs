@@ -1,0 +1,375 @@
+//! The fast path of JSON tensor decoding: a hand-rolled walker over (nested) arrays that
+//! parses each number straight into the typed buffer, with no per-number intermediate and
+//! no serde visitor calls. It only answers "here is the tensor" or "no": every rejection
+//! is re-explained by the serde path in `json.rs`, so error messages come from one place.
+//! It must accept exactly what that path accepts (JSON numbers, `true`/`false`, arrays,
+//! whitespace), and never more.
+
+use half::{bf16, f16};
+
+use super::json::{FromJson, JsonNumber};
+
+/// One JSON scalar token, not yet converted.
+#[derive(Clone, Copy)]
+pub(super) enum Token<'a> {
+    /// An integer literal that fits 64 bits: magnitude and sign.
+    Int {
+        negative: bool,
+        magnitude: u64,
+    },
+    /// A literal with a fraction or exponent, or an integer too long for 64 bits
+    /// (serde_json reads those as floats too), with its decimal digits when they fit.
+    Float(Decimal<'a>),
+    Bool(bool),
+}
+
+/// A float literal: its text, and `±mantissa × 10^exp10` when all digits fit in 64 bits.
+#[derive(Clone, Copy)]
+pub(super) struct Decimal<'a> {
+    text: &'a str,
+    negative: bool,
+    mantissa: u64,
+    exp10: i32,
+    exact: bool,
+}
+
+/// Powers of ten exactly representable as f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+impl Decimal<'_> {
+    /// Clinger's fast path: a mantissa below 2^53 and a power of ten below 10^23 are both
+    /// exact in f64, so one multiplication or division rounds correctly. Covers the
+    /// usual feature values (up to ~16 significant digits, small exponents); anything else
+    /// goes to std's parser.
+    fn to_f64(self) -> Option<f64> {
+        if self.exact && self.mantissa <= 1 << 53 && self.exp10.abs() <= 22 {
+            let m = self.mantissa as f64;
+            let p = POW10[self.exp10.unsigned_abs() as usize];
+            let v = if self.exp10 < 0 { m / p } else { m * p };
+            return Some(if self.negative { -v } else { v });
+        }
+        parse_finite(self.text)
+    }
+}
+
+impl Token<'_> {
+    /// The number exactly as the serde path would have seen it.
+    fn number(self) -> Option<JsonNumber> {
+        Some(match self {
+            Token::Int {
+                negative: false,
+                magnitude,
+            } => match i64::try_from(magnitude) {
+                Ok(v) => JsonNumber::Int(v),
+                Err(_) => JsonNumber::UInt(magnitude),
+            },
+            // `scan_number` only produces negative magnitudes up to 2^63.
+            Token::Int {
+                negative: true,
+                magnitude,
+            } => JsonNumber::Int((-(magnitude as i128)) as i64),
+            Token::Float(d) => JsonNumber::Float(d.to_f64()?),
+            Token::Bool(b) => JsonNumber::Bool(b),
+        })
+    }
+}
+
+/// serde_json rejects out-of-range literals such as `1e400`; so do we.
+fn parse_finite(text: &str) -> Option<f64> {
+    text.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Conversion from a token; `None` sends the whole decode to the serde path for its message.
+pub(super) trait Scan: FromJson {
+    fn from_token(t: Token) -> Option<Self> {
+        Self::from_json(t.number()?)
+    }
+}
+
+macro_rules! scan_via_number {
+    ($($t:ty),*) => {$( impl Scan for $t {} )*};
+}
+scan_via_number!(bool, u8, u16, u32, u64, i8, i16, i32, i64, f16, bf16, f64);
+
+impl Scan for f32 {
+    /// Floats go through f64 and are then narrowed, exactly as the serde path did.
+    fn from_token(t: Token) -> Option<Self> {
+        match t {
+            Token::Float(d) => d.to_f64().map(|v| v as f32),
+            other => Self::from_json(other.number()?),
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Scans one JSON number (strict grammar) starting at `i`; returns its end and token.
+fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
+    let b = text.as_bytes();
+    let mut i = start;
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let mut magnitude: u64 = 0;
+    let mut overflow = false;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                match magnitude
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(u64::from(d - b'0')))
+                {
+                    Some(m) => magnitude = m,
+                    None => overflow = true,
+                }
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    // serde_json reads `-0` as the float -0.0, and negative integers beyond i64 as floats.
+    let mut float = overflow || (negative && (magnitude == 0 || magnitude > 1 << 63));
+    // The digits as mantissa × 10^exp10 while they fit (for the fast float path).
+    let mut mantissa = magnitude;
+    let mut exp10: i32 = 0;
+    let mut exact = !overflow;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let digits = i;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            if mantissa < 1_000_000_000_000_000_000 {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+                exp10 -= 1;
+            } else {
+                exact = false;
+            }
+            i += 1;
+        }
+        if i == digits {
+            return None;
+        }
+        float = true;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        let sign = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let digits = i;
+        let mut e: i32 = 0;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            // Saturates far outside the fast path's range; std parses those.
+            e = e.saturating_mul(10).saturating_add(i32::from(d - b'0'));
+            i += 1;
+        }
+        if i == digits {
+            return None;
+        }
+        exp10 = exp10.saturating_add(sign * e);
+        float = true;
+    }
+    let token = if float {
+        Token::Float(Decimal {
+            text: text.get(start..i)?,
+            negative,
+            mantissa,
+            exp10,
+            exact,
+        })
+    } else {
+        Token::Int {
+            negative,
+            magnitude,
+        }
+    };
+    Some((i, token))
+}
+
+fn scan_scalar(text: &str, i: usize) -> Option<(usize, Token<'_>)> {
+    let rest = text.as_bytes().get(i..)?;
+    if rest.starts_with(b"true") {
+        Some((i + 4, Token::Bool(true)))
+    } else if rest.starts_with(b"false") {
+        Some((i + 5, Token::Bool(false)))
+    } else {
+        scan_number(text, i)
+    }
+}
+
+/// Walks `text` (a number, or arrays nested to any depth), appending every element to
+/// `out` row-major; returns the shape, or `None` on anything the serde path should explain
+/// (syntax, ragged nesting, a value the element type cannot hold).
+pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> {
+    let b = text.as_bytes();
+    // Length seen at each nesting depth; every array at one depth must agree.
+    let mut dims: Vec<Option<usize>> = Vec::new();
+    // Elements counted so far in each array still open (its depth is its index).
+    let mut open: Vec<usize> = Vec::new();
+    // Depth at which scalars appear; all scalars must sit at the same depth.
+    let mut leaf_depth: Option<usize> = None;
+    let mut i = skip_ws(b, 0);
+    'value: loop {
+        // A value starts at `i`.
+        let depth = open.len();
+        let mut value_done = true;
+        if b.get(i) == Some(&b'[') {
+            if leaf_depth.is_some_and(|d| d <= depth) {
+                return None;
+            }
+            open.push(0);
+            i = skip_ws(b, i + 1);
+            if b.get(i) != Some(&b']') {
+                continue 'value;
+            }
+            // An empty array: `i` is at its `]`, which the loop below closes.
+            value_done = false;
+        } else {
+            let (end, token) = scan_scalar(text, i)?;
+            match leaf_depth {
+                None => leaf_depth = Some(depth),
+                Some(d) if d != depth => return None,
+                Some(_) => {}
+            }
+            out.push(T::from_token(token)?);
+            i = skip_ws(b, end);
+        }
+        // After a complete value: a comma, the end of enclosing arrays, or the end.
+        loop {
+            let Some(count) = open.last_mut() else {
+                return (i == b.len()).then(|| shape(&dims, leaf_depth));
+            };
+            if value_done {
+                *count += 1;
+            }
+            match b.get(i) {
+                Some(b',') if value_done => {
+                    i = skip_ws(b, i + 1);
+                    continue 'value;
+                }
+                Some(b']') => {
+                    let len = *count;
+                    open.pop();
+                    let depth = open.len();
+                    if dims.len() <= depth {
+                        dims.resize(depth + 1, None);
+                    }
+                    match dims[depth] {
+                        None => dims[depth] = Some(len),
+                        Some(seen) if seen != len => return None,
+                        Some(_) => {}
+                    }
+                    i = skip_ws(b, i + 1);
+                    value_done = true;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The shape the nesting implies (same rule as the serde path's `Acc::finish`).
+fn shape(dims: &[Option<usize>], leaf_depth: Option<usize>) -> Vec<usize> {
+    let rank = leaf_depth.unwrap_or(dims.len()).min(dims.len());
+    dims[..rank].iter().map(|d| d.unwrap_or(0)).collect()
+}
+
+/// An upper bound on the number of scalars in `text`: one more than its commas. Used to
+/// allocate the typed buffer once, at its final size for flat arrays.
+pub(super) fn max_elements(text: &str) -> usize {
+    text.as_bytes().iter().filter(|&&c| c == b',').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk_f64(s: &str) -> Option<(Vec<usize>, Vec<f64>)> {
+        let mut out = Vec::new();
+        walk::<f64>(s, &mut out).map(|shape| (shape, out))
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar() {
+        for ok in [
+            "0",
+            "-0",
+            "1.5",
+            "-2e3",
+            "1E+2",
+            "3.25e-1",
+            "18446744073709551616",
+        ] {
+            assert!(walk_f64(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "01", "1.", ".5", "+1", "1e", "--1", "NaN", "inf", "1e400", "0x1",
+        ] {
+            assert!(walk_f64(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integers_convert_like_the_serde_path() {
+        let mut out = Vec::new();
+        assert_eq!(
+            walk::<i64>("[-9223372036854775808, 3.0]", &mut out),
+            Some(vec![2])
+        );
+        assert_eq!(out, vec![i64::MIN, 3]);
+        assert!(walk::<i64>("[-18446744073709551617]", &mut Vec::new()).is_none());
+        assert!(walk::<u8>("[256]", &mut Vec::new()).is_none());
+        let mut out = Vec::new();
+        assert!(walk::<u64>("[18446744073709551615]", &mut out).is_some());
+        assert_eq!(out, vec![u64::MAX]);
+        assert!(walk::<f32>("[true]", &mut Vec::new()).is_none());
+        let mut out = Vec::new();
+        assert!(walk::<bool>("[true, 0, 1, false]", &mut out).is_some());
+        assert_eq!(out, vec![true, false, true, false]);
+    }
+
+    #[test]
+    fn shapes_and_ragged_nesting() {
+        assert_eq!(walk_f64(" [ [1 , 2] ,[3,4] ] ").unwrap().0, vec![2, 2]);
+        assert_eq!(walk_f64("[]").unwrap().0, vec![0]);
+        assert_eq!(walk_f64("[[],[]]").unwrap().0, vec![2, 0]);
+        assert_eq!(walk_f64("7").unwrap().0, Vec::<usize>::new());
+        for bad in [
+            "[[1, 2], [3]]",
+            "[[1], 2]",
+            "[1, [2]]",
+            "[[1], []]",
+            "[1,]",
+            "[1 2]",
+        ] {
+            assert!(walk_f64(bad).is_none(), "{bad}");
+        }
+        for bad in ["[1] x", "[null]", "[\"1\"]", "[{}]", "[1", "]"] {
+            assert!(walk_f64(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn f32_narrows_from_f64_like_the_serde_path() {
+        let mut out = Vec::new();
+        walk::<f32>("[0.1, 16777217, 1e39, -3.4028235e38]", &mut out).unwrap();
+        assert_eq!(out, vec![0.1f32, 16777216.0, f32::INFINITY, f32::MIN]);
+    }
+}
