@@ -5,7 +5,7 @@
 mod error;
 mod health;
 mod model_ref;
-mod predict;
+pub mod predict;
 mod request_id;
 mod triton;
 mod v2;

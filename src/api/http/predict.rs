@@ -142,6 +142,17 @@ pub async fn predict(
     Ok(response)
 }
 
+/// Parses a `/predict` body down to its inputs as flattened arrays, without a model (a
+/// single bare array gets the empty name). The decoding a client reaches before any model
+/// is involved; the fuzz targets drive it.
+pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, FlatJson)>, String> {
+    let request: PredictBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(match request.inputs {
+        PredictInputs::Named(named) => named,
+        PredictInputs::Single(flat) => vec![(String::new(), flat)],
+    })
+}
+
 /// Nested arrays to tensors, with dtypes from the model's inputs. Unknown names are left
 /// to validation, which reports them with the full list of inputs.
 fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs) -> Result<Vec<NamedTensor>> {
