@@ -59,3 +59,26 @@ fn config_toml() {
 fn tensor_binary() {
     replay("tensor_binary", targets::tensor_binary);
 }
+
+// Regression tests for what the fuzzers found (the inputs are also in the corpus).
+
+/// `predict` crash-efc3f3fd…: an empty array followed by numbers at the same level was
+/// accepted as shape [3] holding 2 numbers (the ragged check only caught numbers before
+/// arrays). Now a decode error, for /predict and for V2 `data` alike.
+#[test]
+fn numbers_after_an_empty_array_are_ragged() {
+    use mlpserve::tensor::FlatJson;
+    let body = br#"{"model": "m", "inputs": {"a": [[],0 ,0]}}"#;
+    let err = mlpserve::api::http::predict::parse_inputs(body).unwrap_err();
+    assert!(err.contains("ragged"), "{err}");
+    for text in ["[[], 1]", "[[[]], [1]]", "[[1], [[]], 2]"] {
+        let err = serde_json::from_str::<FlatJson>(text).unwrap_err();
+        assert!(err.to_string().contains("ragged"), "{text}: {err}");
+    }
+    let v2 = br#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [[], 1]}]}"#;
+    let err = match mlpserve::api::http::v2_codec::decode(&Default::default(), v2) {
+        Ok(_) => panic!("a ragged V2 data array was accepted"),
+        Err(e) => e,
+    };
+    assert!(err.contains("ragged"), "{err}");
+}

@@ -66,6 +66,13 @@ pub fn predict(data: &[u8]) {
         return;
     };
     for (_, flat) in inputs {
+        // Ragged arrays are rejected, so the nesting's shape accounts for every number.
+        assert_eq!(
+            flat.values.len(),
+            element_count(&flat.shape),
+            "shape {:?}",
+            flat.shape
+        );
         for dtype in DataType::all() {
             if let Ok(values) = flat.to_data(dtype) {
                 assert_eq!(values.dtype(), dtype);
