@@ -31,10 +31,16 @@ export RUSTC_BOOTSTRAP=1
 # ASan would only slow the search; panics (overflow checks are on for our crates, see
 # fuzz/Cargo.toml), timeouts and allocations over -malloc_limit_mb are what we look for.
 cargo fuzz build -O --sanitizer none
+failed=()
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/work/$t"
   echo "== fuzzing $t for ${seconds}s"
+  # A crash stops this target only; the others still get their time.
   cargo fuzz run -O --sanitizer none "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb=2048 \
-    -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1
+    -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 || failed+=("$t")
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "== crashed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+  exit 1
+fi
