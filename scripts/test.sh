@@ -16,7 +16,7 @@ cargo build --locked --workspace --all-targets
 echo "== gpu-check --prepare/--dry-run with fake parts (about 5 s)"
 tests/gpu_check_dry_run.sh
 
-echo "== cargo test"
+echo "== cargo test (includes tests/fuzz_corpus.rs: the fuzz corpus replayed through the fuzz targets, < 1 s)"
 cargo test --locked --workspace --all-targets
 
 echo "== real-client conformance (tritonclient over HTTP and gRPC)"

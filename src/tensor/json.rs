@@ -226,6 +226,13 @@ struct Level<'a> {
 
 impl Level<'_> {
     fn leaf<E: de::Error>(self, n: JsonNumber) -> Result<(), E> {
+        // An array already closed at this depth or deeper (`[[], 1]`) means numbers and
+        // arrays are mixed at one level.
+        if self.acc.dims.len() > self.depth {
+            return Err(E::custom(
+                "ragged nested array: a number appears where an array was expected",
+            ));
+        }
         match self.acc.leaf_depth {
             None => self.acc.leaf_depth = Some(self.depth),
             Some(d) if d != self.depth => {

@@ -242,6 +242,11 @@ pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> 
             // An empty array: `i` is at its `]`, which the loop below closes.
             value_done = false;
         } else {
+            // An array already closed at this depth or deeper: a number here is ragged
+            // (`[[], 0]`), as the serde path says.
+            if dims.len() > depth {
+                return None;
+            }
             let (end, token) = scan_scalar(text, i)?;
             match leaf_depth {
                 None => leaf_depth = Some(depth),

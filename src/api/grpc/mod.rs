@@ -4,7 +4,7 @@
 //! status, API keys and graceful shutdown (connections are `api::conn`'s). Handlers are in `service`, tensor (de)coding in `codec`,
 //! the descriptive messages in `config`, status codes in `status`, generated code in `proto`.
 
-mod codec;
+pub mod codec;
 mod config;
 pub mod proto;
 mod repository;

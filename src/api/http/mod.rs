@@ -7,7 +7,7 @@ mod auth;
 mod error;
 mod health;
 mod model_ref;
-mod predict;
+pub mod predict;
 mod repository;
 mod request_id;
 mod triton;

@@ -166,6 +166,20 @@ pub async fn predict(
     Ok(response)
 }
 
+/// The body's inputs as (name, raw JSON text of the array), without a model: what the
+/// handler feeds to [`crate::tensor::decode_array`] once the model gives the datatype.
+/// For the fuzz targets; a bare array gets the name "".
+pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+    let request: PredictBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(match request.inputs {
+        PredictInputs::Named(named) => named
+            .into_iter()
+            .map(|(name, raw)| (name, raw.get().to_string()))
+            .collect(),
+        PredictInputs::Single(raw) => vec![(String::new(), raw.get().to_string())],
+    })
+}
+
 /// Nested arrays to tensors, with dtypes from the model's inputs. Unknown names are left
 /// to validation, which reports them with the full list of inputs.
 fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs<'_>) -> Result<Vec<NamedTensor>> {
