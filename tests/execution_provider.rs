@@ -5,11 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{ScratchRepo, TestServer};
+use common::{run_binary, ScratchRepo, TestServer};
 use mlpserve::ServerConfig;
 use serde_json::json;
 
@@ -100,48 +96,16 @@ fn cuda_with_cpu_fallback_serves_and_reports_the_cpu() {
 fn server_wide_cuda_fallback_logs_a_warning_naming_the_model() {
     let repo = ScratchRepo::new("ep-warn");
     repo.add("mlp_digits", "digits", 1, "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args([
+    let (lines, child) = run_binary(
+        &repo.path,
+        &[
             "--execution-provider",
             "cuda",
             "--execution-provider-fallback",
             "cpu",
-        ])
-        .args(["--log-format", "json"])
-        .arg("--model-repository")
-        .arg(&repo.path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let done = line.contains("HTTP listening");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+        ],
+    );
+    let mut child = child.expect("serves on the CPU");
     let _ = child.kill();
     let _ = child.wait();
     let warning = lines

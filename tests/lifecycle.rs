@@ -5,13 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use base64::Engine;
-use common::{zoo, ScratchRepo, TestServer};
+use common::{run_binary, zoo, ScratchRepo, TestServer};
 use mlpserve::config::ControlMode;
 use mlpserve::ServerConfig;
 use serde_json::{json, Value};
@@ -126,46 +121,6 @@ fn broken_models_are_isolated_and_listed_with_their_reason() {
     assert_eq!(server.get_json("/v2/health/ready").0, 200);
     assert_eq!(server.get_json("/v2/models/corrupt/ready").0, 503);
     assert_eq!(server.get_json("/v2/models/good/ready").0, 200);
-}
-
-/// Runs the binary on `repo` with `args`; returns its stderr lines up to "HTTP listening"
-/// (or to its exit) and the child (None when it exited, with its status).
-fn run_binary(
-    repo: &Path,
-    args: &[&str],
-) -> (
-    Vec<String>,
-    Result<std::process::Child, std::process::ExitStatus>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args(["--log-format", "json"])
-        .args(args)
-        .arg("--model-repository")
-        .arg(repo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let listening = line.contains("HTTP listening");
-        lines.push(line);
-        if listening || Instant::now() > deadline {
-            return (lines, Ok(child));
-        }
-    }
-    (lines, Err(child.wait().expect("exit status")))
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! ports, in its own thread and runtime, shut down on drop; and scratch model repositories.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -264,4 +266,38 @@ pub fn flatten(v: &serde_json::Value) -> Vec<serde_json::Value> {
         serde_json::Value::Array(items) => items.iter().flat_map(flatten).collect(),
         other => vec![other.clone()],
     }
+}
+
+/// Runs the binary on `repo` with `args`; returns its stderr lines up to "HTTP listening"
+/// (or to its exit) and the child (None when it exited, with its status).
+pub fn run_binary(repo: &Path, args: &[&str]) -> (Vec<String>, Result<Child, ExitStatus>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
+        .args(["--log-format", "json"])
+        .args(args)
+        .arg("--model-repository")
+        .arg(repo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let listening = line.contains("HTTP listening");
+        lines.push(line);
+        if listening || Instant::now() > deadline {
+            return (lines, Ok(child));
+        }
+    }
+    (lines, Err(child.wait().expect("exit status")))
 }
