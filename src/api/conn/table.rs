@@ -109,6 +109,22 @@ struct Inner {
     conns: HashMap<u64, Arc<ConnState>>,
 }
 
+impl Inner {
+    /// Asks the longest-idle connection to close; false when none is idle.
+    fn close_longest_idle(&self) -> bool {
+        let victim = self
+            .conns
+            .values()
+            .filter(|c| c.idle())
+            .min_by_key(|c| c.last_active());
+        if let Some(victim) = victim {
+            victim.mark_closing();
+            victim.close.notify_one();
+        }
+        victim.is_some()
+    }
+}
+
 impl ConnTable {
     pub fn new(max: usize) -> Arc<ConnTable> {
         Arc::new(ConnTable {
@@ -127,19 +143,10 @@ impl ConnTable {
         let live = inner.conns.values().filter(|c| c.counts()).count();
         let mut shed_one = false;
         if live >= self.max {
-            match inner
-                .conns
-                .values()
-                .filter(|c| c.idle())
-                .min_by_key(|c| c.last_active())
-            {
-                Some(victim) => {
-                    victim.mark_closing();
-                    victim.close.notify_one();
-                    shed_one = true;
-                }
-                None => return Admission::Refused,
+            if !inner.close_longest_idle() {
+                return Admission::Refused;
             }
+            shed_one = true;
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -158,20 +165,10 @@ impl ConnTable {
     /// Asks the longest-idle connection to close (when accepting fails for lack of file
     /// descriptors). True when one was found.
     pub fn shed_idle(&self) -> bool {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match inner
-            .conns
-            .values()
-            .filter(|c| c.idle())
-            .min_by_key(|c| c.last_active())
-        {
-            Some(victim) => {
-                victim.mark_closing();
-                victim.close.notify_one();
-                true
-            }
-            None => false,
-        }
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close_longest_idle()
     }
 
     /// Connections open now, closing ones included.

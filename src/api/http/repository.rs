@@ -23,6 +23,16 @@ fn authorize(service: &Service, headers: &HeaderMap) -> Result<()> {
     service.authorize_admin(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
 }
 
+/// Checks the admin token, then reads the body as a JSON object.
+fn authorized_object(
+    service: &Service,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>> {
+    authorize(service, headers)?;
+    object(&body_or_error(body, service.config.max_body_bytes)?)
+}
+
 /// The body as a JSON object; an empty body is an empty object.
 fn object(body: &Bytes) -> Result<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -40,8 +50,7 @@ pub async fn index(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<IndexEntry>>> {
-    authorize(&service, &headers)?;
-    let body = object(&body_or_error(body, service.config.max_body_bytes)?)?;
+    let body = authorized_object(&service, &headers, body)?;
     let ready_only = match body.get("ready") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -60,8 +69,7 @@ pub async fn load(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
-    authorize(&service, &headers)?;
-    let body = object(&body_or_error(body, service.config.max_body_bytes)?)?;
+    let body = authorized_object(&service, &headers, body)?;
     let request = load_request(body.get("parameters"))?;
     service.load_model(&name, request).await?;
     Ok(StatusCode::OK)
@@ -73,9 +81,8 @@ pub async fn unload(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
-    authorize(&service, &headers)?;
     // `unload_dependents` is accepted; models here have no dependents.
-    object(&body_or_error(body, service.config.max_body_bytes)?)?;
+    authorized_object(&service, &headers, body)?;
     service.unload_model(&name).await?;
     Ok(StatusCode::OK)
 }
