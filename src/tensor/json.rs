@@ -595,6 +595,39 @@ mod tests {
             proptest::prop_assert_eq!(decode_array(&text, dtype), reference(&text, dtype));
         }
 
+        /// Arrays of digit soup (signs, points, exponents, commas, leading zeros, long
+        /// literals): same verdict, message and values as the serde path, for every type.
+        #[test]
+        fn fast_path_agrees_on_number_soup(
+            text in "\\[[0-9.eE+,-]{0,60}\\]",
+            dtype in proptest::sample::select(DTYPES.to_vec()),
+        ) {
+            proptest::prop_assert_eq!(decode_array(&text, dtype), reference(&text, dtype));
+        }
+
+        /// Well-formed decimal arrays of any length and precision decode to the correctly
+        /// rounded values (std's parser), for integer types as the serde path does.
+        #[test]
+        fn fast_path_agrees_on_decimals(
+            values in proptest::collection::vec((proptest::prelude::any::<bool>(), 0u64..100_000_000_000_000_000, 0usize..20), 1..12),
+        ) {
+            let text = format!("[{}]", values.iter().map(|&(neg, m, point)| {
+                let digits = m.to_string();
+                let point = point.min(digits.len());
+                let (int, frac) = digits.split_at(digits.len() - point);
+                let int = if int.is_empty() { "0" } else { int };
+                let sign = if neg { "-" } else { "" };
+                if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
+            }).collect::<Vec<_>>().join(","));
+            let exact: Vec<f64> = text[1..text.len() - 1].split(',').map(|v| v.parse().unwrap()).collect();
+            let shape = vec![exact.len()];
+            let f64s = TensorData::F64(exact.clone());
+            let f32s = TensorData::F32(exact.iter().map(|&v| v as f32).collect());
+            proptest::prop_assert_eq!(decode_array(&text, DataType::F64), Ok(JsonArray { shape: shape.clone(), data: f64s }), "{}", text);
+            proptest::prop_assert_eq!(decode_array(&text, DataType::F32), Ok(JsonArray { shape, data: f32s }), "{}", text);
+            proptest::prop_assert_eq!(decode_array(&text, DataType::I64), reference(&text, DataType::I64), "{}", text);
+        }
+
         /// Nested encoding and flattening decode are inverse: same shape, same values.
         #[test]
         fn nested_round_trips(dims in proptest::collection::vec(1usize..4, 1..4), seed in proptest::prelude::any::<i32>()) {

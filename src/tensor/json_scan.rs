@@ -87,12 +87,26 @@ pub(super) trait Scan: FromJson {
     fn from_token(t: Token) -> Option<Self> {
         Self::from_json(t.number()?)
     }
+
+    /// A shortcut for the commonest literal of this type at `b[i..]`, or `None` to take
+    /// the general path (which decides everything the shortcut does not).
+    #[inline]
+    fn scan_common(_b: &[u8], _i: usize) -> Option<(usize, Self)> {
+        None
+    }
 }
 
 macro_rules! scan_via_number {
     ($($t:ty),*) => {$( impl Scan for $t {} )*};
 }
-scan_via_number!(bool, u8, u16, u32, u64, i8, i16, i32, i64, f16, bf16, f64);
+scan_via_number!(bool, u8, u16, u32, u64, i8, i16, i32, i64, f16, bf16);
+
+impl Scan for f64 {
+    #[inline]
+    fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
+        plain_decimal(b, i)
+    }
+}
 
 impl Scan for f32 {
     /// Floats go through f64 and are then narrowed, exactly as the serde path did.
@@ -102,6 +116,59 @@ impl Scan for f32 {
             other => Self::from_json(other.number()?),
         }
     }
+
+    #[inline]
+    fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
+        plain_decimal(b, i).map(|(end, v)| (end, v as f32))
+    }
+}
+
+/// The typical feature value, `-?digits(.digits)?` with at most 16 digits after the point
+/// and an exactly representable mantissa, as f64 (the same value the general path
+/// computes: integers convert exactly, fractions take Clinger's fast path). Anything else
+/// (exponents, leading zeros, long literals, `-0` as an integer) is `None`.
+#[inline]
+fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, f64)> {
+    let negative = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(negative);
+    let (int, n) = leading_digits(b, i)?;
+    // No digit, eight or more (maybe beyond 2^53), or a leading zero.
+    if n == 0 || n == 8 || (n > 1 && b[i] == b'0') {
+        return None;
+    }
+    i += n;
+    let mut mantissa = int;
+    let mut scale = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let (frac, k) = leading_digits(b, i)?;
+        if k == 0 {
+            return None;
+        }
+        mantissa = mantissa * POW10_INT[k] + frac;
+        scale = k;
+        i += k;
+        if k == 8 {
+            let (more, k) = leading_digits(b, i)?;
+            if k == 8 || mantissa >= 10_000_000_000 {
+                return None;
+            }
+            mantissa = mantissa * POW10_INT[k] + more;
+            scale += k;
+            i += k;
+        }
+    } else if negative && mantissa == 0 {
+        // `-0` is the float -0.0 on the general path; let it decide.
+        return None;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        return None;
+    }
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[scale];
+    Some((i, if negative { -v } else { v }))
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -111,7 +178,46 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Integer powers of ten up to 10^8.
+const POW10_INT: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Up to eight ASCII digits at `b[i..]` in one SWAR step (the fast_float / simdjson
+/// technique): their value and how many there were, or `None` when fewer than eight
+/// bytes remain (the caller's byte loop finishes then).
+#[inline]
+fn leading_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let chunk: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    let v = u64::from_le_bytes(chunk);
+    // A digit byte has high nibble 3 and does not carry out of it when 6 is added; the
+    // first byte that fails ends the digits (carries only disturb the bytes after it).
+    let nibbles = (v & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
+    let count = ((nibbles ^ 0x3333_3333_3333_3333).trailing_zeros() / 8) as usize;
+    if count == 0 {
+        return Some((0, 0));
+    }
+    // Shift the digits to the top so the bytes after them (and their borrows) fall off
+    // and leading zero digits take their place.
+    let d = v.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - count));
+    let d = d * 10 + (d >> 8);
+    let value = ((d & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32))
+        + ((d >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some((value, count))
+}
+
 /// Scans one JSON number (strict grammar) starting at `i`; returns its end and token.
+#[inline]
 fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
     let b = text.as_bytes();
     let mut i = start;
@@ -124,6 +230,17 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
     match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
+            // Below 10^11, eight more digits still fit 64 bits.
+            while magnitude < 100_000_000_000 {
+                let Some((v, n)) = leading_digits(b, i) else {
+                    break;
+                };
+                magnitude = magnitude * POW10_INT[n] + v;
+                i += n;
+                if n < 8 {
+                    break;
+                }
+            }
             while let Some(&d @ b'0'..=b'9') = b.get(i) {
                 match magnitude
                     .checked_mul(10)
@@ -146,6 +263,18 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
     if b.get(i) == Some(&b'.') {
         i += 1;
         let digits = i;
+        // Below 10^10, up to eight digits at once take the same steps as the loop below.
+        while mantissa < 10_000_000_000 {
+            let Some((v, n)) = leading_digits(b, i) else {
+                break;
+            };
+            mantissa = mantissa * POW10_INT[n] + v;
+            exp10 -= n as i32;
+            i += n;
+            if n < 8 {
+                break;
+            }
+        }
         while let Some(&d @ b'0'..=b'9') = b.get(i) {
             if mantissa < 1_000_000_000_000_000_000 {
                 mantissa = mantissa * 10 + u64::from(d - b'0');
@@ -203,6 +332,7 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
     Some((i, token))
 }
 
+#[inline]
 fn scan_scalar(text: &str, i: usize) -> Option<(usize, Token<'_>)> {
     let rest = text.as_bytes().get(i..)?;
     if rest.starts_with(b"true") {
@@ -255,6 +385,23 @@ pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> 
             }
             out.push(T::from_token(token)?);
             i = skip_ws(b, end);
+            // The rest of this array's scalars in a tight loop, without the bookkeeping
+            // below (anything unexpected falls out to it, or to the serde path).
+            if let Some(count) = open.last_mut() {
+                while b.get(i) == Some(&b',') {
+                    let start = skip_ws(b, i + 1);
+                    let (end, value) = match T::scan_common(b, start) {
+                        Some(common) => common,
+                        None => {
+                            let (end, token) = scan_scalar(text, start)?;
+                            (end, T::from_token(token)?)
+                        }
+                    };
+                    out.push(value);
+                    *count += 1;
+                    i = skip_ws(b, end);
+                }
+            }
         }
         // After a complete value: a comma, the end of enclosing arrays, or the end.
         loop {
@@ -299,7 +446,13 @@ fn shape(dims: &[Option<usize>], leaf_depth: Option<usize>) -> Vec<usize> {
 /// An upper bound on the number of scalars in `text`: one more than its commas. Used to
 /// allocate the typed buffer once, at its final size for flat arrays.
 pub(super) fn max_elements(text: &str) -> usize {
-    text.as_bytes().iter().filter(|&&c| c == b',').count() + 1
+    // Counted in chunks with a byte-wide sum, which the compiler vectorises.
+    let commas: usize = text
+        .as_bytes()
+        .chunks(255)
+        .map(|chunk| usize::from(chunk.iter().map(|&c| u8::from(c == b',')).sum::<u8>()))
+        .sum();
+    commas + 1
 }
 
 #[cfg(test)]
