@@ -19,6 +19,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     rows: IntCounterVec,
     executions: IntCounterVec,
+    inline_executions: IntCounterVec,
     request_duration: HistogramVec,
     queue_duration: HistogramVec,
     compute_duration: HistogramVec,
@@ -73,6 +74,8 @@ pub struct ModelMetrics {
     labels: [String; 2],
     pub rows: IntCounter,
     pub executions: IntCounter,
+    /// Executions of a lone request on the receiving thread (a subset of `executions`).
+    pub inline_executions: IntCounter,
     pub request_duration: Histogram,
     pub queue_duration: Histogram,
     pub compute_duration: Histogram,
@@ -208,6 +211,11 @@ impl Metrics {
             ),
             rows: counter("inference_rows_total", "Rows (batch items) inferred successfully.", mv),
             executions: counter("executions_total", "ONNX Runtime executions (batches run).", mv),
+            inline_executions: counter(
+                "inline_executions_total",
+                "Executions of a request that found its model idle and ran on the receiving thread, without the batcher's hand-offs (included in executions_total).",
+                mv,
+            ),
             request_duration: histogram(
                 "request_duration_seconds",
                 "Time from admission to answer of successful requests.",
@@ -290,6 +298,7 @@ impl Metrics {
             labels: [model.to_string(), version.to_string()],
             rows: self.rows.with_label_values(&l),
             executions: self.executions.with_label_values(&l),
+            inline_executions: self.inline_executions.with_label_values(&l),
             request_duration: self.request_duration.with_label_values(&l),
             queue_duration: self.queue_duration.with_label_values(&l),
             compute_duration: self.compute_duration.with_label_values(&l),

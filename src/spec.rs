@@ -57,6 +57,9 @@ pub struct ModelSpec {
     /// Rows one run may take on a batched graph: the configured `max_batch_size`, or the
     /// size measured at load for `"auto"` (see `runtime::calibrate`).
     pub max_batch: usize,
+    /// Most rows a request may have to run inline when its model is otherwise idle: the
+    /// largest batch measured at load within `inline_run_us` (0 = never inline).
+    pub inline_rows: usize,
 }
 
 /// Padded axes up to this length share one bucket: padding short histories to 64 costs

@@ -398,3 +398,59 @@ async fn an_onnx_runtime_failure_fails_only_its_batch() {
         .collect();
     assert_eq!(got, vec![json!(30.0), json!(10.0), json!(40.0)]);
 }
+
+/// The value of a model's series `name` in the server's /metrics text.
+async fn metric(client: &reqwest::Client, server: &TestServer, name: &str) -> f64 {
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series = format!("{name}{{model=\"digits\",version=\"1\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_short_request_runs_inline_unless_configured_off() {
+    let rows = digit_rows();
+    // (config, expected inline runs out of 4 sequential requests)
+    for (config, inline) in [
+        ("", 4.0),
+        ("inline_run_us = 0\n", 0.0),
+        ("max_queue_delay_us = 1000\n", 0.0),
+        ("max_batch_size = 16\n", 4.0),
+    ] {
+        let repo = ScratchRepo::new("inline");
+        repo.add("mlp_digits", "digits", 1, config);
+        let server = TestServer::start(&repo.path);
+        let client = reqwest::Client::new();
+        for (px, want) in rows.iter().take(4) {
+            let (status, _, body) =
+                predict(&client, &server, json!({"model": "digits", "inputs": [px]})).await;
+            assert_eq!(status, 200, "{config}: {body}");
+            assert_close(
+                &flatten(&body["outputs"]["logits"]),
+                want,
+                1e-4,
+                1e-5,
+                config,
+            );
+        }
+        assert_eq!(
+            metric(&client, &server, "mlpserve_inline_executions_total").await,
+            inline,
+            "config {config:?}"
+        );
+        assert_eq!(
+            metric(&client, &server, "mlpserve_executions_total").await,
+            4.0,
+            "config {config:?}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
-pub use worker::{spawn_workers, Batch, WorkerPool};
+pub use worker::{spawn_workers, Batch, SharedSession, WorkerPool};
 
 /// One queued unit of work: a whole request, or one chunk of a large one.
 pub struct Job {
@@ -76,6 +76,12 @@ impl Drop for Admission {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
+    /// The instances' sessions, for requests that run inline (see `submit`).
+    sessions: Arc<[SharedSession]>,
+    /// Largest request that may run inline: `ModelSpec::inline_rows`, or 0 when the model
+    /// waits for fuller batches (`max_queue_delay_us`), or on a runtime with one async
+    /// thread, which an inline run would stop from taking more requests.
+    inline_rows: usize,
     admitted: Arc<AtomicUsize>,
     spec: Arc<ModelSpec>,
     metrics: ModelMetrics,
@@ -90,6 +96,7 @@ impl Batcher {
         metrics: ModelMetrics,
     ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
+        let sessions = workers.sessions.iter().cloned().collect();
         let policy = BatchPolicy {
             max_batch_size: spec.max_batch_size(),
             preferred_batch_sizes: spec.config.preferred_batch_sizes.clone(),
@@ -104,8 +111,15 @@ impl Batcher {
             spec: spec.clone(),
             metrics: metrics.clone(),
         }));
+        let async_threads = tokio::runtime::Handle::current().metrics().num_workers();
         Batcher {
             tx,
+            sessions,
+            inline_rows: if async_threads >= 2 && spec.config.max_queue_delay().is_zero() {
+                spec.inline_rows
+            } else {
+                0
+            },
             admitted: Arc::new(AtomicUsize::new(0)),
             spec,
             metrics,
@@ -122,7 +136,8 @@ impl Batcher {
     ) -> Result<JobOutput> {
         let spec = &self.spec;
         let max_queue_size = spec.config.max_queue_size;
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= max_queue_size {
+        let in_flight = self.admitted.fetch_add(1, Ordering::AcqRel);
+        if in_flight >= max_queue_size {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Overloaded {
                 model: spec.name.clone(),
@@ -135,6 +150,17 @@ impl Batcher {
             admitted: self.admitted.clone(),
             metrics: self.metrics.clone(),
         });
+        // Alone and short: run it here. Nothing could join its batch, and the hand-offs
+        // to the batcher task and a worker thread and back cost more than a small run.
+        let expired = deadline.is_some_and(|d| d <= Instant::now());
+        let inputs = if in_flight == 0 && rows <= self.inline_rows && !expired {
+            match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows) {
+                Ok(result) => return result,
+                Err(inputs) => inputs,
+            }
+        } else {
+            inputs
+        };
         let class = spec.shape_class(&inputs);
         let width = spec.padded_row_elements(&inputs);
         let enqueued = Instant::now();

@@ -1,12 +1,13 @@
 //! Worker threads: each owns one ORT session (rc.15's `Session::run` takes `&mut self`) and
-//! runs the batches the batcher task hands it: stack, [`runtime::execute`], split. Never
-//! runs on a tokio thread. Every job of a batch is answered exactly once, also when the
-//! batch fails or the run panics.
+//! runs the batches the batcher task hands it: stack, [`runtime::execute`], split. Every
+//! job of a batch is answered exactly once, also when the batch fails or the run panics.
+//! The one exception to "ORT runs on worker threads": [`run_inline`], a short request that
+//! finds its model otherwise idle, runs on the thread that received it (no hand-offs).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -24,9 +25,20 @@ pub struct Batch {
     pub formed: Instant,
 }
 
-/// The send sides of the workers' inboxes, indexed by worker number.
+/// An instance's session. Its worker thread locks it for each batch; an inline request
+/// only ever `try_lock`s it, so neither waits on the other for more than one run.
+pub type SharedSession = Arc<Mutex<Session>>;
+
+/// The send sides of the workers' inboxes and their sessions, indexed by worker number.
 pub struct WorkerPool {
     pub inboxes: Vec<SyncSender<Batch>>,
+    pub sessions: Vec<SharedSession>,
+}
+
+/// A panic inside a run is caught before the guard drops, so a poisoned lock still holds
+/// a usable session.
+fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Starts one named thread per session. Each announces its index on `free` whenever it
@@ -38,7 +50,11 @@ pub fn spawn_workers(
     free: UnboundedSender<usize>,
 ) -> std::io::Result<WorkerPool> {
     let mut inboxes = Vec::with_capacity(sessions.len());
-    for (index, mut session) in sessions.into_iter().enumerate() {
+    let sessions: Vec<SharedSession> = sessions
+        .into_iter()
+        .map(|s| Arc::new(Mutex::new(s)))
+        .collect();
+    for (index, session) in sessions.iter().cloned().enumerate() {
         // Capacity 1: the task only sends to a worker it knows is idle.
         let (tx, rx) = sync_channel::<Batch>(1);
         let spec = spec.clone();
@@ -48,7 +64,7 @@ pub fn spawn_workers(
             .name(format!("ort-{}-{}", spec.name, index))
             .spawn(move || {
                 while let Ok(batch) = rx.recv() {
-                    run_batch(&mut session, &spec, &metrics, batch);
+                    run_batch(&mut lock(&session), &spec, &metrics, batch);
                     if free.send(index).is_err() {
                         break;
                     }
@@ -56,11 +72,67 @@ pub fn spawn_workers(
             })?;
         inboxes.push(tx);
     }
-    Ok(WorkerPool { inboxes })
+    Ok(WorkerPool { inboxes, sessions })
+}
+
+/// Runs one request of `rows` rows on the calling thread with the first instance that is
+/// free, or gives the inputs back when every instance is busy. Only for requests known
+/// to be short (`ModelSpec::inline_rows`): it blocks the calling thread for one run.
+pub fn run_inline(
+    sessions: &[SharedSession],
+    spec: &ModelSpec,
+    metrics: &ModelMetrics,
+    inputs: Vec<Tensor>,
+    rows: usize,
+) -> Result<crate::error::Result<JobOutput>, Vec<Tensor>> {
+    let Some(mut session) = sessions.iter().find_map(|s| s.try_lock().ok()) else {
+        return Err(inputs);
+    };
+    let (result, compute_time) = run_recorded(&mut session, spec, metrics, vec![inputs], &[rows]);
+    drop(session);
+    metrics.inline_executions.inc();
+    Ok(match result {
+        Ok(mut per_request) => Ok(JobOutput {
+            outputs: per_request.pop().unwrap_or_default(),
+            queue_time: Duration::ZERO,
+            compute_time,
+            batch_rows: rows,
+        }),
+        Err(message) => Err(failed(spec, &message)),
+    })
+}
+
+/// Stack, run, split, with the panic caught, the batch metrics recorded and a failure
+/// logged; returns the outputs per request and the time it took.
+fn run_recorded(
+    session: &mut Session,
+    spec: &ModelSpec,
+    metrics: &ModelMetrics,
+    inputs: Vec<Vec<Tensor>>,
+    rows: &[usize],
+) -> (Result<Vec<Vec<Tensor>>, String>, Duration) {
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| execute(session, spec, inputs, rows)))
+        .unwrap_or_else(|_| Err("ONNX Runtime execution panicked".to_string()));
+    let compute_time = started.elapsed();
+    let batch_rows: usize = rows.iter().sum();
+    metrics.executions.inc();
+    metrics.batch_size.observe(batch_rows as f64);
+    metrics.compute_duration.observe(compute_time.as_secs_f64());
+    if let Err(message) = &result {
+        tracing::error!(model = %spec.name, version = %spec.version, batch_rows, %message, "batch failed");
+    }
+    (result, compute_time)
+}
+
+fn failed(spec: &ModelSpec, message: &str) -> Error {
+    Error::Internal(format!(
+        "model '{}' version {} failed to run: {message}",
+        spec.name, spec.version
+    ))
 }
 
 fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, batch: Batch) {
-    let started = Instant::now();
     let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
     let mut inputs = Vec::with_capacity(batch.jobs.len());
     let mut jobs = Vec::with_capacity(batch.jobs.len());
@@ -68,13 +140,8 @@ fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, ba
         inputs.push(std::mem::take(&mut job.inputs));
         jobs.push(job);
     }
-    let result = catch_unwind(AssertUnwindSafe(|| execute(session, spec, inputs, &rows)))
-        .unwrap_or_else(|_| Err("ONNX Runtime execution panicked".to_string()));
-    let compute_time = started.elapsed();
+    let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
     let batch_rows: usize = rows.iter().sum();
-    metrics.executions.inc();
-    metrics.batch_size.observe(batch_rows as f64);
-    metrics.compute_duration.observe(compute_time.as_secs_f64());
     match result {
         Ok(per_request) => {
             for (job, outputs) in jobs.into_iter().zip(per_request) {
@@ -88,12 +155,8 @@ fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, ba
             }
         }
         Err(message) => {
-            tracing::error!(model = %spec.name, version = %spec.version, batch_rows, %message, "batch failed");
             for job in jobs {
-                job.answer(Err(Error::Internal(format!(
-                    "model '{}' version {} failed to run: {message}",
-                    spec.name, spec.version
-                ))));
+                job.answer(Err(failed(spec, &message)));
             }
         }
     }

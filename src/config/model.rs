@@ -19,6 +19,11 @@ pub struct ModelConfig {
     pub max_batch_size: BatchSize,
     /// Run-time budget of one batch for `max_batch_size = "auto"`, in milliseconds.
     pub max_batch_latency_ms: f64,
+    /// A request that finds its model with nothing else in flight runs on the thread that
+    /// received it (no hand-off to the batcher and a worker) when a run of its size was
+    /// measured at load to take at most this many microseconds; 0 = always hand off.
+    /// Off for a model with `max_queue_delay_us` (it asked to wait for company).
+    pub inline_run_us: u64,
     /// Worker threads, each owning its own ORT session.
     pub instances: usize,
     /// ORT intra-op threads per instance; unset = the server-wide value.
@@ -155,6 +160,7 @@ impl Default for ModelConfig {
         ModelConfig {
             max_batch_size: BatchSize::Auto,
             max_batch_latency_ms: 5.0,
+            inline_run_us: 200,
             instances: 1,
             intra_op_threads: None,
             max_queue_delay_us: 0,
@@ -283,6 +289,7 @@ impl ModelConfig {
                 " (10 s)",
             ),
             ("max_queue_size", u(self.max_queue_size), 1, 1 << 20, ""),
+            ("inline_run_us", self.inline_run_us, 0, 10_000, " (10 ms)"),
             (
                 "default_timeout_ms",
                 self.default_timeout_ms,
@@ -328,6 +335,10 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn inline_run_budget(&self) -> Duration {
+        Duration::from_micros(self.inline_run_us)
     }
 
     pub fn max_queue_delay(&self) -> Duration {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -89,8 +89,8 @@ impl Loader {
             for session in &mut sessions {
                 runtime::warm_up(session, &spec)?;
             }
-            if spec.batched && spec.config.max_batch_size == BatchSize::Auto {
-                spec.max_batch = auto_batch_size(&mut sessions[0], &spec);
+            if spec.batched {
+                measure_batch_sizes(&mut sessions[0], &mut spec);
             }
             Ok((sessions, Arc::new(spec)))
         })
@@ -105,6 +105,7 @@ impl Loader {
             inputs = ?spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
             batched = spec.batched, max_batch_size = spec.max_batch_size(),
             max_batch_size_source = spec.max_batch_size_source(),
+            inline_rows = spec.inline_rows,
             instances = spec.config.instances,
             placements = ?spec.placements.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "model loaded"
@@ -119,12 +120,35 @@ impl Loader {
     }
 }
 
-/// `max_batch_size = "auto"`: the largest batch whose run fits the model's latency budget,
-/// measured on one instance (all instances run the same graph with the same threads).
-fn auto_batch_size(session: &mut runtime::Session, spec: &ModelSpec) -> usize {
-    let budget = std::time::Duration::from_secs_f64(spec.config.max_batch_latency_ms / 1000.0);
-    match runtime::calibrate(session, spec, budget, runtime::AUTO_CAP) {
+/// Times runs at growing batch sizes on one instance (all instances run the same graph
+/// with the same threads) for `max_batch_size = "auto"` (the largest batch within the
+/// model's latency budget) and for `inline_rows` (the largest within `inline_run_us`).
+fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
+    let auto = spec.config.max_batch_size == BatchSize::Auto;
+    let inline = spec.config.inline_run_budget();
+    if !auto && inline.is_zero() {
+        return;
+    }
+    let (budget, cap) = if auto {
+        let budget = Duration::from_secs_f64(spec.config.max_batch_latency_ms / 1000.0);
+        (budget.max(inline), runtime::AUTO_CAP)
+    } else {
+        (inline, spec.max_batch)
+    };
+    match runtime::calibrate(session, spec, budget, cap) {
         Ok(c) => {
+            spec.inline_rows = c
+                .samples
+                .iter()
+                .filter(|&&(rows, time)| time <= inline && rows <= cap)
+                .map(|&(rows, _)| rows)
+                .max()
+                .unwrap_or(0)
+                .min(spec.max_batch_size());
+            if !auto {
+                return;
+            }
+            spec.max_batch = c.max_batch;
             let measured: Vec<String> = c
                 .samples
                 .iter()
@@ -133,18 +157,18 @@ fn auto_batch_size(session: &mut runtime::Session, spec: &ModelSpec) -> usize {
             tracing::info!(
                 model = %spec.name, version = %spec.version, max_batch_size = c.max_batch,
                 max_batch_latency_ms = spec.config.max_batch_latency_ms,
+                inline_rows = spec.inline_rows,
                 measured = %measured.join(" "),
                 "max_batch_size auto: largest batch within the latency budget"
             );
-            c.max_batch
         }
         Err(e) => {
+            // The spec keeps UNMEASURED (auto) and inline_rows 0: every request hands off.
             tracing::warn!(
                 model = %spec.name, version = %spec.version, error = %e,
-                fallback = runtime::UNMEASURED,
-                "max_batch_size auto: could not measure run times"
+                max_batch_size = spec.max_batch_size(),
+                "could not time runs at load (max_batch_size auto, inline runs)"
             );
-            runtime::UNMEASURED
         }
     }
 }

@@ -195,6 +195,7 @@ pub fn read_spec(
         },
         config,
         placements: Vec::new(),
+        inline_rows: 0,
     })
 }
 
