@@ -20,7 +20,7 @@ use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
-pub use worker::{spawn_workers, Batch, SharedSession, WorkerPool};
+pub use worker::{spawn_workers, Batch, Finished, SharedSession, WorkerPool};
 
 /// One queued unit of work: a whole request, or one chunk of a large one.
 pub struct Job {
@@ -92,7 +92,7 @@ impl Batcher {
     pub fn start(
         spec: Arc<ModelSpec>,
         workers: WorkerPool,
-        free: mpsc::UnboundedReceiver<usize>,
+        finished: mpsc::UnboundedReceiver<worker::Finished>,
         metrics: ModelMetrics,
     ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -105,7 +105,7 @@ impl Batcher {
         };
         tokio::spawn(task::drive(task::Driver {
             jobs: rx,
-            free,
+            finished,
             workers,
             queue: BatchQueue::new(policy),
             spec: spec.clone(),

@@ -18,6 +18,23 @@ use crate::runtime::{self, Session};
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
+/// A worker's report after a batch: it is free again, and here are the answers. The
+/// batcher task delivers them, so the ORT thread makes one cross-thread wake-up per batch
+/// instead of one per request (each costs tens of µs on a VM whose idle vCPUs halt).
+pub struct Finished {
+    pub worker: usize,
+    pub answers: Vec<(Job, crate::error::Result<JobOutput>)>,
+}
+
+impl Finished {
+    /// Answers every job; on a tokio thread, waking the waiting handlers is cheap.
+    pub fn deliver(self) {
+        for (job, result) in self.answers {
+            job.answer(result);
+        }
+    }
+}
+
 /// Jobs formed into one batch by the batcher task.
 pub struct Batch {
     pub jobs: Vec<Job>,
@@ -41,13 +58,13 @@ fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
     session.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts one named thread per session. Each announces its index on `free` whenever it
-/// is ready for the next batch.
+/// Starts one named thread per session. Each reports on `finished` after every batch,
+/// which is also how the batcher task learns it is ready for the next one.
 pub fn spawn_workers(
     sessions: Vec<Session>,
     spec: Arc<ModelSpec>,
     metrics: ModelMetrics,
-    free: UnboundedSender<usize>,
+    finished: UnboundedSender<Finished>,
 ) -> std::io::Result<WorkerPool> {
     let mut inboxes = Vec::with_capacity(sessions.len());
     let sessions: Vec<SharedSession> = sessions
@@ -59,13 +76,20 @@ pub fn spawn_workers(
         let (tx, rx) = sync_channel::<Batch>(1);
         let spec = spec.clone();
         let metrics = metrics.clone();
-        let free = free.clone();
+        let finished = finished.clone();
         std::thread::Builder::new()
             .name(format!("ort-{}-{}", spec.name, index))
             .spawn(move || {
                 while let Ok(batch) = rx.recv() {
-                    run_batch(&mut lock(&session), &spec, &metrics, batch);
-                    if free.send(index).is_err() {
+                    let answers = run_batch(&mut lock(&session), &spec, &metrics, batch);
+                    let report = Finished {
+                        worker: index,
+                        answers,
+                    };
+                    // The batcher task is gone only at shutdown; answer directly then.
+                    if let Err(tokio::sync::mpsc::error::SendError(report)) = finished.send(report)
+                    {
+                        report.deliver();
                         break;
                     }
                 }
@@ -132,7 +156,13 @@ fn failed(spec: &ModelSpec, message: &str) -> Error {
     ))
 }
 
-fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, batch: Batch) {
+/// Runs one batch and pairs every job with its answer.
+fn run_batch(
+    session: &mut Session,
+    spec: &ModelSpec,
+    metrics: &ModelMetrics,
+    batch: Batch,
+) -> Vec<(Job, crate::error::Result<JobOutput>)> {
     let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
     let mut inputs = Vec::with_capacity(batch.jobs.len());
     let mut jobs = Vec::with_capacity(batch.jobs.len());
@@ -143,22 +173,24 @@ fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, ba
     let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
     let batch_rows: usize = rows.iter().sum();
     match result {
-        Ok(per_request) => {
-            for (job, outputs) in jobs.into_iter().zip(per_request) {
+        Ok(per_request) => jobs
+            .into_iter()
+            .zip(per_request)
+            .map(|(job, outputs)| {
                 let queue_time = batch.formed.saturating_duration_since(job.enqueued);
-                job.answer(Ok(JobOutput {
+                let output = JobOutput {
                     outputs,
                     queue_time,
                     compute_time,
                     batch_rows,
-                }));
-            }
-        }
-        Err(message) => {
-            for job in jobs {
-                job.answer(Err(failed(spec, &message)));
-            }
-        }
+                };
+                (job, Ok(output))
+            })
+            .collect(),
+        Err(message) => jobs
+            .into_iter()
+            .map(|job| (job, Err(failed(spec, &message))))
+            .collect(),
     }
 }
 

@@ -160,7 +160,7 @@ impl Default for ModelConfig {
         ModelConfig {
             max_batch_size: BatchSize::Auto,
             max_batch_latency_ms: 5.0,
-            inline_run_us: 200,
+            inline_run_us: 500,
             instances: 1,
             intra_op_threads: None,
             max_queue_delay_us: 0,

@@ -111,11 +111,11 @@ impl Loader {
             "model loaded"
         );
         let model_metrics = self.metrics.model(&spec.name, &spec.version);
-        let (free_tx, free_rx) = mpsc::unbounded_channel();
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let workers =
-            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
+            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), finished_tx)
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
+        let batcher = Batcher::start(spec.clone(), workers, finished_rx, model_metrics.clone());
         Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
     }
 }
@@ -137,6 +137,9 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
     };
     match runtime::calibrate(session, spec, budget, cap) {
         Ok(c) => {
+            if auto {
+                spec.max_batch = c.max_batch;
+            }
             spec.inline_rows = c
                 .samples
                 .iter()
@@ -148,7 +151,6 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
             if !auto {
                 return;
             }
-            spec.max_batch = c.max_batch;
             let measured: Vec<String> = c
                 .samples
                 .iter()

@@ -37,6 +37,10 @@ pub struct CeilingPoint {
     /// `session.run` latency percentiles, in µs.
     pub p50_us: f64,
     pub p99_us: f64,
+    /// p50 of runs that each follow an idle gap ([`IDLE_GAP`]), in µs: what a run costs a
+    /// server at low load, whose thread sleeps between requests (on a VM the first run
+    /// after a sleep pays for cold caches and a halted vCPU).
+    pub idle_p50_us: f64,
     /// Cores the process used while measuring (1.0 = one core, as intra_op_threads 1
     /// should get; less means the machine was busy with something else).
     pub cores: f64,
@@ -44,6 +48,12 @@ pub struct CeilingPoint {
     /// the machine's speed changed meanwhile (0 for a single measurement).
     pub drift: f64,
 }
+
+/// Sleep before each run of the idle-gap measurement: about what a server spends between
+/// one client's requests at low load (HTTP, codecs, the client's own turn).
+pub const IDLE_GAP: Duration = Duration::from_micros(500);
+/// Most runs of the idle-gap measurement per batch size.
+const IDLE_RUNS: u64 = 300;
 
 /// Averages the measurements taken before (`a`) and after (`b`) the load, batch by batch.
 pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<CeilingPoint>, String> {
@@ -60,6 +70,7 @@ pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<Ceiling
                 rows_per_s: mean,
                 p50_us: (a.p50_us + b.p50_us) / 2.0,
                 p99_us: a.p99_us.max(b.p99_us),
+                idle_p50_us: (a.idle_p50_us + b.idle_p50_us) / 2.0,
                 cores: (a.cores + b.cores) / 2.0,
                 drift: (b.rows_per_s - a.rows_per_s) / mean.max(1e-9),
             }
@@ -133,12 +144,23 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             .values()
             .sum();
         let wall = elapsed.as_secs_f64();
+        let mut idle = Histogram::<u64>::new_with_bounds(100, 600_000_000_000, 3)
+            .map_err(|e| format!("histogram: {e}"))?;
+        let idle_start = Instant::now();
+        while idle.len() < 3
+            || (idle.len() < IDLE_RUNS && idle_start.elapsed() < config.duration / 2)
+        {
+            std::thread::sleep(IDLE_GAP);
+            let took = run()?;
+            let _ = idle.record(took.as_nanos() as u64);
+        }
         points.push(CeilingPoint {
             batch,
             runs,
             rows_per_s: (runs as usize * batch) as f64 / wall,
             p50_us: latency.value_at_quantile(0.5) as f64 / 1e3,
             p99_us: latency.value_at_quantile(0.99) as f64 / 1e3,
+            idle_p50_us: idle.value_at_quantile(0.5) as f64 / 1e3,
             cores,
             drift: 0.0,
         });
@@ -157,6 +179,7 @@ mod tests {
             rows_per_s,
             p50_us: 1.0,
             p99_us: 2.0,
+            idle_p50_us: 1.0,
             cores: 1.0,
             drift: 0.0,
         }

@@ -200,7 +200,54 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             bare.p50_us,
             p50_us - bare.p50_us
         );
+        println!(
+            "  bare run after a {} µs idle gap (as a server thread at low load runs it): p50 {:.1} µs = {:.2} x back-to-back; server overhead over it {:.1} µs",
+            super::ceiling::IDLE_GAP.as_micros(),
+            bare.idle_p50_us,
+            bare.idle_p50_us / bare.p50_us.max(1e-9),
+            p50_us - bare.idle_p50_us
+        );
+        if let Some(decode) = body_decode_us(r) {
+            println!(
+                "  decoding this request body in-process takes {decode:.1} µs: target p50 <= bare run + decode + 100 = {:.1} µs (server p50 {p50_us:.1} µs)",
+                bare.p50_us + decode + 100.0
+            );
+        }
+        let rps = low.result.ok as f64 / low.result.window.as_secs_f64().max(1e-9);
+        let ort_cores = low.cores.iter().find(|(role, _)| *role == "ort");
+        if let Some(ort) = ort_cores.map(|(_, c)| c / rps.max(1e-9) * 1e6) {
+            println!(
+                "  ORT-thread CPU per request {ort:.1} µs = {:.2} x the back-to-back run, {:.2} x the idle-gap run",
+                ort / bare.p50_us.max(1e-9),
+                ort / bare.idle_p50_us.max(1e-9)
+            );
+        }
     }
+}
+
+/// Median time of the server's own V2 decoder (`v2_codec::decode`) on this run's request
+/// body, in µs; `None` for `/predict` bodies.
+fn body_decode_us(r: &Report<'_>) -> Option<f64> {
+    use crate::shared::v2_codec;
+    if r.args.api != Api::V2 {
+        return None;
+    }
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(len) = r.payload.json_len {
+        headers.insert(v2_codec::HEADER_LENGTH, len.into());
+    }
+    let body = &r.payload.body;
+    let mut times: Vec<f64> = (0..51)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let decoded = v2_codec::decode(&headers, body);
+            let took = t.elapsed().as_secs_f64() * 1e6;
+            std::hint::black_box(decoded.is_ok());
+            took
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Some(times[times.len() / 2])
 }
 
 /// Ceiling rows/s at `batch`, interpolated linearly in log(batch) between measured points;
@@ -232,6 +279,7 @@ mod tests {
             rows_per_s,
             p50_us: 0.0,
             p99_us: 0.0,
+            idle_p50_us: 0.0,
             cores: 1.0,
             drift: 0.0,
         }
