@@ -86,6 +86,7 @@ pub async fn run(
         metrics,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
+        activity: service::Activity::default(),
     });
 
     // One shutdown signal fans out to every listener.

@@ -454,3 +454,44 @@ async fn a_lone_short_request_runs_inline_unless_configured_off() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_not_alone_while_another_is_still_arriving() {
+    use tokio::io::AsyncWriteExt;
+    let rows = digit_rows();
+    let repo = ScratchRepo::new("not-alone");
+    repo.add("mlp_digits", "digits", 1, "");
+    let server = TestServer::start(&repo.path);
+    let client = reqwest::Client::new();
+    let body = json!({"model": "digits", "inputs": [rows[0].0]});
+    // A second client is still sending its body: the server is not idle, so the request
+    // queues for the batcher (where the other could have joined it) instead of running
+    // inline.
+    let mut slow = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, answer) = predict(&client, &server, body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        metric(&client, &server, "mlpserve_inline_executions_total").await,
+        0.0
+    );
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, answer) = predict(&client, &server, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        metric(&client, &server, "mlpserve_inline_executions_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(&client, &server, "mlpserve_executions_total").await,
+        2.0
+    );
+}

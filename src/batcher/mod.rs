@@ -20,7 +20,7 @@ use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
-pub use worker::{spawn_workers, Batch, Finished, SharedSession, WorkerPool};
+pub use worker::{spawn_workers, Batch, SharedSession, WorkerPool};
 
 /// One queued unit of work: a whole request, or one chunk of a large one.
 pub struct Job {
@@ -92,7 +92,7 @@ impl Batcher {
     pub fn start(
         spec: Arc<ModelSpec>,
         workers: WorkerPool,
-        finished: mpsc::UnboundedReceiver<worker::Finished>,
+        free: mpsc::UnboundedReceiver<usize>,
         metrics: ModelMetrics,
     ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -105,7 +105,7 @@ impl Batcher {
         };
         tokio::spawn(task::drive(task::Driver {
             jobs: rx,
-            finished,
+            free,
             workers,
             queue: BatchQueue::new(policy),
             spec: spec.clone(),
@@ -128,11 +128,14 @@ impl Batcher {
 
     /// Queues validated inputs (`rows` rows, graph input order) and awaits the outputs.
     /// Dropping the returned future abandons the request; queued work is then dropped.
+    /// `may_inline`: the caller knows of no other request in the server, so a short one
+    /// that also finds this model idle runs on the calling thread.
     pub async fn submit(
         &self,
         inputs: Vec<Tensor>,
         rows: usize,
         deadline: Option<Instant>,
+        may_inline: bool,
     ) -> Result<JobOutput> {
         let spec = &self.spec;
         let max_queue_size = spec.config.max_queue_size;
@@ -153,7 +156,7 @@ impl Batcher {
         // Alone and short: run it here. Nothing could join its batch, and the hand-offs
         // to the batcher task and a worker thread and back cost more than a small run.
         let expired = deadline.is_some_and(|d| d <= Instant::now());
-        let inputs = if in_flight == 0 && rows <= self.inline_rows && !expired {
+        let inputs = if may_inline && in_flight == 0 && rows <= self.inline_rows && !expired {
             match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows) {
                 Ok(result) => return result,
                 Err(inputs) => inputs,

@@ -1,6 +1,6 @@
 //! The async driver of one batch queue: moves jobs from the channel into the pure queue,
-//! hands batches to idle workers, delivers their answers, answers expired jobs and drops
-//! abandoned ones. It never runs ORT and never copies tensors.
+//! hands batches to idle workers, answers expired jobs and drops abandoned ones. It never
+//! runs ORT and never copies tensors.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::queue::{BatchQueue, Entry, Poll};
-use super::worker::{Batch, Finished, WorkerPool};
+use super::worker::{Batch, WorkerPool};
 use super::Job;
 use crate::error::Error;
 use crate::metrics::ModelMetrics;
@@ -16,7 +16,7 @@ use crate::spec::ModelSpec;
 
 pub struct Driver {
     pub jobs: mpsc::UnboundedReceiver<Job>,
-    pub finished: mpsc::UnboundedReceiver<Finished>,
+    pub free: mpsc::UnboundedReceiver<usize>,
     pub workers: WorkerPool,
     pub queue: BatchQueue<Job>,
     pub spec: Arc<ModelSpec>,
@@ -44,19 +44,15 @@ pub async fn drive(mut d: Driver) {
                 Some(job) => enqueue(&mut d.queue, job),
                 None => open = false,
             },
-            Some(done) = d.finished.recv() => {
-                idle.push(done.worker);
-                done.deliver();
-            }
+            Some(index) = d.free.recv() => idle.push(index),
             () = sleep => {}
         }
         // Take everything that arrived meanwhile, so a burst becomes one batch.
         while let Ok(job) = d.jobs.try_recv() {
             enqueue(&mut d.queue, job);
         }
-        while let Ok(done) = d.finished.try_recv() {
-            idle.push(done.worker);
-            done.deliver();
+        while let Ok(index) = d.free.try_recv() {
+            idle.push(index);
         }
         let now = Instant::now();
         for job in d.queue.remove_expired(now) {

@@ -19,7 +19,7 @@ pub struct ModelConfig {
     pub max_batch_size: BatchSize,
     /// Run-time budget of one batch for `max_batch_size = "auto"`, in milliseconds.
     pub max_batch_latency_ms: f64,
-    /// A request that finds its model with nothing else in flight runs on the thread that
+    /// A request that finds the server with no other request in it runs on the thread that
     /// received it (no hand-off to the batcher and a worker) when a run of its size was
     /// measured at load to take at most this many microseconds; 0 = always hand off.
     /// Off for a model with `max_queue_delay_us` (it asked to wait for company).

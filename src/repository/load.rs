@@ -111,11 +111,11 @@ impl Loader {
             "model loaded"
         );
         let model_metrics = self.metrics.model(&spec.name, &spec.version);
-        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (free_tx, free_rx) = mpsc::unbounded_channel();
         let workers =
-            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), finished_tx)
+            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        let batcher = Batcher::start(spec.clone(), workers, finished_rx, model_metrics.clone());
+        let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
         Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
     }
 }

@@ -16,6 +16,8 @@ pub struct InferRequest {
     pub inputs: Vec<NamedTensor>,
     /// Per-request deadline; `None` uses the model's `default_timeout_ms`.
     pub timeout: Option<Duration>,
+    /// Nothing else is in the server: the request may run inline (`inline_run_us`).
+    pub may_inline: bool,
 }
 
 /// What runs when the last `Arc` of a retired version is dropped.
@@ -98,7 +100,9 @@ impl Model {
         }
         let timeout = request.timeout.or(self.spec.config.default_timeout());
         let deadline = timeout.map(|t| started + t);
-        self.batcher.submit(tensors, rows, deadline).await
+        self.batcher
+            .submit(tensors, rows, deadline, request.may_inline)
+            .await
     }
 }
 

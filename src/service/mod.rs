@@ -39,6 +39,37 @@ pub struct Service {
     /// Set for `--shutdown-delay`: readiness answers 503 while requests are still served,
     /// so load balancers stop routing here before the listeners close.
     pub unready: std::sync::atomic::AtomicBool,
+    /// Requests the transports are handling right now.
+    pub activity: Activity,
+}
+
+/// Requests in the server from arrival to answer, on every route of both ports. A request
+/// that finds only itself here may run inline (`inline_run_us`): nothing else could join
+/// its batch. A per-model count cannot tell this, since under load most requests are
+/// still being read, decoded or written, outside any queue.
+#[derive(Debug, Default)]
+pub struct Activity(std::sync::atomic::AtomicUsize);
+
+impl Activity {
+    /// Counts a request until the guard drops.
+    pub fn begin(&self) -> Busy<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self)
+    }
+
+    /// No request but (at most) the caller's own is in the server.
+    pub fn alone(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) <= 1
+    }
+}
+
+/// One request counted in [`Activity`].
+pub struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A model name and an optional version, as a request names them. An empty version means
@@ -124,6 +155,7 @@ impl Service {
                 // The one timeout rule of every transport: 0 means no per-request deadline
                 // (the model's default_timeout_ms applies, where 0 is none too).
                 timeout: call.timeout.filter(|t| !t.is_zero()),
+                may_inline: self.activity.alone(),
             })
             .await?;
         let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();

@@ -214,7 +214,11 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             );
         }
         let rps = low.result.ok as f64 / low.result.window.as_secs_f64().max(1e-9);
-        let ort_cores = low.cores.iter().find(|(role, _)| *role == "ort");
+        // No ORT-thread time at all: the requests ran inline (`inline_run_us`).
+        let ort_cores = low
+            .cores
+            .iter()
+            .find(|(role, c)| *role == "ort" && *c > 0.005);
         if let Some(ort) = ort_cores.map(|(_, c)| c / rps.max(1e-9) * 1e6) {
             println!(
                 "  ORT-thread CPU per request {ort:.1} µs = {:.2} x the back-to-back run, {:.2} x the idle-gap run",

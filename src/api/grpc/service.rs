@@ -41,6 +41,7 @@ async fn infer(
     request: ModelInferRequest,
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, Error> {
+    let _busy = service.activity.begin();
     let model_ref = ModelRef::new(request.model_name.as_str(), Some(&request.model_version));
     let model = service.model_for_inference(&model_ref)?;
     let spec = &model.spec;

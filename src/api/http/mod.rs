@@ -205,6 +205,7 @@ async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: N
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
+    let _busy = state.activity.begin();
     let response = next.run(req).await;
     state
         .metrics
