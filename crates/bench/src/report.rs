@@ -166,7 +166,8 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             .iter()
             .find(|(role, _)| *role == "ort")
             .map_or(0.0, |(_, c)| *c);
-        let ort_part = if ort > 0.0 {
+        // Below this the requests ran inline (`inline_run_us`), not on ORT threads.
+        let ort_part = if ort > 0.005 {
             format!(
                 "; per ORT-thread core-second {:.0} rows = {:.2} x the ceiling's",
                 rows / ort,
