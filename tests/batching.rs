@@ -247,14 +247,7 @@ async fn deadlines_that_pass_in_the_queue_answer_504_without_running() {
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 504);
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains(
             "mlpserve_requests_total{model=\"digits\",outcome=\"timeout\",version=\"1\"} 2"
@@ -400,15 +393,8 @@ async fn an_onnx_runtime_failure_fails_only_its_batch() {
 }
 
 /// The value of a model's series `name` in the server's /metrics text.
-async fn metric(client: &reqwest::Client, server: &TestServer, name: &str) -> f64 {
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = server.metrics_text().await;
     let series = format!("{name}{{model=\"digits\",version=\"1\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))
@@ -443,12 +429,12 @@ async fn a_lone_short_request_runs_inline_unless_configured_off() {
             );
         }
         assert_eq!(
-            metric(&client, &server, "mlpserve_inline_executions_total").await,
+            metric(&server, "mlpserve_inline_executions_total").await,
             inline,
             "config {config:?}"
         );
         assert_eq!(
-            metric(&client, &server, "mlpserve_executions_total").await,
+            metric(&server, "mlpserve_executions_total").await,
             4.0,
             "config {config:?}"
         );
@@ -479,7 +465,7 @@ async fn a_request_is_not_alone_while_another_is_still_arriving() {
     let (status, _, answer) = predict(&client, &server, body.clone()).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
-        metric(&client, &server, "mlpserve_inline_executions_total").await,
+        metric(&server, "mlpserve_inline_executions_total").await,
         0.0
     );
     drop(slow);
@@ -487,11 +473,8 @@ async fn a_request_is_not_alone_while_another_is_still_arriving() {
     let (status, _, answer) = predict(&client, &server, body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
-        metric(&client, &server, "mlpserve_inline_executions_total").await,
+        metric(&server, "mlpserve_inline_executions_total").await,
         1.0
     );
-    assert_eq!(
-        metric(&client, &server, "mlpserve_executions_total").await,
-        2.0
-    );
+    assert_eq!(metric(&server, "mlpserve_executions_total").await, 2.0);
 }

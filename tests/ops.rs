@@ -78,14 +78,7 @@ async fn metrics_count_exactly_the_requests_made() {
         200
     );
 
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics_text().await;
     let expect = [
         (
             "mlpserve_requests_total{model=\"digits\",outcome=\"success\",version=\"1\"}",

@@ -105,6 +105,16 @@ impl TestServer {
         (status, r.json().unwrap_or(serde_json::Value::Null))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// `POST path` with a JSON body: the status and the JSON answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let r = reqwest::blocking::Client::new()
