@@ -21,7 +21,9 @@
 #   d  CTR ranking: finalmlp_ctr with 50, 200 and 1,000 rows per request at 1, 16 and 64
 #      clients, V2 JSON and binary tensors, default config (max_batch_size "auto"), with
 #      the ceiling at the matching batch sizes (target at 200 rows, 16 clients: >= 0.85 x
-#      best ceiling over JSON, >= 0.9 x over binary). gRPC: scripts/perf-analyzer.sh.
+#      best ceiling over JSON, >= 0.9 x over binary). Then the same row counts over gRPC
+#      and HTTP binary with Triton's perf_analyzer (scripts/perf-analyzer.sh, a separate
+#      `mlpserve` process; its infer/s are rows/s): compare with the ceiling printed above.
 # The load generator runs on the same machine as the server; read the "cores used" column.
 set -euo pipefail
 
@@ -82,6 +84,13 @@ for s in $scenarios; do
             "${common[@]}"
           echo
         done
+      done
+      cargo build --release --quiet --bin mlpserve
+      for rows in 50 200 1000; do
+        echo "== (d) ranking over gRPC and HTTP binary (perf_analyzer): finalmlp_ctr, $rows rows per request"
+        scripts/perf-analyzer.sh --model finalmlp_ctr --batch-size "$rows" --concurrency "1 16 64" ||
+          echo "perf_analyzer failed (is $rows above the max_batch_size measured at load?)"
+        echo
       done
       ;;
     *)
