@@ -213,7 +213,7 @@ impl Metrics {
             executions: counter("executions_total", "ONNX Runtime executions (batches run).", mv),
             inline_executions: counter(
                 "inline_executions_total",
-                "Executions of a request that found its model idle and ran on the receiving thread, without the batcher's hand-offs (included in executions_total).",
+                "Executions of a request that found the server otherwise empty and ran on the receiving thread, without the batcher's hand-offs (included in executions_total).",
                 mv,
             ),
             request_duration: histogram(

@@ -57,7 +57,7 @@ pub struct ModelSpec {
     /// Rows one run may take on a batched graph: the configured `max_batch_size`, or the
     /// size measured at load for `"auto"` (see `runtime::calibrate`).
     pub max_batch: usize,
-    /// Most rows a request may have to run inline when its model is otherwise idle: the
+    /// Most rows a request may have to run inline when the server is otherwise empty: the
     /// largest batch measured at load within `inline_run_us` (0 = never inline).
     pub inline_rows: usize,
 }

@@ -2,7 +2,7 @@
 //! runs the batches the batcher task hands it: stack, [`runtime::execute`], split. Every
 //! job of a batch is answered exactly once, also when the batch fails or the run panics.
 //! The one exception to "ORT runs on worker threads": [`run_inline`], a short request that
-//! finds its model otherwise idle, runs on the thread that received it (no hand-offs).
+//! finds the server otherwise empty runs on the thread that received it (no hand-offs).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -67,10 +67,7 @@ pub fn spawn_workers(
             .name(format!("ort-{}-{}", spec.name, index))
             .spawn(move || {
                 while let Ok(batch) = rx.recv() {
-                    let answers = run_batch(&mut lock(&session), &spec, &metrics, batch);
-                    for (job, answer) in answers {
-                        job.answer(answer);
-                    }
+                    run_batch(&mut lock(&session), &spec, &metrics, batch);
                     if free.send(index).is_err() {
                         break;
                     }
@@ -138,13 +135,8 @@ fn failed(spec: &ModelSpec, message: &str) -> Error {
     ))
 }
 
-/// Runs one batch and pairs every job with its answer.
-fn run_batch(
-    session: &mut Session,
-    spec: &ModelSpec,
-    metrics: &ModelMetrics,
-    batch: Batch,
-) -> Vec<(Job, crate::error::Result<JobOutput>)> {
+/// Runs one batch and answers every job.
+fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, batch: Batch) {
     let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
     let mut inputs = Vec::with_capacity(batch.jobs.len());
     let mut jobs = Vec::with_capacity(batch.jobs.len());
@@ -155,24 +147,22 @@ fn run_batch(
     let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
     let batch_rows: usize = rows.iter().sum();
     match result {
-        Ok(per_request) => jobs
-            .into_iter()
-            .zip(per_request)
-            .map(|(job, outputs)| {
+        Ok(per_request) => {
+            for (job, outputs) in jobs.into_iter().zip(per_request) {
                 let queue_time = batch.formed.saturating_duration_since(job.enqueued);
-                let output = JobOutput {
+                job.answer(Ok(JobOutput {
                     outputs,
                     queue_time,
                     compute_time,
                     batch_rows,
-                };
-                (job, Ok(output))
-            })
-            .collect(),
-        Err(message) => jobs
-            .into_iter()
-            .map(|job| (job, Err(failed(spec, &message))))
-            .collect(),
+                }));
+            }
+        }
+        Err(message) => {
+            for job in jobs {
+                job.answer(Err(failed(spec, &message)));
+            }
+        }
     }
 }
 

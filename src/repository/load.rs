@@ -143,7 +143,7 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
             spec.inline_rows = c
                 .samples
                 .iter()
-                .filter(|&&(rows, time)| time <= inline && rows <= cap)
+                .filter(|&&(_, time)| time <= inline)
                 .map(|&(rows, _)| rows)
                 .max()
                 .unwrap_or(0)
