@@ -216,6 +216,26 @@ fn leading_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
     Some((value, count))
 }
 
+/// Appends the digits at `b[*i..]` to `acc`, up to eight at a time, while `acc` is below
+/// `below` (chosen by the caller so eight more digits still fit); advances `*i` and returns
+/// how many digits it took. The caller's byte loop takes whatever is left.
+#[inline]
+fn take_digits(b: &[u8], i: &mut usize, acc: &mut u64, below: u64) -> usize {
+    let mut taken = 0;
+    while *acc < below {
+        let Some((v, n)) = leading_digits(b, *i) else {
+            break;
+        };
+        *acc = *acc * POW10_INT[n] + v;
+        *i += n;
+        taken += n;
+        if n < 8 {
+            break;
+        }
+    }
+    taken
+}
+
 /// Scans one JSON number (strict grammar) starting at `i`; returns its end and token.
 #[inline]
 fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
@@ -231,16 +251,7 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
             // Below 10^11, eight more digits still fit 64 bits.
-            while magnitude < 100_000_000_000 {
-                let Some((v, n)) = leading_digits(b, i) else {
-                    break;
-                };
-                magnitude = magnitude * POW10_INT[n] + v;
-                i += n;
-                if n < 8 {
-                    break;
-                }
-            }
+            take_digits(b, &mut i, &mut magnitude, 100_000_000_000);
             while let Some(&d @ b'0'..=b'9') = b.get(i) {
                 match magnitude
                     .checked_mul(10)
@@ -264,17 +275,7 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
         i += 1;
         let digits = i;
         // Below 10^10, up to eight digits at once take the same steps as the loop below.
-        while mantissa < 10_000_000_000 {
-            let Some((v, n)) = leading_digits(b, i) else {
-                break;
-            };
-            mantissa = mantissa * POW10_INT[n] + v;
-            exp10 -= n as i32;
-            i += n;
-            if n < 8 {
-                break;
-            }
-        }
+        exp10 -= take_digits(b, &mut i, &mut mantissa, 10_000_000_000) as i32;
         while let Some(&d @ b'0'..=b'9') = b.get(i) {
             if mantissa < 1_000_000_000_000_000_000 {
                 mantissa = mantissa * 10 + u64::from(d - b'0');
