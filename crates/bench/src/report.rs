@@ -61,7 +61,7 @@ pub fn print(r: &Report<'_>) {
         let per_request: Vec<String> = l
             .cores
             .iter()
-            .filter(|(_, c)| *c > 0.005)
+            .filter(|(_, c)| *c > NEGLIGIBLE_CORES)
             .map(|(role, c)| format!("{role} {:.1}", c / rps.max(1e-9) * 1e6))
             .collect();
         println!(
@@ -161,13 +161,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
     for l in r.levels {
         let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9)
             * l.rows_per_request as f64;
-        let ort = l
-            .cores
-            .iter()
-            .find(|(role, _)| *role == "ort")
-            .map_or(0.0, |(_, c)| *c);
-        // Below this the requests ran inline (`inline_run_us`), not on ORT threads.
-        let ort_part = if ort > 0.005 {
+        let ort_part = if let Some(ort) = ort_cores(l) {
             format!(
                 "; per ORT-thread core-second {:.0} rows = {:.2} x the ceiling's",
                 rows / ort,
@@ -215,12 +209,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             );
         }
         let rps = low.result.ok as f64 / low.result.window.as_secs_f64().max(1e-9);
-        // No ORT-thread time at all: the requests ran inline (`inline_run_us`).
-        let ort_cores = low
-            .cores
-            .iter()
-            .find(|(role, c)| *role == "ort" && *c > 0.005);
-        if let Some(ort) = ort_cores.map(|(_, c)| c / rps.max(1e-9) * 1e6) {
+        if let Some(ort) = ort_cores(low).map(|c| c / rps.max(1e-9) * 1e6) {
             println!(
                 "  ORT-thread CPU per request {ort:.1} µs = {:.2} x the back-to-back run, {:.2} x the idle-gap run",
                 ort / bare.p50_us.max(1e-9),
@@ -228,6 +217,18 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             );
         }
     }
+}
+
+/// CPU share (cores) below which a thread role did no real work in a window.
+const NEGLIGIBLE_CORES: f64 = 0.005;
+
+/// Cores the ORT worker threads used in a level, `None` when they did no real work (the
+/// requests ran inline, `inline_run_us`).
+fn ort_cores(l: &LevelReport) -> Option<f64> {
+    l.cores
+        .iter()
+        .find(|(role, c)| *role == "ort" && *c > NEGLIGIBLE_CORES)
+        .map(|(_, c)| *c)
 }
 
 /// Median time of the server's own V2 decoder (`v2_codec::decode`) on this run's request
