@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_close, flatten, samples, zoo, ScratchRepo, TestServer};
+use common::{assert_close, flatten, header_usize, samples, zoo, ScratchRepo, TestServer};
 use serde_json::{json, Value};
 
 /// Every reference row of mlp_digits as (pixels, logits).
@@ -46,13 +46,6 @@ async fn predict(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.json().await.unwrap_or(Value::Null))
-}
-
-fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{zoo, ScratchRepo, TestServer};
+use common::{header_usize, zoo, ScratchRepo, TestServer};
 use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
 use mlpserve::api::grpc::proto::{InferTensorContents, ModelInferRequest};
 use mlpserve::ServerConfig;
@@ -84,13 +84,6 @@ fn din_repo(tag: &str, extra: &str) -> ScratchRepo {
         std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
     repo.add("din_ctr", "din", 1, &format!("{extra}\n{padding}"));
     repo
-}
-
-fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One 100,000-long history queued with 30 short ones: the long one runs alone, the short

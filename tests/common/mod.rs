@@ -278,6 +278,15 @@ pub fn flatten(v: &serde_json::Value) -> Vec<serde_json::Value> {
     }
 }
 
+/// A numeric response header (the server's `x-batch-rows`, `x-queue-time-us`, ...); 0 when
+/// absent or not a number.
+pub fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs the binary on `repo` with `args`; returns its stderr lines up to "HTTP listening"
 /// (or to its exit) and the child (None when it exited, with its status).
 pub fn run_binary(repo: &Path, args: &[&str]) -> (Vec<String>, Result<Child, ExitStatus>) {
