@@ -422,6 +422,10 @@ mod tests {
             ("max_batch_size = 0", &["max_batch_size", "= 0", "1..="]),
             ("max_queue_size = 0", &["max_queue_size", "1..="]),
             (
+                "inline_run_us = 10001",
+                &["inline_run_us", "10001", "0..=10000", "(10 ms)"],
+            ),
+            (
                 "default_timeout_ms = 100000000000",
                 &["default_timeout_ms", "0..="],
             ),
