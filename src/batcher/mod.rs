@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::metrics::ModelMetrics;
+use crate::runtime::Session;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
-pub use worker::{spawn_workers, Batch, SharedSession, WorkerPool};
+pub use worker::{Batch, SharedSession};
 
 /// One queued unit of work: a whole request, or one chunk of a large one.
 pub struct Job {
@@ -88,31 +89,40 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the driver task for `workers`. Must be called inside a tokio runtime.
+    /// Starts a worker thread per session and the driver task. Must be called inside a
+    /// tokio runtime.
     pub fn start(
         spec: Arc<ModelSpec>,
-        workers: WorkerPool,
-        free: mpsc::UnboundedReceiver<usize>,
+        sessions: Vec<Session>,
         metrics: ModelMetrics,
-    ) -> Batcher {
+    ) -> std::io::Result<Batcher> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sessions = workers.sessions.iter().cloned().collect();
+        let (free_tx, free) = mpsc::unbounded_channel();
         let policy = BatchPolicy {
             max_batch_size: spec.max_batch_size(),
             preferred_batch_sizes: spec.config.preferred_batch_sizes.clone(),
             max_queue_delay: spec.config.max_queue_delay(),
             max_batch_elements: spec.config.max_batch_elements,
         };
+        let queue = Arc::new(std::sync::Mutex::new(BatchQueue::new(policy)));
+        let workers = worker::spawn_workers(
+            sessions,
+            spec.clone(),
+            metrics.clone(),
+            queue.clone(),
+            free_tx,
+        )?;
+        let sessions = workers.sessions.iter().cloned().collect();
         tokio::spawn(task::drive(task::Driver {
             jobs: rx,
             free,
             workers,
-            queue: BatchQueue::new(policy),
+            queue,
             spec: spec.clone(),
             metrics: metrics.clone(),
         }));
         let async_threads = tokio::runtime::Handle::current().metrics().num_workers();
-        Batcher {
+        Ok(Batcher {
             tx,
             sessions,
             inline_rows: if async_threads >= 2 && spec.config.max_queue_delay().is_zero() {
@@ -123,7 +133,7 @@ impl Batcher {
             admitted: Arc::new(AtomicUsize::new(0)),
             spec,
             metrics,
-        }
+        })
     }
 
     /// Queues validated inputs (`rows` rows, graph input order) and awaits the outputs.

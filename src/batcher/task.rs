@@ -1,6 +1,7 @@
-//! The async driver of one batch queue: moves jobs from the channel into the pure queue,
+//! The async driver of one batch queue: moves jobs from the channel into the shared queue,
 //! hands batches to idle workers, answers expired jobs and drops abandoned ones. It never
-//! runs ORT and never copies tensors.
+//! runs ORT and never copies tensors. A worker that finishes while a batch is ready takes
+//! it itself (see `worker`); the driver serves the workers that found nothing to do.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::queue::{BatchQueue, Entry, Poll};
-use super::worker::{Batch, WorkerPool};
+use super::worker::{Batch, SharedQueue, WorkerPool};
 use super::Job;
 use crate::error::Error;
 use crate::metrics::ModelMetrics;
@@ -18,7 +19,7 @@ pub struct Driver {
     pub jobs: mpsc::UnboundedReceiver<Job>,
     pub free: mpsc::UnboundedReceiver<usize>,
     pub workers: WorkerPool,
-    pub queue: BatchQueue<Job>,
+    pub queue: SharedQueue,
     pub spec: Arc<ModelSpec>,
     pub metrics: ModelMetrics,
 }
@@ -30,7 +31,7 @@ pub async fn drive(mut d: Driver) {
     let mut open = true;
     let mut wake: Option<Instant> = None;
     loop {
-        if !open && d.queue.is_empty() && idle.len() == workers {
+        if !open && idle.len() == workers && super::worker::lock_queue(&d.queue).is_empty() {
             break;
         }
         let sleep = async {
@@ -39,46 +40,37 @@ pub async fn drive(mut d: Driver) {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            job = d.jobs.recv(), if open => match job {
-                Some(job) => enqueue(&mut d.queue, job),
-                None => open = false,
-            },
-            Some(index) = d.free.recv() => idle.push(index),
-            () = sleep => {}
-        }
-        // Take everything that arrived meanwhile, so a burst becomes one batch.
-        while let Ok(job) = d.jobs.try_recv() {
-            enqueue(&mut d.queue, job);
-        }
+        let arrived = tokio::select! {
+            job = d.jobs.recv(), if open => {
+                open = job.is_some();
+                job
+            }
+            Some(index) = d.free.recv() => {
+                idle.push(index);
+                None
+            }
+            () = sleep => None,
+        };
         while let Ok(index) = d.free.try_recv() {
             idle.push(index);
         }
         let now = Instant::now();
-        for job in d.queue.remove_expired(now) {
-            let waited = now.saturating_duration_since(job.enqueued);
-            let timeout = job
-                .deadline
-                .map(|t| t.saturating_duration_since(job.enqueued))
-                .unwrap_or_default();
-            job.answer(Err(Error::Timeout {
-                model: d.spec.name.clone(),
-                waited_ms: waited.as_millis() as u64,
-                timeout_ms: timeout.as_millis() as u64,
-            }));
+        let mut queue = super::worker::lock_queue(&d.queue);
+        // Take everything that arrived meanwhile, so a burst becomes one batch.
+        for job in arrived
+            .into_iter()
+            .chain(std::iter::from_fn(|| d.jobs.try_recv().ok()))
+        {
+            enqueue(&mut queue, job);
         }
+        let expired = queue.remove_expired(now);
         wake = None;
+        let mut batches = Vec::new();
         while let Some(&worker) = idle.last() {
-            match d.queue.poll(now) {
-                Poll::Ready(mut jobs) => {
-                    // Abandoned jobs are dropped unanswered: nobody is listening. Checked
-                    // here, on the batch, rather than by scanning the queue on every event.
-                    jobs.retain(|job| !job.is_abandoned());
-                    if jobs.is_empty() {
-                        continue;
-                    }
+            match poll_live(&mut queue, now) {
+                Poll::Ready(jobs) => {
                     idle.pop();
-                    dispatch(&d, worker, Batch { jobs, formed: now });
+                    batches.push((worker, Batch { jobs, formed: now }));
                 }
                 Poll::WaitUntil(t) => {
                     wake = Some(t);
@@ -87,10 +79,48 @@ pub async fn drive(mut d: Driver) {
                 Poll::Empty => break,
             }
         }
-        if let Some(deadline) = d.queue.next_deadline() {
+        if let Some(deadline) = queue.next_deadline() {
             wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
         }
-        d.metrics.queue_depth.set(d.queue.len() as i64);
+        d.metrics.queue_depth.set(queue.len() as i64);
+        drop(queue);
+        time_out(expired, &d.spec, now);
+        for (worker, batch) in batches {
+            dispatch(&d, worker, batch);
+        }
+    }
+}
+
+/// The queue's next batch, without the abandoned jobs: those are dropped unanswered, as
+/// nobody is listening. Checked here, on the batch, rather than by scanning the queue on
+/// every event. `Ready` is never empty.
+pub fn poll_live(queue: &mut BatchQueue<Job>, now: Instant) -> Poll<Job> {
+    loop {
+        match queue.poll(now) {
+            Poll::Ready(mut jobs) => {
+                jobs.retain(|job| !job.is_abandoned());
+                if !jobs.is_empty() {
+                    return Poll::Ready(jobs);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Answers jobs whose deadline passed in the queue (call it without the queue's lock).
+pub fn time_out(expired: Vec<Job>, spec: &ModelSpec, now: Instant) {
+    for job in expired {
+        let waited = now.saturating_duration_since(job.enqueued);
+        let timeout = job
+            .deadline
+            .map(|t| t.saturating_duration_since(job.enqueued))
+            .unwrap_or_default();
+        job.answer(Err(Error::Timeout {
+            model: spec.name.clone(),
+            waited_ms: waited.as_millis() as u64,
+            timeout_ms: timeout.as_millis() as u64,
+        }));
     }
 }
 

@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use super::model::Model;
-use crate::batcher::{self, Batcher};
+use crate::batcher::Batcher;
 use crate::config::{BatchSize, ModelConfig};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Runtime, SessionOptions};
@@ -111,11 +109,8 @@ impl Loader {
             "model loaded"
         );
         let model_metrics = self.metrics.model(&spec.name, &spec.version);
-        let (free_tx, free_rx) = mpsc::unbounded_channel();
-        let workers =
-            batcher::spawn_workers(sessions, spec.clone(), model_metrics.clone(), free_tx)
-                .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        let batcher = Batcher::start(spec.clone(), workers, free_rx, model_metrics.clone());
+        let batcher = Batcher::start(spec.clone(), sessions, model_metrics.clone())
+            .map_err(|e| format!("cannot start worker threads: {e}"))?;
         Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
     }
 }
