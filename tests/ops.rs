@@ -1,5 +1,5 @@
 //! Operations: exact metric counts after a known mix of requests, `promtool check metrics`,
-//! and graceful shutdown of the real binary on SIGTERM.
+//! graceful shutdown of the real binary on SIGTERM, server errors in its log.
 
 mod common;
 
@@ -166,9 +166,11 @@ impl Drop for Binary {
 }
 
 /// Starts the real binary on an ephemeral port; returns it and its HTTP address, read from
-/// its JSON log. Its stderr lines keep flowing into the returned receiver.
+/// its JSON log (`log_filter` as `RUST_LOG`). Its stderr lines keep flowing into the
+/// returned receiver.
 fn spawn_binary(
     repo: &std::path::Path,
+    log_filter: &str,
 ) -> (
     Binary,
     String,
@@ -192,7 +194,7 @@ fn spawn_binary(
             ])
             .arg("--model-repository")
             .arg(repo)
-            .env("RUST_LOG", "info,mlpserve=debug,tower_http=debug")
+            .env("RUST_LOG", log_filter)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::piped())
             .spawn()
@@ -229,7 +231,8 @@ fn spawn_binary(
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let repo = ScratchRepo::new("sigterm");
     repo.add("mlp_digits", "digits", 1, "max_queue_delay_us = 1500000\n");
-    let (mut child, addr, startup, logs) = spawn_binary(&repo.path);
+    let (mut child, addr, startup, logs) =
+        spawn_binary(&repo.path, "info,mlpserve=debug,tower_http=debug");
     let url = format!("http://{addr}/predict");
     let client = reqwest::Client::new();
     let body = json!({"model": "digits", "inputs": [vec![0.5; 64]]});
@@ -298,4 +301,39 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         logs.iter().any(|l| l.contains("resolved configuration")),
         "resolved config logged at start-up"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_is_logged_with_its_request_id_at_the_default_level() {
+    let repo = ScratchRepo::new("error-log");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gather_fail/1/model.onnx");
+    repo.add_file(&fixture, "gather", 1, "");
+    let (_child, addr, _, logs) = spawn_binary(&repo.path, "info");
+    // Index 99 is out of the table's range: ONNX Runtime fails the run.
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/predict"))
+        .header("x-request-id", "boom-7")
+        .json(&json!({"model": "gather", "inputs": [99]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 500);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
+        if log["message"] == "request failed" {
+            assert_eq!(log["request_id"], "boom-7", "{line}");
+            assert_eq!(log["status"], 500, "{line}");
+            assert_eq!(log["route"], "/predict", "{line}");
+            assert_eq!(log["level"], "ERROR", "{line}");
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("no 'request failed' line with the request id; log: {seen:#?}");
 }

@@ -110,14 +110,15 @@ pub fn router(state: Arc<Service>) -> Router {
             count_requests,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        // A span per request only at DEBUG: at INFO, formatting its fields cost ~5% of
+        // small-request throughput. Failures are logged by `count_requests` instead.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    tracing::debug_span!("http", method = %req.method(), uri = %req.uri(), request_id = %request_id(req))
+                })
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::new(
             REQUEST_ID,
             request_id::CounterRequestId::new(),
@@ -197,7 +198,15 @@ async fn not_found(req: Request) -> Response {
         .into_response()
 }
 
-/// Counts every request by route template (never the raw path) and status.
+fn request_id(req: &Request) -> &str {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Counts every request by route template (never the raw path) and status, and logs the
+/// ones that failed on the server's side (5xx) with their request id.
 async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -205,11 +214,22 @@ async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: N
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
+    let id = req.headers().get(REQUEST_ID).cloned();
+    let started = std::time::Instant::now();
     let _busy = state.activity.begin();
     let response = next.run(req).await;
+    let status = response.status();
     state
         .metrics
-        .http_request(&route, method.as_str(), response.status().as_u16());
+        .http_request(&route, method.as_str(), status.as_u16());
+    if status.is_server_error() {
+        let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+        tracing::error!(
+            %method, route, status = status.as_u16(), request_id = id,
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            "request failed"
+        );
+    }
     response
 }
 
