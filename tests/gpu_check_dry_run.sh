@@ -59,7 +59,10 @@ expect_dry_run 1 "part $PARTS_DIR/$archive.part-01"
 mv "$tmp/part-01" "$PARTS_DIR/$archive.part-01"
 # Corrupted part of the right size.
 cp "$PARTS_DIR/$archive.part-00" "$tmp/part-00"
-printf 'X' | dd of="$PARTS_DIR/$archive.part-00" bs=1 seek=100 conv=notrunc status=none
+# Flip byte 100 (writing a fixed byte would leave the part intact 1 time in 256).
+byte=$(od -An -tu1 -j100 -N1 "$PARTS_DIR/$archive.part-00" | tr -d ' ')
+printf "$(printf '\\%03o' $(((byte + 1) % 256)))" |
+  dd of="$PARTS_DIR/$archive.part-00" bs=1 seek=100 conv=notrunc status=none
 expect_dry_run 1 "part checksums: $archive.part-00: FAILED"
 cp "$tmp/part-00" "$PARTS_DIR/$archive.part-00"
 # Truncated part: size and checksum both named.
