@@ -17,12 +17,6 @@ use mlpserve::ServerConfig;
 /// Far more than any timeout configured here: a connection still open after this is a bug.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn repo() -> ScratchRepo {
-    let repo = ScratchRepo::new("conn");
-    repo.add("mlp_digits", "mlp_digits", 1, "");
-    repo
-}
-
 fn server(repo: &ScratchRepo, edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let mut config = ServerConfig::for_tests(&repo.path);
     config.transport.header_read_timeout = Duration::from_millis(500);
@@ -62,7 +56,7 @@ fn served(server: &TestServer) -> bool {
 
 #[test]
 fn a_connection_that_never_sends_is_closed() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |_| {});
     let mut silent = connect(server.http);
     assert!(served(&server), "others are served meanwhile");
@@ -72,7 +66,7 @@ fn a_connection_that_never_sends_is_closed() {
 
 #[test]
 fn a_kept_alive_connection_is_closed_after_its_last_request() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |_| {});
     let mut idle = connect(server.http);
     idle.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -83,7 +77,7 @@ fn a_kept_alive_connection_is_closed_after_its_last_request() {
 
 #[test]
 fn a_partial_header_is_closed() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {
         // Only hyper's header timer may close it, not the idle rule.
         c.transport.idle_timeout = Duration::from_secs(3600);
@@ -99,7 +93,7 @@ fn a_partial_header_is_closed() {
 
 #[test]
 fn a_partial_body_fails_the_request_and_closes_the_connection() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {
         c.transport.idle_timeout = Duration::from_secs(3600)
     });
@@ -117,7 +111,7 @@ fn a_partial_body_fails_the_request_and_closes_the_connection() {
 
 #[test]
 fn a_grpc_client_stuck_in_the_preface_is_closed() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {
         c.transport.idle_timeout = Duration::from_secs(3600)
     });
@@ -129,7 +123,7 @@ fn a_grpc_client_stuck_in_the_preface_is_closed() {
 
 #[test]
 fn at_the_cap_the_longest_idle_connection_makes_room() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {
         c.transport.max_connections = 2;
         c.transport.header_read_timeout = Duration::from_secs(3600);
@@ -154,7 +148,7 @@ fn at_the_cap_the_longest_idle_connection_makes_room() {
 
 #[test]
 fn at_the_cap_with_every_connection_busy_newcomers_get_a_503_then_service_resumes() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {
         c.transport.max_connections = 2;
         c.transport.body_read_timeout = Duration::from_secs(3600);

@@ -178,25 +178,9 @@ fn spawn_binary(
     std::sync::mpsc::Receiver<String>,
 ) {
     let mut child = Binary(
-        Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--log-format",
-                "json",
-                "--shutdown-timeout",
-                "20",
-            ])
-            .arg("--model-repository")
-            .arg(repo)
+        common::serve_command(repo)
+            .args(["--shutdown-timeout", "20"])
             .env("RUST_LOG", log_filter)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::piped())
             .spawn()
             .expect("binary starts"),
     );

@@ -25,12 +25,6 @@ use tokio_rustls::{client::TlsStream, TlsConnector};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn repo() -> ScratchRepo {
-    let repo = ScratchRepo::new("sec");
-    repo.add("mlp_digits", "mlp_digits", 1, "");
-    repo
-}
-
 // ---------- API keys ----------
 
 fn keyed_server(repo: &ScratchRepo, edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
@@ -51,7 +45,7 @@ fn get(server: &TestServer, path: &str, auth: Option<&str>) -> (u16, String) {
 
 #[test]
 fn api_keys_guard_inference_and_metadata_but_not_probes_or_metrics() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let server = keyed_server(&repo, |_| {});
     for path in [
         "/v2",
@@ -114,7 +108,7 @@ fn api_keys_guard_inference_and_metadata_but_not_probes_or_metrics() {
 
 #[test]
 fn auth_health_and_auth_metrics_close_the_probes_and_metrics_too() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let server = keyed_server(&repo, |c| {
         c.transport.auth_health = true;
         c.transport.auth_metrics = true;
@@ -127,7 +121,7 @@ fn auth_health_and_auth_metrics_close_the_probes_and_metrics_too() {
 
 #[test]
 fn grpc_needs_the_key_in_metadata_except_for_liveness() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let server = keyed_server(&repo, |_| {});
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(grpc_key_checks(&server));
@@ -326,7 +320,7 @@ fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_text_on_a_tls_port_is_closed_never_answered_or_left_hanging() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let pki = Pki::new(&repo, "pki");
     let server = tls_server(&repo, &pki, false);
     wait_ready_tls(&pki.client(&[b"http/1.1"], None), server.http).await;
@@ -361,7 +355,7 @@ async fn plain_text_on_a_tls_port_is_closed_never_answered_or_left_hanging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_offers_h2_and_http1_and_rotated_certificates_reach_new_handshakes() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let pki = Pki::new(&repo, "pki");
     let server = tls_server(&repo, &pki, false);
     let first = CertificateDer::pem_file_iter(pki.path("server.pem"))
@@ -411,7 +405,7 @@ async fn https_offers_h2_and_http1_and_rotated_certificates_reach_new_handshakes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_admits_only_clients_with_a_certificate_from_the_client_ca() {
-    let repo = repo();
+    let repo = ScratchRepo::digits("sec");
     let pki = Pki::new(&repo, "pki");
     let server = tls_server(&repo, &pki, true);
     pki.leaf("client", 7);

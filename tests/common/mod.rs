@@ -215,6 +215,13 @@ impl ScratchRepo {
         ScratchRepo { path }
     }
 
+    /// A repository holding only zoo model mlp_digits (version 1, default config).
+    pub fn digits(tag: &str) -> ScratchRepo {
+        let repo = ScratchRepo::new(tag);
+        repo.add("mlp_digits", "mlp_digits", 1, "");
+        repo
+    }
+
     /// Adds zoo model `from` as `name` version `version` with `config` as its config.toml.
     pub fn add(&self, from: &str, name: &str, version: u32, config: &str) -> &ScratchRepo {
         self.add_file(
@@ -287,25 +294,24 @@ pub fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Runs the binary on `repo` with `args`; returns its stderr lines up to "HTTP listening"
-/// (or to its exit) and the child (None when it exited, with its status).
-pub fn run_binary(repo: &Path, args: &[&str]) -> (Vec<String>, Result<Child, ExitStatus>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args(["--log-format", "json"])
-        .args(args)
+/// `mlpserve serve` on `repo`: loopback, ephemeral ports, JSON logs on a piped stderr.
+pub fn serve_command(repo: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mlpserve"));
+    command
+        .args(["serve", "--host", "127.0.0.1", "--http-port", "0"])
+        .args(["--grpc-port", "0", "--log-format", "json"])
         .arg("--model-repository")
         .arg(repo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs the binary on `repo` with `args`; returns its stderr lines up to "HTTP listening"
+/// (or to its exit) and the child (None when it exited, with its status).
+pub fn run_binary(repo: &Path, args: &[&str]) -> (Vec<String>, Result<Child, ExitStatus>) {
+    let mut child = serve_command(repo)
+        .args(args)
         .spawn()
         .expect("binary starts");
     let stderr = child.stderr.take().expect("stderr");
