@@ -1,7 +1,8 @@
 //! Dynamic batching through the real server: requests merge into batches and each gets its
 //! own rows back, variable-length inputs pad without changing results, large requests split
 //! and reassemble, full queues answer 429 at once, deadlines answer 504, abandoned requests
-//! never run. Long `max_queue_delay`s make the batch composition deterministic.
+//! never run, requests queued behind a busy instance are taken in order. Long
+//! `max_queue_delay`s make the batch composition deterministic.
 
 mod common;
 
@@ -470,4 +471,33 @@ async fn a_request_is_not_alone_while_another_is_still_arriving() {
         1.0
     );
     assert_eq!(metric(&server, "mlpserve_executions_total").await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_busy_instance_each_get_their_own_rows() {
+    // One row per batch: every request but the first waits in the queue while the
+    // instance runs another, and the instance takes it from there when it finishes.
+    let rows = digit_rows();
+    let repo = ScratchRepo::new("behind");
+    repo.add("mlp_digits", "digits", 1, "max_batch_size = 1\n");
+    let server = TestServer::start(&repo.path);
+    let client = reqwest::Client::new();
+    let requests: Vec<_> = (0..48).map(|i| &rows[i % rows.len()]).collect();
+    let calls = requests
+        .iter()
+        .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]})));
+    let answers = futures::future::join_all(calls).await;
+    for ((status, headers, body), (_, want)) in answers.iter().zip(&requests) {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(header_usize(headers, "x-batch-rows"), 1);
+        assert_close(
+            &flatten(&body["outputs"]["logits"]),
+            want,
+            1e-4,
+            1e-5,
+            "own row",
+        );
+    }
+    assert_eq!(metric(&server, "mlpserve_executions_total").await, 48.0);
+    assert_eq!(metric(&server, "mlpserve_queue_depth").await, 0.0);
 }
