@@ -1,7 +1,7 @@
 //! Dynamic batching through the real server: requests merge into batches and each gets its
 //! own rows back, variable-length inputs pad without changing results, large requests split
 //! and reassemble, full queues answer 429 at once, deadlines answer 504, abandoned requests
-//! never run, requests queued behind a busy instance are taken in order. Long
+//! never run, requests queued behind a busy instance each get their own rows. Long
 //! `max_queue_delay`s make the batch composition deterministic.
 
 mod common;
