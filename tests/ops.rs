@@ -287,13 +287,37 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     );
 }
 
+/// The next JSON log line whose message is `message`, within a few seconds.
+fn next_log(logs: &std::sync::mpsc::Receiver<String>, message: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
+        if log["message"] == message {
+            return log;
+        }
+        seen.push(line);
+    }
+    panic!("no '{message}' line; log: {seen:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_error_is_logged_with_its_request_id_at_the_default_level() {
+async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() {
+    use mlpserve::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use mlpserve::api::grpc::proto::{model_infer_request::InferInputTensor, ModelInferRequest};
+
     let repo = ScratchRepo::new("error-log");
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/gather_fail/1/model.onnx");
     repo.add_file(&fixture, "gather", 1, "");
     let (_child, addr, _, logs) = spawn_binary(&repo.path, "info");
+    let grpc_addr = next_log(&logs, "gRPC listening")["addr"]
+        .as_str()
+        .expect("gRPC addr")
+        .to_string();
     // Index 99 is out of the table's range: ONNX Runtime fails the run.
     let r = reqwest::Client::new()
         .post(format!("http://{addr}/predict"))
@@ -303,21 +327,33 @@ async fn a_server_error_is_logged_with_its_request_id_at_the_default_level() {
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 500);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
-        if log["message"] == "request failed" {
-            assert_eq!(log["request_id"], "boom-7", "{line}");
-            assert_eq!(log["status"], 500, "{line}");
-            assert_eq!(log["route"], "/predict", "{line}");
-            assert_eq!(log["level"], "ERROR", "{line}");
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("no 'request failed' line with the request id; log: {seen:#?}");
+    let log = next_log(&logs, "request failed");
+    assert_eq!(log["request_id"], "boom-7", "{log}");
+    assert_eq!(log["status"], 500, "{log}");
+    assert_eq!(log["route"], "/predict", "{log}");
+    assert_eq!(log["level"], "ERROR", "{log}");
+
+    let mut client = GrpcInferenceServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .expect("connect");
+    let request = ModelInferRequest {
+        model_name: "gather".into(),
+        id: "grpc-boom-8".into(),
+        inputs: vec![InferInputTensor {
+            name: "idx".into(),
+            datatype: "INT64".into(),
+            shape: vec![1],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![99i64.to_le_bytes().to_vec().into()],
+        ..Default::default()
+    };
+    let status = client
+        .model_infer(request)
+        .await
+        .expect_err("the run fails");
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    let log = next_log(&logs, "gRPC inference failed");
+    assert_eq!(log["request_id"], "grpc-boom-8", "{log}");
+    assert_eq!(log["level"], "ERROR", "{log}");
 }
