@@ -126,26 +126,25 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
     response
 }
 
-/// Middleware (outside request decompression): only `gzip` and `deflate` bodies are
-/// inflated; `identity` is the same as none; anything else gets 415 with a JSON error
-/// before the body is read (the route's counter sees it like any other answer).
-pub async fn check_encoding(mut req: Request, next: Next) -> Response {
-    if let Some(value) = req.headers().get(header::CONTENT_ENCODING) {
-        match value.as_bytes() {
-            b"gzip" | b"deflate" => {}
-            b"identity" => {
-                req.headers_mut().remove(header::CONTENT_ENCODING);
-            }
-            other => {
-                return Error::UnsupportedEncoding(format!(
-                    "Content-Encoding '{}' is not supported; send gzip, deflate or an unencoded body",
-                    String::from_utf8_lossy(other)
-                ))
-                .into_response();
-            }
+/// Runs outside request decompression: only `gzip` and `deflate` bodies are inflated;
+/// `identity` is the same as none (the header is dropped); anything else gets this 415
+/// with a JSON error before the body is read.
+pub fn encoding_refusal(req: &mut Request) -> Option<Response> {
+    let value = req.headers().get(header::CONTENT_ENCODING)?;
+    match value.as_bytes() {
+        b"gzip" | b"deflate" => None,
+        b"identity" => {
+            req.headers_mut().remove(header::CONTENT_ENCODING);
+            None
         }
+        other => Some(
+            Error::UnsupportedEncoding(format!(
+                "Content-Encoding '{}' is not supported; send gzip, deflate or an unencoded body",
+                String::from_utf8_lossy(other)
+            ))
+            .into_response(),
+        ),
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -59,24 +59,35 @@ impl Gate {
     }
 }
 
-/// Middleware: passes the request on, or answers 401.
-pub async fn require_key(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
-    if gate.guards(req.uri().path()) {
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !gate.keys.allows(authorization) {
-            gate.failures.inc();
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(serde_json::json!({
-                    "error": "missing or invalid API key: send `Authorization: Bearer <key>`"
-                })),
-            )
-                .into_response();
-        }
+/// The 401 for a request to a guarded route without a valid key; `None` lets it pass.
+pub fn refusal(gate: &Gate, req: &Request) -> Option<Response> {
+    if !gate.guards(req.uri().path()) {
+        return None;
     }
-    next.run(req).await
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if gate.keys.allows(authorization) {
+        return None;
+    }
+    gate.failures.inc();
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(serde_json::json!({
+                "error": "missing or invalid API key: send `Authorization: Bearer <key>`"
+            })),
+        )
+            .into_response(),
+    )
+}
+
+/// Middleware (the metrics port): passes the request on, or answers 401.
+pub async fn require_key(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    match refusal(&gate, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
 }

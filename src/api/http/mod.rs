@@ -19,7 +19,7 @@ pub use error::status;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
@@ -28,9 +28,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
-use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_http::timeout::RequestBodyTimeout;
 use tower_http::trace::TraceLayer;
 
@@ -90,40 +90,43 @@ pub fn router(state: Arc<Service>) -> Router {
         )
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        // Inside decompression: inflated bytes are what the in-flight budget is charged.
-        .layer(axum::middleware::from_fn_with_state(
-            budget,
-            admission::admit,
-        ))
-        // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`, `Accept-Encoding`).
-        .layer(RequestDecompressionLayer::new())
-        .layer(axum::middleware::from_fn(admission::check_encoding))
-        .layer(CompressionLayer::new())
-        // Outermost of the route layers, so refusals by the layers above are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            auth::Gate::new(&state),
-            auth::require_key,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        // A span per request only at DEBUG: at INFO, formatting its fields cost ~5% of
-        // small-request throughput. Failures are logged by `count_requests` instead.
+        // One stack, applied once: every `Router::layer` call boxes the route again (a boxed
+        // service clone and a boxed future per layer and request), and so does every
+        // `from_fn` layer, hence few of those. Listed outermost first.
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    tracing::debug_span!("http", method = %req.method(), uri = %req.uri(), request_id = %request_id(req))
-                })
-                .on_failure(()),
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    request_id::CounterRequestId::new(),
+                    request_id::assign,
+                ))
+                // A span per request only at DEBUG: at INFO, formatting its fields cost ~5%
+                // of small-request throughput. Failures are logged by `front`.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            tracing::debug_span!("http", method = %req.method(), uri = %req.uri(), request_id = %request_id(req))
+                        })
+                        .on_failure(()),
+                )
+                .layer(axum::middleware::from_fn_with_state(
+                    Front {
+                        service: state.clone(),
+                        gate: auth::Gate::new(&state),
+                    },
+                    front,
+                ))
+                // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`,
+                // `Accept-Encoding`).
+                .layer(CompressionLayer::new())
+                .layer(RequestDecompressionLayer::new())
+                .map_request(|req: Request<DecompressionBody<Body>>| req.map(Body::new))
+                // Inside decompression: inflated bytes are what the in-flight budget is charged.
+                .layer(axum::middleware::from_fn_with_state(
+                    budget,
+                    admission::admit,
+                ))
+                .layer(DefaultBodyLimit::max(body_limit)),
         )
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID,
-            request_id::CounterRequestId::new(),
-        ))
-        .layer(axum::middleware::from_fn(request_id::sanitize))
         .with_state(state)
 }
 
@@ -205,9 +208,19 @@ fn request_id(req: &Request) -> &str {
         .unwrap_or("")
 }
 
-/// Counts every request by route template (never the raw path) and status, and logs the
-/// ones that failed on the server's side (5xx) with their request id.
-async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: Next) -> Response {
+/// State of [`front`].
+#[derive(Clone)]
+struct Front {
+    service: Arc<Service>,
+    gate: Arc<auth::Gate>,
+}
+
+/// Counts every request by route template (never the raw path) and status, logs the ones
+/// that failed on the server's side (5xx) with their request id, and refuses before any
+/// other work a request without a valid key (401) or with a body encoding that cannot be
+/// inflated (415); refusals are counted too. One middleware for the three, as each
+/// `from_fn` layer costs a boxed service and future per request.
+async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -216,10 +229,16 @@ async fn count_requests(State(state): State<Arc<Service>>, req: Request, next: N
     let method = req.method().clone();
     let id = req.headers().get(REQUEST_ID).cloned();
     let started = std::time::Instant::now();
-    let _busy = state.activity.begin();
-    let response = next.run(req).await;
+    let _busy = front.service.activity.begin();
+    let refused =
+        auth::refusal(&front.gate, &req).or_else(|| admission::encoding_refusal(&mut req));
+    let response = match refused {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
     let status = response.status();
-    state
+    front
+        .service
         .metrics
         .http_request(&route, method.as_str(), status.as_u16());
     if status.is_server_error() {

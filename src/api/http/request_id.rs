@@ -4,8 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, Request};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::REQUEST_ID;
 
 /// Makes ids like `3f2a9c1e-1b`.
 #[derive(Clone)]
@@ -30,12 +34,13 @@ impl Default for CounterRequestId {
     }
 }
 
-impl MakeRequestId for CounterRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+impl CounterRequestId {
+    /// The next id.
+    pub fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // The prefix is hex and the counter too: always a valid header value.
         HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+            .unwrap_or(HeaderValue::from_static("unnamed"))
     }
 }
 
@@ -52,22 +57,22 @@ pub fn is_acceptable(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Middleware (outside `SetRequestIdLayer`): drops an unacceptable client id, so a
-/// generated one takes its place.
-pub async fn sanitize(
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let keep = req
-        .headers()
-        .get_all(super::REQUEST_ID)
-        .iter()
-        .map(|v| is_acceptable(v.as_bytes()))
-        .collect::<Vec<_>>();
-    if keep != [true] && !keep.is_empty() {
-        req.headers_mut().remove(super::REQUEST_ID);
-    }
-    next.run(req).await
+/// Middleware (outermost): keeps the client's id when it is one acceptable value, else
+/// replaces it with a generated one, so every layer and handler inside sees one id; the
+/// answer carries it back.
+pub async fn assign(State(ids): State<CounterRequestId>, mut req: Request, next: Next) -> Response {
+    let mut sent = req.headers().get_all(REQUEST_ID).iter();
+    let id = match (sent.next(), sent.next()) {
+        (Some(one), None) if is_acceptable(one.as_bytes()) => one.clone(),
+        _ => {
+            let id = ids.make();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let mut response = next.run(req).await;
+    response.headers_mut().entry(REQUEST_ID).or_insert(id);
+    response
 }
 
 #[cfg(test)]
@@ -87,15 +92,10 @@ mod tests {
 
     #[test]
     fn ids_are_distinct_and_share_the_process_prefix() {
-        let mut make = CounterRequestId::new();
-        let req = Request::new(());
-        let a = make.make_request_id(&req).expect("id");
-        let b = make.make_request_id(&req).expect("id");
-        assert_ne!(a.header_value(), b.header_value());
-        let (a, b) = (
-            a.header_value().to_str().unwrap_or(""),
-            b.header_value().to_str().unwrap_or(""),
-        );
+        let ids = CounterRequestId::new();
+        let (a, b) = (ids.make(), ids.make());
+        assert_ne!(a, b);
+        let (a, b) = (a.to_str().unwrap_or(""), b.to_str().unwrap_or(""));
         assert_eq!(a.split('-').next(), b.split('-').next());
     }
 }
