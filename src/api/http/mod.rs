@@ -32,7 +32,7 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_http::timeout::RequestBodyTimeout;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::api::conn::{self, Port};
 use crate::api::Transport;
@@ -99,15 +99,6 @@ pub fn router(state: Arc<Service>) -> Router {
                     request_id::CounterRequestId::new(),
                     request_id::assign,
                 ))
-                // A span per request only at DEBUG: at INFO, formatting its fields cost ~5%
-                // of small-request throughput. Failures are logged by `front`.
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request| {
-                            tracing::debug_span!("http", method = %req.method(), uri = %req.uri(), request_id = %request_id(req))
-                        })
-                        .on_failure(()),
-                )
                 .layer(axum::middleware::from_fn_with_state(
                     Front {
                         service: state.clone(),
@@ -215,11 +206,12 @@ struct Front {
     gate: Arc<auth::Gate>,
 }
 
-/// Counts every request by route template (never the raw path) and status, logs the ones
-/// that failed on the server's side (5xx) with their request id, and refuses before any
-/// other work a request without a valid key (401) or with a body encoding that cannot be
-/// inflated (415); refusals are counted too. One middleware for the three, as each
-/// `from_fn` layer costs a boxed service and future per request.
+/// Opens the request's span (DEBUG only), counts every request by route template (never
+/// the raw path) and status, logs the ones that failed on the server's side (5xx) with
+/// their request id, and refuses before any other work a request without a valid key
+/// (401) or with a body encoding that cannot be inflated (415); refusals are counted too.
+/// One middleware for all of it, as each layer costs a boxed service and future per
+/// request.
 async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -228,26 +220,31 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
     let id = req.headers().get(REQUEST_ID).cloned();
+    // Only at DEBUG: at INFO, formatting its fields cost ~5% of small-request throughput.
+    let span =
+        tracing::debug_span!("http", %method, uri = %req.uri(), request_id = %request_id(&req));
     let started = std::time::Instant::now();
     let _busy = front.service.activity.begin();
     let refused =
         auth::refusal(&front.gate, &req).or_else(|| admission::encoding_refusal(&mut req));
     let response = match refused {
         Some(refused) => refused,
-        None => next.run(req).await,
+        None => next.run(req).instrument(span.clone()).await,
     };
     let status = response.status();
     front
         .service
         .metrics
         .http_request(&route, method.as_str(), status.as_u16());
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     if status.is_server_error() {
         let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::error!(
-            %method, route, status = status.as_u16(), request_id = id,
-            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            %method, route, status = status.as_u16(), request_id = id, latency_ms,
             "request failed"
         );
+    } else {
+        tracing::debug!(parent: &span, status = status.as_u16(), latency_ms, "request finished");
     }
     response
 }
