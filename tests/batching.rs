@@ -49,6 +49,35 @@ async fn predict(
     (status, headers, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends each of `rows` as its own /predict request, all at once; every answer must be 200,
+/// from a run of `batch_rows` rows, with its own row's logits.
+async fn predict_each_at_once(
+    client: &reqwest::Client,
+    server: &TestServer,
+    rows: &[&(Vec<Value>, Vec<Value>)],
+    batch_rows: usize,
+) {
+    let calls = rows
+        .iter()
+        .map(|(px, _)| predict(client, server, json!({"model": "digits", "inputs": [px]})));
+    let answers = futures::future::join_all(calls).await;
+    for ((status, headers, body), (_, want)) in answers.iter().zip(rows) {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(
+            header_usize(headers, "x-batch-rows"),
+            batch_rows,
+            "requests ran in batches of {batch_rows} rows"
+        );
+        assert_close(
+            &flatten(&body["outputs"]["logits"]),
+            want,
+            1e-4,
+            1e-5,
+            "own row",
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_form_one_batch_and_get_their_own_rows() {
     let rows = digit_rows();
@@ -64,29 +93,11 @@ async fn concurrent_requests_form_one_batch_and_get_their_own_rows() {
     let server = TestServer::start(&repo.path);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let calls = rows
-        .iter()
-        .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]})));
-    let answers = futures::future::join_all(calls).await;
+    predict_each_at_once(&client, &server, &rows.iter().collect::<Vec<_>>(), n).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "a full batch is sent without waiting out the delay"
     );
-    for ((status, headers, body), (_, want)) in answers.iter().zip(&rows) {
-        assert_eq!(*status, 200, "{body}");
-        assert_eq!(
-            header_usize(headers, "x-batch-rows"),
-            n,
-            "all {n} requests ran as one batch"
-        );
-        assert_close(
-            &flatten(&body["outputs"]["logits"]),
-            want,
-            1e-4,
-            1e-5,
-            "own row",
-        );
-    }
     let stats: Value = client
         .get(server.url("/metrics"))
         .send()
@@ -483,21 +494,7 @@ async fn requests_queued_behind_a_busy_instance_each_get_their_own_rows() {
     let server = TestServer::start(&repo.path);
     let client = reqwest::Client::new();
     let requests: Vec<_> = (0..48).map(|i| &rows[i % rows.len()]).collect();
-    let calls = requests
-        .iter()
-        .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]})));
-    let answers = futures::future::join_all(calls).await;
-    for ((status, headers, body), (_, want)) in answers.iter().zip(&requests) {
-        assert_eq!(*status, 200, "{body}");
-        assert_eq!(header_usize(headers, "x-batch-rows"), 1);
-        assert_close(
-            &flatten(&body["outputs"]["logits"]),
-            want,
-            1e-4,
-            1e-5,
-            "own row",
-        );
-    }
+    predict_each_at_once(&client, &server, &requests, 1).await;
     assert_eq!(metric(&server, "mlpserve_executions_total").await, 48.0);
     assert_eq!(metric(&server, "mlpserve_queue_depth").await, 0.0);
 }

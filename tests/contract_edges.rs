@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::{zoo, TestServer};
+use common::{expect_error, zoo, TestServer};
 use mlpserve::api::grpc::proto::InferTensorContents;
 use mlpserve::ServerConfig;
 use reqwest::blocking::Client;
@@ -60,35 +60,23 @@ fn digits_body(value: f64) -> Value {
 #[test]
 fn floats_out_of_their_datatypes_range_are_refused_naming_the_input() {
     let server = TestServer::start(&zoo());
-    let (status, body) = server.post_json("/v2/models/dtype_echo/infer", &echo_body(1e39, 1.0));
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("'x_fp32'"),
-        "{body}"
+    expect_error(
+        server.post_json("/v2/models/dtype_echo/infer", &echo_body(1e39, 1.0)),
+        400,
+        &["'x_fp32'"],
     );
-    let (status, body) = server.post_json("/v2/models/dtype_echo/infer", &echo_body(1.0, 70000.0));
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("'x_fp16'"),
-        "{body}"
+    expect_error(
+        server.post_json("/v2/models/dtype_echo/infer", &echo_body(1.0, 70000.0)),
+        400,
+        &["'x_fp16'"],
     );
-    let (status, body) = server.post_json(
-        "/predict",
-        &json!({"model": "mlp_digits", "inputs": [vec![1e39; 64]]}),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("'pixels'"),
-        "{body}"
+    expect_error(
+        server.post_json(
+            "/predict",
+            &json!({"model": "mlp_digits", "inputs": [vec![1e39; 64]]}),
+        ),
+        400,
+        &["'pixels'"],
     );
     // gRPC: the same rule for an infinity sent as typed contents.
     let mut request = support::digits(1);
@@ -110,12 +98,10 @@ fn floats_out_of_their_datatypes_range_are_refused_naming_the_input() {
 fn non_finite_outputs_are_an_error_in_json_and_carried_as_is_in_binary_and_grpc() {
     let server = TestServer::start(&zoo());
     // Pixels near FP32's maximum overflow the logits to infinities/NaN.
-    let (status, body) = server.post_json("/v2/models/mlp_digits/infer", &digits_body(3.0e38));
-    assert_eq!(status, 500, "{body}");
-    let message = body["error"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("output 'logits'") && message.contains("binary"),
-        "{message}"
+    expect_error(
+        server.post_json("/v2/models/mlp_digits/infer", &digits_body(3.0e38)),
+        500,
+        &["output 'logits'", "binary"],
     );
     let (status, body) = server.post_json(
         "/predict",
@@ -174,14 +160,10 @@ fn an_input_with_both_data_and_binary_data_size_is_refused() {
         .body(body)
         .send()
         .expect("answered");
-    assert_eq!(r.status().as_u16(), 400);
-    let body: Value = r.json().expect("JSON");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("both data and binary_data_size"),
-        "{body}"
+    expect_error(
+        (r.status().as_u16(), r.json().expect("JSON")),
+        400,
+        &["both data and binary_data_size"],
     );
 }
 

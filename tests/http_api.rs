@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_close, flatten, samples, zoo, ScratchRepo, TestServer};
+use common::{assert_close, expect_error, flatten, samples, zoo, ScratchRepo, TestServer};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -23,20 +23,6 @@ fn assert_still_serving(server: &TestServer) {
         1e-5,
         "logits",
     );
-}
-
-fn expect_error(status_body: (u16, Value), status: u16, needles: &[&str]) {
-    let (got, body) = status_body;
-    assert_eq!(got, status, "body: {body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error message in {body}"));
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "error {message:?} should mention {needle:?}"
-        );
-    }
 }
 
 #[test]

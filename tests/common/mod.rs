@@ -294,6 +294,21 @@ pub fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Asserts an error answer: `status`, and a JSON `error` message that mentions every needle.
+pub fn expect_error(status_body: (u16, serde_json::Value), status: u16, needles: &[&str]) {
+    let (got, body) = status_body;
+    assert_eq!(got, status, "body: {body}");
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "error {message:?} should mention {needle:?}"
+        );
+    }
+}
+
 /// `mlpserve serve` on `repo`: loopback, ephemeral ports, JSON logs on a piped stderr.
 pub fn serve_command(repo: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mlpserve"));
