@@ -62,34 +62,31 @@ async fn shutdown_signal() {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mlpserve: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => {
-                mlpserve::config::raise_fd_limit();
-                let config = ServerConfig::resolve(args)?;
-                init_tracing(config.log_format, &config.log_level);
-                tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
-                let listeners = mlpserve::Listeners::bind(&config).await.map_err(|e| e.to_string())?;
-                mlpserve::run(config, listeners, shutdown_signal()).await
-            }
-        }
-    });
-    match result {
+    let Command::Serve(args) = Cli::parse().command;
+    match serve(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mlpserve: {e}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration comes first: it says how many threads the async runtime gets.
+fn serve(args: ServerArgs) -> Result<(), String> {
+    mlpserve::config::raise_fd_limit();
+    let config = ServerConfig::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.async_threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        init_tracing(config.log_format, &config.log_level);
+        tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
+        let listeners = mlpserve::Listeners::bind(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        mlpserve::run(config, listeners, shutdown_signal()).await
+    })
 }

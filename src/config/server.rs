@@ -58,6 +58,8 @@ server_layer! {
     ort_lib: PathBuf, "MLPSERVE_ORT_LIB";
     /// ONNX Runtime intra-op threads per model instance (a model's config.toml may override) [default: 1]
     intra_op_threads: usize, "MLPSERVE_INTRA_OP_THREADS";
+    /// Async threads that serve connections, decode, batch and answer [default: the cores left after --intra-op-threads, at least 1]
+    async_threads: usize, "MLPSERVE_ASYNC_THREADS";
     /// Execution provider for sessions [default: cpu]
     #[arg(value_enum)]
     execution_provider: ExecutionProvider, "MLPSERVE_EXECUTION_PROVIDER";
@@ -159,6 +161,8 @@ pub struct ServerConfig {
     pub metrics_port: Option<u16>,
     pub ort_lib: Option<PathBuf>,
     pub intra_op_threads: usize,
+    /// Threads of the async runtime (the process builds its runtime with this many).
+    pub async_threads: usize,
     pub execution_provider: ExecutionProvider,
     pub execution_provider_fallback: ProviderFallback,
     pub max_body_bytes: usize,
@@ -215,6 +219,9 @@ impl ServerConfig {
             metrics_port: a.metrics_port,
             ort_lib: a.ort_lib,
             intra_op_threads: a.intra_op_threads.unwrap_or(1),
+            async_threads: a
+                .async_threads
+                .unwrap_or_else(|| default_async_threads(a.intra_op_threads.unwrap_or(1))),
             execution_provider: a.execution_provider.unwrap_or(ExecutionProvider::Cpu),
             execution_provider_fallback: a.execution_provider_fallback.unwrap_or_default(),
             max_body_bytes: a.max_body_bytes.unwrap_or(64 << 20),
@@ -251,6 +258,13 @@ impl ServerConfig {
             (
                 "intra_op_threads",
                 self.intra_op_threads as u64,
+                1,
+                threads,
+                " (4 per core)",
+            ),
+            (
+                "async_threads",
+                self.async_threads as u64,
                 1,
                 threads,
                 " (4 per core)",
@@ -297,6 +311,16 @@ impl ServerConfig {
         c.grpc_port = 0;
         c
     }
+}
+
+/// The cores one model instance's ORT threads leave free, at least one. An ORT thread
+/// busy with a batch and more async threads than the remaining cores make the kernel
+/// switch between them, and the runtime's threads wake and steal work from each other:
+/// on 2 cores, 2 async threads cost ~25% more CPU per small request than 1 and slowed
+/// a compute-bound model to 0.7 of its ceiling (1 thread: 0.8–0.9; scripts/BENCHMARKS.md).
+fn default_async_threads(intra_op_threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(intra_op_threads).max(1)
 }
 
 /// A quarter of the machine's memory, at most 16 GiB, and never below one maximal body.
@@ -366,6 +390,36 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("shutdown_delay = 100000"), "{err}");
+        let err = ServerConfig::resolve(ServerArgs {
+            async_threads: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("async_threads = 0 is out of range: allowed 1..="),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn async_threads_default_to_the_cores_the_ort_threads_leave() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = |intra_op_threads| {
+            ServerConfig::resolve(ServerArgs {
+                intra_op_threads,
+                ..Default::default()
+            })
+            .unwrap()
+            .async_threads
+        };
+        assert_eq!(threads(None), cores.saturating_sub(1).max(1));
+        assert_eq!(threads(Some(cores)), 1);
+        let explicit = ServerConfig::resolve(ServerArgs {
+            async_threads: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(explicit.async_threads, 3);
     }
 
     #[test]

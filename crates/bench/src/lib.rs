@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use payload::Api;
 
-use shared::{ExecutionProvider, ModelConfig, ServerArgs};
+use shared::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
 
 /// The `mlpserve` library items the bench reuses: configuration, session building and spec
 /// reading exactly as the server does them, tensors, and the server itself (started
@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// config.toml wins, as in the server) [default: the server's default, 1].
     #[arg(long)]
     pub intra_op_threads: Option<usize>,
+    /// Async threads of the in-process server [default: the server's default, the cores
+    /// left after --intra-op-threads]. The load generator's thread comes on top.
+    #[arg(long)]
+    pub async_threads: Option<usize>,
     /// Path to libonnxruntime.so (in-process server and ceiling).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
@@ -160,6 +164,26 @@ struct Measured {
     ceiling: Option<Result<Vec<ceiling::CeilingPoint>, String>>,
 }
 
+/// The in-process server's options (`--model-repository`), or `None` with `--url`.
+fn server_args(args: &BenchArgs) -> Option<ServerArgs> {
+    Some(ServerArgs {
+        config: args.server_config.clone(),
+        model_repository: Some(args.model_repository.clone()?),
+        intra_op_threads: args.intra_op_threads,
+        async_threads: args.async_threads,
+        ort_lib: args.ort_lib.clone(),
+        ..ServerArgs::default()
+    })
+}
+
+/// How many threads the runtime that hosts the in-process server gets: what `serve` would
+/// give it for the same options (`None` with `--url`: tokio's default).
+pub fn server_async_threads(args: &BenchArgs) -> Result<Option<usize>, String> {
+    server_args(args)
+        .map(|a| ServerConfig::resolve(a).map(|c| c.async_threads))
+        .transpose()
+}
+
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
@@ -168,17 +192,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.rows == 0 || args.client_threads == 0 {
         return Err("--rows and --client-threads must be at least 1".into());
     }
-    let in_process = match &args.model_repository {
-        Some(repo) => {
-            let server_args = ServerArgs {
-                config: args.server_config.clone(),
-                model_repository: Some(repo.clone()),
-                intra_op_threads: args.intra_op_threads,
-                ort_lib: args.ort_lib.clone(),
-                ..ServerArgs::default()
-            };
-            Some(server::start(server_args).await?)
-        }
+    let in_process = match server_args(&args) {
+        Some(server_args) => Some(server::start(server_args).await?),
         None => None,
     };
     let base = match &in_process {

@@ -35,8 +35,8 @@ pub fn print(r: &Report<'_>) {
     };
     let server = match r.server {
         Some(c) => format!(
-            "in-process at {} (intra_op_threads {})",
-            r.base, c.intra_op_threads
+            "in-process at {} (intra_op_threads {}, async threads {})",
+            r.base, c.intra_op_threads, c.async_threads
         ),
         None => format!("external at {}", r.base),
     };
