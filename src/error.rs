@@ -55,6 +55,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The server itself failed (ONNX Runtime error, worker gone, unencodable output), as
+    /// opposed to a bad request, load or lifecycle: HTTP 500 / gRPC INTERNAL, the one kind
+    /// each transport logs per request at ERROR. Overload and timeouts are counted in the
+    /// metrics instead, so an overloaded server does not also flood its log.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::NonFiniteOutput(_))
+    }
+
     /// Low-cardinality reason label for metrics; also what transports map to status codes.
     pub fn reason(&self) -> &'static str {
         match self {

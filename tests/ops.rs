@@ -289,6 +289,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
 /// The next JSON log line whose message is `message`, within a few seconds.
 fn next_log(logs: &std::sync::mpsc::Receiver<String>, message: &str) -> Value {
+    log_until(logs, message).0
+}
+
+/// The next line with this message, and the JSON lines logged before it.
+fn log_until(logs: &std::sync::mpsc::Receiver<String>, message: &str) -> (Value, Vec<Value>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     while Instant::now() < deadline {
@@ -297,9 +302,9 @@ fn next_log(logs: &std::sync::mpsc::Receiver<String>, message: &str) -> Value {
         };
         let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
         if log["message"] == message {
-            return log;
+            return (log, seen);
         }
-        seen.push(line);
+        seen.push(log);
     }
     panic!("no '{message}' line; log: {seen:#?}");
 }
@@ -327,11 +332,22 @@ async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() 
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 500);
-    let log = next_log(&logs, "request failed");
+    let (log, before) = log_until(&logs, "request failed");
     assert_eq!(log["request_id"], "boom-7", "{log}");
     assert_eq!(log["status"], 500, "{log}");
     assert_eq!(log["route"], "/predict", "{log}");
     assert_eq!(log["level"], "ERROR", "{log}");
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("model 'gather' version 1 failed to run"),
+        "{log}"
+    );
+    // One ERROR line for the run (with the batch) and one for the request (with its id).
+    let errors: Vec<_> = before.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(
+        errors.len() == 1 && errors[0]["message"] == "batch failed",
+        "{errors:#?}"
+    );
 
     let mut client = GrpcInferenceServiceClient::connect(format!("http://{grpc_addr}"))
         .await

@@ -161,7 +161,7 @@ fn run_recorded(
     metrics.batch_size.observe(batch_rows as f64);
     metrics.compute_duration.observe(compute_time.as_secs_f64());
     if let Err(message) = &result {
-        tracing::error!(model = %spec.name, version = %spec.version, batch_rows, %message, "batch failed");
+        tracing::error!(model = %spec.name, version = %spec.version, batch_rows, error = %message, "batch failed");
     }
     (result, compute_time)
 }

@@ -79,12 +79,9 @@ impl Model {
                 );
             }
             Err(e) => {
+                // The transports log server faults once per request, with the request id.
                 self.metrics.failure(e.reason());
-                if matches!(e, Error::Internal(_)) {
-                    tracing::error!(model = %self.spec.name, version = %self.spec.version, error = %e, "inference failed");
-                } else {
-                    tracing::debug!(error = %e, "request refused");
-                }
+                tracing::debug!(error = %e, "request failed");
             }
         }
         result

@@ -48,7 +48,7 @@ async fn infer(
     let id = (!request.id.is_empty()).then(|| request.id.clone());
     let result = infer_unlogged(service, request, deadline).await;
     if let Err(e) = &result {
-        if crate::api::http::status(e).is_server_error() {
+        if e.is_server_fault() {
             tracing::error!(
                 error = %e,
                 request_id = id.as_deref().unwrap_or(""),

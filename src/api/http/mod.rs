@@ -96,13 +96,10 @@ pub fn router(state: Arc<Service>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(
-                    request_id::CounterRequestId::new(),
-                    request_id::assign,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
                     Front {
                         service: state.clone(),
                         gate: auth::Gate::new(&state),
+                        ids: request_id::CounterRequestId::new(),
                     },
                     front,
                 ))
@@ -197,34 +194,30 @@ async fn not_found(req: Request) -> Response {
 struct Front {
     service: Arc<Service>,
     gate: Arc<auth::Gate>,
+    ids: request_id::CounterRequestId,
 }
 
-/// Opens the request's span (DEBUG only), counts every request by route template (never
-/// the raw path) and status, logs the ones that failed on the server's side (5xx) with
-/// their request id, and refuses before any other work a request without a valid key
-/// (401) or with a body encoding that cannot be inflated (415); refusals are counted too.
+/// Gives the request its id (`request_id::assign`) and echoes it on the answer, opens the
+/// request's span (DEBUG only), counts every request by route template (never the raw
+/// path) and status, logs the ones the server itself failed (500) with their request id
+/// and error, and refuses before any other work a request without a valid key (401) or
+/// with a body encoding that cannot be inflated (415); refusals are counted too.
 /// One middleware for all of it, as each layer costs a boxed service and future per
 /// request.
 async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let id_header = request_id::assign(&front.ids, &mut req);
+    // A cheap clone (the template is shared), not a copy per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     let method = req.method().clone();
-    // `request_id::assign` (outside) has put exactly one acceptable id here.
-    let id_header = req.headers().get(REQUEST_ID).cloned();
-    let id = id_header
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let id = id_header.to_str().unwrap_or("");
     // Only at DEBUG: at INFO, formatting its fields cost ~5% of small-request throughput.
     let span = tracing::debug_span!("http", %method, uri = %req.uri(), request_id = id);
     let started = std::time::Instant::now();
     let _busy = front.service.activity.begin();
     let refused =
         auth::refusal(&front.gate, &req).or_else(|| admission::encoding_refusal(&mut req));
-    let response = match refused {
+    let mut response = match refused {
         Some(refused) => refused,
         None => next.run(req).instrument(span.clone()).await,
     };
@@ -232,16 +225,21 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     front
         .service
         .metrics
-        .http_request(&route, method.as_str(), status.as_u16());
+        .http_request(route, method.as_str(), status.as_u16());
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    if status.is_server_error() {
+    // A 500 is the server's own failure (`Error::is_server_fault`, or a handler that broke);
+    // 503/504 are load and lifecycle, counted in the metrics, not logged per request.
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let error = response.extensions().get::<Error>().map(|e| e.to_string());
         tracing::error!(
             %method, route, status = status.as_u16(), request_id = id, latency_ms,
+            error = error.as_deref().unwrap_or(""),
             "request failed"
         );
     } else {
         tracing::debug!(parent: &span, status = status.as_u16(), latency_ms, "request finished");
     }
+    request_id::echo(&mut response, id_header);
     response
 }
 

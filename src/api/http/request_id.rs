@@ -4,9 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::REQUEST_ID;
@@ -57,22 +56,23 @@ pub fn is_acceptable(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Middleware (outermost): keeps the client's id when it is one acceptable value, else
-/// replaces it with a generated one, so every layer and handler inside sees one id; the
-/// answer carries it back.
-pub async fn assign(State(ids): State<CounterRequestId>, mut req: Request, next: Next) -> Response {
+/// Keeps the client's id when it is one acceptable value, else replaces it with a
+/// generated one, so every layer and handler inside sees one id; returns it for the answer.
+pub fn assign(ids: &CounterRequestId, req: &mut Request) -> HeaderValue {
     let mut sent = req.headers().get_all(REQUEST_ID).iter();
-    let id = match (sent.next(), sent.next()) {
+    match (sent.next(), sent.next()) {
         (Some(one), None) if is_acceptable(one.as_bytes()) => one.clone(),
         _ => {
             let id = ids.make();
             req.headers_mut().insert(REQUEST_ID, id.clone());
             id
         }
-    };
-    let mut response = next.run(req).await;
+    }
+}
+
+/// Puts the request's id on its answer, unless a handler set one already.
+pub fn echo(response: &mut Response, id: HeaderValue) {
     response.headers_mut().entry(REQUEST_ID).or_insert(id);
-    response
 }
 
 #[cfg(test)]
