@@ -86,7 +86,7 @@ pub async fn run(
         metrics,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
-        activity: service::Activity::default(),
+        activity: service::Activity::new(),
     });
 
     // One shutdown signal fans out to every listener.

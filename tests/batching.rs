@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{assert_close, flatten, header_usize, samples, zoo, ScratchRepo, TestServer};
+use mlpserve::config::ServerConfig;
 use serde_json::{json, Value};
 
 /// Every reference row of mlp_digits as (pixels, logits).
@@ -444,6 +445,54 @@ async fn a_lone_short_request_runs_inline_unless_configured_off() {
             "config {config:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_async_thread_lone_requests_run_inline_and_a_burst_is_batched() {
+    // One async thread reads requests one at a time. A request that counted only the
+    // requests already read would always find itself alone and run inline, so a burst
+    // would run one row per execution and never batch.
+    let rows = digit_rows();
+    let repo = ScratchRepo::new("one-thread");
+    repo.add("mlp_digits", "digits", 1, "");
+    let mut config = ServerConfig::for_tests(&repo.path);
+    config.async_threads = 1;
+    let server = TestServer::start_with(config);
+    let client = reqwest::Client::new();
+    let check = |(status, _, body): &(u16, reqwest::header::HeaderMap, Value), want: &[Value]| {
+        assert_eq!(*status, 200, "{body}");
+        assert_close(
+            &flatten(&body["outputs"]["logits"]),
+            want,
+            1e-4,
+            1e-5,
+            "own row",
+        );
+    };
+    for (px, want) in rows.iter().take(3) {
+        let answer = predict(&client, &server, json!({"model": "digits", "inputs": [px]})).await;
+        check(&answer, want);
+    }
+    assert_eq!(
+        metric(&server, "mlpserve_inline_executions_total").await,
+        3.0
+    );
+    let burst: Vec<_> = (0..32).map(|i| &rows[i % rows.len()]).collect();
+    let answers = futures::future::join_all(
+        burst
+            .iter()
+            .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]}))),
+    )
+    .await;
+    for (answer, (_, want)) in answers.iter().zip(&burst) {
+        check(answer, want);
+    }
+    let inline = metric(&server, "mlpserve_inline_executions_total").await - 3.0;
+    let executions = metric(&server, "mlpserve_executions_total").await - 3.0;
+    assert!(
+        inline < 32.0 && executions < 32.0,
+        "32 concurrent requests: {inline} inline runs, {executions} executions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,8 +80,7 @@ pub struct Batcher {
     /// The instances' sessions, for requests that run inline (see `submit`).
     sessions: Arc<[SharedSession]>,
     /// Largest request that may run inline: `ModelSpec::inline_rows`, or 0 when the model
-    /// waits for fuller batches (`max_queue_delay_us`), or on a runtime with one async
-    /// thread, which an inline run would stop from taking more requests.
+    /// waits for fuller batches (`max_queue_delay_us`).
     inline_rows: usize,
     admitted: Arc<AtomicUsize>,
     spec: Arc<ModelSpec>,
@@ -121,11 +120,10 @@ impl Batcher {
             spec: spec.clone(),
             metrics: metrics.clone(),
         }));
-        let async_threads = tokio::runtime::Handle::current().metrics().num_workers();
         Ok(Batcher {
             tx,
             sessions,
-            inline_rows: if async_threads >= 2 && spec.config.max_queue_delay().is_zero() {
+            inline_rows: if spec.config.max_queue_delay().is_zero() {
                 spec.inline_rows
             } else {
                 0

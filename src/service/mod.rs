@@ -48,18 +48,50 @@ pub struct Service {
 /// its batch. A per-model count cannot tell this, since under load most requests are
 /// still being read, decoded or written, outside any queue.
 #[derive(Debug, Default)]
-pub struct Activity(std::sync::atomic::AtomicUsize);
+pub struct Activity {
+    count: std::sync::atomic::AtomicUsize,
+    /// The runtime has one async thread: see [`Activity::alone_now`].
+    one_thread: bool,
+}
 
 impl Activity {
+    /// For the current runtime (its thread count decides how `alone_now` looks).
+    pub fn new() -> Activity {
+        let threads =
+            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+        Activity {
+            count: Default::default(),
+            one_thread: threads == 1,
+        }
+    }
+
     /// Counts a request until the guard drops.
     pub fn begin(&self) -> Busy<'_> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Busy(self)
     }
 
     /// No request but (at most) the caller's own is in the server.
     pub fn alone(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) <= 1
+        self.count.load(std::sync::atomic::Ordering::Relaxed) <= 1
+    }
+
+    /// [`Activity::alone`], also counting requests that have arrived but not been read.
+    /// With one async thread those are still in their sockets while the caller runs, so
+    /// it yields once: tokio resumes a yielded task only after it has polled the sockets
+    /// and run the tasks that became ready, and each of those counts its request. Under
+    /// load the caller then sees them and its request is batched with theirs; alone, it
+    /// costs one socket poll (a few µs) before the inline run.
+    pub async fn alone_now(&self) -> bool {
+        if !self.alone() {
+            return false;
+        }
+        if self.one_thread {
+            tokio::task::yield_now().await;
+            return self.alone();
+        }
+        true
     }
 }
 
@@ -68,7 +100,9 @@ pub struct Busy<'a>(&'a Activity);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -155,7 +189,7 @@ impl Service {
                 // The one timeout rule of every transport: 0 means no per-request deadline
                 // (the model's default_timeout_ms applies, where 0 is none too).
                 timeout: call.timeout.filter(|t| !t.is_zero()),
-                may_inline: self.activity.alone(),
+                may_inline: self.activity.alone_now().await,
             })
             .await?;
         let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();

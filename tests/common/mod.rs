@@ -54,8 +54,9 @@ impl TestServer {
         let (addr_tx, addr_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
+            // As the binary does: the runtime has the configured async threads.
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(config.async_threads)
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
