@@ -255,3 +255,41 @@ fn shutdown_delay_turns_readiness_503_while_still_serving() {
     assert_eq!(status, 200, "still serving during the delay: {body}");
     assert!(server.stop().is_ok());
 }
+
+#[test]
+fn large_predict_arrays_answer_like_the_bare_array_form() {
+    // Keyed by input name, an 8 × 64 array is lifted out before serde parses the body; the
+    // bare form under `inputs` is not. Both must get the same answer, and the same message
+    // when an element is bad.
+    let server = TestServer::start(&zoo());
+    let rows: Vec<Vec<Value>> = (0..8)
+        .map(|r| {
+            (0..64)
+                .map(|i| json!(((r * 64 + i) % 17) as f64 / 16.0))
+                .collect()
+        })
+        .collect();
+    let named = |rows: &Vec<Vec<Value>>| json!({"model": "mlp_digits", "inputs": {"pixels": rows}});
+    let bare = |rows: &Vec<Vec<Value>>| json!({"model": "mlp_digits", "inputs": rows});
+    let (status, lifted) = server.post_json("/predict", &named(&rows));
+    assert_eq!(status, 200, "{lifted}");
+    assert_eq!(server.post_json("/predict", &bare(&rows)), (200, lifted));
+    for odd in [json!(null), json!(true), json!([1.0]), json!("1")] {
+        let mut bad = rows.clone();
+        bad[5][7] = odd.clone();
+        let (status, lifted) = server.post_json("/predict", &named(&bad));
+        assert_eq!(status, 400, "{odd}: {lifted}");
+        assert!(
+            lifted["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("'pixels'"),
+            "{odd}: {lifted}"
+        );
+        assert_eq!(
+            server.post_json("/predict", &bare(&bad)),
+            (400, lifted),
+            "{odd}"
+        );
+    }
+}

@@ -6,6 +6,7 @@ mod admission;
 mod auth;
 mod error;
 mod health;
+mod lift;
 mod model_ref;
 pub mod predict;
 mod repository;

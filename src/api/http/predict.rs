@@ -15,10 +15,12 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use super::lift::{self, Lifted};
 use super::{
     body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
 };
 use crate::error::{Error, Result};
+use crate::repository::Model;
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
 use serde_json::value::RawValue;
@@ -127,14 +129,17 @@ pub async fn predict(
     // datatype) is known, so parsing, lookup and decoding happen in one step.
     let lookup = service.clone();
     let (model, outputs, timeout_ms, inputs) = off_runtime_if(large, move || {
-        let request: PredictBody = serde_json::from_slice(&body)
-            .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
-        let model = lookup.model_for_inference(&ModelRef::new(
-            request.model.as_str(),
-            request.version.as_deref(),
-        ))?;
-        let inputs = decode_inputs(&model.spec, request.inputs).map_err(|e| model.refuse(e))?;
-        Ok::<_, Error>((model, request.outputs, request.timeout_ms, inputs))
+        // Large arrays under input names skip serde's scan of every number (see `lift`;
+        // a bare array under `inputs` stays, or `inputs` would turn into a string); the
+        // plain parse decides every failure, so messages and counts do not depend on it.
+        if let Some(lifted) = lift::lift(&body, |key| key != b"inputs") {
+            if let Ok(parsed @ Parsed { inputs: Ok(_), .. }) =
+                parse(&lookup, &lifted.skeleton, Some(&lifted))
+            {
+                return parsed.into_parts();
+            }
+        }
+        parse(&lookup, &body, None)?.into_parts()
     })
     .await??;
     let spec = &model.spec;
@@ -166,6 +171,48 @@ pub async fn predict(
     Ok(response)
 }
 
+/// A parsed request with its model; the inputs' decoding may still have failed.
+struct Parsed {
+    model: Arc<Model>,
+    outputs: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    inputs: Result<Vec<NamedTensor>>,
+}
+
+impl Parsed {
+    /// Counts a decoding failure in the model's metrics.
+    #[allow(clippy::type_complexity)]
+    fn into_parts(
+        self,
+    ) -> Result<(
+        Arc<Model>,
+        Option<Vec<String>>,
+        Option<u64>,
+        Vec<NamedTensor>,
+    )> {
+        let inputs = self.inputs.map_err(|e| self.model.refuse(e))?;
+        Ok((self.model, self.outputs, self.timeout_ms, inputs))
+    }
+}
+
+/// Parses `json` (the body, or its skeleton with `lifted` arrays), finds the model and
+/// decodes the inputs with its datatypes.
+fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Parsed> {
+    let request: PredictBody = serde_json::from_slice(json)
+        .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+    let model = service.model_for_inference(&ModelRef::new(
+        request.model.as_str(),
+        request.version.as_deref(),
+    ))?;
+    let inputs = decode_inputs(&model.spec, request.inputs, lifted);
+    Ok(Parsed {
+        model,
+        outputs: request.outputs,
+        timeout_ms: request.timeout_ms,
+        inputs,
+    })
+}
+
 /// The body's inputs as (name, raw JSON text of the array), without a model: what the
 /// handler feeds to [`crate::tensor::decode_array`] once the model gives the datatype.
 /// For the fuzz targets; a bare array gets the name "".
@@ -182,7 +229,11 @@ pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, String)>, S
 
 /// Nested arrays to tensors, with dtypes from the model's inputs. Unknown names are left
 /// to validation, which reports them with the full list of inputs.
-fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs<'_>) -> Result<Vec<NamedTensor>> {
+fn decode_inputs(
+    spec: &ModelSpec,
+    inputs: PredictInputs<'_>,
+    lifted: Option<&Lifted>,
+) -> Result<Vec<NamedTensor>> {
     let invalid = |msg: String| {
         Error::InvalidInput(format!(
             "model '{}' version {}: {msg}",
@@ -204,12 +255,23 @@ fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs<'_>) -> Result<Vec<Name
         }
     };
     let mut tensors = Vec::with_capacity(named.len());
+    let mut resolved = 0;
     for (name, raw) in named {
         let dtype = spec
             .input(&name)
             .map(|s| s.dtype)
             .unwrap_or(crate::tensor::DataType::F32);
-        let array = decode_array(raw.get(), dtype).map_err(|e| {
+        let text = match lifted.zip(lift::placeholder(raw.get())) {
+            Some((lifted, k)) => {
+                resolved += 1;
+                *lifted
+                    .arrays
+                    .get(k)
+                    .ok_or_else(|| invalid("unknown lifted array".to_string()))?
+            }
+            None => raw.get(),
+        };
+        let array = decode_array(text, dtype).map_err(|e| {
             invalid(match e {
                 JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
                 JsonArrayError::Element(e) => format!("input '{name}': {e}"),
@@ -218,6 +280,9 @@ fn decode_inputs(spec: &ModelSpec, inputs: PredictInputs<'_>) -> Result<Vec<Name
         let tensor = Tensor::new(array.shape, array.data)
             .map_err(|e| invalid(format!("input '{name}': {e}")))?;
         tensors.push(NamedTensor { name, tensor });
+    }
+    if lifted.is_some_and(|l| l.arrays.len() != resolved) {
+        return Err(invalid("a lifted array is not an input".to_string()));
     }
     Ok(tensors)
 }

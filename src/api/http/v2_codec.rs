@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::lift::{self, Lifted};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
     decode_array, decode_binary, encode_binary, DataType, Flat, JsonArrayError, Tensor,
@@ -82,7 +83,7 @@ fn flag(params: &Parameters, key: &str) -> Option<bool> {
 /// Decodes a V2 request. Errors are messages for a 400 (the caller adds the model);
 /// validation against the model and output selection are the service's.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String> {
-    let (json, mut binary) = match headers.get(HEADER_LENGTH) {
+    let (json, binary) = match headers.get(HEADER_LENGTH) {
         Some(v) => {
             let len: usize = v
                 .to_str()
@@ -99,8 +100,26 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
         }
         None => (body, &[][..]),
     };
+    // Large `data` arrays skip serde's scan of every number (see `lift`). The plain parse
+    // decides every failure, so messages do not depend on whether arrays were lifted.
+    if let Some(lifted) = lift::lift(json, |key| key == b"data") {
+        if let Ok(request) = decode_json(&lifted.skeleton, Some(&lifted), binary) {
+            return Ok(request);
+        }
+    }
+    decode_json(json, None, binary)
+}
+
+/// Decodes the JSON part (`json`: the body, or its skeleton with `lifted` arrays) and the
+/// binary tensors after it.
+fn decode_json(
+    json: &[u8],
+    lifted: Option<&Lifted>,
+    mut binary: &[u8],
+) -> Result<DecodedRequest, String> {
     let request: RequestBody =
         serde_json::from_slice(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
+    let mut resolved = 0;
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let name = input.name;
@@ -135,7 +154,14 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
                 decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
             }
             (None, Some(raw)) => {
-                let array = decode_array(raw.get(), dtype).map_err(|e| match e {
+                let text = match lifted.zip(lift::placeholder(raw.get())) {
+                    Some((lifted, k)) => {
+                        resolved += 1;
+                        *lifted.arrays.get(k).ok_or("unknown lifted array")?
+                    }
+                    None => raw.get(),
+                };
+                let array = decode_array(text, dtype).map_err(|e| match e {
                     JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
                     JsonArrayError::Element(e) => format!("input '{name}': {e}"),
                 })?;
@@ -148,6 +174,10 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
             }
         };
         inputs.push(NamedTensor { name, tensor });
+    }
+    // An array lifted from elsewhere (a parameter named `data`) has to stay where it was.
+    if lifted.is_some_and(|l| l.arrays.len() != resolved) {
+        return Err("a lifted array is not an input's data".to_string());
     }
     if !binary.is_empty() {
         return Err(format!(
@@ -268,5 +298,99 @@ pub fn encode(
     EncodedResponse {
         body,
         json_len: Some(json_len),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `data` array large enough to be lifted: `n` FP32 values with one replaced by `odd`.
+    fn data(n: usize, odd: Option<(usize, &str)>) -> String {
+        let values: Vec<String> = (0..n)
+            .map(|i| match odd {
+                Some((at, text)) if at == i => text.to_string(),
+                _ => format!("{}", (i as f32 * 0.37) - 5.0),
+            })
+            .collect();
+        format!("[{}]", values.join(","))
+    }
+
+    /// Decodes `body` with and without lifting: the answers must be identical.
+    fn both_ways(body: &str) -> Result<Vec<(String, Tensor)>, String> {
+        let pairs = |r: DecodedRequest| -> Vec<(String, Tensor)> {
+            r.inputs.into_iter().map(|t| (t.name, t.tensor)).collect()
+        };
+        let lifted = decode(&HeaderMap::new(), body.as_bytes()).map(pairs);
+        let plain = decode_json(body.as_bytes(), None, &[]).map(pairs);
+        assert_eq!(lifted, plain, "{body}");
+        plain
+    }
+
+    fn input(name: &str, datatype: &str, shape: &str, data: &str) -> String {
+        format!(r#"{{"name":"{name}","datatype":"{datatype}","shape":{shape},"data":{data}}}"#)
+    }
+
+    #[test]
+    fn lifted_arrays_decode_exactly_like_the_plain_path() {
+        let good = data(200, None);
+        let body = format!(
+            r#"{{"inputs":[{},{}]}}"#,
+            input("x", "FP32", "[200]", &good),
+            input("y", "FP32", "[2, 100]", &good)
+        );
+        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_ok());
+        let inputs = both_ways(&body).expect("valid");
+        assert_eq!(inputs[1].1.shape, vec![2, 100]);
+        // Nested, and next to a small array that stays in the skeleton.
+        let nested = format!("[{good},{good}]");
+        both_ways(&format!(
+            r#"{{"inputs":[{},{}]}}"#,
+            input("x", "FP32", "[2, 200]", &nested),
+            input("y", "INT64", "[2]", "[1, 2]")
+        ))
+        .expect("valid");
+        // A parameter named `data` keeps its array: the lifted parse is not used.
+        let body = format!(
+            r#"{{"parameters":{{"data":{good}}},"inputs":[{}]}}"#,
+            input("x", "FP32", "[200]", &good)
+        );
+        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_err());
+        both_ways(&body).expect("valid");
+    }
+
+    #[test]
+    fn errors_in_or_around_lifted_arrays_keep_the_plain_paths_messages() {
+        for (odd, datatype) in [
+            ("null", "FP32"),
+            ("1e400", "FP32"),
+            ("true", "FP32"),
+            ("1.5", "INT32"),
+            ("01", "FP32"),
+            ("1,", "FP32"),
+            ("[1]", "FP32"),
+        ] {
+            let body = format!(
+                r#"{{"inputs":[{}]}}"#,
+                input("x", datatype, "[200]", &data(200, Some((150, odd))))
+            );
+            let err = both_ways(&body).expect_err(odd);
+            assert!(
+                err.contains("input 'x'") || err.contains("JSON"),
+                "{odd}: {err}"
+            );
+        }
+        // Syntax errors after the array, or a wrong shape: the same message and position.
+        let good = data(200, None);
+        for body in [
+            format!(r#"{{"inputs":[{}]"#, input("x", "FP32", "[200]", &good)),
+            format!(r#"{{"inputs":[{}],}}"#, input("x", "FP32", "[200]", &good)),
+            format!(r#"{{"inputs":[{}]}}"#, input("x", "FP32", "[3, 3]", &good)),
+            format!(r#"{{"inputs":[{}]}}"#, input("x", "BYTES", "[200]", &good)),
+        ] {
+            both_ways(&body).expect_err("invalid");
+        }
     }
 }

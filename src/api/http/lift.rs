@@ -1,0 +1,191 @@
+//! Large numeric arrays lifted out of a JSON body before serde parses the rest.
+//!
+//! To capture an array as a `RawValue`, serde_json scans every number in it; the tensor
+//! walker then reads the same text again. For a body that is mostly one large array that
+//! first pass cost about as much as the decoding itself. Here a scan that looks only for
+//! brackets (in 32-byte blocks the compiler vectorises) finds where each array ends, the
+//! rest of the body is copied into a small skeleton with a placeholder string
+//! (`"\u0000<k>"`) in each array's place, and serde parses only the skeleton.
+//!
+//! Arrays holding strings or objects, and bodies with an escaped NUL anywhere (the
+//! placeholder's mark), stay as they are. Callers decode the original body again on any
+//! error, so answers and error messages are exactly those of the plain path.
+
+use std::io::Write;
+
+/// Arrays shorter than this stay in the skeleton: lifting pays off for large ones only.
+const MIN_LIFTED_BYTES: usize = 512;
+
+/// A body with its large arrays taken out.
+pub struct Lifted<'a> {
+    /// The body, each lifted array replaced by its placeholder.
+    pub skeleton: Vec<u8>,
+    /// The lifted arrays' text, by placeholder number.
+    pub arrays: Vec<&'a str>,
+}
+
+/// The number in a placeholder (`"\u0000<k>"`); `None` for any other raw value.
+pub fn placeholder(raw: &str) -> Option<usize> {
+    raw.strip_prefix("\"\\u0000")?
+        .strip_suffix('"')?
+        .parse()
+        .ok()
+}
+
+/// Lifts the large numeric arrays that are values of the keys `wanted` accepts out of
+/// `json`; `None` when there is none (or the body has the placeholder's mark), so the
+/// caller parses `json` as it is.
+pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
+    let mut skeleton = Vec::new();
+    let mut arrays = Vec::new();
+    // json[..copied] is in the skeleton already.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let end = string_end(json, i)?;
+        let key = &json[i + 1..end - 1];
+        i = skip_ws(json, end);
+        if json.get(i) != Some(&b':') {
+            continue;
+        }
+        i = skip_ws(json, i + 1);
+        if !wanted(key) || json.get(i) != Some(&b'[') {
+            continue;
+        }
+        let Some(end) = numeric_array_end(json, i) else {
+            continue;
+        };
+        if end - i < MIN_LIFTED_BYTES {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&json[i..end]) else {
+            continue;
+        };
+        skeleton.extend_from_slice(&json[copied..i]);
+        // Writing into a Vec cannot fail.
+        let _ = write!(skeleton, "\"\\u0000{}\"", arrays.len());
+        arrays.push(text);
+        copied = end;
+        i = end;
+    }
+    if arrays.is_empty() {
+        return None;
+    }
+    skeleton.extend_from_slice(&json[copied..]);
+    Some(Lifted { skeleton, arrays })
+}
+
+/// The index after the string starting at `json[start] == '"'`; `None` when it does not
+/// end or holds an escaped NUL (which a placeholder could be confused with).
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        match *json.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                if json.get(i + 1..i + 6) == Some(b"u0000") {
+                    return None;
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the array starting at `json[start] == '['`, if it closes and holds
+/// no string or object (so no bracket inside it can be quoted text).
+fn numeric_array_end(json: &[u8], start: usize) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let is_special = |c: u8| matches!(c, b'[' | b']' | b'"' | b'{' | b'}');
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < json.len() {
+        // Whole blocks without a bracket or quote are skipped in one vectorised test.
+        if let Some(block) = json.get(i..i + BLOCK) {
+            let any = block.iter().fold(false, |acc, &c| acc | is_special(c));
+            if !any {
+                i += BLOCK;
+                continue;
+            }
+        }
+        let stop = (i + BLOCK).min(json.len());
+        for (j, &c) in json[i..stop].iter().enumerate() {
+            match c {
+                b'[' => depth += 1,
+                b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + j + 1);
+                    }
+                }
+                b'"' | b'{' | b'}' => return None,
+                _ => {}
+            }
+        }
+        i = stop;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big(n: usize) -> String {
+        let numbers: Vec<String> = (0..n).map(|i| format!("{}.25", i as f32 - 7.0)).collect();
+        format!("[{}]", numbers.join(", "))
+    }
+
+    #[test]
+    fn lifts_large_arrays_under_the_key_and_resolves_them() {
+        let data = big(300);
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[300],"datatype":"FP32","data":{data}}}],"parameters":{{"data":[1,2]}}}}"#
+        );
+        let lifted = lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        assert_eq!(lifted.arrays, vec![data.as_str()]);
+        let skeleton = std::str::from_utf8(&lifted.skeleton).unwrap();
+        assert!(
+            skeleton.contains(r#""data":"\u00000""#) && skeleton.contains(r#""data":[1,2]"#),
+            "{skeleton}"
+        );
+        assert_eq!(placeholder(r#""\u00000""#), Some(0));
+        assert_eq!(placeholder(r#""\u000012""#), Some(12));
+        assert_eq!(placeholder("[1,2]"), None);
+    }
+
+    #[test]
+    fn leaves_small_quoted_and_unclosed_arrays_and_marked_bodies() {
+        let data = big(300);
+        for body in [
+            r#"{"data":[1,2,3]}"#.to_string(),
+            format!(r#"{{"data":{}"x"]}}"#, &data[..data.len() - 1]),
+            format!(r#"{{"data":{}{{}}]}}"#, &data[..data.len() - 1]),
+            format!(r#"{{"data":{}"#, &data[..data.len() - 1]),
+            format!(r#"{{"name":"a\u0000","data":{data}}}"#),
+            format!(r#"{{"shape":{data}}}"#),
+        ] {
+            assert!(lift(body.as_bytes(), |k| k == b"data").is_none(), "{body}");
+        }
+        // Other keys: nested arrays, each closing bracket counted; not the bare array.
+        let nested = format!("[{data}, {data}]");
+        let body = format!(r#"{{"inputs":{{"x":{nested},"y":{data}}}}}"#);
+        assert!(lift(format!(r#"{{"inputs":{nested}}}"#).as_bytes(), |k| k
+            != b"inputs")
+        .is_none());
+        let lifted = lift(body.as_bytes(), |k| k != b"inputs").expect("lifted");
+        assert_eq!(lifted.arrays, vec![nested.as_str(), data.as_str()]);
+    }
+}
