@@ -104,7 +104,12 @@ scan_via_number!(bool, u8, u16, u32, u64, i8, i16, i32, i64, f16, bf16);
 impl Scan for f64 {
     #[inline]
     fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
-        plain_decimal(b, i)
+        let (end, d) = plain_decimal(b, i)?;
+        // Clinger's fast path: exact mantissa and power of ten, one rounding.
+        if d.mantissa > 1 << 53 {
+            return None;
+        }
+        Some((end, d.signed(d.mantissa as f64 / POW10[d.scale])))
     }
 }
 
@@ -117,45 +122,91 @@ impl Scan for f32 {
         }
     }
 
+    /// Also takes the 17-digit literals that f32 values become on their way through a
+    /// 64-bit float (`0.30000001192092896`, what Python clients send): their mantissa is
+    /// too long for Clinger's exact path, but a value within a few f64 units of the exact
+    /// one rounds to the same f32 unless it sits next to the midpoint between two f32s.
     #[inline]
     fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
-        plain_decimal(b, i).map(|(end, v)| (end, v as f32))
+        let (end, d) = plain_decimal(b, i)?;
+        let v = d.mantissa as f64 / POW10[d.scale];
+        let v = if d.mantissa <= 1 << 53 {
+            v
+        } else {
+            narrows_like_exact(v)?
+        };
+        Some((end, d.signed(v) as f32))
     }
 }
 
-/// The typical feature value, `-?digits(.digits)?` with at most 16 digits after the point
-/// and an exactly representable mantissa, as f64 (the same value the general path
-/// computes: integers convert exactly, fractions take Clinger's fast path). Anything else
-/// (exponents, leading zeros, long literals, `-0` as an integer) is `None`.
+/// `v` (positive, within ~2 f64 units in the last place of an exact value) when rounding
+/// it to f32 gives what rounding the exact value's correctly rounded f64 would: inside
+/// f32's normal range and at least 16 f64 units away from every midpoint between two
+/// f32s (an f64 between two f32s is a midpoint when its low 29 mantissa bits are 2^28).
 #[inline]
-fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, f64)> {
+fn narrows_like_exact(v: f64) -> Option<f64> {
+    const LOW_BITS: u64 = (1 << 29) - 1;
+    let near_midpoint = (v.to_bits() & LOW_BITS).abs_diff(1 << 28) <= 16;
+    let normal = (f32::MIN_POSITIVE as f64 * 2.0..f32::MAX as f64 / 2.0).contains(&v);
+    (normal && !near_midpoint).then_some(v)
+}
+
+/// The typical feature value `-?digits(.digits)?` as its decimal parts.
+#[derive(Clone, Copy)]
+struct PlainDecimal {
+    negative: bool,
+    /// All digits as one integer (at most 19 of them, so it fits 64 bits).
+    mantissa: u64,
+    /// Digits after the point.
+    scale: usize,
+}
+
+impl PlainDecimal {
+    fn signed(self, v: f64) -> f64 {
+        if self.negative {
+            -v
+        } else {
+            v
+        }
+    }
+}
+
+/// Reads `-?digits(.digits)?` with at most 7 digits before the point and 19 in all;
+/// anything else (exponents, leading zeros, longer literals, `-0` as an integer, the
+/// last few bytes of the text) is `None`, for the general path to decide.
+#[inline]
+fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
     let negative = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(negative);
     let (int, n) = leading_digits(b, i)?;
-    // No digit, eight or more (maybe beyond 2^53), or a leading zero.
+    // No digit, eight or more, or a leading zero.
     if n == 0 || n == 8 || (n > 1 && b[i] == b'0') {
         return None;
     }
     i += n;
     let mut mantissa = int;
+    let mut digits = n;
     let mut scale = 0;
     if b.get(i) == Some(&b'.') {
         i += 1;
-        let (frac, k) = leading_digits(b, i)?;
-        if k == 0 {
-            return None;
-        }
-        mantissa = mantissa * POW10_INT[k] + frac;
-        scale = k;
-        i += k;
-        if k == 8 {
-            let (more, k) = leading_digits(b, i)?;
-            if k == 8 || mantissa >= 10_000_000_000 {
+        loop {
+            let (frac, k) = leading_digits(b, i)?;
+            if k == 0 {
+                break;
+            }
+            digits += k;
+            if digits > 19 {
                 return None;
             }
-            mantissa = mantissa * POW10_INT[k] + more;
+            mantissa = mantissa * POW10_INT[k] + frac;
             scale += k;
             i += k;
+            if k < 8 {
+                break;
+            }
+        }
+        if scale == 0 {
+            return None;
         }
     } else if negative && mantissa == 0 {
         // `-0` is the float -0.0 on the general path; let it decide.
@@ -164,11 +215,14 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, f64)> {
     if let Some(b'e' | b'E') = b.get(i) {
         return None;
     }
-    if mantissa > 1 << 53 {
-        return None;
-    }
-    let v = mantissa as f64 / POW10[scale];
-    Some((i, if negative { -v } else { v }))
+    Some((
+        i,
+        PlainDecimal {
+            negative,
+            mantissa,
+            scale,
+        },
+    ))
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {

@@ -182,6 +182,39 @@ proptest::proptest! {
         proptest::prop_assert_eq!(decode_array(&text, DataType::I64), reference(&text, DataType::I64), "{}", text);
     }
 
+    /// FP32 from long literals: f32 values printed as 64-bit floats (17 digits, what
+    /// Python clients send) and literals right next to the midpoints between two f32s,
+    /// where a value a few f64 units off would round the other way: always the f32 that
+    /// narrowing std's correctly rounded f64 gives.
+    #[test]
+    fn fp32_from_long_literals_narrows_like_the_exact_value(
+        bits in 0x3a80_0000u32..0x4970_0000,
+        last in 0u8..10,
+        extra in proptest::sample::select(vec!["", "0", "1", "49", "5", "51", "9", "999"]),
+        negative in proptest::prelude::any::<bool>(),
+    ) {
+        let x = f32::from_bits(bits);
+        let mid = (x as f64 + f32::from_bits(bits + 1) as f64) / 2.0;
+        let sign = if negative { "-" } else { "" };
+        let mut near = format!("{mid}");
+        if near.contains('.') && near.len() > 3 {
+            near.pop();
+            near.push(char::from(b'0' + last));
+        }
+        near.push_str(extra);
+        let literals = [format!("{}", x as f64), format!("{mid}"), near];
+        let text = format!("[{}]", literals.map(|l| format!("{sign}{l}")).join(","));
+        let want: Vec<f32> = text[1..text.len() - 1]
+            .split(',')
+            .map(|v| v.parse::<f64>().unwrap() as f32)
+            .collect();
+        proptest::prop_assert_eq!(
+            decode_array(&text, DataType::F32),
+            Ok(JsonArray { shape: vec![3], data: TensorData::F32(want) }),
+            "{}", text
+        );
+    }
+
     /// Nested encoding and flattening decode are inverse: same shape, same values.
     #[test]
     fn nested_round_trips(dims in proptest::collection::vec(1usize..4, 1..4), seed in proptest::prelude::any::<i32>()) {
