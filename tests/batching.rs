@@ -63,20 +63,25 @@ async fn predict_each_at_once(
         .map(|(px, _)| predict(client, server, json!({"model": "digits", "inputs": [px]})));
     let answers = futures::future::join_all(calls).await;
     for ((status, headers, body), (_, want)) in answers.iter().zip(rows) {
-        assert_eq!(*status, 200, "{body}");
+        assert_own_row(*status, body, want, "own row");
         assert_eq!(
             header_usize(headers, "x-batch-rows"),
             batch_rows,
             "requests ran in batches of {batch_rows} rows"
         );
-        assert_close(
-            &flatten(&body["outputs"]["logits"]),
-            want,
-            1e-4,
-            1e-5,
-            "own row",
-        );
     }
+}
+
+/// A 200 answer with the logits of the request's own row.
+fn assert_own_row(status: u16, body: &Value, want: &[Value], context: &str) {
+    assert_eq!(status, 200, "{context}: {body}");
+    assert_close(
+        &flatten(&body["outputs"]["logits"]),
+        want,
+        1e-4,
+        1e-5,
+        context,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,14 +430,7 @@ async fn a_lone_short_request_runs_inline_unless_configured_off() {
         for (px, want) in rows.iter().take(4) {
             let (status, _, body) =
                 predict(&client, &server, json!({"model": "digits", "inputs": [px]})).await;
-            assert_eq!(status, 200, "{config}: {body}");
-            assert_close(
-                &flatten(&body["outputs"]["logits"]),
-                want,
-                1e-4,
-                1e-5,
-                config,
-            );
+            assert_own_row(status, &body, want, config);
         }
         assert_eq!(
             metric(&server, "mlpserve_inline_executions_total").await,
@@ -459,19 +457,10 @@ async fn with_one_async_thread_lone_requests_run_inline_and_a_burst_is_batched()
     config.async_threads = 1;
     let server = TestServer::start_with(config);
     let client = reqwest::Client::new();
-    let check = |(status, _, body): &(u16, reqwest::header::HeaderMap, Value), want: &[Value]| {
-        assert_eq!(*status, 200, "{body}");
-        assert_close(
-            &flatten(&body["outputs"]["logits"]),
-            want,
-            1e-4,
-            1e-5,
-            "own row",
-        );
-    };
     for (px, want) in rows.iter().take(3) {
-        let answer = predict(&client, &server, json!({"model": "digits", "inputs": [px]})).await;
-        check(&answer, want);
+        let (status, _, body) =
+            predict(&client, &server, json!({"model": "digits", "inputs": [px]})).await;
+        assert_own_row(status, &body, want, "lone request");
     }
     assert_eq!(
         metric(&server, "mlpserve_inline_executions_total").await,
@@ -484,8 +473,8 @@ async fn with_one_async_thread_lone_requests_run_inline_and_a_burst_is_batched()
             .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]}))),
     )
     .await;
-    for (answer, (_, want)) in answers.iter().zip(&burst) {
-        check(answer, want);
+    for ((status, _, body), (_, want)) in answers.iter().zip(&burst) {
+        assert_own_row(*status, body, want, "burst");
     }
     let inline = metric(&server, "mlpserve_inline_executions_total").await - 3.0;
     let executions = metric(&server, "mlpserve_executions_total").await - 3.0;

@@ -367,40 +367,41 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_the_key_the_value_and_the_range() {
-        let err = ServerConfig::resolve(ServerArgs {
-            intra_op_threads: Some(1_000_000),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(
-            err.contains("intra_op_threads = 1000000 is out of range: allowed 1..="),
-            "{err}"
-        );
-        let err = ServerConfig::resolve(ServerArgs {
-            max_body_bytes: Some(1000),
-            max_inflight_bytes: Some(999),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(
-            err.contains("max_inflight_bytes = 999") && err.contains("1000..="),
-            "{err}"
-        );
-        let err = ServerConfig::resolve(ServerArgs {
-            shutdown_delay: Some(100_000),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(err.contains("shutdown_delay = 100000"), "{err}");
-        let err = ServerConfig::resolve(ServerArgs {
-            async_threads: Some(0),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(
-            err.contains("async_threads = 0 is out of range: allowed 1..="),
-            "{err}"
-        );
+        let cases = [
+            (
+                ServerArgs {
+                    intra_op_threads: Some(1_000_000),
+                    ..Default::default()
+                },
+                "intra_op_threads = 1000000 is out of range: allowed 1..=",
+            ),
+            (
+                ServerArgs {
+                    max_body_bytes: Some(1000),
+                    max_inflight_bytes: Some(999),
+                    ..Default::default()
+                },
+                "max_inflight_bytes = 999 is out of range: allowed 1000..=",
+            ),
+            (
+                ServerArgs {
+                    shutdown_delay: Some(100_000),
+                    ..Default::default()
+                },
+                "shutdown_delay = 100000 is out of range",
+            ),
+            (
+                ServerArgs {
+                    async_threads: Some(0),
+                    ..Default::default()
+                },
+                "async_threads = 0 is out of range: allowed 1..=",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = ServerConfig::resolve(args).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]
