@@ -86,7 +86,7 @@ pub async fn run(
         metrics,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
-        activity: service::Activity::new(),
+        activity: service::Activity::for_current_runtime(),
     });
 
     // One shutdown signal fans out to every listener.

@@ -47,7 +47,7 @@ pub struct Service {
 /// that finds only itself here may run inline (`inline_run_us`): nothing else could join
 /// its batch. A per-model count cannot tell this, since under load most requests are
 /// still being read, decoded or written, outside any queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Activity {
     count: std::sync::atomic::AtomicUsize,
     /// The runtime has one async thread: see [`Activity::alone_now`].
@@ -56,7 +56,7 @@ pub struct Activity {
 
 impl Activity {
     /// For the current runtime (its thread count decides how `alone_now` looks).
-    pub fn new() -> Activity {
+    pub fn for_current_runtime() -> Activity {
         let threads =
             tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
         Activity {

@@ -36,6 +36,10 @@ pub fn placeholder(raw: &str) -> Option<usize> {
 /// `json`; `None` when there is none (or the body has the placeholder's mark), so the
 /// caller parses `json` as it is.
 pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
+    // Small bodies (one-row requests) cannot hold a large array: no scan at all.
+    if json.len() < MIN_LIFTED_BYTES {
+        return None;
+    }
     let mut skeleton = Vec::new();
     let mut arrays = Vec::new();
     // json[..copied] is in the skeleton already.
