@@ -25,11 +25,49 @@ pub struct Lifted<'a> {
 }
 
 /// The number in a placeholder (`"\u0000<k>"`); `None` for any other raw value.
-pub fn placeholder(raw: &str) -> Option<usize> {
+fn placeholder(raw: &str) -> Option<usize> {
     raw.strip_prefix("\"\\u0000")?
         .strip_suffix('"')?
         .parse()
         .ok()
+}
+
+/// Turns the raw values of a parsed body back into text: a placeholder into the array it
+/// stands for, anything else into itself. Afterwards it tells whether every lifted array
+/// was claimed: one lifted from elsewhere (a parameter named `data`) must send the caller
+/// back to the plain parse.
+pub struct Resolver<'l, 'a> {
+    lifted: Option<&'l Lifted<'a>>,
+    resolved: usize,
+}
+
+impl<'l, 'a> Resolver<'l, 'a> {
+    pub fn new(lifted: Option<&'l Lifted<'a>>) -> Self {
+        Resolver {
+            lifted,
+            resolved: 0,
+        }
+    }
+
+    /// The text `raw` stands for.
+    pub fn text<'r>(&mut self, raw: &'r str) -> Result<&'r str, &'static str>
+    where
+        'a: 'r,
+    {
+        match self.lifted.zip(placeholder(raw)) {
+            Some((lifted, k)) => {
+                self.resolved += 1;
+                lifted.arrays.get(k).copied().ok_or("unknown lifted array")
+            }
+            None => Ok(raw),
+        }
+    }
+
+    /// Whether every lifted array was resolved (trivially so when nothing was lifted).
+    pub fn all_resolved(&self) -> bool {
+        self.lifted
+            .is_none_or(|lifted| lifted.arrays.len() == self.resolved)
+    }
 }
 
 /// Lifts the large numeric arrays that are values of the keys `wanted` accepts out of

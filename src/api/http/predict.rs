@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::lift::{self, Lifted};
+use super::lift::{self, Lifted, Resolver};
 use super::{
     body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
 };
@@ -255,22 +255,13 @@ fn decode_inputs(
         }
     };
     let mut tensors = Vec::with_capacity(named.len());
-    let mut resolved = 0;
+    let mut texts = Resolver::new(lifted);
     for (name, raw) in named {
         let dtype = spec
             .input(&name)
             .map(|s| s.dtype)
             .unwrap_or(crate::tensor::DataType::F32);
-        let text = match lifted.zip(lift::placeholder(raw.get())) {
-            Some((lifted, k)) => {
-                resolved += 1;
-                *lifted
-                    .arrays
-                    .get(k)
-                    .ok_or_else(|| invalid("unknown lifted array".to_string()))?
-            }
-            None => raw.get(),
-        };
+        let text = texts.text(raw.get()).map_err(|e| invalid(e.to_string()))?;
         let array = decode_array(text, dtype).map_err(|e| {
             invalid(match e {
                 JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
@@ -281,7 +272,7 @@ fn decode_inputs(
             .map_err(|e| invalid(format!("input '{name}': {e}")))?;
         tensors.push(NamedTensor { name, tensor });
     }
-    if lifted.is_some_and(|l| l.arrays.len() != resolved) {
+    if !texts.all_resolved() {
         return Err(invalid("a lifted array is not an input".to_string()));
     }
     Ok(tensors)

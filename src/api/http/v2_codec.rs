@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::lift::{self, Lifted};
+use super::lift::{self, Lifted, Resolver};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
     decode_array, decode_binary, encode_binary, DataType, Flat, JsonArrayError, Tensor,
@@ -119,7 +119,7 @@ fn decode_json(
 ) -> Result<DecodedRequest, String> {
     let request: RequestBody =
         serde_json::from_slice(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
-    let mut resolved = 0;
+    let mut texts = Resolver::new(lifted);
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let name = input.name;
@@ -154,13 +154,7 @@ fn decode_json(
                 decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
             }
             (None, Some(raw)) => {
-                let text = match lifted.zip(lift::placeholder(raw.get())) {
-                    Some((lifted, k)) => {
-                        resolved += 1;
-                        *lifted.arrays.get(k).ok_or("unknown lifted array")?
-                    }
-                    None => raw.get(),
-                };
+                let text = texts.text(raw.get())?;
                 let array = decode_array(text, dtype).map_err(|e| match e {
                     JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
                     JsonArrayError::Element(e) => format!("input '{name}': {e}"),
@@ -176,7 +170,7 @@ fn decode_json(
         inputs.push(NamedTensor { name, tensor });
     }
     // An array lifted from elsewhere (a parameter named `data`) has to stay where it was.
-    if lifted.is_some_and(|l| l.arrays.len() != resolved) {
+    if !texts.all_resolved() {
         return Err("a lifted array is not an input's data".to_string());
     }
     if !binary.is_empty() {
