@@ -46,8 +46,16 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
         stop,
         task,
     };
-    wait_ready(&server).await?;
-    Ok(server)
+    match wait_ready(&server).await {
+        Ok(()) => Ok(server),
+        // The server's own error says why (a missing ONNX Runtime library, a bad config).
+        Err(_) if server.task.is_finished() => Err(match server.task.await {
+            Ok(Err(why)) => format!("the in-process server stopped while starting: {why}"),
+            Ok(Ok(())) => "the in-process server stopped while starting".to_string(),
+            Err(e) => format!("the in-process server failed while starting: {e}"),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 async fn wait_ready(server: &InProcess) -> Result<(), String> {
@@ -56,7 +64,7 @@ async fn wait_ready(server: &InProcess) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if server.task.is_finished() {
-            return Err("the in-process server stopped while starting (see the log above)".into());
+            return Err("the in-process server stopped while starting".into());
         }
         if client
             .get(&url)
