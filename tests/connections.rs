@@ -76,6 +76,59 @@ fn a_kept_alive_connection_is_closed_after_its_last_request() {
 }
 
 #[test]
+fn a_connection_in_steady_use_stays_open_past_every_timeout() {
+    // Regression: the idle check used the deadline its timer was set with (at accept, the
+    // header-read timeout), so a busy keep-alive connection was closed whenever that
+    // timer fired between two of its requests; load generators saw "connection closed".
+    let repo = ScratchRepo::digits("conn");
+    let server = server(&repo, |_| {});
+    let mut client = connect(server.http);
+    // Several header-read (500 ms) and idle (800 ms) timeouts; mostly between requests.
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut answered = 0;
+    while Instant::now() < until {
+        let sent = client.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n");
+        let answer = sent.ok().and_then(|()| read_response(&mut client));
+        match answer {
+            Some(head) => assert!(head.starts_with("HTTP/1.1 200"), "{head}"),
+            None => panic!("the server closed a connection in use after {answered} requests"),
+        }
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One response's head (its body, `Content-Length` bytes, is read and dropped); `None`
+/// when the server closed the connection instead.
+fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0u8; (head_end + length).saturating_sub(got.len())];
+    stream.read_exact(&mut body).ok()?;
+    Some(head)
+}
+
+#[test]
 fn a_partial_header_is_closed() {
     let repo = ScratchRepo::digits("conn");
     let server = server(&repo, |c| {

@@ -340,8 +340,12 @@ where
                     phase = Phase::Closing(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
                 () = tokio::time::sleep_until(wake) => match phase {
+                    // `wake` is as old as this timer: requests served since it was set
+                    // count, so only a deadline computed now can say the connection idles.
                     Phase::Open => {
-                        if state.in_flight() == 0 && wake <= tokio::time::Instant::now() {
+                        if state.in_flight() == 0
+                            && idle_deadline(&state, config) <= tokio::time::Instant::now()
+                        {
                             state.mark_closing();
                             self.conns.metrics.closed("idle");
                             conn.as_mut().graceful_shutdown();
