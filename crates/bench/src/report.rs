@@ -216,7 +216,31 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
                 ort / bare.idle_p50_us.max(1e-9)
             );
         }
+        let busiest = r.levels.iter().max_by_key(|l| l.concurrency);
+        if let (Some(low_cpu), Some((high, high_cpu))) = (
+            server_cpu_per_request_us(low),
+            busiest.and_then(|l| Some((l.concurrency, server_cpu_per_request_us(l)?))),
+        ) {
+            if high > 1 {
+                println!(
+                    "  server CPU per request (every server thread): {low_cpu:.1} µs at 1 client vs {high_cpu:.1} µs at {high} clients: {:.2} x (target <= 2)",
+                    low_cpu / high_cpu.max(1e-9)
+                );
+            }
+        }
     }
+}
+
+/// CPU of every server thread (ORT and async, not the load generator) per answered request.
+fn server_cpu_per_request_us(l: &LevelReport) -> Option<f64> {
+    let rps = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9);
+    let cores: f64 = l
+        .cores
+        .iter()
+        .filter(|(role, _)| *role != "client")
+        .map(|(_, c)| c)
+        .sum();
+    (rps > 0.0 && cores > 0.0).then(|| cores / rps * 1e6)
 }
 
 /// CPU share (cores) below which a thread role did no real work in a window.
