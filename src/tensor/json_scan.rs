@@ -210,6 +210,22 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
             if k < 8 {
                 break;
             }
+            // After eight digits, none or one more (a shortest-form f32 has up to nine, a
+            // 17-digit literal sixteen or seventeen) is commoner than more: no SWAR step.
+            match b.get(i..i + 2) {
+                Some(&[d @ b'0'..=b'9', next]) if !next.is_ascii_digit() => {
+                    digits += 1;
+                    if digits > 19 {
+                        return None;
+                    }
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                    scale += 1;
+                    i += 1;
+                    break;
+                }
+                Some(&[next, _]) if !next.is_ascii_digit() => break,
+                _ => {}
+            }
         }
         if scale == 0 {
             return None;
