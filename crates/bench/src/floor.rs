@@ -99,25 +99,32 @@ pub fn print(server: &[LevelReport], floor: &[LevelReport]) {
     println!();
     println!("transport floor (axum + the V2 decoder, canned answer; same clients):");
     println!(
-        "{:>7} {:>11} {:>12} {:>13} {:>14} {:>15}",
+        "{:>7} {:>11} {:>12} {:>13} {:>14} {:>15} {:>17}",
         "clients",
         "floor req/s",
         "floor p50 ms",
         "server req/s",
         "server ÷ floor",
-        "p50 − floor µs"
+        "p50 − floor µs",
+        "CPU µs/req f / s"
     );
     for (s, f) in server.iter().zip(floor) {
         let rps = |l: &LevelReport| l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9);
         let p50 = |l: &LevelReport| l.result.latency.value_at_quantile(0.5) as f64 / 1e3;
+        // Every server thread's CPU per request: what the transport alone costs at this
+        // load next to what the whole server costs.
+        let cpu = |l: &LevelReport| {
+            crate::report::server_cpu_per_request_us(l).map_or("-".into(), |c| format!("{c:.1}"))
+        };
         println!(
-            "{:>7} {:>11.0} {:>12.3} {:>13.0} {:>14.2} {:>15.0}",
+            "{:>7} {:>11.0} {:>12.3} {:>13.0} {:>14.2} {:>15.0} {:>17}",
             f.concurrency,
             rps(f),
             p50(f) / 1e3,
             rps(s),
             rps(s) / rps(f).max(1e-9),
-            p50(s) - p50(f)
+            p50(s) - p50(f),
+            format!("{} / {}", cpu(f), cpu(s))
         );
     }
 }

@@ -232,7 +232,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
 }
 
 /// CPU of every server thread (ORT and async, not the load generator) per answered request.
-fn server_cpu_per_request_us(l: &LevelReport) -> Option<f64> {
+pub(crate) fn server_cpu_per_request_us(l: &LevelReport) -> Option<f64> {
     let rps = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9);
     let cores: f64 = l
         .cores
