@@ -98,6 +98,55 @@ fn a_connection_in_steady_use_stays_open_past_every_timeout() {
     }
 }
 
+#[test]
+fn a_grpc_connection_in_steady_use_is_not_replaced() {
+    // The same regression over HTTP/2: the server sent GOAWAY to a busy connection and the
+    // client had to reconnect. The channel counts the TCP connections it opens.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use mlpserve::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use mlpserve::api::grpc::proto::ServerLiveRequest;
+
+    let repo = ScratchRepo::digits("conn");
+    let server = server(&repo, |_| {});
+    let addr = server.grpc;
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counted = connects.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_with_connector(connector)
+            .await
+            .expect("connect");
+        let mut client = GrpcInferenceServiceClient::new(channel);
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            client
+                .server_live(ServerLiveRequest {})
+                .await
+                .expect("ServerLive");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(
+        connects.load(Ordering::SeqCst),
+        1,
+        "the server closed a connection in use and the client reconnected"
+    );
+}
+
 /// One response's head (its body, `Content-Length` bytes, is read and dropped); `None`
 /// when the server closed the connection instead.
 fn read_response(stream: &mut TcpStream) -> Option<String> {
