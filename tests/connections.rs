@@ -2,8 +2,9 @@
 //! partial-body HTTP connections and a gRPC client stuck in the HTTP/2 preface are closed
 //! by the server; at the connection cap the longest-idle connection makes room for a
 //! newcomer, and with none idle the newcomer gets a clean 503; others are served
-//! throughout. A connection in steady use (HTTP/1.1 or gRPC) outlives every timeout. Timeouts are shortened to fractions of a second; the bounds checked are
-//! generous (the test fails only if a connection stays open for many timeouts).
+//! throughout. A connection in steady use (HTTP/1.1 or gRPC) outlives every timeout.
+//! Timeouts are shortened to fractions of a second; the bounds checked are generous (the
+//! test fails only if a connection stays open for many timeouts).
 
 mod common;
 

@@ -109,7 +109,7 @@ pub fn print(server: &[LevelReport], floor: &[LevelReport]) {
         "CPU µs/req f / s"
     );
     for (s, f) in server.iter().zip(floor) {
-        let rps = |l: &LevelReport| l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9);
+        let rps = LevelReport::requests_per_s;
         let p50 = |l: &LevelReport| l.result.latency.value_at_quantile(0.5) as f64 / 1e3;
         // Every server thread's CPU per request: what the transport alone costs at this
         // load next to what the whole server costs.

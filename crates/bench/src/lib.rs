@@ -155,6 +155,13 @@ pub struct LevelReport {
     pub cores: Vec<(&'static str, f64)>,
 }
 
+impl LevelReport {
+    /// Answered requests per second of the window.
+    pub fn requests_per_s(&self) -> f64 {
+        self.result.ok as f64 / self.result.window.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Everything the client side measured.
 struct Measured {
     payload: payload::Payload,

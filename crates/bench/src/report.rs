@@ -55,8 +55,7 @@ pub fn print(r: &Report<'_>) {
         "clients", "req/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "batch", "queue µs", "cores"
     );
     for l in r.levels {
-        let secs = l.result.window.as_secs_f64().max(1e-9);
-        let rps = l.result.ok as f64 / secs;
+        let rps = l.requests_per_s();
         let h = &l.result.latency;
         let per_request: Vec<String> = l
             .cores
@@ -159,8 +158,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
         best.rows_per_s, best.batch, best_per_core
     );
     for l in r.levels {
-        let rows = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9)
-            * l.rows_per_request as f64;
+        let rows = l.requests_per_s() * l.rows_per_request as f64;
         let ort_part = if let Some(ort) = ort_cores(l) {
             format!(
                 "; per ORT-thread core-second {:.0} rows = {:.2} x the ceiling's",
@@ -208,7 +206,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
                 bare.p50_us + decode + 100.0
             );
         }
-        let rps = low.result.ok as f64 / low.result.window.as_secs_f64().max(1e-9);
+        let rps = low.requests_per_s();
         if let Some(ort) = ort_cores(low).map(|c| c / rps.max(1e-9) * 1e6) {
             println!(
                 "  ORT-thread CPU per request {ort:.1} µs = {:.2} x the back-to-back run, {:.2} x the idle-gap run",
@@ -233,7 +231,7 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
 
 /// CPU of every server thread (ORT and async, not the load generator) per answered request.
 pub(crate) fn server_cpu_per_request_us(l: &LevelReport) -> Option<f64> {
-    let rps = l.result.ok as f64 / l.result.window.as_secs_f64().max(1e-9);
+    let rps = l.requests_per_s();
     let cores: f64 = l
         .cores
         .iter()
