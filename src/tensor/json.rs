@@ -33,29 +33,53 @@ pub enum JsonArrayError {
 }
 
 /// Decodes a JSON number or (nested) array of them into `dtype`.
-pub fn decode_array(text: &str, dtype: DataType) -> Result<JsonArray, JsonArrayError> {
-    fn fast<T: Scan>(text: &str) -> Option<JsonArray> {
-        let mut out = Vec::with_capacity(json_scan::max_elements(text));
+pub fn decode_array(
+    text: &(impl AsRef<[u8]> + ?Sized),
+    dtype: DataType,
+) -> Result<JsonArray, JsonArrayError> {
+    let text = text.as_ref();
+    decode_array_sized(text, dtype, json_scan::max_elements(text))
+}
+
+/// [`decode_array`] for text that should hold `expected` elements (a V2 input's shape),
+/// which saves counting them first. Only the buffer's first size: the text decides, and
+/// the size is capped by what the text can hold, whatever a client declares.
+pub fn decode_array_expecting(
+    text: &[u8],
+    dtype: DataType,
+    expected: usize,
+) -> Result<JsonArray, JsonArrayError> {
+    // Every element but the last takes a digit and a comma.
+    decode_array_sized(text, dtype, expected.min(text.len() / 2 + 1))
+}
+
+fn decode_array_sized(
+    text: &[u8],
+    dtype: DataType,
+    capacity: usize,
+) -> Result<JsonArray, JsonArrayError> {
+    fn fast<T: Scan>(text: &[u8], capacity: usize) -> Option<JsonArray> {
+        let mut out = Vec::with_capacity(capacity);
         let shape = json_scan::walk::<T>(text, &mut out)?;
         Some(JsonArray {
             shape,
             data: T::wrap(out),
         })
     }
-    match dispatch_dtype!(dtype, T => fast::<T>(text)) {
+    match dispatch_dtype!(dtype, T => fast::<T>(text, capacity)) {
         Some(array) => Ok(array),
         None => Err(explain(text, dtype)),
     }
 }
 
 /// The serde path's verdict on text the fast walker rejected, without collecting values.
-fn explain(text: &str, dtype: DataType) -> JsonArrayError {
+fn explain(text: &[u8], dtype: DataType) -> JsonArrayError {
     let mut acc = Acc {
         collect: false,
         check: Some(dtype),
         ..Acc::default()
     };
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(text);
     let parsed = Level {
         acc: &mut acc,
         depth: 0,

@@ -26,7 +26,7 @@ pub(super) enum Token<'a> {
 /// A float literal: its text, and `±mantissa × 10^exp10` when all digits fit in 64 bits.
 #[derive(Clone, Copy)]
 pub(super) struct Decimal<'a> {
-    text: &'a str,
+    text: &'a [u8],
     negative: bool,
     mantissa: u64,
     exp10: i32,
@@ -78,7 +78,8 @@ impl Token<'_> {
 }
 
 /// serde_json rejects out-of-range literals such as `1e400`; so do we.
-fn parse_finite(text: &str) -> Option<f64> {
+fn parse_finite(text: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(text).ok()?;
     text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
@@ -109,7 +110,7 @@ impl Scan for f64 {
         if d.mantissa > 1 << 53 {
             return None;
         }
-        Some((end, d.signed(d.mantissa as f64 / POW10[d.scale])))
+        Some((end, d.signed(d.mantissa_f64() / POW10[d.scale])))
     }
 }
 
@@ -129,49 +130,54 @@ impl Scan for f32 {
     #[inline]
     fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
         let (end, d) = plain_decimal(b, i)?;
-        let v = d.mantissa as f64 / POW10[d.scale];
-        let v = if d.mantissa <= 1 << 53 {
-            v
-        } else {
-            narrows_like_exact(v)?
-        };
+        let v = d.mantissa_f64() / POW10[d.scale];
+        // Both tests without a branch: which one applies is a coin toss for 17-digit
+        // literals, and a mispredicted branch costs more than the second test.
+        if d.mantissa > 1 << 53 && !narrows_like_exact(v) {
+            return None;
+        }
         Some((end, d.signed(v) as f32))
     }
 }
 
-/// `v` (positive, within ~2 f64 units in the last place of an exact value) when rounding
-/// it to f32 gives what rounding the exact value's correctly rounded f64 would: inside
-/// f32's normal range and at least 16 f64 units away from every midpoint between two
-/// f32s (an f64 between two f32s is a midpoint when its low 29 mantissa bits are 2^28).
+/// Whether `v` (positive, within ~2 f64 units in the last place of an exact value) rounds
+/// to the f32 that the exact value's correctly rounded f64 would: inside f32's normal
+/// range and at least 16 f64 units away from every midpoint between two f32s (an f64
+/// between two f32s is a midpoint when its low 29 mantissa bits are 2^28).
 #[inline]
-fn narrows_like_exact(v: f64) -> Option<f64> {
+fn narrows_like_exact(v: f64) -> bool {
     const LOW_BITS: u64 = (1 << 29) - 1;
     let near_midpoint = (v.to_bits() & LOW_BITS).abs_diff(1 << 28) <= 16;
     let normal = (f32::MIN_POSITIVE as f64 * 2.0..f32::MAX as f64 / 2.0).contains(&v);
-    (normal && !near_midpoint).then_some(v)
+    normal & !near_midpoint
 }
 
 /// The typical feature value `-?digits(.digits)?` as its decimal parts.
 #[derive(Clone, Copy)]
 struct PlainDecimal {
     negative: bool,
-    /// All digits as one integer (at most 19 of them, so it fits 64 bits).
+    /// All digits as one integer (at most 18 of them, so it is below 2^63).
     mantissa: u64,
     /// Digits after the point.
     scale: usize,
 }
 
 impl PlainDecimal {
+    /// The mantissa is below 2^63: the signed conversion is one instruction, the unsigned
+    /// one several.
+    fn mantissa_f64(self) -> f64 {
+        self.mantissa as i64 as f64
+    }
+
+    /// `v` (not negative) with this literal's sign. A sign bit rather than a branch: signs
+    /// of feature values are as good as random, and a branch on them is mispredicted half
+    /// the time (callgrind's branch simulation: the costliest branch of the scan).
     fn signed(self, v: f64) -> f64 {
-        if self.negative {
-            -v
-        } else {
-            v
-        }
+        f64::from_bits(v.to_bits() | u64::from(self.negative) << 63)
     }
 }
 
-/// Reads `-?digits(.digits)?` with at most 7 digits before the point and 19 in all;
+/// Reads `-?digits(.digits)?` with at most 7 digits before the point and 18 in all;
 /// anything else (exponents, leading zeros, longer literals, `-0` as an integer, the
 /// last few bytes of the text) is `None`, for the general path to decide.
 // Always inlined into the walker's per-array loop: as a call it cost ~10% of a number's
@@ -191,45 +197,27 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
     }
     i += n;
     let mut mantissa = int;
-    let mut digits = n;
     let mut scale = 0;
     if b.get(i) == Some(&b'.') {
-        i += 1;
-        loop {
-            let (frac, k) = leading_digits(b, i)?;
-            if k == 0 {
-                break;
+        let (frac, k, zeros) = match fraction_digits(b, i + 1) {
+            Some((frac, k)) => (frac, k, 0),
+            // A small value, `0.0…`: the zeros after the point are no digits of the
+            // mantissa (a 17-digit literal below 0.1 has eighteen or more after the point).
+            None if int == 0 => {
+                let zeros = b[i + 1..].iter().take_while(|&&c| c == b'0').count();
+                let (frac, k) = fraction_digits(b, i + 1 + zeros)?;
+                (frac, k, zeros)
             }
-            digits += k;
-            if digits > 19 {
-                return None;
-            }
-            mantissa = mantissa * POW10_INT[k] + frac;
-            scale += k;
-            i += k;
-            if k < 8 {
-                break;
-            }
-            // After eight digits, none or one more (a shortest-form f32 has up to nine, a
-            // 17-digit literal sixteen or seventeen) is commoner than more: no SWAR step.
-            match b.get(i..i + 2) {
-                Some(&[d @ b'0'..=b'9', next]) if !next.is_ascii_digit() => {
-                    digits += 1;
-                    if digits > 19 {
-                        return None;
-                    }
-                    mantissa = mantissa * 10 + u64::from(d - b'0');
-                    scale += 1;
-                    i += 1;
-                    break;
-                }
-                Some(&[next, _]) if !next.is_ascii_digit() => break,
-                _ => {}
-            }
-        }
-        if scale == 0 {
+            None => return None,
+        };
+        // At most 18 digits in all, so the mantissa is below 2^63 (one instruction to
+        // convert), and a power of ten that is exact in f64.
+        if k == 0 || n + k > 18 || zeros + k >= POW10.len() {
             return None;
         }
+        mantissa = mantissa * POW10_INT[k] + frac;
+        scale = zeros + k;
+        i += 1 + zeros + k;
     } else if negative && mantissa == 0 {
         // `-0` is the float -0.0 on the general path; let it decide.
         return None;
@@ -247,6 +235,31 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
     ))
 }
 
+/// The digits at `b[i..]`, up to seventeen (a 17-digit literal has sixteen or seventeen
+/// after `0.`): their value and count, or `None` for more, or when the text ends too soon.
+/// Each step's position is `i` plus a constant on the path the branch predictor follows,
+/// so the next number's bytes are read without waiting for this one's digit counts (the
+/// scan is bound by that chain of dependent reads, not by its instructions).
+#[inline(always)]
+fn fraction_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let (high, k) = leading_digits(b, i)?;
+    if k < 8 {
+        return Some((high, k));
+    }
+    let (low, k) = leading_digits(b, i + 8)?;
+    let v = high * POW10_INT[k] + low;
+    if k < 8 {
+        return Some((v, 8 + k));
+    }
+    match *b.get(i + 16..i + 18)? {
+        [d @ b'0'..=b'9', next] if !next.is_ascii_digit() => {
+            Some((v * 10 + u64::from(d - b'0'), 17))
+        }
+        [next, _] if !next.is_ascii_digit() => Some((v, 16)),
+        _ => None,
+    }
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
@@ -254,18 +267,16 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Integer powers of ten up to 10^8.
-const POW10_INT: [u64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+/// Integer powers of ten up to 10^17.
+const POW10_INT: [u64; 18] = {
+    let mut p = [1; 18];
+    let mut k = 1;
+    while k < 18 {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
 
 /// Up to eight ASCII digits at `b[i..]` in one SWAR step (the fast_float / simdjson
 /// technique): their value and how many there were, or `None` when fewer than eight
@@ -314,8 +325,7 @@ fn take_digits(b: &[u8], i: &mut usize, acc: &mut u64, below: u64) -> usize {
 
 /// Scans one JSON number (strict grammar) starting at `i`; returns its end and token.
 #[inline]
-fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
-    let b = text.as_bytes();
+fn scan_number(b: &[u8], start: usize) -> Option<(usize, Token<'_>)> {
     let mut i = start;
     let negative = b.get(i) == Some(&b'-');
     if negative {
@@ -394,7 +404,7 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
     }
     let token = if float {
         Token::Float(Decimal {
-            text: text.get(start..i)?,
+            text: b.get(start..i)?,
             negative,
             mantissa,
             exp10,
@@ -410,22 +420,21 @@ fn scan_number(text: &str, start: usize) -> Option<(usize, Token<'_>)> {
 }
 
 #[inline]
-fn scan_scalar(text: &str, i: usize) -> Option<(usize, Token<'_>)> {
-    let rest = text.as_bytes().get(i..)?;
+fn scan_scalar(b: &[u8], i: usize) -> Option<(usize, Token<'_>)> {
+    let rest = b.get(i..)?;
     if rest.starts_with(b"true") {
         Some((i + 4, Token::Bool(true)))
     } else if rest.starts_with(b"false") {
         Some((i + 5, Token::Bool(false)))
     } else {
-        scan_number(text, i)
+        scan_number(b, i)
     }
 }
 
-/// Walks `text` (a number, or arrays nested to any depth), appending every element to
+/// Walks the JSON text `b` (a number, or arrays nested to any depth), appending every element to
 /// `out` row-major; returns the shape, or `None` on anything the serde path should explain
 /// (syntax, ragged nesting, a value the element type cannot hold).
-pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> {
-    let b = text.as_bytes();
+pub(super) fn walk<T: Scan>(b: &[u8], out: &mut Vec<T>) -> Option<Vec<usize>> {
     // Length seen at each nesting depth; every array at one depth must agree.
     let mut dims: Vec<Option<usize>> = Vec::new();
     // Elements counted so far in each array still open (its depth is its index).
@@ -454,7 +463,7 @@ pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> 
             if dims.len() > depth {
                 return None;
             }
-            let (end, token) = scan_scalar(text, i)?;
+            let (end, token) = scan_scalar(b, i)?;
             match leaf_depth {
                 None => leaf_depth = Some(depth),
                 Some(d) if d != depth => return None,
@@ -470,7 +479,7 @@ pub(super) fn walk<T: Scan>(text: &str, out: &mut Vec<T>) -> Option<Vec<usize>> 
                     let (end, value) = match T::scan_common(b, start) {
                         Some(common) => common,
                         None => {
-                            let (end, token) = scan_scalar(text, start)?;
+                            let (end, token) = scan_scalar(b, start)?;
                             (end, T::from_token(token)?)
                         }
                     };
@@ -522,10 +531,9 @@ fn shape(dims: &[Option<usize>], leaf_depth: Option<usize>) -> Vec<usize> {
 
 /// An upper bound on the number of scalars in `text`: one more than its commas. Used to
 /// allocate the typed buffer once, at its final size for flat arrays.
-pub(super) fn max_elements(text: &str) -> usize {
+pub(super) fn max_elements(text: &[u8]) -> usize {
     // Counted in chunks with a byte-wide sum, which the compiler vectorises.
     let commas: usize = text
-        .as_bytes()
         .chunks(255)
         .map(|chunk| usize::from(chunk.iter().map(|&c| u8::from(c == b',')).sum::<u8>()))
         .sum();

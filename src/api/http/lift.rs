@@ -20,8 +20,9 @@ const MIN_LIFTED_BYTES: usize = 512;
 pub struct Lifted<'a> {
     /// The body, each lifted array replaced by its placeholder.
     pub skeleton: Vec<u8>,
-    /// The lifted arrays' text, by placeholder number.
-    pub arrays: Vec<&'a str>,
+    /// The lifted arrays' text, by placeholder number (not checked to be UTF-8: the
+    /// tensor decoder reads bytes and takes ASCII digits only).
+    pub arrays: Vec<&'a [u8]>,
 }
 
 /// The number in a placeholder (`"\u0000<k>"`); `None` for any other raw value.
@@ -50,7 +51,7 @@ impl<'l, 'a> Resolver<'l, 'a> {
     }
 
     /// The text `raw` stands for.
-    pub fn text<'r>(&mut self, raw: &'r str) -> Result<&'r str, &'static str>
+    pub fn text<'r>(&mut self, raw: &'r str) -> Result<&'r [u8], &'static str>
     where
         'a: 'r,
     {
@@ -59,7 +60,7 @@ impl<'l, 'a> Resolver<'l, 'a> {
                 self.resolved += 1;
                 lifted.arrays.get(k).copied().ok_or("unknown lifted array")
             }
-            None => Ok(raw),
+            None => Ok(raw.as_bytes()),
         }
     }
 
@@ -104,9 +105,7 @@ pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
         if end - i < MIN_LIFTED_BYTES {
             continue;
         }
-        let Ok(text) = std::str::from_utf8(&json[i..end]) else {
-            continue;
-        };
+        let text = &json[i..end];
         skeleton.extend_from_slice(&json[copied..i]);
         // Writing into a Vec cannot fail.
         let _ = write!(skeleton, "\"\\u0000{}\"", arrays.len());
@@ -226,7 +225,7 @@ mod tests {
             r#"{{"inputs":[{{"name":"x","shape":[300],"datatype":"FP32","data":{data}}}],"parameters":{{"data":[1,2]}}}}"#
         );
         let lifted = lift(body.as_bytes(), |k| k == b"data").expect("lifted");
-        assert_eq!(lifted.arrays, vec![data.as_str()]);
+        assert_eq!(lifted.arrays, vec![data.as_bytes()]);
         let skeleton = std::str::from_utf8(&lifted.skeleton).unwrap();
         assert!(
             skeleton.contains(r#""data":"\u00000""#) && skeleton.contains(r#""data":[1,2]"#),
@@ -257,6 +256,6 @@ mod tests {
             != b"inputs")
         .is_none());
         let lifted = lift(body.as_bytes(), |k| k != b"inputs").expect("lifted");
-        assert_eq!(lifted.arrays, vec![nested.as_str(), data.as_str()]);
+        assert_eq!(lifted.arrays, vec![nested.as_bytes(), data.as_bytes()]);
     }
 }

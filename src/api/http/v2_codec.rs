@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use super::lift::{self, Lifted, Resolver};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
-    decode_array, decode_binary, encode_binary, DataType, Flat, JsonArrayError, Tensor,
+    decode_array_expecting, decode_binary, element_count, encode_binary, DataType, Flat,
+    JsonArrayError, Tensor,
 };
 
 /// Header giving the JSON part's length when binary tensors follow it.
@@ -155,7 +156,8 @@ fn decode_json(
             }
             (None, Some(raw)) => {
                 let text = texts.text(raw.get())?;
-                let array = decode_array(text, dtype).map_err(|e| match e {
+                let array = decode_array_expecting(text, dtype, element_count(&shape));
+                let array = array.map_err(|e| match e {
                     JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
                     JsonArrayError::Element(e) => format!("input '{name}': {e}"),
                 })?;

@@ -2,7 +2,7 @@ use super::*;
 
 fn walk_f64(s: &str) -> Option<(Vec<usize>, Vec<f64>)> {
     let mut out = Vec::new();
-    walk::<f64>(s, &mut out).map(|shape| (shape, out))
+    walk::<f64>(s.as_bytes(), &mut out).map(|shape| (shape, out))
 }
 
 #[test]
@@ -29,18 +29,18 @@ fn numbers_follow_the_json_grammar() {
 fn integers_convert_like_the_serde_path() {
     let mut out = Vec::new();
     assert_eq!(
-        walk::<i64>("[-9223372036854775808, 3.0]", &mut out),
+        walk::<i64>(b"[-9223372036854775808, 3.0]", &mut out),
         Some(vec![2])
     );
     assert_eq!(out, vec![i64::MIN, 3]);
-    assert!(walk::<i64>("[-18446744073709551617]", &mut Vec::new()).is_none());
-    assert!(walk::<u8>("[256]", &mut Vec::new()).is_none());
+    assert!(walk::<i64>(b"[-18446744073709551617]", &mut Vec::new()).is_none());
+    assert!(walk::<u8>(b"[256]", &mut Vec::new()).is_none());
     let mut out = Vec::new();
-    assert!(walk::<u64>("[18446744073709551615]", &mut out).is_some());
+    assert!(walk::<u64>(b"[18446744073709551615]", &mut out).is_some());
     assert_eq!(out, vec![u64::MAX]);
-    assert!(walk::<f32>("[true]", &mut Vec::new()).is_none());
+    assert!(walk::<f32>(b"[true]", &mut Vec::new()).is_none());
     let mut out = Vec::new();
-    assert!(walk::<bool>("[true, 0, 1, false]", &mut out).is_some());
+    assert!(walk::<bool>(b"[true, 0, 1, false]", &mut out).is_some());
     assert_eq!(out, vec![true, false, true, false]);
 }
 
@@ -68,6 +68,6 @@ fn shapes_and_ragged_nesting() {
 #[test]
 fn f32_narrows_from_f64_like_the_serde_path() {
     let mut out = Vec::new();
-    walk::<f32>("[0.1, 16777217, 1e39, -3.4028235e38]", &mut out).unwrap();
+    walk::<f32>(b"[0.1, 16777217, 1e39, -3.4028235e38]", &mut out).unwrap();
     assert_eq!(out, vec![0.1f32, 16777216.0, f32::INFINITY, f32::MIN]);
 }
