@@ -243,13 +243,14 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
 #[inline(always)]
 fn fraction_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
     let (high, k) = leading_digits(b, i)?;
-    if k < 8 {
-        return Some((high, k));
-    }
-    let (low, k) = leading_digits(b, i + 8)?;
-    let v = high * POW10_INT[k] + low;
-    if k < 8 {
-        return Some((v, 8 + k));
+    let (low, more) = leading_digits(b, i + 8)?;
+    // Whether the first eight bytes are all digits is a coin toss for shortest-form f32
+    // literals (seven or eight digits after the point): selects, no branch.
+    let full = k == 8;
+    let more = if full { more } else { 0 };
+    let v = if full { high * POW10_INT[more] + low } else { high };
+    if more < 8 {
+        return Some((v, k + more));
     }
     match *b.get(i + 16..i + 18)? {
         [d @ b'0'..=b'9', next] if !next.is_ascii_digit() => {
