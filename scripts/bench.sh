@@ -24,6 +24,10 @@
 #      best ceiling over JSON, >= 0.9 x over binary). Then the same row counts over gRPC
 #      and HTTP binary with Triton's perf_analyzer (scripts/perf-analyzer.sh, a separate
 #      `mlpserve` process; its infer/s are rows/s): compare with the ceiling printed above.
+#   e  gRPC vs HTTP at batch 1: finalmlp_ctr over gRPC (raw tensors), HTTP binary and V2
+#      JSON at 1, 16 and 64 clients, the bench's own lean client for both protocols (an
+#      HTTP/2 client on the h2 crate against its HTTP/1.1 one), two alternating rounds;
+#      compare req/s, p50 and the server's CPU per request (target: gRPC >= HTTP)
 # The load generator runs on the same machine as the server; read the "cores used" column.
 set -euo pipefail
 
@@ -32,7 +36,7 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CEILING_DURATION="${CEILING_DURATION:-3s}"
-scenarios="${*:-a b c d}"
+scenarios="${*:-a b c d e}"
 
 scripts/fetch-onnxruntime.sh
 cargo build --release --quiet -p mlpserve-bench
@@ -93,8 +97,18 @@ for s in $scenarios; do
         echo
       done
       ;;
+    e)
+      for round in 1 2; do
+        for api in "--api grpc" "--api v2 --binary" "--api v2"; do
+          echo "== (e) gRPC vs HTTP, round $round: finalmlp_ctr, 1 row per request, $api"
+          "$bin" --model-repository models --model finalmlp_ctr --rows 1 $api \
+            --concurrency 1,16,64 "${common[@]}"
+          echo
+        done
+      done
+      ;;
     *)
-      echo "unknown scenario '$s' (expected a, b, c or d)" >&2
+      echo "unknown scenario '$s' (expected a, b, c, d or e)" >&2
       exit 2
       ;;
   esac

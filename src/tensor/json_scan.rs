@@ -248,7 +248,11 @@ fn fraction_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
     // literals (seven or eight digits after the point): selects, no branch.
     let full = k == 8;
     let more = if full { more } else { 0 };
-    let v = if full { high * POW10_INT[more] + low } else { high };
+    let v = if full {
+        high * POW10_INT[more] + low
+    } else {
+        high
+    };
     if more < 8 {
         return Some((v, k + more));
     }

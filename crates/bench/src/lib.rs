@@ -1,9 +1,11 @@
-//! `mlpserve-bench`: closed-loop HTTP load against a server (one started in-process with
-//! `--model-repository`, or a running one at `--url`) at several concurrency levels, and
-//! optionally the in-process ORT ceiling for the same model file, so one run reports the
-//! server's throughput, latency and batching next to what bare `session.run` achieves.
+//! `mlpserve-bench`: closed-loop HTTP or gRPC load against a server (one started
+//! in-process with `--model-repository`, or a running one at `--url`) at several
+//! concurrency levels, and optionally the in-process ORT ceiling for the same model file,
+//! so one run reports the server's throughput, latency and batching next to what bare
+//! `session.run` achieves.
 //!
-//! Layout: `payload` builds the request once, `load` drives the clients, `server` starts
+//! Layout: `payload` builds the request once, `load` drives the clients (`grpc` is their
+//! HTTP/2 side), `server` starts
 //! the server and reads its counters, `cpu` splits CPU time by thread role, `ceiling` runs
 //! ORT directly, `report` prints. Nothing here changes how the server serves.
 //!
@@ -13,6 +15,7 @@
 mod ceiling;
 mod cpu;
 mod floor;
+mod grpc;
 mod load;
 mod payload;
 mod report;
@@ -31,6 +34,9 @@ use shared::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
 /// in-process). Every `mlpserve::` path of this crate is in these lines, so a move inside
 /// the server crate is one edit here.
 mod shared {
+    pub use mlpserve::api::grpc::proto::{
+        model_infer_request::InferInputTensor, ModelInferRequest,
+    };
     pub use mlpserve::api::http::v2_codec;
     pub use mlpserve::config::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
     pub use mlpserve::runtime::{build_session, read_spec, Runtime, SessionOptions};
@@ -76,6 +82,10 @@ pub struct BenchArgs {
     /// Which API to call.
     #[arg(long, value_enum, default_value = "v2")]
     pub api: Api,
+    /// `host:port` of an external server's gRPC port, for --api grpc (an in-process
+    /// server's own port is used with --model-repository).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub grpc_addr: String,
     /// Request body file: a V2 infer body (--api v2) or a /predict body (--api predict).
     /// Without it a random request of --rows rows is built from the model's V2 metadata.
     #[arg(long)]
@@ -207,6 +217,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         Some(s) => format!("http://{}", s.addr),
         None => args.url.trim_end_matches('/').to_string(),
     };
+    let grpc_addr = match &in_process {
+        Some(s) => s
+            .grpc_addr
+            .clone()
+            .ok_or("the in-process server has no gRPC port")?,
+        None => args.grpc_addr.clone(),
+    };
     let ceiling = if args.ceiling {
         Some(ceiling_config(&args, in_process.as_ref())?)
     } else {
@@ -223,7 +240,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .spawn(move || {
             let _ = tx.send(client_side(
                 client_args,
-                client_base,
+                Endpoints {
+                    base: client_base,
+                    grpc_addr,
+                },
                 ceiling,
                 server_runtime,
             ));
@@ -298,7 +318,7 @@ fn ceiling_config(
 /// how much the machine's speed drifted during the run.
 fn client_side(
     args: BenchArgs,
-    base: String,
+    endpoints: Endpoints,
     ceiling: Option<ceiling::CeilingConfig>,
     server_runtime: tokio::runtime::Handle,
 ) -> Result<Measured, String> {
@@ -315,7 +335,7 @@ fn client_side(
     }
     .map_err(|e| format!("cannot start the load generator runtime: {e}"))?;
     let before = ceiling.as_ref().map(ceiling::measure);
-    let (payload, levels, floor) = rt.block_on(levels(&args, &base, &server_runtime))?;
+    let (payload, levels, floor) = rt.block_on(levels(&args, &endpoints, &server_runtime))?;
     drop(rt);
     let after = ceiling.as_ref().map(ceiling::measure);
     let ceiling = before.zip(after).map(|(a, b)| ceiling::combine(a?, b?));
@@ -329,11 +349,19 @@ fn client_side(
 
 type Levels = (payload::Payload, Vec<LevelReport>, Vec<LevelReport>);
 
+/// Where the server listens: the HTTP base URL (metadata, counters, HTTP load) and the
+/// gRPC port's `host:port` (`--api grpc`).
+struct Endpoints {
+    base: String,
+    grpc_addr: String,
+}
+
 async fn levels(
     args: &BenchArgs,
-    base: &str,
+    endpoints: &Endpoints,
     server_runtime: &tokio::runtime::Handle,
 ) -> Result<Levels, String> {
+    let base = endpoints.base.as_str();
     let http = reqwest::Client::new();
     let version = args.model_version.as_deref();
     let payload = match &args.payload {
@@ -363,8 +391,11 @@ async fn levels(
     if url.scheme() != "http" {
         return Err(format!("--url {base}: only http:// is supported"));
     }
-    let addr = format!("{host}:{port}");
-    let request = Arc::new(load::request_bytes(&payload, &addr));
+    let addr = match payload.api {
+        Api::Grpc => endpoints.grpc_addr.clone(),
+        Api::V2 | Api::Predict => format!("{host}:{port}"),
+    };
+    let request = Arc::new(load::Request::new(&payload, &addr));
     check_once(&addr, &request).await?;
     let reports = run_levels(args, &http, base, &addr, &request, payload.rows).await?;
     let mut floor_reports = Vec::new();
@@ -375,7 +406,7 @@ async fn levels(
         let canned = floor::capture(&http, base, &payload).await?;
         let floor_addr = floor::start(server_runtime, canned)?;
         let floor_base = format!("http://{floor_addr}");
-        let request = Arc::new(load::request_bytes(&payload, &floor_addr));
+        let request = Arc::new(load::Request::new(&payload, &floor_addr));
         check_once(&floor_addr, &request).await?;
         floor_reports = run_levels(
             args,
@@ -396,7 +427,7 @@ async fn run_levels(
     http: &reqwest::Client,
     base: &str,
     addr: &str,
-    request: &Arc<Vec<u8>>,
+    request: &Arc<load::Request>,
     rows: usize,
 ) -> Result<Vec<LevelReport>, String> {
     let mut reports = Vec::with_capacity(args.concurrency.len());
@@ -448,7 +479,7 @@ async fn run_levels(
 }
 
 /// Sends the request once so a bad payload fails fast with the server's message.
-async fn check_once(addr: &str, request: &[u8]) -> Result<(), String> {
+async fn check_once(addr: &str, request: &load::Request) -> Result<(), String> {
     load::probe(addr, request)
         .await
         .map_err(|e| format!("the first request failed: {e}"))

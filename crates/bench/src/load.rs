@@ -3,6 +3,7 @@
 //! It speaks just enough HTTP/1.1 (one request in flight per connection, responses framed
 //! by `Content-Length`) to keep its own CPU cost far below the server's on a shared
 //! machine. Latency is client-side: from writing the request to reading the last byte.
+//! With `--api grpc` each client holds an HTTP/2 connection instead (see `grpc`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::payload::Payload;
+use super::grpc;
+use super::payload::{Api, Payload};
 
 /// One load level.
 #[derive(Debug, Clone)]
@@ -35,6 +37,61 @@ pub struct LevelResult {
     /// `x-compute-time-us` headers: batch queue, ORT worker (assemble, run, split), rest.
     pub split: Split,
     pub window: Duration,
+}
+
+/// A request as the clients send it, built once.
+pub enum Request {
+    /// The whole HTTP/1.1 request, head and body.
+    Http1(Vec<u8>),
+    /// A gRPC call: method path and length-prefixed message.
+    Grpc { path: String, message: bytes::Bytes },
+}
+
+impl Request {
+    /// `payload` for a server at `addr` (`host:port`).
+    pub fn new(payload: &Payload, addr: &str) -> Request {
+        match payload.api {
+            Api::Grpc => Request::Grpc {
+                path: payload.path.clone(),
+                message: bytes::Bytes::from(payload.body.clone()),
+            },
+            Api::V2 | Api::Predict => Request::Http1(request_bytes(payload, addr)),
+        }
+    }
+}
+
+/// An open connection of the kind its request needs.
+enum Connection {
+    Http1(TcpStream),
+    Grpc(grpc::Channel),
+}
+
+impl Connection {
+    async fn open(addr: &str, request: &Request) -> Result<Connection, Failure> {
+        Ok(match request {
+            Request::Http1(_) => Connection::Http1(connect_tcp(addr).await?),
+            Request::Grpc { path, .. } => Connection::Grpc(grpc::connect(addr, path).await?),
+        })
+    }
+
+    /// One request and its whole response; the server's timing headers where it sent them.
+    async fn exchange(
+        &mut self,
+        request: &Request,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<ServerTimes>, Failure> {
+        match (self, request) {
+            (Connection::Http1(stream), Request::Http1(bytes)) => {
+                exchange(stream, bytes, buf).await
+            }
+            (Connection::Grpc(channel), Request::Grpc { message, .. }) => {
+                grpc::call(channel, message).await.map(|()| None)
+            }
+            _ => Err(Failure::fatal(
+                "connection and request kinds differ".to_string(),
+            )),
+        }
+    }
 }
 
 /// The request as bytes on the wire, built once.
@@ -103,7 +160,7 @@ fn new_histogram() -> Histogram<u64> {
 
 /// Runs one level: `concurrency` clients for `warmup + duration`. Only requests completed
 /// inside the measured window count (completion time decides, so the count is unbiased).
-pub async fn run_level(config: &LevelConfig, request: Arc<Vec<u8>>) -> LevelResult {
+pub async fn run_level(config: &LevelConfig, request: Arc<Request>) -> LevelResult {
     let start = Instant::now();
     let from = start + config.warmup;
     let until = from + config.duration;
@@ -144,7 +201,7 @@ pub async fn run_level(config: &LevelConfig, request: Arc<Vec<u8>>) -> LevelResu
     total
 }
 
-async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Instant) -> LevelResult {
+async fn client(addr: String, request: Arc<Request>, from: Instant, until: Instant) -> LevelResult {
     let mut result = LevelResult {
         ok: 0,
         errors: 0,
@@ -153,7 +210,7 @@ async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Insta
         split: Split::new(),
         window: until - from,
     };
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Connection> = None;
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
         let sent = Instant::now();
@@ -161,12 +218,9 @@ async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Insta
             break;
         }
         let outcome = match conn.as_mut() {
-            Some(stream) => exchange(stream, &request, &mut buf).await,
-            None => match connect(&addr).await {
-                Ok(stream) => {
-                    let stream = conn.insert(stream);
-                    exchange(stream, &request, &mut buf).await
-                }
+            Some(open) => open.exchange(&request, &mut buf).await,
+            None => match Connection::open(&addr, &request).await {
+                Ok(open) => conn.insert(open).exchange(&request, &mut buf).await,
                 Err(e) => Err(e),
             },
         };
@@ -199,15 +253,18 @@ async fn client(addr: String, request: Arc<Vec<u8>>, from: Instant, until: Insta
 }
 
 /// One request on a fresh connection; the error says what went wrong.
-pub async fn probe(addr: &str, request: &[u8]) -> Result<(), String> {
-    let mut stream = connect(addr).await.map_err(|e| e.message)?;
-    exchange(&mut stream, request, &mut Vec::new())
+pub async fn probe(addr: &str, request: &Request) -> Result<(), String> {
+    let mut conn = Connection::open(addr, request)
+        .await
+        .map_err(|e| e.message)?;
+    conn.exchange(request, &mut Vec::new())
         .await
         .map(drop)
         .map_err(|e| e.message)
 }
 
-async fn connect(addr: &str) -> Result<TcpStream, Failure> {
+/// A TCP connection to `addr` with Nagle's algorithm off, as every client wants.
+pub async fn connect_tcp(addr: &str) -> Result<TcpStream, Failure> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| Failure::fatal(format!("cannot connect to {addr}: {e}")))?;
@@ -218,16 +275,24 @@ async fn connect(addr: &str) -> Result<TcpStream, Failure> {
 }
 
 /// A failed exchange; `fatal` = the connection is unusable and must be reopened.
-struct Failure {
+pub struct Failure {
     message: String,
     fatal: bool,
 }
 
 impl Failure {
-    fn fatal(message: String) -> Failure {
+    pub fn fatal(message: String) -> Failure {
         Failure {
             message,
             fatal: true,
+        }
+    }
+
+    /// An error answer on a connection that stays usable.
+    pub fn kept(message: String) -> Failure {
+        Failure {
+            message,
+            fatal: false,
         }
     }
 }
@@ -382,6 +447,7 @@ mod tests {
     #[test]
     fn request_carries_lengths() {
         let p = Payload {
+            api: Api::V2,
             path: "/p".into(),
             body: b"{}xy".to_vec(),
             content_type: "application/octet-stream",

@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "mlpserve-bench",
     version,
-    about = "Closed-loop HTTP load test against an mlpserve server, plus the in-process ORT ceiling"
+    about = "Closed-loop HTTP or gRPC load test against an mlpserve server, plus the in-process ORT ceiling"
 )]
 struct Cli {
     #[command(flatten)]

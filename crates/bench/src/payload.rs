@@ -5,8 +5,10 @@
 
 use serde_json::{json, Value};
 
+use crate::grpc;
 use crate::shared::{
-    dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, JsonNumber, Nested, Tensor,
+    dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, InferInputTensor, JsonNumber,
+    ModelInferRequest, Nested, Tensor,
 };
 
 /// Which HTTP API the load uses.
@@ -16,6 +18,8 @@ pub enum Api {
     V2,
     /// `POST /predict` (nested arrays keyed by input name).
     Predict,
+    /// gRPC `ModelInfer` with raw tensor contents, on the server's gRPC port.
+    Grpc,
 }
 
 /// One input as the bench needs it: name, datatype and shape (`-1` = dynamic).
@@ -37,6 +41,7 @@ pub struct RandomSpec {
 /// A ready-to-send request body.
 #[derive(Debug, Clone)]
 pub struct Payload {
+    pub api: Api,
     /// Path (and query) to POST to, e.g. `/v2/models/m/infer`.
     pub path: String,
     pub body: Vec<u8>,
@@ -156,9 +161,18 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
     let encode =
         |v: &Value| serde_json::to_vec(v).map_err(|e| format!("cannot encode the payload: {e}"));
     match (api, binary) {
-        (Api::Predict, true) => {
-            Err("--binary needs --api v2 (/predict speaks JSON only)".to_string())
-        }
+        (Api::Predict | Api::Grpc, true) => Err(
+            "--binary needs --api v2 (/predict speaks JSON only; gRPC always sends raw tensors)"
+                .to_string(),
+        ),
+        (Api::Grpc, false) => Ok(Payload {
+            api,
+            path: grpc::MODEL_INFER.to_string(),
+            body: grpc::frame(&model_infer_request(model, version, &tensors)),
+            content_type: "application/grpc",
+            json_len: None,
+            rows,
+        }),
         (Api::Predict, false) => {
             let mut named = serde_json::Map::new();
             for (desc, t) in &tensors {
@@ -174,6 +188,7 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
                 body["version"] = json!(v);
             }
             Ok(Payload {
+                api,
                 path: "/predict".into(),
                 body: encode(&body)?,
                 content_type: "application/json",
@@ -188,6 +203,7 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
                 .collect();
             let body = encode(&json!({ "inputs": inputs }))?;
             Ok(Payload {
+                api,
                 path: v2_path(model, version),
                 body,
                 content_type: "application/json",
@@ -211,6 +227,7 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
             let json_len = body.len();
             body.extend_from_slice(&bytes);
             Ok(Payload {
+                api,
                 path: v2_path(model, version),
                 body,
                 content_type: "application/octet-stream",
@@ -221,6 +238,33 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
     }
 }
 
+/// The serialised `ModelInferRequest` for `tensors`, each input's bytes in
+/// `raw_input_contents` (what tritonclient and perf_analyzer send).
+fn model_infer_request(
+    model: &str,
+    version: Option<&str>,
+    tensors: &[(&InputDesc, Tensor)],
+) -> Vec<u8> {
+    use prost::Message;
+    let mut request = ModelInferRequest {
+        model_name: model.to_string(),
+        model_version: version.unwrap_or_default().to_string(),
+        ..ModelInferRequest::default()
+    };
+    for (desc, t) in tensors {
+        request.inputs.push(InferInputTensor {
+            name: desc.name.clone(),
+            datatype: desc.dtype.name().to_string(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            ..InferInputTensor::default()
+        });
+        let mut bytes = Vec::new();
+        encode_binary(t, &mut bytes);
+        request.raw_input_contents.push(bytes.into());
+    }
+    request.encode_to_vec()
+}
+
 /// Reads a request body from `file`: a V2 infer body (`{"inputs": [...]}`) for `--api v2`,
 /// or a `/predict` body for `--api predict`. Rows are read from the first input.
 pub fn from_file(
@@ -229,12 +273,19 @@ pub fn from_file(
     model: &str,
     version: Option<&str>,
 ) -> Result<Payload, String> {
+    let (path, kind) = match api {
+        Api::V2 => (v2_path(model, version), "V2 infer"),
+        Api::Predict => ("/predict".to_string(), "/predict"),
+        Api::Grpc => {
+            return Err("--payload is a JSON body: use it with --api v2 or --api predict".into())
+        }
+    };
     let body =
         std::fs::read(file).map_err(|e| format!("cannot read payload {}: {e}", file.display()))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| format!("payload {} is not JSON: {e}", file.display()))?;
     let rows = match api {
-        Api::V2 => value["inputs"][0]["shape"][0].as_u64(),
+        Api::V2 | Api::Grpc => value["inputs"][0]["shape"][0].as_u64(),
         Api::Predict => match &value["inputs"] {
             Value::Array(rows) => Some(rows.len() as u64),
             Value::Object(named) => named
@@ -249,14 +300,11 @@ pub fn from_file(
         format!(
             "payload {} does not look like a {} body (cannot read the row count of its first input)",
             file.display(),
-            if api == Api::V2 { "V2 infer" } else { "/predict" }
+            kind
         )
     })?;
-    let path = match api {
-        Api::V2 => v2_path(model, version),
-        Api::Predict => "/predict".to_string(),
-    };
     Ok(Payload {
+        api,
         path,
         body,
         content_type: "application/json",

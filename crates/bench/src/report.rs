@@ -32,6 +32,7 @@ pub fn print(r: &Report<'_>) {
         (Api::Predict, _) => "/predict JSON",
         (Api::V2, true) => "v2 binary",
         (Api::V2, false) => "v2 JSON",
+        (Api::Grpc, _) => "gRPC raw tensors",
     };
     let server = match r.server {
         Some(c) => format!(

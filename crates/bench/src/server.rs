@@ -15,6 +15,8 @@ use crate::shared::{ServerArgs, ServerConfig};
 pub struct InProcess {
     /// `host:port` of its HTTP listener.
     pub addr: String,
+    /// `host:port` of its gRPC listener, when it has one.
+    pub grpc_addr: Option<String>,
     pub config: ServerConfig,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -36,12 +38,17 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
         .local_addr()
         .map_err(|e| e.to_string())?
         .to_string();
+    let grpc_addr = match &listeners.grpc {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.to_string()),
+        None => None,
+    };
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(crate::shared::run(config.clone(), listeners, async {
         let _ = stop_rx.await;
     }));
     let server = InProcess {
         addr,
+        grpc_addr,
         config,
         stop,
         task,

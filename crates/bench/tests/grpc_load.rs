@@ -1,0 +1,68 @@
+//! `--api grpc` end to end: the bench binary starts the real server in-process on the
+//! committed zoo and drives its gRPC port with its own HTTP/2 client. The first call must
+//! succeed (the bench stops with the server's status otherwise) and the level must count
+//! answers without errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bench(args: &[&str]) -> std::process::Output {
+    let root = root();
+    Command::new(env!("CARGO_BIN_EXE_mlpserve-bench"))
+        .args(["--model-repository", root.join("models").to_str().unwrap()])
+        .args([
+            "--ort-lib",
+            root.join(".onnxruntime/libonnxruntime.so")
+                .to_str()
+                .unwrap(),
+        ])
+        .args(["--model", "finalmlp_ctr", "--warmup", "100ms"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the bench binary runs")
+}
+
+#[test]
+fn grpc_load_counts_answered_calls() {
+    let out = bench(&["--api", "grpc", "--concurrency", "2", "--duration", "300ms"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("api gRPC raw tensors"), "{stdout}");
+    // The level line: clients, req/s, rows/s, p50, p90, p99, max, errors, ...
+    let level: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap_or_else(|| panic!("no level line in {stdout}"))
+        .split_whitespace()
+        .collect();
+    let answered: f64 = level[1].parse().unwrap();
+    assert!(answered > 0.0, "{stdout}");
+    assert_eq!(level[7], "0", "errors in {stdout}");
+}
+
+#[test]
+fn grpc_load_rejects_json_only_options() {
+    for (args, says) in [
+        (
+            &["--api", "grpc", "--binary"][..],
+            "--binary needs --api v2",
+        ),
+        (
+            &["--api", "grpc", "--payload", "Cargo.toml"][..],
+            "--payload is a JSON body",
+        ),
+    ] {
+        let out = bench(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{stderr}");
+    }
+}
