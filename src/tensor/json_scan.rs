@@ -131,8 +131,8 @@ impl Scan for f32 {
     fn scan_common(b: &[u8], i: usize) -> Option<(usize, Self)> {
         let (end, d) = plain_decimal(b, i)?;
         let v = d.mantissa_f64() / POW10[d.scale];
-        // Both tests without a branch: which one applies is a coin toss for 17-digit
-        // literals, and a mispredicted branch costs more than the second test.
+        // Exact when the mantissa fits 53 bits (Clinger); a longer one must stay clear of
+        // the midpoints between two f32s.
         if d.mantissa > 1 << 53 && !narrows_like_exact(v) {
             return None;
         }
@@ -237,9 +237,9 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
 
 /// The digits at `b[i..]`, up to seventeen (a 17-digit literal has sixteen or seventeen
 /// after `0.`): their value and count, or `None` for more, or when the text ends too soon.
-/// Each step's position is `i` plus a constant on the path the branch predictor follows,
-/// so the next number's bytes are read without waiting for this one's digit counts (the
-/// scan is bound by that chain of dependent reads, not by its instructions).
+/// Each step reads at `i` plus a constant, so the reads need not wait for the previous
+/// step's digit count (a loop advancing by each count took 1.03x the time on 17-digit
+/// literals).
 #[inline(always)]
 fn fraction_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
     let (high, k) = leading_digits(b, i)?;
