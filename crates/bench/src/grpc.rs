@@ -79,9 +79,11 @@ struct GrpcStatus {
 impl GrpcStatus {
     fn from_headers(headers: &http::HeaderMap) -> Option<GrpcStatus> {
         let code = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
+        // Percent-encoded on the wire (gRPC over HTTP/2).
         let message = headers
             .get("grpc-message")
             .and_then(|m| m.to_str().ok())
+            .map(|m| percent_encoding::percent_decode_str(m).decode_utf8_lossy())
             .unwrap_or_default()
             .chars()
             .take(300)
@@ -108,7 +110,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         assert_eq!(GrpcStatus::from_headers(&headers), None);
         headers.insert("grpc-status", "3".parse().unwrap());
-        headers.insert("grpc-message", "bad shape".parse().unwrap());
+        headers.insert("grpc-message", "bad%20shape".parse().unwrap());
         assert_eq!(
             GrpcStatus::from_headers(&headers),
             Some(GrpcStatus {
