@@ -389,4 +389,17 @@ mod tests {
             both_ways(&body).expect_err("invalid");
         }
     }
+
+    /// The declared shape only sizes the first buffer, capped by what the text can hold: a
+    /// client declaring 4·10^12 elements next to a few numbers gets the shape error, and
+    /// the server no 16 TB allocation (which would abort the process).
+    #[test]
+    fn a_declared_shape_cannot_make_the_decoder_allocate_more_than_the_text_holds() {
+        let huge = "[4000000000000]";
+        for data in ["[1.5, 2.5]".to_string(), data(300, None)] {
+            let body = format!(r#"{{"inputs":[{}]}}"#, input("x", "FP32", huge, &data));
+            let err = both_ways(&body).expect_err("shape and data disagree");
+            assert!(err.contains("input 'x'"), "{err}");
+        }
+    }
 }
