@@ -170,8 +170,8 @@ impl PlainDecimal {
     }
 
     /// `v` (not negative) with this literal's sign. A sign bit rather than a branch: signs
-    /// of feature values are as good as random, and a branch on them is mispredicted half
-    /// the time (callgrind's branch simulation: the costliest branch of the scan).
+    /// of feature values are as good as random, so a branch on them is mispredicted half
+    /// the time (0.98x / 0.89x the time on 17-digit / shortest literals).
     fn signed(self, v: f64) -> f64 {
         f64::from_bits(v.to_bits() | u64::from(self.negative) << 63)
     }
@@ -244,8 +244,10 @@ fn plain_decimal(b: &[u8], start: usize) -> Option<(usize, PlainDecimal)> {
 fn fraction_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
     let (high, k) = leading_digits(b, i)?;
     let (low, more) = leading_digits(b, i + 8)?;
-    // Whether the first eight bytes are all digits is a coin toss for shortest-form f32
-    // literals (seven or eight digits after the point): selects, no branch.
+    // How many of the first eight bytes are digits is a coin toss for shortest-form f32
+    // literals (seven or eight after the point). Written as selects, though the compiler
+    // still branches: 0.95x the time of a loop that read the second chunk only after a
+    // full first one, and the same early return written plainly took 1.12x.
     let full = k == 8;
     let more = if full { more } else { 0 };
     let v = if full {

@@ -5,9 +5,9 @@
 //! `session.run` achieves.
 //!
 //! Layout: `payload` builds the request once, `load` drives the clients (`grpc` is their
-//! HTTP/2 side), `server` starts
-//! the server and reads its counters, `cpu` splits CPU time by thread role, `ceiling` runs
-//! ORT directly, `report` prints. Nothing here changes how the server serves.
+//! HTTP/2 side), `server` starts the server and reads its counters, `cpu` splits CPU time
+//! by thread role, `ceiling` runs ORT directly, `report` prints. Nothing here changes how
+//! the server serves.
 //!
 //! A crate of its own so the server binary links neither this code nor its HTTP client and
 //! histogram dependencies; it reuses the server's library (see [`shared`]) rather than copies.
