@@ -36,7 +36,7 @@ pub use config::ServerConfig;
 /// Pre-bound listeners, so tests can bind `127.0.0.1:0` and read the ports back.
 pub struct Listeners {
     pub http: TcpListener,
-    pub grpc: Option<TcpListener>,
+    pub grpc: TcpListener,
     pub metrics: Option<TcpListener>,
 }
 
@@ -57,7 +57,7 @@ impl Listeners {
         };
         Ok(Listeners {
             http: bind("HTTP", "--http-port", config.http_port).await?,
-            grpc: Some(bind("gRPC", "--grpc-port", config.grpc_port).await?),
+            grpc: bind("gRPC", "--grpc-port", config.grpc_port).await?,
             metrics: match config.metrics_port {
                 Some(p) => Some(bind("metrics", "--metrics-port", p).await?),
                 None => None,
@@ -141,15 +141,13 @@ pub async fn run(
         transport.clone(),
         stopped(),
     ));
-    if let Some(l) = listeners.grpc {
-        tracing::info!(addr = %local(&l), scheme, "gRPC listening");
-        servers.spawn(api::grpc::serve(
-            l,
-            state.clone(),
-            transport.clone(),
-            stopped(),
-        ));
-    }
+    tracing::info!(addr = %local(&listeners.grpc), scheme, "gRPC listening");
+    servers.spawn(api::grpc::serve(
+        listeners.grpc,
+        state.clone(),
+        transport.clone(),
+        stopped(),
+    ));
     if let Some(l) = listeners.metrics {
         tracing::info!(addr = %local(&l), scheme, "metrics listening");
         servers.spawn(api::http::serve_metrics(

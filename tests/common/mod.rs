@@ -63,11 +63,7 @@ impl TestServer {
             rt.block_on(async move {
                 let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
                 let http = listeners.http.local_addr().map_err(|e| e.to_string())?;
-                let grpc = listeners
-                    .grpc
-                    .as_ref()
-                    .map(|l| l.local_addr().expect("bound"))
-                    .unwrap_or(http);
+                let grpc = listeners.grpc.local_addr().map_err(|e| e.to_string())?;
                 let _ = addr_tx.send((http, grpc));
                 mlpserve::run(config, listeners, async {
                     let _ = stop_rx.await;

@@ -218,10 +218,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         None => args.url.trim_end_matches('/').to_string(),
     };
     let grpc_addr = match &in_process {
-        Some(s) => s
-            .grpc_addr
-            .clone()
-            .ok_or("the in-process server has no gRPC port")?,
+        Some(s) => s.grpc_addr.clone(),
         None => args.grpc_addr.clone(),
     };
     let ceiling = if args.ceiling {

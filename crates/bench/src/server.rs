@@ -15,8 +15,8 @@ use crate::shared::{ServerArgs, ServerConfig};
 pub struct InProcess {
     /// `host:port` of its HTTP listener.
     pub addr: String,
-    /// `host:port` of its gRPC listener, when it has one.
-    pub grpc_addr: Option<String>,
+    /// `host:port` of its gRPC listener.
+    pub grpc_addr: String,
     pub config: ServerConfig,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -38,10 +38,11 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
         .local_addr()
         .map_err(|e| e.to_string())?
         .to_string();
-    let grpc_addr = match &listeners.grpc {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.to_string()),
-        None => None,
-    };
+    let grpc_addr = listeners
+        .grpc
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(crate::shared::run(config.clone(), listeners, async {
         let _ = stop_rx.await;
