@@ -42,7 +42,7 @@ pub struct LevelResult {
 /// A request as the clients send it, built once.
 pub enum Request {
     /// The whole HTTP/1.1 request, head and body.
-    Http1(Vec<u8>),
+    Http1(bytes::Bytes),
     /// A gRPC call: method path and length-prefixed message.
     Grpc { path: String, message: bytes::Bytes },
 }
@@ -55,41 +55,45 @@ impl Request {
                 path: payload.path.clone(),
                 message: bytes::Bytes::from(payload.body.clone()),
             },
-            Api::V2 | Api::Predict => Request::Http1(request_bytes(payload, addr)),
+            Api::V2 | Api::Predict => Request::Http1(request_bytes(payload, addr).into()),
         }
     }
 }
 
-/// An open connection of the kind its request needs.
+/// An open connection of the kind its request needs, holding the request it sends (the
+/// bytes are shared, not copied).
 enum Connection {
-    Http1(TcpStream),
-    Grpc(grpc::Channel),
+    Http1 {
+        stream: TcpStream,
+        request: bytes::Bytes,
+    },
+    Grpc {
+        channel: grpc::Channel,
+        message: bytes::Bytes,
+    },
 }
 
 impl Connection {
     async fn open(addr: &str, request: &Request) -> Result<Connection, Failure> {
         Ok(match request {
-            Request::Http1(_) => Connection::Http1(connect_tcp(addr).await?),
-            Request::Grpc { path, .. } => Connection::Grpc(grpc::connect(addr, path).await?),
+            Request::Http1(bytes) => Connection::Http1 {
+                stream: connect_tcp(addr).await?,
+                request: bytes.clone(),
+            },
+            Request::Grpc { path, message } => Connection::Grpc {
+                channel: grpc::connect(addr, path).await?,
+                message: message.clone(),
+            },
         })
     }
 
-    /// One request and its whole response; the server's timing headers where it sent them.
-    async fn exchange(
-        &mut self,
-        request: &Request,
-        buf: &mut Vec<u8>,
-    ) -> Result<Option<ServerTimes>, Failure> {
-        match (self, request) {
-            (Connection::Http1(stream), Request::Http1(bytes)) => {
-                exchange(stream, bytes, buf).await
-            }
-            (Connection::Grpc(channel), Request::Grpc { message, .. }) => {
+    /// Its request and the whole response; the server's timing headers where it sent them.
+    async fn exchange(&mut self, buf: &mut Vec<u8>) -> Result<Option<ServerTimes>, Failure> {
+        match self {
+            Connection::Http1 { stream, request } => exchange(stream, request, buf).await,
+            Connection::Grpc { channel, message } => {
                 grpc::call(channel, message).await.map(|()| None)
             }
-            _ => Err(Failure::fatal(
-                "connection and request kinds differ".to_string(),
-            )),
         }
     }
 }
@@ -218,9 +222,9 @@ async fn client(addr: String, request: Arc<Request>, from: Instant, until: Insta
             break;
         }
         let outcome = match conn.as_mut() {
-            Some(open) => open.exchange(&request, &mut buf).await,
+            Some(open) => open.exchange(&mut buf).await,
             None => match Connection::open(&addr, &request).await {
-                Ok(open) => conn.insert(open).exchange(&request, &mut buf).await,
+                Ok(open) => conn.insert(open).exchange(&mut buf).await,
                 Err(e) => Err(e),
             },
         };
@@ -257,7 +261,7 @@ pub async fn probe(addr: &str, request: &Request) -> Result<(), String> {
     let mut conn = Connection::open(addr, request)
         .await
         .map_err(|e| e.message)?;
-    conn.exchange(request, &mut Vec::new())
+    conn.exchange(&mut Vec::new())
         .await
         .map(drop)
         .map_err(|e| e.message)
