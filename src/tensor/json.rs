@@ -45,10 +45,11 @@ pub fn decode_array(
 /// which saves counting them first. Only the buffer's first size: the text decides, and
 /// the size is capped by what the text can hold, whatever a client declares.
 pub fn decode_array_expecting(
-    text: &[u8],
+    text: &(impl AsRef<[u8]> + ?Sized),
     dtype: DataType,
     expected: usize,
 ) -> Result<JsonArray, JsonArrayError> {
+    let text = text.as_ref();
     // Every element but the last takes a digit and a comma.
     decode_array_sized(text, dtype, expected.min(text.len() / 2 + 1))
 }
