@@ -4,8 +4,8 @@
 # requests; 1 and 64 clients; several zoo models), the profile it writes at shutdown is
 # merged, and the release build is repeated with it. Output: target/pgo/release/mlpserve
 # (`MLPSERVE_RELEASE_BIN=target/pgo/release/mlpserve scripts/image.sh` packs it).
-# Measured gain and method: scripts/BENCHMARKS.md, seventh round. About 15 minutes on two
-# cores (two LTO builds).
+# Measured gain and method: scripts/BENCHMARKS.md, seventh round. About 17 minutes on two
+# cores (two LTO builds of the server, a debug build of the bench, ~2 minutes of load).
 #
 # Needs an llvm-profdata that reads this rustc's raw profiles: rustup's llvm-tools
 # component, or a system LLVM close to rustc's (`rustc -vV` names it; Debian's llvm-19
@@ -35,12 +35,19 @@ target/pgo-gen/release/mlpserve serve --model-repository models --host 127.0.0.1
   --http-port "$port" --grpc-port "$((port + 1))" --log-level warn &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
+ready=false
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
   sleep 0.2
+  # A server that failed to start (the port taken, say) has said why above; it is gone
+  # or a zombie until waited for. Checked first, so another process on the port is never
+  # taken for it.
+  [[ "$(ps -o stat= -p "$server" 2>/dev/null)" == [^Z]* ]] || break
+  if curl -sf --max-time 2 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; then
+    ready=true
+    break
+  fi
 done
-curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null \
-  || { echo "the instrumented server did not become ready" >&2; exit 1; }
+$ready || { echo "the instrumented server did not become ready" >&2; exit 1; }
 train() {
   "$bench" --url "http://127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 1))" \
     --duration "${seconds}s" --warmup 1s "$@" >/dev/null
