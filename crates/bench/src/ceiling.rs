@@ -41,6 +41,10 @@ pub struct CeilingPoint {
     /// server at low load, whose thread sleeps between requests (on a VM the first run
     /// after a sleep pays for cold caches and a halted vCPU).
     pub idle_p50_us: f64,
+    /// The same after a gap the thread spends spinning (the vCPU never halts): tells the
+    /// cost of the halt from that of the time that passed (other work on the host's
+    /// shared caches).
+    pub spin_p50_us: f64,
     /// Cores the process used while measuring (1.0 = one core, as intra_op_threads 1
     /// should get; less means the machine was busy with something else).
     pub cores: f64,
@@ -71,6 +75,7 @@ pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<Ceiling
                 p50_us: (a.p50_us + b.p50_us) / 2.0,
                 p99_us: a.p99_us.max(b.p99_us),
                 idle_p50_us: (a.idle_p50_us + b.idle_p50_us) / 2.0,
+                spin_p50_us: (a.spin_p50_us + b.spin_p50_us) / 2.0,
                 cores: (a.cores + b.cores) / 2.0,
                 drift: (b.rows_per_s - a.rows_per_s) / mean.max(1e-9),
             }
@@ -146,6 +151,7 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
         let wall = elapsed.as_secs_f64();
         let mut idle = Histogram::<u64>::new_with_bounds(100, 600_000_000_000, 3)
             .map_err(|e| format!("histogram: {e}"))?;
+        let mut spin = idle.clone();
         let idle_start = Instant::now();
         while idle.len() < 3
             || (idle.len() < IDLE_RUNS && idle_start.elapsed() < config.duration / 2)
@@ -153,6 +159,12 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             std::thread::sleep(IDLE_GAP);
             let took = run()?;
             let _ = idle.record(took.as_nanos() as u64);
+            let gap = Instant::now();
+            while gap.elapsed() < IDLE_GAP {
+                std::hint::spin_loop();
+            }
+            let took = run()?;
+            let _ = spin.record(took.as_nanos() as u64);
         }
         points.push(CeilingPoint {
             batch,
@@ -161,6 +173,7 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             p50_us: latency.value_at_quantile(0.5) as f64 / 1e3,
             p99_us: latency.value_at_quantile(0.99) as f64 / 1e3,
             idle_p50_us: idle.value_at_quantile(0.5) as f64 / 1e3,
+            spin_p50_us: spin.value_at_quantile(0.5) as f64 / 1e3,
             cores,
             drift: 0.0,
         });
@@ -180,6 +193,7 @@ mod tests {
             p50_us: 1.0,
             p99_us: 2.0,
             idle_p50_us: 1.0,
+            spin_p50_us: 1.0,
             cores: 1.0,
             drift: 0.0,
         }

@@ -201,6 +201,11 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
             bare.idle_p50_us / bare.p50_us.max(1e-9),
             p50_us - bare.idle_p50_us
         );
+        println!(
+            "  the same gap spent spinning (the vCPU never halts): p50 {:.1} µs = {:.2} x back-to-back (above 1 x: the time since the last run costs too, not only the halt)",
+            bare.spin_p50_us,
+            bare.spin_p50_us / bare.p50_us.max(1e-9),
+        );
         if let Some(decode) = body_decode_us(r) {
             println!(
                 "  decoding this request body in-process takes {decode:.1} µs: target p50 <= bare run + decode + 100 = {:.1} µs (server p50 {p50_us:.1} µs)",
@@ -309,6 +314,7 @@ mod tests {
             p50_us: 0.0,
             p99_us: 0.0,
             idle_p50_us: 0.0,
+            spin_p50_us: 0.0,
             cores: 1.0,
             drift: 0.0,
         }
