@@ -33,16 +33,9 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
     let listeners = crate::shared::Listeners::bind(&config)
         .await
         .map_err(|e| format!("cannot bind: {e}"))?;
-    let addr = listeners
-        .http
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let grpc_addr = listeners
-        .grpc
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
+    let address = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string());
+    let addr = address(&listeners.http).map_err(|e| e.to_string())?;
+    let grpc_addr = address(&listeners.grpc).map_err(|e| e.to_string())?;
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(crate::shared::run(config.clone(), listeners, async {
         let _ = stop_rx.await;
