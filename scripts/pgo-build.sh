@@ -4,8 +4,8 @@
 # requests; 1 and 64 clients; several zoo models), the profile it writes at shutdown is
 # merged, and the release build is repeated with it. Output: target/pgo/release/mlpserve
 # (`MLPSERVE_RELEASE_BIN=target/pgo/release/mlpserve scripts/image.sh` packs it).
-# Measured gain and method: scripts/BENCHMARKS.md, seventh round. About 17 minutes on two
-# cores (two LTO builds of the server, a debug build of the bench, ~2 minutes of load).
+# Measured gain and method: scripts/BENCHMARKS.md, seventh and eighth rounds. 15–18 minutes
+# on two cores (two LTO builds of the server, a debug build of the bench, ~2 minutes of load).
 #
 # Needs an llvm-profdata that reads this rustc's raw profiles: rustup's llvm-tools
 # component, or a system LLVM close to rustc's (`rustc -vV` names it; Debian's llvm-19
@@ -23,15 +23,19 @@ merged="$PWD/target/pgo-raw/merged.profdata"
 scripts/fetch-onnxruntime.sh
 rm -rf "$raw" && mkdir -p "$raw"
 
+# Builds name the host as --target so RUSTFLAGS reach the server's crates only: build scripts
+# and proc macros stay uninstrumented and write no profiles of their own into $raw.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+
 echo "== instrumented build (target/pgo-gen)"
 RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-gen \
-  cargo build --release --locked --quiet --bin mlpserve
+  cargo build --release --locked --quiet --bin mlpserve --target "$host"
 echo "== load generator (debug build: its speed does not matter here)"
 cargo build --locked --quiet -p mlpserve-bench
 bench=target/debug/mlpserve-bench
 
 echo "== training load"
-target/pgo-gen/release/mlpserve serve --model-repository models --host 127.0.0.1 \
+"target/pgo-gen/$host/release/mlpserve" serve --model-repository models --host 127.0.0.1 \
   --http-port "$port" --grpc-port "$((port + 1))" --log-level warn &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
@@ -67,7 +71,7 @@ wait "$server" || true
 trap - EXIT
 
 echo "== merging the profile"
-sysroot_tool="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata"
+sysroot_tool="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
 candidates=("${LLVM_PROFDATA:-}" "$sysroot_tool" "llvm-profdata-$llvm_major"
   $(ls -d /usr/lib/llvm-*/bin/llvm-profdata 2>/dev/null | sort -V -r) llvm-profdata)
@@ -89,5 +93,6 @@ echo "merged with $tool"
 
 echo "== optimised build with the profile (target/pgo)"
 RUSTFLAGS="-Cprofile-use=$merged" CARGO_TARGET_DIR=target/pgo \
-  cargo build --release --locked --quiet --bin mlpserve
+  cargo build --release --locked --quiet --bin mlpserve --target "$host"
+install -D "target/pgo/$host/release/mlpserve" target/pgo/release/mlpserve
 echo "done: target/pgo/release/mlpserve"
