@@ -27,17 +27,8 @@ PORT=${ATTACK_PORT:-18600}
 "$BIN" serve --model-repository "$REPO" --host 127.0.0.1 --http-port "$PORT" --grpc-port $((PORT + 1)) \
   --log-level warn ${ATTACK_SERVER_ARGS:-} >"$REPO/server.log" 2>&1 &
 PID=$!
-# Ready, or stop at once when the server has exited (its port taken, say) rather than
-# attacking whatever else answers there; each probe is bounded.
-ready=false
-for _ in $(seq 600); do
-  kill -0 "$PID" 2>/dev/null || break
-  if curl -fs --max-time 2 "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null 2>&1; then
-    ready=true
-    break
-  fi
-  sleep 0.1
-done
-$ready || { echo "the server did not become ready:" >&2; tail -20 "$REPO/server.log" >&2; exit 1; }
+source scripts/wait-ready.sh
+wait_ready "$PID" "http://127.0.0.1:$PORT/v2/health/ready" ||
+  { echo "the server did not become ready:" >&2; tail -20 "$REPO/server.log" >&2; exit 1; }
 echo "binary: $BIN ($(nproc) cores)"
 python3 scripts/attack.py "$PORT" "$PID"

@@ -39,19 +39,9 @@ echo "== training load"
   --http-port "$port" --grpc-port "$((port + 1))" --log-level warn &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-ready=false
-for _ in $(seq 1 100); do
-  sleep 0.2
-  # A server that failed to start (the port taken, say) has said why above; it is gone
-  # or a zombie until waited for. Checked first, so another process on the port is never
-  # taken for it.
-  [[ "$(ps -o stat= -p "$server" 2>/dev/null)" == [^Z]* ]] || break
-  if curl -sf --max-time 2 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; then
-    ready=true
-    break
-  fi
-done
-$ready || { echo "the instrumented server did not become ready" >&2; exit 1; }
+source scripts/wait-ready.sh
+wait_ready "$server" "http://127.0.0.1:$port/v2/health/ready" 20 ||
+  { echo "the instrumented server did not become ready" >&2; exit 1; }
 train() {
   "$bench" --url "http://127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 1))" \
     --duration "${seconds}s" --warmup 1s "$@" >/dev/null
