@@ -12,13 +12,15 @@
 //!   stack/pad/split of tensors and the worker threads that own ORT sessions.
 //! - [`runtime`]: ONNX Runtime loading, session building, a pure `execute`.
 //! - [`spec`]: what a model version takes and gives, and the validation rules.
-//! - [`config`], [`tensor`], [`error`], [`metrics`]: leaves (configuration layers, tensors
-//!   and codecs, the error type, the Prometheus registry).
+//! - [`config`], [`tensor`], [`error`], [`metrics`], [`logging`]: leaves (configuration
+//!   layers, tensors and codecs, the error type, the Prometheus registry, log output that
+//!   never fails).
 
 pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod repository;
 pub mod runtime;
@@ -75,12 +77,20 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // First, so a SIGHUP during the model loads does not end the process either.
+    let hangups = Hangups::install();
     let runtime = runtime::Runtime::load(config.ort_lib.as_deref())?;
     tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
+    tracing::info!(
+        bytes = config.max_inflight_bytes,
+        from = %config.max_inflight_bytes_from,
+        "in-flight memory budget"
+    );
     let metrics = metrics::Metrics::new();
     // Before the models load, so a bad certificate fails fast.
     let transport = api::Transport::new(&config.transport, &metrics.transport)?;
-    let repo = start_repository(&config, runtime, &metrics).await?;
+    let rescan = Arc::new(tokio::sync::Notify::new());
+    let repo = start_repository(&config, runtime, &metrics, rescan.clone()).await?;
     let state = Arc::new(service::Service {
         repository: repo,
         metrics,
@@ -127,6 +137,11 @@ pub async fn run(
             stopped(),
         ));
     }
+    tokio::spawn(hangups.serve(
+        transport.tls.is_some(),
+        (state.config.model_control_mode == config::ControlMode::Poll).then_some(rescan),
+        stopped(),
+    ));
     let scheme = if transport.tls.is_some() {
         "TLS"
     } else {
@@ -193,6 +208,7 @@ async fn start_repository(
     config: &ServerConfig,
     runtime: Arc<runtime::Runtime>,
     metrics: &metrics::Metrics,
+    rescan: Arc<tokio::sync::Notify>,
 ) -> Result<Arc<repository::Repository>, String> {
     let loader = repository::Loader {
         runtime,
@@ -214,11 +230,72 @@ async fn start_repository(
     let repo = Arc::new(repository::Repository::new(options, loader));
     repo.start(&config.load_model, config.exit_on_error).await?;
     if config.model_control_mode == config::ControlMode::Poll {
-        tokio::spawn(repo.clone().poll_forever(config.repository_poll));
+        tokio::spawn(repo.clone().poll_forever(config.repository_poll, rescan));
     }
     Ok(repo)
 }
 
 fn local(l: &TcpListener) -> String {
     l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// SIGHUP (logrotate, a closed terminal, an operator asking for a reload) never ends the
+/// process: it reloads what can be reloaded. The TLS watcher reloads the certificate on
+/// its own SIGHUP listener; this one rescans the repository in poll mode and logs what
+/// the signal did.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    /// Replaces the default action (terminate) at once.
+    fn install() -> Hangups {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGHUP"))
+                .ok();
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    /// Answers each SIGHUP until `stop` completes.
+    async fn serve(
+        self,
+        tls: bool,
+        rescan: Option<Arc<tokio::sync::Notify>>,
+        stop: impl Future<Output = ()>,
+    ) {
+        #[cfg(unix)]
+        {
+            let Some(mut signal) = self.signal else {
+                return;
+            };
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => return,
+                    got = signal.recv() => if got.is_none() { return },
+                }
+                let reloads = match (tls, rescan.is_some()) {
+                    (true, true) => "TLS certificate and key, repository rescan",
+                    (true, false) => "TLS certificate and key",
+                    (false, true) => "repository rescan",
+                    (false, false) => "nothing (no TLS, repository not in poll mode)",
+                };
+                tracing::info!(reloads, "SIGHUP received");
+                if let Some(rescan) = &rescan {
+                    rescan.notify_one();
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (self, tls, rescan, stop);
+        }
+    }
 }

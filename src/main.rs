@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
+use mlpserve::logging::{print_stderr, LogSink};
 use tracing_subscriber::EnvFilter;
 
 /// Many small allocations per request (JSON, tensors, headers); mimalloc serves them faster.
@@ -27,9 +28,12 @@ enum Command {
 
 fn init_tracing(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // A failing stderr drops lines (counted) instead of panicking the thread that logs.
+    let sink = LogSink::stderr(format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(sink);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -66,7 +70,7 @@ fn main() -> std::process::ExitCode {
     match serve(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mlpserve: {e}");
+            print_stderr(&format!("mlpserve: {e}"));
             std::process::ExitCode::FAILURE
         }
     }

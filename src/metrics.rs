@@ -28,6 +28,7 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     model_ready: IntGaugeVec,
     instances: IntGaugeVec,
+    worker_restarts: IntCounterVec,
     http_requests: IntCounterVec,
     /// Connection and authentication counters of the transports.
     pub transport: TransportMetrics,
@@ -83,6 +84,8 @@ pub struct ModelMetrics {
     pub queue_depth: IntGauge,
     pub in_flight: IntGauge,
     pub ready: IntGauge,
+    /// Worker threads restarted after a panic.
+    pub worker_restarts: IntCounter,
 }
 
 impl ModelMetrics {
@@ -203,6 +206,8 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process collector registers once");
+        // Process-wide: the log sink is one per process, shared by every registry.
+        register(&registry, crate::logging::DROPPED.clone());
         Metrics {
             requests: counter(
                 "requests_total",
@@ -243,6 +248,11 @@ impl Metrics {
                     &["model", "version", "provider"],
                 )
                 .expect("valid gauge"),
+            ),
+            worker_restarts: counter(
+                "worker_restarts_total",
+                "Worker threads that panicked and were replaced by a fresh worker.",
+                mv,
             ),
             http_requests: counter(
                 "http_requests_total",
@@ -306,6 +316,7 @@ impl Metrics {
             queue_depth: self.queue_depth.with_label_values(&l),
             in_flight: self.in_flight.with_label_values(&l),
             ready: self.model_ready.with_label_values(&l),
+            worker_restarts: self.worker_restarts.with_label_values(&l),
         }
     }
 

@@ -4,6 +4,7 @@
 //! The async driver (`task`) forms batches with the pure `queue` and hands them to workers.
 
 pub mod assemble;
+mod health;
 pub mod queue;
 mod task;
 mod worker;
@@ -20,6 +21,7 @@ use crate::runtime::Session;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
+pub use health::Health;
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
 pub use worker::{Batch, SharedSession};
 
@@ -85,6 +87,8 @@ pub struct Batcher {
     admitted: Arc<AtomicUsize>,
     spec: Arc<ModelSpec>,
     metrics: ModelMetrics,
+    /// Whether the workers are sound (see `health`).
+    health: Arc<Health>,
 }
 
 impl Batcher {
@@ -104,12 +108,14 @@ impl Batcher {
             max_batch_elements: spec.config.max_batch_elements,
         };
         let queue = Arc::new(std::sync::Mutex::new(BatchQueue::new(policy)));
+        let health = Arc::new(Health::default());
         let workers = worker::spawn_workers(
             sessions,
             spec.clone(),
             metrics.clone(),
             queue.clone(),
             free_tx,
+            health.clone(),
         )?;
         let sessions = workers.sessions.iter().cloned().collect();
         tokio::spawn(task::drive(task::Driver {
@@ -131,7 +137,13 @@ impl Batcher {
             admitted: Arc::new(AtomicUsize::new(0)),
             spec,
             metrics,
+            health,
         })
+    }
+
+    /// Whether the version's workers are sound.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Queues validated inputs (`rows` rows, graph input order) and awaits the outputs.
@@ -215,8 +227,9 @@ impl Batcher {
         }
         drop(admission);
         let lost = || {
+            let why = self.health.failure().unwrap_or_default();
             Error::Internal(format!(
-                "model '{}': a worker dropped a request unanswered",
+                "model '{}': a worker dropped a request unanswered {why}",
                 spec.name
             ))
         };

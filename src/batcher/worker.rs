@@ -8,12 +8,13 @@
 //! finds the server otherwise empty runs on the thread that received it (no hand-offs).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::health::{panic_message, Health, TEST_PANIC_ROWS};
 use super::queue::{BatchQueue, Poll};
 use super::task::{poll_live, time_out};
 use super::{assemble, Job, JobOutput};
@@ -67,6 +68,7 @@ pub fn spawn_workers(
     metrics: ModelMetrics,
     queue: SharedQueue,
     free: UnboundedSender<usize>,
+    health: Arc<Health>,
 ) -> std::io::Result<WorkerPool> {
     let mut inboxes = Vec::with_capacity(sessions.len());
     let sessions: Vec<SharedSession> = sessions
@@ -76,29 +78,98 @@ pub fn spawn_workers(
     for (index, session) in sessions.iter().cloned().enumerate() {
         // Capacity 1: the task only sends to a worker it knows is idle.
         let (tx, rx) = sync_channel::<Batch>(1);
-        let spec = spec.clone();
-        let metrics = metrics.clone();
-        let free = free.clone();
-        let queue = queue.clone();
+        let worker = Worker {
+            index,
+            session,
+            spec: spec.clone(),
+            metrics: metrics.clone(),
+            queue: queue.clone(),
+            free: free.clone(),
+            health: health.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("ort-{}-{}", spec.name, index))
-            .spawn(move || {
-                while let Ok(mut batch) = rx.recv() {
-                    loop {
-                        run_batch(&mut lock(&session), &spec, &metrics, batch);
-                        match take_ready(&queue, &spec, &metrics) {
-                            Some(next) => batch = next,
-                            None => break,
+            .spawn(move || loop {
+                match catch_unwind(AssertUnwindSafe(|| worker.serve(&rx))) {
+                    Ok(()) => break,
+                    Err(payload) => {
+                        if !worker.restart(&*payload) {
+                            break;
                         }
-                    }
-                    if free.send(index).is_err() {
-                        break;
                     }
                 }
             })?;
         inboxes.push(tx);
     }
     Ok(WorkerPool { inboxes, sessions })
+}
+
+/// One worker thread's state: everything it needs to serve, and to start afresh after
+/// a panic.
+struct Worker {
+    index: usize,
+    session: SharedSession,
+    spec: Arc<ModelSpec>,
+    metrics: ModelMetrics,
+    queue: SharedQueue,
+    free: UnboundedSender<usize>,
+    health: Arc<Health>,
+}
+
+impl Worker {
+    /// Runs the batches sent to this worker until its inbox or the driver closes.
+    fn serve(&self, inbox: &Receiver<Batch>) {
+        while let Ok(mut batch) = inbox.recv() {
+            loop {
+                run_batch(
+                    &mut lock(&self.session),
+                    &self.spec,
+                    &self.metrics,
+                    &self.health,
+                    batch,
+                );
+                match take_ready(&self.queue, &self.spec, &self.metrics) {
+                    Some(next) => batch = next,
+                    None => break,
+                }
+            }
+            if self.free.send(self.index).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// After a panic escaped [`Worker::serve`] (its jobs are answered by then, see
+    /// [`Held`]): the version is UNAVAILABLE with the reason, a fresh worker warms the
+    /// session up and, when that run succeeds, the version is READY again. Returns false
+    /// when the driver is gone (nothing left to serve).
+    fn restart(&self, payload: &(dyn std::any::Any + Send)) -> bool {
+        let (model, version, worker) = (&self.spec.name, &self.spec.version, self.index);
+        let reason = format!(
+            "worker {worker} of model '{model}' version {version} panicked: {}",
+            panic_message(payload)
+        );
+        self.health.fail(reason.clone());
+        self.metrics.ready.set(0);
+        self.metrics.worker_restarts.inc();
+        tracing::error!(%model, %version, worker, %reason, "worker thread panicked: version UNAVAILABLE until a fresh worker has warmed up");
+        let warm = catch_unwind(AssertUnwindSafe(|| {
+            runtime::warm_up(&mut lock(&self.session), &self.spec)
+        }))
+        .unwrap_or_else(|p| Err(format!("warm-up panicked: {}", panic_message(&*p))));
+        match warm {
+            Ok(()) => {
+                if self.health.recover().is_some() {
+                    self.metrics.ready.set(1);
+                    tracing::info!(%model, %version, worker, "fresh worker warmed up: version READY again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(%model, %version, worker, error = %e, "fresh worker's warm-up failed: version stays UNAVAILABLE until a batch succeeds")
+            }
+        }
+        self.free.send(self.index).is_ok()
+    }
 }
 
 /// The queue's next batch if one is ready now (answering the jobs that expired meanwhile).
@@ -173,8 +244,39 @@ fn failed(spec: &ModelSpec, message: &str) -> Error {
     ))
 }
 
+/// The jobs of the batch being run. Dropped while its thread unwinds from a panic, it
+/// marks the version failed and answers every job it still holds with the reason, so no
+/// request waits for an answer that cannot come.
+struct Held<'a> {
+    jobs: Vec<Job>,
+    spec: &'a ModelSpec,
+    health: &'a Health,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.jobs.is_empty() || !std::thread::panicking() {
+            return;
+        }
+        let reason = "its worker thread panicked while running this request's batch; a fresh worker replaces it";
+        self.health.fail(format!(
+            "a worker of model '{}' version {} panicked",
+            self.spec.name, self.spec.version
+        ));
+        for job in self.jobs.drain(..) {
+            job.answer(Err(failed(self.spec, reason)));
+        }
+    }
+}
+
 /// Runs one batch and answers every job.
-fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, batch: Batch) {
+fn run_batch(
+    session: &mut Session,
+    spec: &ModelSpec,
+    metrics: &ModelMetrics,
+    health: &Health,
+    batch: Batch,
+) {
     let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
     let mut inputs = Vec::with_capacity(batch.jobs.len());
     let mut jobs = Vec::with_capacity(batch.jobs.len());
@@ -182,11 +284,15 @@ fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, ba
         inputs.push(std::mem::take(&mut job.inputs));
         jobs.push(job);
     }
-    let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
+    let mut held = Held { jobs, spec, health };
     let batch_rows: usize = rows.iter().sum();
+    if *TEST_PANIC_ROWS == Some(batch_rows) {
+        panic!("test-only panic: MLPSERVE_TEST_WORKER_PANIC_ROWS={batch_rows}");
+    }
+    let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
     match result {
         Ok(per_request) => {
-            for (job, outputs) in jobs.into_iter().zip(per_request) {
+            for (job, outputs) in held.jobs.drain(..).zip(per_request) {
                 let queue_time = batch.formed.saturating_duration_since(job.enqueued);
                 job.answer(Ok(JobOutput {
                     outputs,
@@ -195,9 +301,13 @@ fn run_batch(session: &mut Session, spec: &ModelSpec, metrics: &ModelMetrics, ba
                     batch_rows,
                 }));
             }
+            if health.recover().is_some() {
+                metrics.ready.set(1);
+                tracing::info!(model = %spec.name, version = %spec.version, "a batch succeeded: version READY again");
+            }
         }
         Err(message) => {
-            for job in jobs {
+            for job in held.jobs.drain(..) {
                 job.answer(Err(failed(spec, &message)));
             }
         }

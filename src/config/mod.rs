@@ -1,11 +1,13 @@
 //! Configuration: the server's (defaults < file < `MLPSERVE_*` env < CLI flags, merged as
 //! typed layers) and each model's `config.toml`.
 
+mod memory;
 mod model;
 mod provider;
 mod server;
 mod transport;
 
+pub use memory::MemoryLimit;
 pub use model::{BatchSize, InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{ControlMode, LogFormat, ServerArgs, ServerConfig};

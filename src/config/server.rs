@@ -128,7 +128,7 @@ server_layer! {
     auth_metrics: bool, "MLPSERVE_AUTH_METRICS";
     // --- hardening (issue 10): admission and shutdown ---
     /// Request body bytes all HTTP requests together may hold while being read and served;
-    /// over it new requests get 503 + Retry-After [default: a quarter of RAM, at most 16 GiB, at least --max-body-bytes]
+    /// over it new requests get 503 + Retry-After [default: a quarter of the container's memory limit (cgroup) or else of RAM, at most 16 GiB, at least --max-body-bytes]
     max_inflight_bytes: usize, "MLPSERVE_MAX_INFLIGHT_BYTES";
     /// Seconds to keep serving with readiness 503 after SIGTERM before closing listeners, so load balancers stop routing here first [default: 0]
     shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
@@ -181,6 +181,9 @@ pub struct ServerConfig {
     pub transport: TransportConfig,
     // --- hardening (issue 10): admission and shutdown ---
     pub max_inflight_bytes: usize,
+    /// Where `max_inflight_bytes` came from: the setting, or the memory limit it was
+    /// derived from (container cgroup or host).
+    pub max_inflight_bytes_from: String,
     pub shutdown_delay: Duration,
 }
 
@@ -192,6 +195,10 @@ impl ServerConfig {
             None => ServerArgs::default(),
         };
         let a = cli.over(file);
+        let inflight = match a.max_inflight_bytes {
+            Some(bytes) => (bytes, "max_inflight_bytes setting".to_string()),
+            None => default_inflight_bytes(a.max_body_bytes.unwrap_or(64 << 20)),
+        };
         let transport = TransportConfig::resolve(TransportArgs {
             header_read_timeout_secs: a.header_read_timeout_secs,
             body_read_timeout_secs: a.body_read_timeout_secs,
@@ -236,9 +243,8 @@ impl ServerConfig {
             admin_token: a.admin_token.filter(|t| !t.is_empty()),
             transport,
             // --- hardening (issue 10): admission and shutdown ---
-            max_inflight_bytes: a
-                .max_inflight_bytes
-                .unwrap_or_else(|| default_inflight_bytes(a.max_body_bytes.unwrap_or(64 << 20))),
+            max_inflight_bytes: inflight.0,
+            max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
         };
         if config.repository_poll.is_zero() {
@@ -325,17 +331,18 @@ fn default_async_threads(intra_op_threads: usize) -> usize {
     cores.saturating_sub(intra_op_threads).max(1)
 }
 
-/// A quarter of the machine's memory, at most 16 GiB, and never below one maximal body.
-fn default_inflight_bytes(max_body_bytes: usize) -> usize {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib.saturating_mul(1024))
-        })
-        .unwrap_or(4 << 30);
-    (total / 4).min(16 << 30).max(max_body_bytes)
+/// A quarter of the memory the process may use (the container's limit, else the host's),
+/// at most 16 GiB, and never below one maximal body; with where that figure came from.
+fn default_inflight_bytes(max_body_bytes: usize) -> (usize, String) {
+    let limit = super::MemoryLimit::detect();
+    let bytes = usize::try_from(limit.bytes / 4)
+        .unwrap_or(usize::MAX)
+        .min(16 << 30)
+        .max(max_body_bytes);
+    (
+        bytes,
+        format!("a quarter of {} bytes, {}", limit.bytes, limit.source),
+    )
 }
 
 fn read_file(path: &Path) -> Result<ServerArgs, String> {

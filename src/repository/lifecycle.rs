@@ -103,11 +103,19 @@ impl Repository {
         Ok(())
     }
 
-    /// Poll mode: rescans the repository every `interval` until shutdown. A failure of
-    /// one model (or of one scan) is logged and the next poll runs as usual.
-    pub async fn poll_forever(self: Arc<Self>, interval: std::time::Duration) {
+    /// Poll mode: rescans the repository every `interval` until shutdown, and at once
+    /// when `now` is notified (SIGHUP). A failure of one model (or of one scan) is logged
+    /// and the next poll runs as usual.
+    pub async fn poll_forever(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        now: Arc<tokio::sync::Notify>,
+    ) {
         loop {
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = now.notified() => tracing::info!("rescanning the repository now (SIGHUP)"),
+            }
             if self.is_closing() {
                 return;
             }

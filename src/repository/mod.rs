@@ -212,7 +212,8 @@ impl Repository {
     }
 
     /// The readiness rule. Strict (the default, Triton's `--strict-readiness`): not
-    /// shutting down and every model that should be loaded serves at least one version.
+    /// shutting down and every model that should be loaded serves at least one version
+    /// whose workers are sound.
     /// Not strict: not shutting down (start-up loading has finished before the server
     /// listens, so a responsive server is ready even with unavailable models).
     pub fn is_ready(&self) -> bool {
@@ -222,7 +223,13 @@ impl Repository {
         !self.options.strict_readiness
             || read(&self.models).values().all(|s| {
                 let live = read(&s.live);
-                !live.wanted || !live.served.is_empty()
+                !live.wanted
+                    || live.served.iter().any(|v| {
+                        live.versions
+                            .get(v)
+                            .and_then(|e| e.model.as_ref())
+                            .is_some_and(|m| m.health().failure().is_none())
+                    })
             })
     }
 
@@ -265,11 +272,21 @@ impl Repository {
             let live = read(&slot.live);
             let before = out.len();
             for (v, e) in &live.versions {
+                let health = e.model.as_ref().map(|m| m.health());
                 let (state, reason) = match (closing, e.state) {
-                    (true, State::Ready) => (State::Unavailable, "server is shutting down"),
-                    (_, s) => (s, e.reason.as_str()),
+                    (true, State::Ready) => (State::Unavailable, "server is shutting down".into()),
+                    (false, State::Ready) => match health.and_then(|h| h.failure()) {
+                        Some(failure) => (State::Unavailable, failure),
+                        None => match health.and_then(|h| h.recovered_from()) {
+                            Some(r) if e.reason.is_empty() => {
+                                (State::Ready, format!("recovered from: {r}"))
+                            }
+                            _ => (State::Ready, e.reason.clone()),
+                        },
+                    },
+                    (_, s) => (s, e.reason.clone()),
                 };
-                out.push(entry(&slot.name, v.to_string(), state, reason));
+                out.push(entry(&slot.name, v.to_string(), state, &reason));
             }
             for (v, weak) in &live.draining {
                 if weak.strong_count() > 0 && !live.versions.contains_key(v) {

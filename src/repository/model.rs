@@ -43,6 +43,11 @@ impl Model {
         }
     }
 
+    /// Whether the version's workers are sound; a failed version is UNAVAILABLE.
+    pub fn health(&self) -> &crate::batcher::Health {
+        self.batcher.health()
+    }
+
     /// Runs `hook` when this version is finally dropped (its last request answered).
     pub fn on_last_drop(&self, hook: DropHook) {
         *self.on_drop.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);

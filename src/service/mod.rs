@@ -160,12 +160,13 @@ impl Service {
     }
 
     /// The one readiness rule for a model: ready when the version (or label, or default)
-    /// resolves to a served version and the server is not shutting down. A known model
+    /// resolves to a served version whose workers are sound and the server is not
+    /// shutting down. A known model
     /// with nothing served is not ready; an unknown model or version is an error saying
     /// why (HTTP answers it with its 4xx, gRPC with `ready = false`).
     pub fn model_readiness(&self, r: &ModelRef) -> Result<bool> {
         match self.model(r) {
-            Ok(_) => Ok(!self.repository.is_closing()),
+            Ok(m) => Ok(!self.repository.is_closing() && m.health().failure().is_none()),
             Err(Error::Unavailable(_)) => Ok(false),
             Err(e) => Err(e),
         }
