@@ -216,18 +216,18 @@ impl ModelConfig {
     }
 
     /// Parses a load request's `parameters.config` override: a JSON object with the same
-    /// keys as `config.toml`. Triton's descriptive keys (`name`, `platform`, `backend`)
-    /// are accepted and ignored so Triton-style overrides work unchanged.
-    pub fn parse_json(text: &str) -> Result<ModelConfig, String> {
-        let mut value: serde_json::Value =
+    /// keys as `config.toml`, or Triton's model config in protobuf's JSON form (numbers as
+    /// strings, `dynamic_batching`, `instance_group`, `version_policy`; see
+    /// [`super::triton_json`]). Returns the config and the keys it ignored (Triton's
+    /// descriptive keys such as `name` or `input`, and settings with no meaning here).
+    pub fn parse_json(text: &str) -> Result<(ModelConfig, Vec<String>), String> {
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("config override: {e}"))?;
-        if let Some(map) = value.as_object_mut() {
-            for key in ["name", "platform", "backend"] {
-                map.remove(key);
-            }
-        }
+        let (value, ignored) =
+            super::triton_json::translate(value).map_err(|e| format!("config override: {e}"))?;
         let toml_text = toml::to_string(&value).map_err(|e| format!("config override: {e}"))?;
-        ModelConfig::parse(&toml_text).map_err(|e| format!("config override: {e}"))
+        let config = ModelConfig::parse(&toml_text).map_err(|e| format!("config override: {e}"))?;
+        Ok((config, ignored))
     }
 
     fn check_routing(&self) -> Result<(), String> {
@@ -403,11 +403,14 @@ mod tests {
 
     #[test]
     fn json_override_takes_config_keys_and_ignores_triton_names() {
-        let c = ModelConfig::parse_json(
+        let (c, ignored) = ModelConfig::parse_json(
             r#"{"name": "m", "backend": "onnxruntime", "max_batch_size": 8}"#,
         )
         .unwrap();
         assert_eq!(c.max_batch_size, BatchSize::Fixed(8));
+        assert_eq!(ignored, ["backend", "name"]);
+        let (c, _) = ModelConfig::parse_json(r#"{"max_batch_size": "16"}"#).unwrap();
+        assert_eq!(c.max_batch_size, BatchSize::Fixed(16));
         assert!(ModelConfig::parse_json(r#"{"max_batchsize": 8}"#).is_err());
     }
 

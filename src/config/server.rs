@@ -132,6 +132,31 @@ server_layer! {
     max_inflight_bytes: usize, "MLPSERVE_MAX_INFLIGHT_BYTES";
     /// Seconds to keep serving with readiness 503 after SIGTERM before closing listeners, so load balancers stop routing here first [default: 0]
     shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
+    /// Status of a request refused because its model's queue is full: 429 (HTTP 429 / gRPC RESOURCE_EXHAUSTED) or 503 (HTTP 503 / gRPC UNAVAILABLE, as Triton answers) [default: 429]
+    overload_status: u16, "MLPSERVE_OVERLOAD_STATUS";
+}
+
+/// How a request refused for a full queue is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum OverloadStatus {
+    /// HTTP 429 Too Many Requests / gRPC RESOURCE_EXHAUSTED: the request may be retried.
+    #[default]
+    TooManyRequests,
+    /// HTTP 503 Service Unavailable / gRPC UNAVAILABLE, Triton's answer, which retry
+    /// policies written for Triton (and Envoy's defaults) look for.
+    Unavailable,
+}
+
+impl OverloadStatus {
+    fn from_code(code: u16) -> Result<OverloadStatus, String> {
+        match code {
+            429 => Ok(OverloadStatus::TooManyRequests),
+            503 => Ok(OverloadStatus::Unavailable),
+            other => Err(format!(
+                "overload_status = {other} is not allowed: 429 (the default) or 503 (Triton's)"
+            )),
+        }
+    }
 }
 
 /// How the set of served models changes after start-up (Triton's names).
@@ -185,6 +210,8 @@ pub struct ServerConfig {
     /// derived from (container cgroup or host).
     pub max_inflight_bytes_from: String,
     pub shutdown_delay: Duration,
+    /// The answer to a request refused for a full queue.
+    pub overload_status: OverloadStatus,
 }
 
 impl ServerConfig {
@@ -246,6 +273,7 @@ impl ServerConfig {
             max_inflight_bytes: inflight.0,
             max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
+            overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))?,
         };
         if config.repository_poll.is_zero() {
             return Err("repository_poll_secs must be at least 1".to_string());

@@ -12,6 +12,8 @@ use crate::config::ModelConfig;
 pub struct LoadRequest {
     /// Replaces `config.toml` for this load (kept until a load without one).
     pub config: Option<ModelConfig>,
+    /// Keys of the config override that were ignored (reported when the load runs).
+    pub ignored_keys: Vec<String>,
     /// (`<version>/<path>` relative to the model directory, contents).
     pub files: Vec<(String, Vec<u8>)>,
     /// Reload even when nothing changed.

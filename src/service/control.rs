@@ -36,6 +36,13 @@ impl Service {
     /// Loads (or reloads what changed of) a model; answers when done.
     pub async fn load_model(&self, name: &str, request: LoadRequest) -> Result<()> {
         self.allow_control("load")?;
+        if !request.ignored_keys.is_empty() {
+            tracing::warn!(
+                model = name,
+                ignored = request.ignored_keys.join(", "),
+                "config override: these keys have no meaning in mlpserve and were ignored"
+            );
+        }
         self.repository
             .load_model(name, request)
             .await

@@ -2,7 +2,8 @@
 //! data: typed `contents` (one repeated field per datatype family; FP16/BF16 have none) and
 //! `raw_*_contents` (flattened little-endian bytes, one entry per tensor, decoded by the
 //! binary codec in [`crate::tensor`]). A request uses one form for all its inputs; the answer
-//! uses the form the request used. Counts and lengths that do not add up are errors, never
+//! is always raw, as Triton's is (code written against Triton reads `raw_output_contents`,
+//! and one buffer per output is cheaper than a repeated field). Counts and lengths that do not add up are errors, never
 //! over-reads. Nothing here knows about batching or ONNX Runtime; validation against the
 //! model's spec and output selection are the [`crate::service`]'s job.
 
@@ -32,8 +33,6 @@ pub struct ResponsePlan {
     pub id: String,
     /// Output names in the order the client asked for them; empty = every output.
     pub outputs: Vec<String>,
-    /// The request used `raw_input_contents`, so the answer uses `raw_output_contents`.
-    pub raw: bool,
 }
 
 /// Decodes `request`. Errors are messages for INVALID_ARGUMENT; the caller adds the model's
@@ -66,7 +65,6 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
         plan: ResponsePlan {
             id,
             outputs: outputs.into_iter().map(|o| o.name).collect(),
-            raw,
         },
     })
 }
@@ -197,70 +195,33 @@ fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, Str
     })
 }
 
-/// Builds the answer from the selected outputs (index into the spec's outputs, tensor).
-/// Raw when the request was raw or when an answered output is FP16/BF16 (no typed field
-/// exists for them, and the two forms cannot be mixed in one response).
+/// Builds the answer from the selected outputs (index into the spec's outputs, tensor),
+/// every output in `raw_output_contents` whatever form the request used.
 pub fn encode(
     spec: &ModelSpec,
     plan: ResponsePlan,
     outputs: Vec<(usize, Tensor)>,
 ) -> ModelInferResponse {
-    let selected: Vec<(String, Tensor)> = outputs
-        .into_iter()
-        .map(|(i, t)| (spec.outputs[i].name.clone(), t))
-        .collect();
-    let raw = plan.raw
-        || selected
-            .iter()
-            .any(|(_, t)| typed_field(t.dtype()).is_none());
     let mut response = ModelInferResponse {
         model_name: spec.name.clone(),
         model_version: spec.version.clone(),
         id: plan.id,
-        outputs: Vec::with_capacity(selected.len()),
-        raw_output_contents: Vec::with_capacity(if raw { selected.len() } else { 0 }),
+        outputs: Vec::with_capacity(outputs.len()),
+        raw_output_contents: Vec::with_capacity(outputs.len()),
         ..Default::default()
     };
-    for (name, tensor) in selected {
-        let mut output = InferOutputTensor {
-            name,
+    for (i, tensor) in outputs {
+        response.outputs.push(InferOutputTensor {
+            name: spec.outputs[i].name.clone(),
             datatype: tensor.dtype().name().to_string(),
             shape: tensor.shape.iter().map(|&d| d as i64).collect(),
             ..Default::default()
-        };
-        if raw {
-            let mut bytes = Vec::new();
-            encode_binary(&tensor, &mut bytes);
-            response.raw_output_contents.push(Bytes::from(bytes));
-        } else {
-            output.contents = Some(typed_contents(tensor.data));
-        }
-        response.outputs.push(output);
+        });
+        let mut bytes = Vec::new();
+        encode_binary(&tensor, &mut bytes);
+        response.raw_output_contents.push(Bytes::from(bytes));
     }
     response
-}
-
-/// Moves `data` into the typed field for its datatype, widening 8/16-bit integers.
-fn typed_contents(data: TensorData) -> InferTensorContents {
-    let mut c = InferTensorContents::default();
-    match data {
-        TensorData::Bool(v) => c.bool_contents = v,
-        TensorData::I8(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
-        TensorData::I16(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
-        TensorData::I32(v) => c.int_contents = v,
-        TensorData::I64(v) => c.int64_contents = v,
-        TensorData::U8(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
-        TensorData::U16(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
-        TensorData::U32(v) => c.uint_contents = v,
-        TensorData::U64(v) => c.uint64_contents = v,
-        TensorData::F32(v) => c.fp32_contents = v,
-        TensorData::F64(v) => c.fp64_contents = v,
-        // `encode` answers FP16/BF16 in the raw form, so these never get here; widening
-        // keeps the function total without a panic.
-        TensorData::F16(v) => c.fp32_contents = v.into_iter().map(f32::from).collect(),
-        TensorData::BF16(v) => c.fp32_contents = v.into_iter().map(f32::from).collect(),
-    }
-    c
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub fn load_request(
     for (key, value) in parameters {
         match (key.as_str(), value.parameter_choice) {
             ("config", Some(ParameterChoice::StringParam(text))) => {
-                request.config = Some(ModelConfig::parse_json(&text).map_err(Error::InvalidInput)?);
+                let (config, ignored) = ModelConfig::parse_json(&text).map_err(Error::InvalidInput)?;
+                request.config = Some(config);
+                request.ignored_keys = ignored;
             }
             ("force", Some(ParameterChoice::BoolParam(b))) => request.force = b,
             (k, Some(ParameterChoice::BytesParam(bytes))) if k.starts_with("file:") => {

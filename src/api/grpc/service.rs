@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
-use super::{codec, config, repository};
+use super::{codec, config, repository, status};
 use crate::error::Error;
 use crate::service::{InferCall, ModelRef, Service};
 
@@ -176,8 +176,11 @@ impl GrpcInferenceService for InferenceService {
         let deadline = grpc_deadline(request.metadata());
         // No timing metadata (unlike HTTP's headers): values that change on every response
         // defeat HPACK's table and cost more than the rest of the header block.
+        let overload = self.service.config.overload_status;
         Ok(Response::new(
-            infer(&self.service, request.into_inner(), deadline).await?,
+            infer(&self.service, request.into_inner(), deadline)
+                .await
+                .map_err(|e| status::infer_status(e, overload))?,
         ))
     }
 

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::config::OverloadStatus;
 use crate::error::Error;
 
 /// gRPC code for `error`. Over-size requests are INVALID_ARGUMENT, as over HTTP they are a
@@ -24,5 +25,16 @@ pub fn code(error: &Error) -> Code {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         Status::new(code(&e), e.to_string())
+    }
+}
+
+/// The status of an inference error: as [`code`], except that a full queue is UNAVAILABLE
+/// when the server is configured to answer overload as Triton does.
+pub fn infer_status(e: Error, overload: OverloadStatus) -> Status {
+    match (&e, overload) {
+        (Error::Overloaded { .. }, OverloadStatus::Unavailable) => {
+            Status::new(Code::Unavailable, e.to_string())
+        }
+        _ => e.into(),
     }
 }

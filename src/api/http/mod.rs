@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_http::timeout::RequestBodyTimeout;
@@ -37,6 +38,7 @@ use tracing::Instrument;
 
 use crate::api::conn::{self, Port};
 use crate::api::Transport;
+use crate::config::OverloadStatus;
 use crate::error::Error;
 use crate::service::Service;
 use crate::spec::ModelSpec;
@@ -105,8 +107,16 @@ pub fn router(state: Arc<Service>) -> Router {
                     front,
                 ))
                 // Triton clients may gzip/deflate bodies both ways (`Content-Encoding`,
-                // `Accept-Encoding`).
-                .layer(CompressionLayer::new())
+                // `Accept-Encoding`). Answers are compressed only when they are inference
+                // results, as Triton does: its clients read every other answer (metadata,
+                // config, statistics, errors) as plain text whatever they asked for.
+                .layer(
+                    CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+                        |_, _, _: &_, ext: &axum::http::Extensions| {
+                            ext.get::<Compressible>().is_some()
+                        },
+                    )),
+                )
                 .layer(RequestDecompressionLayer::new())
                 .map_request(|req: Request<DecompressionBody<Body>>| req.map(Body::new))
                 // Inside decompression: inflated bytes are what the in-flight budget is charged.
@@ -222,6 +232,16 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
         Some(refused) => refused,
         None => next.run(req).instrument(span.clone()).await,
     };
+    if response.status() == StatusCode::TOO_MANY_REQUESTS
+        && front.service.config.overload_status == OverloadStatus::Unavailable
+        && matches!(
+            response.extensions().get::<Error>(),
+            Some(Error::Overloaded { .. })
+        )
+    {
+        // Triton's answer to a full queue (`--overload-status 503`).
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
     let status = response.status();
     front
         .service
@@ -243,6 +263,11 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     request_id::echo(&mut response, id_header);
     response
 }
+
+/// Marks an answer that may be compressed (a successful inference result); every other
+/// answer goes out as it is, whatever `Accept-Encoding` says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Compressible;
 
 /// Bodies (and answers) above this many bytes are decoded (encoded) on the blocking pool,
 /// so a large JSON body never stalls the async threads that serve every other model.

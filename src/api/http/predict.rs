@@ -168,6 +168,7 @@ pub async fn predict(
     };
     let mut response = Json(body).into_response();
     timing_headers(response.headers_mut(), &answer);
+    response.extensions_mut().insert(super::Compressible);
     Ok(response)
 }
 

@@ -99,7 +99,9 @@ fn load_request(parameters: Option<&Value>) -> Result<LoadRequest> {
     for (key, value) in parameters {
         match (key.as_str(), value) {
             ("config", Value::String(text)) => {
-                request.config = Some(ModelConfig::parse_json(text).map_err(Error::InvalidInput)?);
+                let (config, ignored) = ModelConfig::parse_json(text).map_err(Error::InvalidInput)?;
+                request.config = Some(config);
+                request.ignored_keys = ignored;
             }
             ("force", Value::Bool(b)) => request.force = *b,
             ("force", Value::String(s)) => request.force = s == "true",

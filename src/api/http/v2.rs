@@ -47,7 +47,12 @@ pub async fn infer(
             let large = body.len() > OFF_RUNTIME_BYTES;
             let spec = spec.clone();
             off_runtime_if(large, move || {
-                v2_codec::decode(&headers, &body).map_err(|e| {
+                let decoded = if v2_codec::is_raw(&headers) {
+                    v2_codec::decode_raw(&spec, &body)
+                } else {
+                    v2_codec::decode(&headers, &body)
+                };
+                decoded.map_err(|e| {
                     Error::InvalidInput(format!(
                         "model '{}' version {}: {e}",
                         spec.name, spec.version
@@ -109,6 +114,7 @@ pub async fn infer(
         }
     }
     timing_headers(h, &answer);
+    response.extensions_mut().insert(super::Compressible);
     Ok(response)
 }
 

@@ -91,9 +91,9 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or_else(|| format!("{HEADER_LENGTH} must be a byte count, got {v:?}"))?;
-            if len == 0 || len > body.len() {
+            if len > body.len() {
                 return Err(format!(
-                    "{HEADER_LENGTH} is {len} but the body has {} bytes (raw binary requests without a JSON header are not supported)",
+                    "{HEADER_LENGTH} is {len} but the body has {} bytes",
                     body.len()
                 ));
             }
@@ -109,6 +109,89 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
         }
     }
     decode_json(json, None, binary)
+}
+
+/// A raw binary request: `Inference-Header-Content-Length: 0`, the body is the bytes of
+/// the model's one input, and there is no JSON at all.
+pub fn is_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get(HEADER_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0")
+}
+
+/// Decodes a raw binary request (Triton's rules): the model must have exactly one input;
+/// its shape is the model's with the batch axis 1 and at most one other variable axis,
+/// deduced from the byte count; every output is answered as binary data.
+pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, String> {
+    let input = match spec.inputs.as_slice() {
+        [one] => one,
+        many => {
+            let names: Vec<&str> = many.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!(
+                "a raw binary request ({HEADER_LENGTH}: 0) carries one input, but the model has {} ({}); send a JSON header describing each input",
+                many.len(),
+                names.join(", ")
+            ));
+        }
+    };
+    let name = &input.name;
+    let dims = input.triton_dims(spec.batched);
+    let variable = dims.iter().filter(|&&d| d < 0).count();
+    if variable > 1 {
+        return Err(format!(
+            "the shape of input '{name}' ({}) cannot be deduced from a raw binary request: it has {variable} variable dimensions besides the batch; send a JSON header with the shape",
+            input.describe()
+        ));
+    }
+    let size = input.dtype.size_bytes();
+    let known: usize = dims
+        .iter()
+        .filter(|&&d| d >= 0)
+        .map(|&d| d as usize)
+        .product();
+    let row_bytes = known.saturating_mul(size);
+    let deduced = match variable {
+        0 if body.len() == row_bytes => None,
+        1 if row_bytes > 0 && body.len().is_multiple_of(row_bytes) => Some(body.len() / row_bytes),
+        _ => {
+            return Err(format!(
+                "input '{name}' ({}) cannot take {} bytes of raw binary data: the size must be {} bytes of {}",
+                input.describe(),
+                body.len(),
+                if variable == 0 { row_bytes.to_string() } else { format!("a multiple of {row_bytes}") },
+                input.dtype
+            ))
+        }
+    };
+    let mut shape: Vec<usize> = dims
+        .iter()
+        .map(|&d| {
+            if d < 0 {
+                deduced.unwrap_or(0)
+            } else {
+                d as usize
+            }
+        })
+        .collect();
+    if spec.batched {
+        shape.insert(0, 1);
+    }
+    let tensor =
+        decode_binary(input.dtype, &shape, body).map_err(|e| format!("input '{name}': {e}"))?;
+    Ok(DecodedRequest {
+        id: None,
+        inputs: vec![NamedTensor {
+            name: name.clone(),
+            tensor,
+        }],
+        outputs: Vec::new(),
+        format: OutputFormat {
+            binary: Vec::new(),
+            all_binary: true,
+        },
+        timeout: None,
+    })
 }
 
 /// Decodes the JSON part (`json`: the body, or its skeleton with `lifted` arrays) and the
@@ -387,6 +470,72 @@ mod tests {
             format!(r#"{{"inputs":[{}]}}"#, input("x", "BYTES", "[200]", &good)),
         ] {
             both_ways(&body).expect_err("invalid");
+        }
+    }
+
+    fn spec(inputs: &[(&str, DataType, &[i64])]) -> ModelSpec {
+        let tensor = |(name, dtype, shape): &(&str, DataType, &[i64])| crate::spec::TensorSpec {
+            name: name.to_string(),
+            dtype: *dtype,
+            shape: shape.to_vec(),
+            symbols: vec![String::new(); shape.len()],
+            pad_axes: Vec::new(),
+            pad_value: 0.0,
+        };
+        ModelSpec {
+            name: "m".into(),
+            version: "1".into(),
+            inputs: inputs.iter().map(tensor).collect(),
+            outputs: Vec::new(),
+            batched: true,
+            properties: Default::default(),
+            config: Default::default(),
+            placements: Vec::new(),
+            max_batch: 8,
+            inline_rows: 0,
+        }
+    }
+
+    #[test]
+    fn raw_bodies_deduce_one_variable_axis_and_refuse_what_cannot_be_deduced() {
+        let bytes = |n: usize| vec![0u8; n];
+        // Batch 1 and the one other variable axis from the byte count.
+        let one = spec(&[("x", DataType::F32, &[-1, -1, 3])]);
+        let r = decode_raw(&one, &bytes(4 * 3 * 5)).expect("deduced");
+        assert_eq!(r.inputs[0].tensor.shape, vec![1, 5, 3]);
+        assert!(r.format.is_binary(0));
+        let fixed = spec(&[("x", DataType::I64, &[-1, 2])]);
+        assert_eq!(
+            decode_raw(&fixed, &bytes(16)).expect("fits").inputs[0]
+                .tensor
+                .shape,
+            vec![1, 2]
+        );
+        for (s, n, needles) in [
+            (
+                &one,
+                4 * 3 * 5 + 1,
+                &["'x'", "61 bytes", "multiple of 12"][..],
+            ),
+            (&fixed, 24, &["'x'", "24 bytes", "16"]),
+            (
+                &spec(&[("x", DataType::F32, &[-1, -1, -1])]),
+                16,
+                &["cannot be deduced", "2 variable"],
+            ),
+            (
+                &spec(&[
+                    ("a", DataType::F32, &[-1, 1]),
+                    ("b", DataType::F32, &[-1, 1]),
+                ]),
+                4,
+                &["one input", "2 (a, b)"],
+            ),
+        ] {
+            let err = decode_raw(s, &bytes(n)).err().expect("refused");
+            for needle in needles {
+                assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+            }
         }
     }
 

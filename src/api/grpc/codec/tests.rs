@@ -223,3 +223,24 @@ fn timeout_parameter_is_microseconds() {
     assert!(timeout(&param(ParameterChoice::StringParam("1".into()))).is_err());
     assert_eq!(timeout(&HashMap::new()), Ok(None));
 }
+
+/// Moves `data` into the typed field for its datatype, widening 8/16-bit integers: the
+/// inverse of `typed_data`, to check that decoding keeps every value.
+fn typed_contents(data: TensorData) -> InferTensorContents {
+    let mut c = InferTensorContents::default();
+    match data {
+        TensorData::Bool(v) => c.bool_contents = v,
+        TensorData::I8(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::I16(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::I32(v) => c.int_contents = v,
+        TensorData::I64(v) => c.int64_contents = v,
+        TensorData::U8(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::U16(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::U32(v) => c.uint_contents = v,
+        TensorData::U64(v) => c.uint64_contents = v,
+        TensorData::F32(v) => c.fp32_contents = v,
+        TensorData::F64(v) => c.fp64_contents = v,
+        other => panic!("no typed field for {:?}", other.dtype()),
+    }
+    c
+}

@@ -1,0 +1,156 @@
+"""Triton's clients used as a Triton user would: tritonclient.http.aio (aiohttp asks for
+gzip on every call and reads non-inference answers as plain text), gRPC-asyncio,
+typed-contents gRPC requests (answered in raw_output_contents, as Triton does), raw binary
+HTTP bodies, and load overrides in protobuf's JSON form.
+"""
+
+import asyncio
+import json
+import shutil
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc as grpcio
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+import tritonclient.http as httpclient
+import tritonclient.http.aio as httpaio
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from conftest import REPO, Server, binary_path
+
+PIXELS = (np.arange(64, dtype=np.float32) / 64).reshape(1, 64)
+
+
+def expected_logits() -> np.ndarray:
+    c = httpclient.InferenceServerClient(url=pytest.server.http)
+    i = httpclient.InferInput("pixels", [1, 64], "FP32")
+    i.set_data_from_numpy(PIXELS)
+    return c.infer("mlp_digits", [i]).as_numpy("logits")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared(server):
+    pytest.server = server
+    yield
+
+
+def test_http_aio_reads_every_non_inference_answer_and_compressed_inference():
+    async def run():
+        c = httpaio.InferenceServerClient(url=pytest.server.http)
+        try:
+            # Each of these failed with UnicodeDecodeError when answers were gzipped.
+            assert (await c.get_server_metadata())["name"] == "mlpserve"
+            assert (await c.get_model_metadata("mlp_digits"))["name"] == "mlp_digits"
+            assert (await c.get_model_config("mlp_digits"))["name"] == "mlp_digits"
+            stats = await c.get_inference_statistics("mlp_digits")
+            assert stats["model_stats"][0]["name"] == "mlp_digits"
+            assert await c.is_server_ready()
+            with pytest.raises(InferenceServerException) as e:
+                await c.get_model_metadata("no_such_model")
+            assert "no_such_model" in str(e.value)
+            i = httpaio.InferInput("pixels", [1, 3], "FP32")
+            i.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
+            with pytest.raises(InferenceServerException) as e:
+                await c.infer("mlp_digits", [i])
+            assert "pixels" in str(e.value)
+            i = httpaio.InferInput("pixels", [1, 64], "FP32")
+            i.set_data_from_numpy(PIXELS)
+            for algorithm in [None, "gzip", "deflate"]:
+                r = await c.infer("mlp_digits", [i], response_compression_algorithm=algorithm)
+                np.testing.assert_allclose(r.as_numpy("logits"), expected_logits(), rtol=1e-6)
+        finally:
+            await c.close()
+
+    asyncio.run(run())
+
+
+def test_grpc_aio_infer_and_metadata():
+    async def run():
+        c = grpcaio.InferenceServerClient(url=pytest.server.grpc)
+        try:
+            assert (await c.get_server_metadata()).name == "mlpserve"
+            i = grpcaio.InferInput("pixels", [1, 64], "FP32")
+            i.set_data_from_numpy(PIXELS)
+            r = await c.infer("mlp_digits", [i])
+            np.testing.assert_allclose(r.as_numpy("logits"), expected_logits(), rtol=1e-6)
+        finally:
+            await c.close()
+
+    asyncio.run(run())
+
+
+def test_typed_contents_requests_are_answered_raw():
+    channel = grpcio.insecure_channel(pytest.server.grpc)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    request = service_pb2.ModelInferRequest(model_name="mlp_digits")
+    tensor = request.inputs.add(name="pixels", datatype="FP32", shape=[1, 64])
+    tensor.contents.fp32_contents.extend(PIXELS.flatten().tolist())
+    response = stub.ModelInfer(request)
+    assert len(response.raw_output_contents) == 1
+    assert not response.outputs[0].contents.fp32_contents
+    logits = grpcclient.InferResult(response).as_numpy("logits")
+    np.testing.assert_allclose(logits, expected_logits(), rtol=1e-6)
+    channel.close()
+
+
+def post_raw(model: str, body: bytes):
+    request = urllib.request.Request(
+        f"http://{pytest.server.http}/v2/models/{model}/infer", data=body, method="POST",
+        headers={"Inference-Header-Content-Length": "0",
+                 "Content-Type": "application/octet-stream"})
+    return urllib.request.urlopen(request, timeout=10)
+
+
+def test_raw_binary_body():
+    with post_raw("mlp_digits", PIXELS.tobytes()) as r:
+        json_len = int(r.headers["Inference-Header-Content-Length"])
+        body = r.read()
+    header = json.loads(body[:json_len])
+    assert header["outputs"][0]["shape"] == [1, 10]
+    logits = np.frombuffer(body[json_len:], dtype=np.float32).reshape(1, 10)
+    np.testing.assert_allclose(logits, expected_logits(), rtol=1e-6)
+    for model, needle in [("mlp_digits", "pixels"), ("finalmlp_ctr", "one input")]:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            post_raw(model, b"\0" * 12)
+        assert e.value.code == 400
+        assert needle in json.loads(e.value.read())["error"]
+
+
+@pytest.fixture(scope="module")
+def explicit_server():
+    root = Path(tempfile.mkdtemp(prefix="mlpserve-pbjson-"))
+    (root / "m" / "1").mkdir(parents=True)
+    shutil.copy(REPO / "models" / "mlp_digits" / "1" / "model.onnx", root / "m" / "1" / "model.onnx")
+    s = Server(binary_path(), repository=root, extra=["--model-control-mode", "explicit"])
+    yield s
+    s.stop()
+    shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("module", [httpclient, grpcclient], ids=["http", "grpc"])
+def test_protobuf_json_load_overrides(explicit_server, module):
+    url = explicit_server.http if module is httpclient else explicit_server.grpc
+    c = module.InferenceServerClient(url=url)
+    config = {"name": "m", "max_batch_size": "16",
+              "dynamic_batching": {"max_queue_delay_microseconds": "100",
+                                   "default_queue_policy": {"max_queue_size": "40"}},
+              "instance_group": [{"count": 1, "kind": "KIND_CPU"}]}
+    c.load_model("m", config=json.dumps(config))
+    got = c.get_model_config("m")
+    if module is grpcclient:
+        got = json.loads(__import__("google.protobuf.json_format", fromlist=["x"])
+                         .MessageToJson(got.config, preserving_proto_field_name=True))
+    assert int(got["max_batch_size"]) == 16
+    assert int(got["dynamic_batching"]["max_queue_delay_microseconds"]) == 100
+    assert int(got["dynamic_batching"]["default_queue_policy"]["max_queue_size"]) == 40
+    with pytest.raises(InferenceServerException) as e:
+        c.load_model("m", config=json.dumps({"instance_group": [{"kind": "KIND_TPU"}]}))
+    assert "KIND_TPU" in str(e.value)
+    c.close()
