@@ -20,6 +20,7 @@ pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod error;
+pub mod features;
 pub mod logging;
 pub mod metrics;
 pub mod repository;
