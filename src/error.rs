@@ -21,6 +21,9 @@ pub enum Error {
     /// A request body in an encoding the server does not inflate (`Content-Encoding`).
     #[error("{0}")]
     UnsupportedEncoding(String),
+    /// The client stopped sending its request body for longer than the body read timeout.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The model's queue is full; the client should back off and retry.
     #[error("model '{model}' version {version} is overloaded: queue full ({max_queue_size} requests waiting), retry later")]
     Overloaded {
@@ -73,7 +76,7 @@ impl Error {
             | Error::Unauthorized(_)
             | Error::NotAllowed(_) => "invalid",
             Error::Overloaded { .. } => "overloaded",
-            Error::Timeout { .. } => "timeout",
+            Error::Timeout { .. } | Error::BodyTimeout(_) => "timeout",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) | Error::NonFiniteOutput(_) => "internal",
         }

@@ -320,11 +320,56 @@ impl Metrics {
         }
     }
 
-    /// Records that one instance of a model version runs on `provider` (`cpu`, `cuda:0`).
-    pub fn instance_placed(&self, model: &str, version: &str, provider: &str) {
-        self.instances
-            .with_label_values(&[model, version, provider])
-            .inc();
+    /// Records that one instance of a model version runs on `provider` (`cpu`, `cuda:0`);
+    /// the returned gauge is decremented when the instance is dropped, so the gauge counts
+    /// live instances.
+    pub fn instance_placed(&self, model: &str, version: &str, provider: &str) -> IntGauge {
+        let gauge = self
+            .instances
+            .with_label_values(&[model, version, provider]);
+        gauge.inc();
+        gauge
+    }
+
+    /// Removes every series of a version that left the index and answered its last
+    /// request, so retired versions do not pile up in the exposition; an instance series
+    /// stays while an instance with the same labels still lives (a reload in flight).
+    pub fn remove_version(&self, model: &str, version: &str, providers: &[String]) {
+        let l = [model, version];
+        for outcome in std::iter::once("success").chain(FAILURE_REASONS.iter().copied()) {
+            let _ = self
+                .requests
+                .remove_label_values(&[model, version, outcome]);
+        }
+        for vec in [
+            &self.rows,
+            &self.executions,
+            &self.inline_executions,
+            &self.worker_restarts,
+        ] {
+            let _ = vec.remove_label_values(&l);
+        }
+        for vec in [
+            &self.request_duration,
+            &self.queue_duration,
+            &self.compute_duration,
+            &self.batch_size,
+        ] {
+            let _ = vec.remove_label_values(&l);
+        }
+        for vec in [&self.queue_depth, &self.in_flight, &self.model_ready] {
+            let _ = vec.remove_label_values(&l);
+        }
+        for provider in providers {
+            let labels = [model, version, provider.as_str()];
+            if self
+                .instances
+                .get_metric_with_label_values(&labels)
+                .is_ok_and(|g| g.get() == 0)
+            {
+                let _ = self.instances.remove_label_values(&labels);
+            }
+        }
     }
 
     /// Counts one HTTP request; `route` is the matched template (e.g. `/v2/models/{name}/infer`)

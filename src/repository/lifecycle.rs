@@ -80,7 +80,27 @@ impl Repository {
             require_stable: false,
             force: request.force,
         };
-        self.sync(&slot, &mut op, sync).await
+        let result = self.sync(&slot, &mut op, sync).await;
+        if result.is_err() {
+            self.forget_if_absent(&slot);
+        }
+        result
+    }
+
+    /// Drops the entry of a model that has no directory and never had a version (a load
+    /// of a name that is not there), so such loads leave nothing behind in the index.
+    /// Kept while anyone else holds the slot (a concurrent load of the same name).
+    fn forget_if_absent(&self, slot: &Arc<Slot>) {
+        if !read(&slot.live).versions.is_empty() || self.options.root.join(&slot.name).is_dir() {
+            return;
+        }
+        let mut models = write(&self.models);
+        let only_ours = models
+            .get(&slot.name)
+            .is_some_and(|s| Arc::ptr_eq(s, slot) && Arc::strong_count(slot) == 2);
+        if only_ours {
+            models.remove(&slot.name);
+        }
     }
 
     /// Unloads every version of `name`: new requests get 404/503 at once, admitted ones
@@ -144,12 +164,27 @@ impl Repository {
                 tracing::debug!(model = %d.name, error = %e, "poll: model not fully loaded");
             }
         }
-        let gone: Vec<String> = read(&self.models)
+        let missing: Vec<String> = read(&self.models)
             .keys()
             .filter(|n| !dirs.iter().any(|d| &d.name == *n))
             .cloned()
             .collect();
-        for name in gone {
+        for name in missing {
+            if self.options.root.join(&name).is_dir() {
+                // The directory is still there but holds no version (the last one was
+                // deleted, or a sync is half-way): keep serving what serves and record
+                // why; only removing the model directory unloads the model.
+                let slot = self.slot_or_new(&name);
+                let mut op = slot.op.lock().await;
+                let sync = Sync {
+                    require_stable: true,
+                    force: false,
+                };
+                if let Err(e) = self.sync(&slot, &mut op, sync).await {
+                    tracing::debug!(model = %name, error = %e, "poll: model directory without a loadable version");
+                }
+                continue;
+            }
             let _ = self.unload_model(&name).await;
             write(&self.models).remove(&name);
         }
@@ -315,8 +350,16 @@ impl Repository {
                 lifecycle.set_state(name, &version, Some(State::Unloading.name()));
                 tracing::info!(model = %name, version = v, "version draining: new requests go elsewhere");
                 let (model_name, hook_metrics) = (name.to_string(), lifecycle);
+                let metrics = self.loader.metrics.clone();
+                let providers: Vec<String> = model
+                    .spec
+                    .placements
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 model.on_last_drop(Box::new(move || {
                     hook_metrics.set_state(&model_name, &version, None);
+                    metrics.remove_version(&model_name, &version, &providers);
                     tracing::info!(model = %model_name, version = %version, "version unloaded: its last request was answered");
                 }));
                 live.draining.push((v, Arc::downgrade(&model)));

@@ -94,10 +94,6 @@ impl Loader {
         })
         .await
         .map_err(|e| format!("loading panicked: {e}"))??;
-        for placement in &spec.placements {
-            self.metrics
-                .instance_placed(&spec.name, &spec.version, &placement.to_string());
-        }
         tracing::info!(
             model = %spec.name, version = %spec.version,
             inputs = ?spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
@@ -111,7 +107,15 @@ impl Loader {
         let model_metrics = self.metrics.model(&spec.name, &spec.version);
         let batcher = Batcher::start(spec.clone(), sessions, model_metrics.clone())
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        Ok(Arc::new(Model::new(spec, batcher, model_metrics)))
+        let placed = spec
+            .placements
+            .iter()
+            .map(|p| {
+                self.metrics
+                    .instance_placed(&spec.name, &spec.version, &p.to_string())
+            })
+            .collect();
+        Ok(Arc::new(Model::new(spec, batcher, model_metrics, placed)))
     }
 }
 

@@ -281,7 +281,12 @@ impl Repository {
                             Some(r) if e.reason.is_empty() => {
                                 (State::Ready, format!("recovered from: {r}"))
                             }
-                            _ => (State::Ready, e.reason.clone()),
+                            _ => match &live.error {
+                                Some(err) if e.reason.is_empty() => {
+                                    (State::Ready, format!("keeps serving: {err}"))
+                                }
+                                _ => (State::Ready, e.reason.clone()),
+                            },
                         },
                     },
                     (_, s) => (s, e.reason.clone()),

@@ -30,15 +30,23 @@ pub struct Model {
     pub spec: Arc<ModelSpec>,
     pub metrics: ModelMetrics,
     batcher: Batcher,
+    /// One `mlpserve_model_instances` gauge per instance, decremented on drop.
+    placed: Vec<prometheus::IntGauge>,
     on_drop: Mutex<Option<DropHook>>,
 }
 
 impl Model {
-    pub fn new(spec: Arc<ModelSpec>, batcher: Batcher, metrics: ModelMetrics) -> Model {
+    pub fn new(
+        spec: Arc<ModelSpec>,
+        batcher: Batcher,
+        metrics: ModelMetrics,
+        placed: Vec<prometheus::IntGauge>,
+    ) -> Model {
         Model {
             spec,
             metrics,
             batcher,
+            placed,
             on_drop: Mutex::new(None),
         }
     }
@@ -112,6 +120,9 @@ impl Model {
 
 impl Drop for Model {
     fn drop(&mut self) {
+        for gauge in &self.placed {
+            gauge.dec();
+        }
         let hook = self
             .on_drop
             .get_mut()

@@ -57,6 +57,9 @@ pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), 
         .iter()
         .map(|(name, bytes)| Ok((checked_path(name)?, bytes)))
         .collect::<Result<Vec<_>, String>>()?;
+    for (rel, _) in &checked {
+        refuse_links(model_dir, rel)?;
+    }
     for (rel, bytes) in checked {
         let target = model_dir.join(&rel);
         if std::fs::read(&target).is_ok_and(|old| &old == bytes) {
@@ -72,6 +75,30 @@ pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), 
         std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &target)
             .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses `rel` when any part of it that exists below `model_dir` (the version folder,
+/// a subfolder, the file) is a symbolic link: a write would land wherever the link points,
+/// possibly outside the repository. The model directory itself may be a link (volume
+/// mounts make them); what the request names inside it may not.
+fn refuse_links(model_dir: &Path, rel: &Path) -> Result<(), String> {
+    let mut path = model_dir.to_path_buf();
+    for part in rel.components() {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(format!(
+                    "file override '{}': {} is a symbolic link; overrides are never written through links",
+                    rel.display(),
+                    path.display()
+                ))
+            }
+            Ok(_) => {}
+            // Nothing below a missing part exists either.
+            Err(_) => return Ok(()),
+        }
     }
     Ok(())
 }
@@ -126,5 +153,21 @@ mod tests {
         );
         assert!(write_files(&dir, &[("../3/model.onnx".to_string(), vec![])]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symbolic_link() {
+        let base = std::env::temp_dir().join(format!("mlpserve-ovr-link-{}", std::process::id()));
+        let (model, outside) = (base.join("model"), base.join("outside"));
+        std::fs::create_dir_all(model.join("5")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, model.join("4")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), model.join("5/model.onnx")).unwrap();
+        for name in ["4/model.onnx", "4/sub/model.onnx", "5/model.onnx"] {
+            let err = write_files(&model, &[(name.to_string(), b"x".to_vec())]).unwrap_err();
+            assert!(err.contains("symbolic link"), "{name}: {err}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

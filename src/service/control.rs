@@ -16,8 +16,14 @@ impl Service {
         let Some(token) = &self.config.admin_token else {
             return Ok(());
         };
+        // The scheme is case-insensitive (RFC 9110), as it is for API keys.
         let given = authorization
-            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .and_then(|h| {
+                let (scheme, rest) = (h.get(..7)?, h.get(7..)?);
+                scheme
+                    .eq_ignore_ascii_case(b"bearer ")
+                    .then(|| rest.trim_ascii())
+            })
             .unwrap_or_default();
         if constant_time_eq(given, token.as_bytes()) {
             Ok(())

@@ -84,7 +84,7 @@ pub struct Http2Windows {
 
 /// Answer written to a plain-HTTP client refused at the connection cap.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 1\r\nConnection: close\r\nContent-Length: 46\r\n\r\n\
+Retry-After: 1\r\nConnection: close\r\nContent-Length: 50\r\n\r\n\
 {\"error\":\"too many open connections, retry later\"}";
 
 /// Serves `service` on `listener` until `stop` completes; then stops accepting, asks every
@@ -376,4 +376,22 @@ fn idle_deadline(state: &ConnState, config: &TransportConfig) -> tokio::time::In
         state.last_active() + config.header_read_timeout
     };
     tokio::time::Instant::from_std(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REFUSAL;
+
+    #[test]
+    fn the_refusal_body_matches_its_content_length() {
+        let text = std::str::from_utf8(REFUSAL).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.parse().ok())
+            .expect("Content-Length");
+        assert_eq!(length, body.len(), "{text}");
+        serde_json::from_str::<serde_json::Value>(body).expect("a JSON body");
+    }
 }

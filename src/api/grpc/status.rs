@@ -14,7 +14,7 @@ pub fn code(error: &Error) -> Code {
             Code::InvalidArgument
         }
         Error::Overloaded { .. } => Code::ResourceExhausted,
-        Error::Timeout { .. } => Code::DeadlineExceeded,
+        Error::Timeout { .. } | Error::BodyTimeout(_) => Code::DeadlineExceeded,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unauthorized(_) => Code::Unauthenticated,
         Error::NotAllowed(_) => Code::PermissionDenied,

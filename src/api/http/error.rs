@@ -15,6 +15,7 @@ pub fn status(error: &Error) -> StatusCode {
         Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::NotAllowed(_) => StatusCode::FORBIDDEN,

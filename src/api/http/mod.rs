@@ -53,6 +53,7 @@ pub fn router(state: Arc<Service>) -> Router {
     let budget = admission::ByteBudget::new(state.config.max_inflight_bytes);
     Router::new()
         .route("/v2", get(health::server_metadata))
+        .route("/v2/", get(health::server_metadata))
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
         .route("/health/live", get(health::live))
@@ -315,7 +316,12 @@ pub(crate) fn body_or_error(
     limit: usize,
 ) -> Result<Bytes, Error> {
     body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if is_body_timeout(&rejection) {
+            Error::BodyTimeout(
+                "the request body stalled for longer than the body read timeout (--body-read-timeout-secs)"
+                    .to_string(),
+            )
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::TooLarge(format!(
                 "request body is larger than the {limit}-byte limit (--max-body-bytes)"
             ))
@@ -326,4 +332,16 @@ pub(crate) fn body_or_error(
             ))
         }
     })
+}
+
+/// Whether reading the body failed because `RequestBodyTimeout` gave up on a stalled body.
+fn is_body_timeout(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
