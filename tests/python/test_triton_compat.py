@@ -35,10 +35,23 @@ def expected_logits() -> np.ndarray:
     return c.infer("mlp_digits", [i]).as_numpy("logits")
 
 
+def scratch_repository(models: dict) -> Path:
+    """A repository with `models` ({name: zoo model}) copied from models/."""
+    root = Path(tempfile.mkdtemp(prefix="mlpserve-triton-"))
+    for name, zoo in models.items():
+        (root / name / "1").mkdir(parents=True)
+        shutil.copy(REPO / "models" / zoo / "1" / "model.onnx", root / name / "1" / "model.onnx")
+    return root
+
+
 @pytest.fixture(scope="module", autouse=True)
-def shared(server):
-    pytest.server = server
+def own_server():
+    # Its own server: the session-wide one is stopped by test_conformance's SIGTERM test.
+    root = scratch_repository({"mlp_digits": "mlp_digits", "finalmlp_ctr": "finalmlp_ctr"})
+    pytest.server = Server(binary_path(), repository=root)
     yield
+    pytest.server.stop()
+    shutil.rmtree(root)
 
 
 def test_http_aio_reads_every_non_inference_answer_and_compressed_inference():
@@ -125,9 +138,7 @@ def test_raw_binary_body():
 
 @pytest.fixture(scope="module")
 def explicit_server():
-    root = Path(tempfile.mkdtemp(prefix="mlpserve-pbjson-"))
-    (root / "m" / "1").mkdir(parents=True)
-    shutil.copy(REPO / "models" / "mlp_digits" / "1" / "model.onnx", root / "m" / "1" / "model.onnx")
+    root = scratch_repository({"m": "mlp_digits"})
     s = Server(binary_path(), repository=root, extra=["--model-control-mode", "explicit"])
     yield s
     s.stop()
