@@ -92,12 +92,13 @@ pub async fn run(
     let transport = api::Transport::new(&config.transport, &metrics.transport)?;
     let rescan = Arc::new(tokio::sync::Notify::new());
     let repo = start_repository(&config, runtime, &metrics, rescan.clone()).await?;
+    let activity = service::Activity::for_current_runtime(metrics.requests_active.clone());
     let state = Arc::new(service::Service {
         repository: repo,
         metrics,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
-        activity: service::Activity::for_current_runtime(),
+        activity,
     });
 
     // One shutdown signal fans out to every listener.

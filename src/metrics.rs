@@ -30,6 +30,9 @@ pub struct Metrics {
     instances: IntGaugeVec,
     worker_restarts: IntCounterVec,
     http_requests: IntCounterVec,
+    /// Requests in the server now, from arrival to answer, every route of both ports: the
+    /// count `service::Activity` keeps (a scrape counts itself).
+    pub requests_active: IntGauge,
     /// Connection and authentication counters of the transports.
     pub transport: TransportMetrics,
     lifecycle: LifecycleMetrics,
@@ -258,6 +261,17 @@ impl Metrics {
                 "http_requests_total",
                 "HTTP requests by route template, method and status.",
                 &["route", "method", "status"],
+            ),
+            requests_active: register(
+                &registry,
+                IntGauge::with_opts(
+                    Opts::new(
+                        "requests_active",
+                        "Requests in the server now, from arrival to answer, on every route of the HTTP and gRPC ports (a scrape on the HTTP port counts itself).",
+                    )
+                    .namespace("mlpserve"),
+                )
+                .expect("valid gauge"),
             ),
             transport: TransportMetrics::new(&registry),
             lifecycle: LifecycleMetrics {

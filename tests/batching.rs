@@ -104,19 +104,11 @@ async fn concurrent_requests_form_one_batch_and_get_their_own_rows() {
         started.elapsed() < Duration::from_secs(4),
         "a full batch is sent without waiting out the delay"
     );
-    let stats: Value = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .map(Value::String)
-        .expect("text");
-    assert!(stats
-        .as_str()
-        .unwrap_or_default()
-        .contains("mlpserve_executions_total{model=\"digits\",version=\"1\"} 1"));
+    assert_eq!(
+        metric(&server, "mlpserve_executions_total").await,
+        1.0,
+        "all {n} requests ran as one batch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +175,9 @@ async fn a_full_queue_answers_429_at_once_and_admitted_requests_complete() {
         let (c, url, b) = (client.clone(), server.url("/predict"), body.clone());
         async move { futures::future::join_all((0..2).map(|_| c.post(&url).json(&b).send())).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .wait_metric(&series("mlpserve_queue_depth"), |d| d >= 2.0)
+        .await;
     let started = Instant::now();
     let refused = client
         .post(server.url("/predict"))
@@ -296,7 +290,11 @@ async fn abandoned_requests_are_dropped_before_running() {
             .is_err(),
         "client gave up"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server has seen the client leave once it closed that connection: then only the
+    // scrape's own connection is open.
+    server
+        .wait_metric("mlpserve_connections_open", |open| open == 1.0)
+        .await;
     let (status, headers, _) = predict(&reqwest::Client::new(), &server, body).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -406,11 +404,13 @@ async fn an_onnx_runtime_failure_fails_only_its_batch() {
 /// The value of a model's series `name` in the server's /metrics text.
 async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = server.metrics_text().await;
-    let series = format!("{name}{{model=\"digits\",version=\"1\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {text}"))
+    let series = series(name);
+    common::series_value(&text, &series).unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+/// Metric `name`'s series for model `digits` version 1.
+fn series(name: &str) -> String {
+    format!("{name}{{model=\"digits\",version=\"1\"}}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,7 +507,10 @@ async fn a_request_is_not_alone_while_another_is_still_arriving() {
     )
     .await
     .expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slow request is in the server (the scrape counts itself too).
+    server
+        .wait_metric("mlpserve_requests_active", |n| n >= 2.0)
+        .await;
     let (status, _, answer) = predict(&client, &server, body.clone()).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
@@ -515,7 +518,9 @@ async fn a_request_is_not_alone_while_another_is_still_arriving() {
         0.0
     );
     drop(slow);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .wait_metric("mlpserve_requests_active", |n| n == 1.0)
+        .await;
     let (status, _, answer) = predict(&client, &server, body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(

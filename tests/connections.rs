@@ -232,8 +232,9 @@ fn at_the_cap_the_longest_idle_connection_makes_room() {
         c.transport.header_read_timeout = Duration::from_secs(3600);
         c.transport.idle_timeout = Duration::from_secs(3600);
     });
+    // One accept loop takes them in connect order and stamps each with a later instant,
+    // so `oldest` is the longer idle. (No scrape here: at this cap it would take a slot.)
     let mut oldest = connect(server.http);
-    std::thread::sleep(Duration::from_millis(20)); // distinct "last active" times
     let mut younger = connect(server.http);
     assert!(served(&server), "a newcomer is served at the cap");
     assert!(
@@ -284,7 +285,38 @@ fn at_the_cap_with_every_connection_busy_newcomers_get_a_503_then_service_resume
         }
     };
     assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
-    assert!(refusal.contains("Retry-After: 1"), "{refusal}");
+    // The whole answer, not only its status line: a client reads exactly Content-Length
+    // bytes of body, so a length that disagrees with the body truncates or hangs it.
+    let (head, body) = refusal
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {refusal}"));
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    assert_eq!(header("retry-after").as_deref(), Some("1"), "{head}");
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/json"),
+        "{head}"
+    );
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+    assert_eq!(
+        body.len(),
+        length,
+        "Content-Length vs the body sent: {body:?}"
+    );
+    let error: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("connections")),
+        "{error}"
+    );
     drop(busy);
     let deadline = Instant::now() + PATIENCE;
     while !served(&server) {

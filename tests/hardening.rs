@@ -107,7 +107,12 @@ async fn a_long_history_is_never_batched_with_short_ones() {
         }
     };
     let long = tokio::spawn(send(din_body(100_000)));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The long one is queued before the short ones arrive.
+    server
+        .wait_metric("mlpserve_queue_depth{model=\"din\",version=\"1\"}", |d| {
+            d >= 1.0
+        })
+        .await;
     let short = futures::future::join_all((0..30).map(|_| send(din_body(5)))).await;
     let (status, rows, body) = long.await.expect("long request");
     assert_eq!(status, 200, "{body}");

@@ -55,7 +55,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -132,14 +132,19 @@ fn swap_under_load(server: &TestServer, swap: impl FnOnce()) -> (Vec<Answer>, In
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the load to flow", Duration::from_secs(30), || {
+        answers.lock().unwrap().len() >= 64
+    });
     swap();
     wait_for("version 1 to leave", Duration::from_secs(30), || {
         let (s, _) = state(server, "m", "1");
         s.is_empty() || s == "UNLOADING"
     });
     let swapped = Instant::now();
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for("answers after the swap", Duration::from_secs(30), || {
+        let answers = answers.lock().unwrap();
+        answers.iter().filter(|a| a.started > swapped).count() >= 64
+    });
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client");

@@ -58,7 +58,13 @@ async fn metrics_count_exactly_the_requests_made() {
             .json(&predict("slow", 1))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Admitted and queued: the queue (size 1) is full.
+    server
+        .wait_metric(
+            "mlpserve_inflight_requests{model=\"slow\",version=\"1\"}",
+            |n| n == 1.0,
+        )
+        .await;
     for _ in 0..2 {
         let r = client
             .post(server.url("/predict"))
@@ -230,13 +236,31 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             tokio::spawn(req)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // All three are admitted (queued behind the 1.5 s delay) before the signal.
+    common::wait_metric(
+        &format!("http://{addr}/metrics"),
+        "mlpserve_inflight_requests{model=\"digits\",version=\"1\"}",
+        |n| n == 3.0,
+    )
+    .await;
     let kill = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server has taken the signal once it says so.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("refusing new requests"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no shutdown line in the log: {seen:?}");
+        if let Ok(line) = logs.recv_timeout(left) {
+            seen.push(line);
+        }
+    }
 
     // After the signal: 503 or a refused connection, never a hang.
     let late = reqwest::Client::new()
@@ -276,7 +300,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
-    let logs: Vec<String> = startup.into_iter().chain(logs.try_iter()).collect();
+    let logs: Vec<String> = startup
+        .into_iter()
+        .chain(seen)
+        .chain(logs.try_iter())
+        .collect();
     assert!(
         logs.iter().any(|l| l.contains("drain-1")),
         "the request id appears in the logs"

@@ -47,34 +47,34 @@ pub struct Service {
 /// that finds only itself here may run inline (`inline_run_us`): nothing else could join
 /// its batch. A per-model count cannot tell this, since under load most requests are
 /// still being read, decoded or written, outside any queue.
-#[derive(Debug)]
 pub struct Activity {
-    count: std::sync::atomic::AtomicUsize,
+    /// Exported as `mlpserve_requests_active`; one atomic either way.
+    count: prometheus::IntGauge,
     /// The runtime has one async thread: see [`Activity::alone_now`].
     one_thread: bool,
 }
 
 impl Activity {
-    /// For the current runtime (its thread count decides how `alone_now` looks).
-    pub fn for_current_runtime() -> Activity {
+    /// For the current runtime (its thread count decides how `alone_now` looks), counting
+    /// in `count`.
+    pub fn for_current_runtime(count: prometheus::IntGauge) -> Activity {
         let threads =
             tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
         Activity {
-            count: Default::default(),
+            count,
             one_thread: threads == 1,
         }
     }
 
     /// Counts a request until the guard drops.
     pub fn begin(&self) -> Busy<'_> {
-        self.count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count.inc();
         Busy(self)
     }
 
     /// No request but (at most) the caller's own is in the server.
     pub fn alone(&self) -> bool {
-        self.count.load(std::sync::atomic::Ordering::Relaxed) <= 1
+        self.count.get() <= 1
     }
 
     /// [`Activity::alone`], also counting requests that have arrived but not been read.
@@ -100,9 +100,7 @@ pub struct Busy<'a>(&'a Activity);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.count.dec();
     }
 }
 

@@ -112,6 +112,11 @@ impl TestServer {
             .expect("text")
     }
 
+    /// Polls /metrics until `series` satisfies `done`; see [`wait_metric`].
+    pub async fn wait_metric(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+        wait_metric(&self.url("/metrics"), series, done).await
+    }
+
     /// `POST path` with a JSON body: the status and the JSON answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let r = reqwest::blocking::Client::new()
@@ -337,4 +342,35 @@ pub fn run_binary(repo: &Path, args: &[&str]) -> (Vec<String>, Result<Child, Exi
         }
     }
     (lines, Err(child.wait().expect("exit status")))
+}
+
+/// The value of one series (`name{labels}`, exactly as the text writes it) in a Prometheus
+/// text; `None` when the series is absent.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls `url` (a /metrics endpoint) in 10 ms steps until `series` is present and satisfies
+/// `done`, for at most 30 s; returns the value. Tests wait on the event this way instead
+/// of sleeping for a time that is usually long enough.
+pub async fn wait_metric(url: &str, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            let text = r.text().await.unwrap_or_default();
+            last = series_value(&text, series);
+            if let Some(v) = last.filter(|&v| done(v)) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached the awaited value (last: {last:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
