@@ -1,317 +1,253 @@
 #!/usr/bin/env bash
-# The prepared GPU check, in one go, for a machine with an NVIDIA GPU, the CUDA 13 runtime
-# libraries and no network, that can only be sent ~64 MiB at a time.
+# The prepared GPU check, for a machine with an NVIDIA GPU and the CUDA 13 libraries but no
+# network, that is sent at most 64 MiB per call (the tracked tree counted in every call).
 #
-#   scripts/gpu-check.sh --prepare   # here: GPU build of ONNX Runtime -> gpu-parts/ (<= 60 MiB
-#                                    # parts of one .tar.gz, SHA256SUMS, SIZES), prints the plan
-#   scripts/gpu-check.sh --dry-run   # here or there: validate parts, binaries, models; print
-#                                    # the commands; no GPU needed; non-zero naming what's missing
-#   scripts/gpu-check.sh             # there: reassemble + verify the parts, check the CUDA
-#                                    # libraries, serve the zoo with --execution-provider cuda
-#                                    # and check every sample, then bench heavy MLP and ranking
-#                                    # on CPU and CUDA; prints one markdown table
+#   scripts/gpu-check.sh --prepare   # here: release build, the GPU ONNX Runtime packed with xz
+#                                    # into parts, the binaries packed; prints the call plan
+#   scripts/gpu-check.sh --dry-run   # here: parts and checksums, each binary run (the bench
+#                                    # with the arguments of every benchmark), models
+#   scripts/gpu-check.sh --smoke     # there, every call but the last: what has arrived, the
+#                                    # binaries, Python, the CUDA libraries, the heavy model
+#   scripts/gpu-check.sh             # there, last call: reassemble, preflight, zoo samples on
+#                                    # CPU and CUDA, benchmarks; results to $OUT, table last
+#   scripts/gpu-check.sh --rehearse  # here: all of the above with CUDA stand-ins, the CPU
+#                                    # provider in CUDA's place (REHEARSE_GPU_EP=cuda: a
+#                                    # CUDA that fails)
 #
-# Settings (environment): MLPSERVE_BIN [target/release/mlpserve], BENCH [target/release/
-# mlpserve-bench if present, else "$MLPSERVE_BIN bench"], MODELS [models], PARTS_DIR
-# [gpu-parts], ORT_GPU_DIR [.onnxruntime-gpu], ORT_VERSION [1.31.1], HEAVY_REPO
-# [target/bench-models], PYTHON [.venv-tools/bin/python if present, else python3], RESULTS
-# [target/gpu-check], PORT [18000; gRPC PORT+1], RTOL/ATOL [1e-3/1e-4], STRICT [0: outputs
-# within the TF32 tolerance only are reported, not failed], DURATION/WARMUP/CEILING_DURATION
-# [5s/1s/1s], CLIENTS [1,64], INTRA_OP [server default], CUDA_LIB_DIRS [auto: every
-# site-packages nvidia/*/lib and /usr/local/cuda/lib64], PART_MIB [60], MAX_PART_MIB [60].
+# Settings (environment) [default]: BIN_DIR [target/release: --prepare builds it], PARTS_DIR
+# [gpu-parts], ORT_GPU_DIR [.onnxruntime-gpu; --prepare fetches the wheel only when the
+# libraries are missing], ORT_VERSION [1.31.1], PART_MIB [48], XZ_LEVEL [-9], MODELS [models],
+# HEAVY_REPO [target/bench-models], PYTHON [/opt/torch/.venv/bin/python3, .venv-tools/bin/python
+# or python3], SITE_PACKAGES [$PYTHON's], DRIVER_LIB_DIRS [/usr/local/nvidia/lib64:
+# /usr/local/nvidia/lib], GPU_EP [cuda], RESULTS [target/gpu-check], OUT [none], DURATION/
+# WARMUP/CEILING_DURATION [5s/1s/1s], CLIENTS [1,64], CPU_THREADS [all cores], RTOL/ATOL
+# [1e-3/1e-4], STRICT [0], PORT [18000], BUDGET_S [220: the run stops starting steps after].
 set -euo pipefail
-
+shopt -s nullglob
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-mode=run
-case "${1:-}" in
-  "") ;;
-  --prepare) mode=prepare ;;
-  --dry-run) mode=dry-run ;;
-  -h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "unknown argument '$1' (expected --prepare, --dry-run or nothing)" >&2
-    exit 2
-    ;;
+mode="${1:-run}"
+case "$mode" in
+  --prepare | --dry-run | --smoke | --rehearse | run) ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
+  *) echo "unknown argument '$mode' (expected --prepare, --dry-run, --smoke, --rehearse or none)" >&2 && exit 2 ;;
 esac
+V="${ORT_VERSION:-1.31.1}"
+BIN_DIR="${BIN_DIR:-target/release}" PARTS="${PARTS_DIR:-gpu-parts}" ORT="${ORT_GPU_DIR:-.onnxruntime-gpu}"
+MODELS="${MODELS:-models}" HEAVY="${HEAVY_REPO:-target/bench-models}" RESULTS="${RESULTS:-target/gpu-check}"
+GPU_EP="${GPU_EP:-cuda}" PORT="${PORT:-18000}" CLIENTS="${CLIENTS:-1,64}" CPU_THREADS="${CPU_THREADS:-$(nproc)}"
+RTOL="${RTOL:-1e-3}" ATOL="${ATOL:-1e-4}"
+for PYTHON in "${PYTHON:-}" /opt/torch/.venv/bin/python3 .venv-tools/bin/python python3; do
+  [[ -n $PYTHON ]] && command -v "$PYTHON" >/dev/null && break
+done
+libs=("libonnxruntime.so.$V" libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so)
+cuda_libs=(libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudnn.so.9)
+archive="ort-gpu-$V.tar.xz" server="$PARTS/bin/mlpserve" bench="$PARTS/bin/mlpserve-bench"
+say() { echo "== $*"; }
+die() { echo "gpu-check: $*" >&2 && exit 1; }
+problems=0
+problem() { echo "gpu-check: $*" >&2 && problems=$((problems + 1)); }
 
-ORT_VERSION="${ORT_VERSION:-1.31.1}"
-PARTS_DIR="${PARTS_DIR:-gpu-parts}"
-ORT_GPU_DIR="${ORT_GPU_DIR:-.onnxruntime-gpu}"
-MODELS="${MODELS:-models}"
-MLPSERVE_BIN="${MLPSERVE_BIN:-target/release/mlpserve}"
-HEAVY_REPO="${HEAVY_REPO:-target/bench-models}"
-RESULTS="${RESULTS:-target/gpu-check}"
-PORT="${PORT:-18000}"
-RTOL="${RTOL:-1e-3}"
-ATOL="${ATOL:-1e-4}"
-STRICT="${STRICT:-0}"
-DURATION="${DURATION:-5s}"
-WARMUP="${WARMUP:-1s}"
-CEILING_DURATION="${CEILING_DURATION:-1s}"
-CLIENTS="${CLIENTS:-1,64}"
-PART_MIB="${PART_MIB:-60}"
-MAX_PART_MIB="${MAX_PART_MIB:-60}"
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv-tools/bin/python ]]; then PYTHON=.venv-tools/bin/python; else PYTHON=python3; fi
-fi
-if [[ -z "${BENCH:-}" ]]; then
-  bench_bin="$(dirname "$MLPSERVE_BIN")/mlpserve-bench"
-  if [[ -x "$bench_bin" ]]; then BENCH="$bench_bin"; else BENCH="$MLPSERVE_BIN bench"; fi
-fi
-read -r -a bench_cmd <<<"$BENCH"
-
-archive="onnxruntime-gpu-$ORT_VERSION.tar.gz"
-libs=("libonnxruntime.so.$ORT_VERSION" libonnxruntime_providers_shared.so
-  libonnxruntime_providers_cuda.so)
-ort_lib="$ORT_GPU_DIR/libonnxruntime.so.$ORT_VERSION"
-abs() { case "$1" in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
-heavy_model="$HEAVY_REPO/mlp_heavy/1/model.onnx"
-
-log() { echo "== $*"; }
-die() {
-  echo "gpu-check: $*" >&2
-  exit 1
+# ------------------------------------------------------------------------------------ prepare
+prepare() {
+  [[ $BIN_DIR != target/release ]] || cargo build --release --locked -p mlpserve -p mlpserve-bench
+  ORT_FLAVOR=gpu ORT_VERSION="$V" ORT_DEST="$(realpath -m "$ORT")" scripts/fetch-onnxruntime.sh
+  rm -rf "$PARTS" && mkdir -p "$PARTS/stage"
+  say "packing ${libs[*]} with xz ${XZ_LEVEL:--9} into ${PART_MIB:-48} MiB parts"
+  tar -C "$ORT" -cf - "${libs[@]}" | xz "${XZ_LEVEL:--9}" -T0 | split -d -a 2 -b "${PART_MIB:-48}M" - "$PARTS/$archive."
+  cp "$BIN_DIR/mlpserve" "$BIN_DIR/mlpserve-bench" "$PARTS/stage/"
+  strip "$PARTS/stage/"* 2>/dev/null || true # smaller; a stand-in script is left as it is
+  tar -C "$PARTS/stage" -cf - mlpserve mlpserve-bench | xz "${XZ_LEVEL:--9}" -T0 >"$PARTS/bin.tar.xz"
+  rm -r "$PARTS/stage"
+  local ort_abs
+  ort_abs="$(realpath "$ORT")"
+  (cd "$PARTS" && sha256sum bin.tar.xz "$archive".* && cd "$ort_abs" && sha256sum "${libs[@]}" | sed 's|  |  lib/|') >"$PARTS/SUMS"
+  mv "$PARTS/SUMS" "$PARTS/SHA256SUMS"
+  # What travels in every call: tracked and untracked-not-ignored files.
+  local tree parts=("$PARTS/$archive".*) n i carry cmd bytes limit=$((64 << 20)) over=0
+  tree=$(git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s}')
+  n=$((${#parts[@]} > 1 ? ${#parts[@]} : 2)) # the smoke test comes before the last part
+  say "plan: $n calls of the device tool, each straight after the last (the machine keeps what came earlier only while warm)"
+  for ((i = 0; i < n; i++)); do
+    carry=("$PARTS/SHA256SUMS")
+    ((i > 0)) || carry+=("$PARTS/bin.tar.xz")
+    ((i >= ${#parts[@]})) || carry+=("${parts[$i]}")
+    cmd="scripts/gpu-check.sh --smoke" && ((i < n - 1)) || cmd="scripts/gpu-check.sh"
+    bytes=$((tree + $(stat -c %s "${carry[@]}" | awk '{s += $1} END {print s}')))
+    printf 'call %d/%d: %d bytes (tree %d + carried) of %d\n' $((i + 1)) "$n" "$bytes" "$tree" "$limit"
+    printf '  carry: [%s]\n' "$(printf '"%s", ' "${carry[@]}" | sed 's/, $//')"
+    echo "  command: $cmd$( ((i < n - 1)) && echo "   (timeout_s 120)" || echo "   (timeout_s 300; results come back under \$OUT)")"
+    ((bytes < limit)) || over=1
+  done
+  ((over == 0)) || die "a call is over 64 MiB: lower PART_MIB"
 }
 
-# ---------------------------------------------------------------------------- prepare
-if [[ $mode == prepare ]]; then
-  ORT_FLAVOR=gpu ORT_VERSION="$ORT_VERSION" ORT_DEST="$(abs "$ORT_GPU_DIR")" scripts/fetch-onnxruntime.sh
-  rm -rf "$PARTS_DIR"
-  mkdir -p "$PARTS_DIR"
-  log "packing ${libs[*]} into $PARTS_DIR/$archive.part-NN ($PART_MIB MiB parts)"
-  tar -C "$ORT_GPU_DIR" -cf - "${libs[@]}" | gzip -6 >"$PARTS_DIR/$archive"
-  (
-    cd "$PARTS_DIR"
-    split -d -a 2 -b "${PART_MIB}M" "$archive" "$archive.part-"
-    sha256sum "$archive.part-"* "$archive" >SHA256SUMS
-    (cd "$(abs "$ORT_GPU_DIR")" && sha256sum "${libs[@]}") | sed 's|  |  lib/|' >>SHA256SUMS
-    for f in "$archive.part-"*; do echo "$(stat -c %s "$f") $f"; done >SIZES
-    rm "$archive"
-  )
-  cat "$PARTS_DIR/SIZES"
-  echo "Send $PARTS_DIR/SHA256SUMS, $PARTS_DIR/SIZES and each part (one part per transfer of"
-  echo "<= 64 MiB), the release binaries and this checkout; then run scripts/gpu-check.sh there."
-  exit 0
-fi
-
-# ---------------------------------------------------------------------------- validation
-# Fills `problems` with what is missing or inconsistent; `libs_source` says where the GPU
-# libraries will come from.
-problems=()
-libs_source=""
-validate() {
-  local have_libs=1 f
-  for f in "${libs[@]}"; do [[ -f "$ORT_GPU_DIR/$f" ]] || have_libs=0; done
-  if [[ -f "$PARTS_DIR/SHA256SUMS" ]]; then
-    libs_source=parts
-    local parts n=0 expected i name size actual max=$((MAX_PART_MIB * 1024 * 1024))
-    mapfile -t parts < <(awk '{print $2}' "$PARTS_DIR/SHA256SUMS" | grep -E '\.part-[0-9]+$' || true)
-    [[ ${#parts[@]} -gt 0 ]] || problems+=("$PARTS_DIR/SHA256SUMS lists no parts")
-    [[ -f "$PARTS_DIR/SIZES" ]] || problems+=("$PARTS_DIR/SIZES (part sizes)")
-    for i in "${!parts[@]}"; do
-      name="${parts[$i]}"
-      expected="$(printf '%s.part-%02d' "$archive" "$i")"
-      [[ "$name" == "$expected" ]] || problems+=("part $i: SHA256SUMS lists $name, expected $expected")
-      if [[ ! -f "$PARTS_DIR/$name" ]]; then
-        problems+=("part $PARTS_DIR/$name")
-        continue
-      fi
-      n=$((n + 1))
-      actual="$(stat -c %s "$PARTS_DIR/$name")"
-      size="$(awk -v f="$name" '$2 == f {print $1}' "$PARTS_DIR/SIZES" 2>/dev/null || true)"
-      [[ "$actual" == "$size" ]] || problems+=("part $name is $actual bytes, SIZES says ${size:-nothing}")
-      ((actual <= max)) || problems+=("part $name is $actual bytes, over $MAX_PART_MIB MiB")
-    done
-    if [[ $n -eq ${#parts[@]} && $n -gt 0 ]]; then
-      local bad
-      bad="$(cd "$PARTS_DIR" && grep -E '\.part-[0-9]+$' SHA256SUMS | sha256sum -c --quiet 2>&1 || true)"
-      [[ -z "$bad" ]] || problems+=("part checksums: $(echo "$bad" | tr '\n' ' ')")
-    fi
-    for f in "$archive" "${libs[@]/#/lib/}"; do
-      grep -qE "  $f\$" "$PARTS_DIR/SHA256SUMS" || problems+=("$PARTS_DIR/SHA256SUMS has no line for $f")
-    done
-  elif [[ $have_libs == 1 ]]; then
-    libs_source=assembled
-  else
-    libs_source=none
-    problems+=("GPU ONNX Runtime: neither $PARTS_DIR/SHA256SUMS (parts, see --prepare) nor ${libs[*]} in $ORT_GPU_DIR/")
-  fi
-  [[ -x "$MLPSERVE_BIN" ]] || problems+=("server binary $MLPSERVE_BIN (cargo build --release)")
-  [[ -x "${bench_cmd[0]}" ]] || command -v "${bench_cmd[0]}" >/dev/null ||
-    problems+=("bench command '${bench_cmd[0]}' (BENCH)")
-  command -v python3 >/dev/null || problems+=("python3 (sample checker)")
-  local models=0 m
-  if [[ -d "$MODELS" ]]; then
-    for m in "$MODELS"/*/; do
-      m="${m%/}"
-      [[ -f "$m/1/model.onnx" ]] || continue
-      models=$((models + 1))
-      [[ -f "$m/samples.json" ]] || problems+=("$m/samples.json")
-    done
-  fi
-  [[ $models -gt 0 ]] || problems+=("models: no <model>/1/model.onnx under '$MODELS'")
-  [[ -f "$MODELS/finalmlp_ctr/1/model.onnx" ]] || problems+=("ranking model $MODELS/finalmlp_ctr/1/model.onnx")
-  heavy_plan=present
-  if [[ ! -f "$heavy_model" ]]; then
-    if [[ -f scripts/make-bench-model.py ]] && "$PYTHON" -c "import onnx, numpy" 2>/dev/null; then
-      heavy_plan=generate
-    else
-      heavy_plan=missing
-      problems+=("heavy model $heavy_model (or $PYTHON with onnx and numpy to make it)")
-    fi
-  fi
-  model_count=$models
-}
-
-# The commands the check runs, printed by --dry-run and run by the default mode.
-serve_cmd() { # provider
-  echo "$MLPSERVE_BIN serve --model-repository $MODELS --execution-provider $1 --ort-lib $ort_lib" \
-    "--host 127.0.0.1 --http-port $PORT --grpc-port $((PORT + 1)) --log-level info"
-}
-bench_args() { # heavy|ranking provider
-  local common="--server-config $RESULTS/server-$2.toml --ort-lib $ort_lib --rows 1 --concurrency $CLIENTS"
-  common+=" --duration $DURATION --warmup $WARMUP --ceiling --ceiling-duration $CEILING_DURATION"
-  [[ -z "${INTRA_OP:-}" ]] || common+=" --intra-op-threads $INTRA_OP"
-  case "$1" in
-    heavy) echo "--model-repository $HEAVY_REPO --model mlp_heavy --ceiling-batches 1,64,256 $common" ;;
-    ranking) echo "--model-repository $MODELS --model finalmlp_ctr --ceiling-batches 1,64,256 $common" ;;
-  esac
-}
-samples_cmd() { # provider rtol atol
-  local strict=""
-  [[ $STRICT == 1 ]] && strict=" --strict"
-  echo "python3 scripts/gpu_check.py samples --url http://127.0.0.1:$PORT --models $MODELS" \
-    "--expect-provider $1 --rtol $2 --atol $3$strict --out $RESULTS/samples-$1.json"
-}
-
-print_plan() {
-  echo "GPU ONNX Runtime: $libs_source ($PARTS_DIR -> $ORT_GPU_DIR: ${libs[*]})"
-  [[ $libs_source != parts ]] || echo "  cat $PARTS_DIR/$archive.part-* > $archive; sha256sum -c; tar -xzf -C $ORT_GPU_DIR"
-  echo "server: $MLPSERVE_BIN; bench: ${bench_cmd[*]}; models: $model_count under $MODELS"
-  echo "heavy model: $heavy_model ($heavy_plan)"
-  [[ $heavy_plan != generate ]] || echo "  $PYTHON scripts/make-bench-model.py --out $HEAVY_REPO"
-  echo "preflight: nvidia-smi -L; ldd $ORT_GPU_DIR/libonnxruntime_providers_cuda.so (no 'not found');"
-  echo "  libcudnn.so.9 on LD_LIBRARY_PATH or in ldconfig -p"
-  echo "samples on cpu (control, tolerances of tests/zoo.rs), then on cuda:"
-  echo "  $(serve_cmd cpu) &"
-  echo "  $(samples_cmd cpu 1e-4 1e-5); kill %1"
-  echo "  $(serve_cmd cuda) &"
-  echo "  $(samples_cmd cuda "$RTOL" "$ATOL"); kill %1"
+# ------------------------------------------------------------------------------------ checks
+# Writes the server config of each benchmark (the ranking one loads only its model).
+configs() {
   local s p
+  mkdir -p "$RESULTS"
   for s in heavy ranking; do
     for p in cpu cuda; do
-      echo "bench $s $p: ${bench_cmd[*]} $(bench_args $s $p) > $RESULTS/bench-$s-$p.log"
+      printf 'execution_provider = "%s"\nstrict_readiness = false\nmodel_control_mode = "explicit"\nload_model = ["%s"]\n%s' \
+        "$([[ $p == cpu ]] && echo cpu || echo "$GPU_EP")" "$([[ $s == heavy ]] && echo mlp_heavy || echo finalmlp_ctr)" \
+        "$([[ $p == cpu ]] && echo "intra_op_threads = $CPU_THREADS")" >"$RESULTS/server-$s-$p.toml"
     done
   done
-  echo "table: python3 scripts/gpu_check.py table --results $RESULTS --rtol $RTOL --atol $ATOL"
 }
-
-validate
-if [[ $mode == dry-run ]]; then
-  print_plan
-  if [[ ${#problems[@]} -gt 0 ]]; then
-    echo "gpu-check --dry-run: missing or inconsistent:" >&2
-    printf '  - %s\n' "${problems[@]}" >&2
-    exit 1
+bench_args() { # heavy|ranking cpu|cuda
+  local repo="$MODELS" model=finalmlp_ctr
+  [[ $1 == ranking ]] || repo="$HEAVY" model=mlp_heavy
+  echo "--model-repository $repo --model $model --server-config $RESULTS/server-$1-$2.toml" \
+    "--ort-lib $ORT/libonnxruntime.so.$V --rows 1 --concurrency $CLIENTS --duration ${DURATION:-5s}" \
+    "--warmup ${WARMUP:-1s} --ceiling --ceiling-batches 1,64,256 --ceiling-duration ${CEILING_DURATION:-1s}"
+}
+# Parts against SHA256SUMS (--ignore-missing: only those that have arrived), then the
+# binaries unpacked and run: --version, and the bench with every benchmark's arguments.
+check_inputs() {
+  [[ -f $PARTS/SHA256SUMS ]] || die "$PARTS/SHA256SUMS missing: send call 1 of the plan (scripts/gpu-check.sh --prepare)"
+  (cd "$PARTS" && grep -v '  lib/' SHA256SUMS | sha256sum -c --quiet "$@") || problem "parts missing or damaged (above)"
+  local f s p here=("$PARTS/$archive".*)
+  say "parts here: ${#here[@]} of $(grep -c "  $archive\." "$PARTS/SHA256SUMS")"
+  for f in "${here[@]}"; do
+    (($(stat -c %s "$f") <= ${PART_MIB:-48} << 20)) || problem "$f is over ${PART_MIB:-48} MiB"
+  done
+  if [[ -f $PARTS/bin.tar.xz && ! $bench -nt $PARTS/bin.tar.xz ]]; then
+    mkdir -p "$PARTS/bin" && tar -C "$PARTS/bin" -xJf "$PARTS/bin.tar.xz" && touch "$PARTS/bin/"*
   fi
-  echo "gpu-check --dry-run: inputs complete"
-  exit 0
-fi
-if [[ ${#problems[@]} -gt 0 ]]; then
-  printf '  - %s\n' "${problems[@]}" >&2
-  die "missing or inconsistent inputs (above)"
-fi
-
-# ---------------------------------------------------------------------------- run
-mkdir -p "$RESULTS"
-if [[ $libs_source == parts ]]; then
-  log "reassembling $archive from $PARTS_DIR"
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  cat "$PARTS_DIR/$archive.part-"* >"$tmp/$archive"
-  (cd "$tmp" && grep -E "  $archive\$" "$(abs "$PARTS_DIR")/SHA256SUMS" | sha256sum -c --quiet) ||
-    die "reassembled $archive does not match SHA256SUMS"
-  mkdir -p "$ORT_GPU_DIR"
-  tar -C "$ORT_GPU_DIR" -xzf "$tmp/$archive"
-  (cd "$ORT_GPU_DIR" && grep -E '  lib/' "$(abs "$PARTS_DIR")/SHA256SUMS" | sed 's|  lib/|  |' | sha256sum -c --quiet) ||
-    die "extracted libraries do not match SHA256SUMS"
-  ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_GPU_DIR/libonnxruntime.so"
-  rm -f "$tmp/$archive"
-fi
-
-log "preflight"
-nvidia-smi -L || die "nvidia-smi found no GPU"
-if [[ -z "${CUDA_LIB_DIRS:-}" ]]; then
-  CUDA_LIB_DIRS=""
-  for py in python3 "$PYTHON"; do
-    for sp in $("$py" -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null || true); do
-      for d in "$sp"/nvidia/*/lib; do [[ -d "$d" ]] && CUDA_LIB_DIRS+="${CUDA_LIB_DIRS:+:}$d"; done
+  "$server" --version && "$bench" --version || problem "the binaries in $PARTS/bin do not run"
+  configs
+  for s in heavy ranking; do
+    for p in cpu cuda; do
+      # shellcheck disable=SC2046
+      "$bench" $(bench_args $s $p) --dry-run >/dev/null || problem "mlpserve-bench rejects the $s $p benchmark's arguments"
     done
   done
-  [[ -d /usr/local/cuda/lib64 ]] && CUDA_LIB_DIRS+="${CUDA_LIB_DIRS:+:}/usr/local/cuda/lib64"
-fi
-export LD_LIBRARY_PATH="$CUDA_LIB_DIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-missing="$(ldd "$ORT_GPU_DIR/libonnxruntime_providers_cuda.so" | grep 'not found' || true)"
-[[ -z "$missing" ]] || die "the CUDA provider's libraries are not on the loader path: $missing"
-find_lib() {
-  local d
+  for f in "$MODELS"/*/1/model.onnx; do [[ -f ${f%/1/model.onnx}/samples.json ]] || problem "${f%/1/model.onnx}/samples.json missing"; done
+}
+# LD_LIBRARY_PATH gets the CUDA wheels' folders and the driver's; every library of the CUDA
+# provider must be found there or by ldconfig.
+gpu_preflight() {
+  local sp d l found cache dirs
+  nvidia-smi -L || problem "nvidia-smi found no GPU"
+  for sp in ${SITE_PACKAGES:-$("$PYTHON" -c 'import site; print(*site.getsitepackages())')}; do
+    for d in "$sp"/nvidia/*/lib; do [[ ! -d $d ]] || LD_LIBRARY_PATH+=":$d"; done
+  done
+  for d in /usr/local/cuda/lib64 ${DRIVER_LIB_DIRS:-/usr/local/nvidia/lib64:/usr/local/nvidia/lib}; do LD_LIBRARY_PATH+=":$d"; done
+  export LD_LIBRARY_PATH="${LD_LIBRARY_PATH#:}"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  cache="$(ldconfig -p 2>/dev/null || true)" # not `ldconfig -p | grep -q`: grep's early exit fails the pipe
   IFS=: read -r -a dirs <<<"$LD_LIBRARY_PATH"
-  for d in "${dirs[@]}"; do [[ -e "$d/$1" ]] && return 0; done
-  ldconfig -p 2>/dev/null | grep -q "$1"
-}
-find_lib libcudnn.so.9 || die "libcudnn.so.9 (cuDNN 9, loaded at run time by the CUDA provider) is not on the loader path"
-
-if [[ ! -f "$heavy_model" ]]; then
-  log "making the heavy benchmark model"
-  "$PYTHON" scripts/make-bench-model.py --out "$HEAVY_REPO"
-fi
-for p in cpu cuda; do printf 'execution_provider = "%s"\n' "$p" >"$RESULTS/server-$p.toml"; done
-
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
-trap 'stop_server; rm -rf "${tmp:-}"' EXIT
-
-status=0
-for p in cpu cuda; do
-  log "zoo samples on $p"
-  # shellcheck disable=SC2046
-  $(serve_cmd "$p") >"$RESULTS/serve-$p.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 240); do
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-      "http://127.0.0.1:$PORT/v2/health/ready" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.5
+  for l in "${cuda_libs[@]}"; do
+    found=""
+    for d in "${dirs[@]}"; do [[ ! -e $d/$l ]] || found="$d/$l"; done
+    [[ -n $found || $cache == *"$l "* ]] || problem "$l not found on LD_LIBRARY_PATH or by ldconfig"
   done
-  if [[ $p == cpu ]]; then
-    $(samples_cmd cpu 1e-4 1e-5) || status=1
-  else
-    $(samples_cmd cuda "$RTOL" "$ATOL") || status=1
+  "$PYTHON" -c 'import numpy, onnx' || problem "$PYTHON lacks numpy or onnx (the heavy model's generator)"
+  if [[ ! -f $HEAVY/mlp_heavy/1/model.onnx ]]; then
+    "$PYTHON" scripts/make-bench-model.py --out "$HEAVY" || problem "making the heavy model failed"
   fi
-  stop_server
-  grep -E 'WARN|ERROR' "$RESULTS/serve-$p.log" | head -20 || true
-done
+}
 
-for s in heavy ranking; do
+# ------------------------------------------------------------------------------------ run
+pid=""
+stop() { [[ -z $pid ]] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""; } || true; }
+finish() {
+  local rc=$?
+  stop
+  if [[ -n ${OUT:-} ]]; then
+    tar -C "$(dirname "$RESULTS")" -czf "$OUT/results.tgz" "$(basename "$RESULTS")" && cp "$RESULTS/table.md" "$OUT/" 2>/dev/null
+  fi
+  [[ ! -f $RESULTS/table.md ]] || { echo && cat "$RESULTS/table.md"; }
+  exit "$rc"
+}
+left() { echo $((SECONDS < ${BUDGET_S:-220} - 1 ? ${BUDGET_S:-220} - SECONDS : 1)); }
+run() {
+  trap finish EXIT
+  export NO_COLOR=1 # plain logs: they are read as text, far from a terminal
+  local f p s missing status=0
+  check_inputs
+  ((problems == 0)) || die "inputs incomplete (above)"
+  local sums
+  sums="$(grep '  lib/' "$PARTS/SHA256SUMS" | sed 's|  lib/|  |')"
+  if ! (cd "$ORT" 2>/dev/null && sha256sum -c --quiet <<<"$sums" 2>/dev/null); then
+    say "reassembling $archive from $PARTS"
+    mkdir -p "$ORT" && cat "$PARTS/$archive".* | xz -dc | tar -C "$ORT" -xf -
+    (cd "$ORT" && sha256sum -c --quiet <<<"$sums") || die "the libraries do not match SHA256SUMS"
+  fi
+  say "preflight"
+  gpu_preflight
+  missing="$(ldd "$ORT/libonnxruntime_providers_cuda.so" | grep 'not found' || true)"
+  [[ -z $missing ]] || problem "the CUDA provider's libraries are not all found: $missing"
+  ((problems == 0)) || die "preflight failed (above)"
   for p in cpu cuda; do
-    log "bench $s on $p"
-    # shellcheck disable=SC2046
-    "${bench_cmd[@]}" $(bench_args $s $p) 2>&1 | tee "$RESULTS/bench-$s-$p.log" || status=1
+    say "zoo samples on $p ($(left) s of the budget left)"
+    local ep=cpu tol=(--rtol 1e-4 --atol 1e-5)
+    [[ $p == cpu ]] || ep="$GPU_EP" tol=(--rtol "$RTOL" --atol "$ATOL")
+    "$server" serve --model-repository "$MODELS" --execution-provider "$ep" --ort-lib "$ORT/libonnxruntime.so.$V" \
+      --strict-readiness false --host 127.0.0.1 --http-port "$PORT" --grpc-port $((PORT + 1)) >"$RESULTS/serve-$p.log" 2>&1 &
+    pid=$!
+    "$PYTHON" scripts/gpu_check.py wait --url "http://127.0.0.1:$PORT" --pid "$pid" --timeout 90 &&
+      timeout "$(left)" "$PYTHON" scripts/gpu_check.py samples --url "http://127.0.0.1:$PORT" --models "$MODELS" --expect-provider "$ep" \
+        "${tol[@]}" $([[ ${STRICT:-0} == 0 ]] || echo --strict) --out "$RESULTS/samples-$p.json" || status=1
+    stop
   done
-done
+  for s in heavy ranking; do
+    for p in cpu cuda; do
+      f="$RESULTS/bench-$s-$p.log"
+      if [[ $p == cuda ]] && ! grep -qs "\"provider\": \"$GPU_EP" "$RESULTS/samples-cuda.json"; then
+        echo "skipped: no zoo model loaded on $GPU_EP" >"$f"
+      elif (($(left) < 10)); then
+        echo "skipped: the run's budget (BUDGET_S) was spent" >"$f"
+      else
+        say "bench $s on $p ($(left) s of the budget left)"
+        # shellcheck disable=SC2046
+        timeout "$(left)" "$bench" $(bench_args $s $p) >"$f" 2>&1 || { status=1 && tail -3 "$f"; }
+      fi
+    done
+  done
+  "$PYTHON" scripts/gpu_check.py table --results "$RESULTS" --gpu-ep "$GPU_EP" --cpu-threads "$CPU_THREADS" \
+    --gpu "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)" --ort "$V" >"$RESULTS/table.md" || status=1
+  say "whole run: $SECONDS s"
+  return $status
+}
 
-log "GPU check ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1), ONNX Runtime $ORT_VERSION)"
-python3 scripts/gpu_check.py table --results "$RESULTS" --rtol "$RTOL" --atol "$ATOL" | tee "$RESULTS/table.md"
-exit $status
+# ------------------------------------------------------------------------------------ rehearse
+# Stand-ins: an nvidia-smi, empty CUDA libraries in a wheel-like and a driver-like folder,
+# and a "GPU build" made of the CPU build's libonnxruntime and provider libraries that need
+# those CUDA libraries; the CPU provider runs where CUDA would.
+rehearse() {
+  t="$(mktemp -d)"
+  trap 'rm -rf "$t"' EXIT
+  mkdir -p "$t/bin" "$t/site/nvidia/cu13/lib" "$t/site/nvidia/cudnn/lib" "$t/driver" "$t/src"
+  printf '#!/bin/sh\ncase "$*" in *query*) echo "CPU stand-in, none" ;; *) echo "GPU 0: CPU stand-in" ;; esac\n' >"$t/bin/nvidia-smi"
+  chmod +x "$t/bin/nvidia-smi"
+  stub() { cc -shared -fPIC -x c /dev/null -o "$1/$2" -Wl,-soname,"$2" "${@:3}"; }
+  for l in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10; do stub "$t/site/nvidia/cu13/lib" $l; done
+  stub "$t/site/nvidia/cudnn/lib" libcudnn.so.9 && stub "$t/driver" libcuda.so.1 && stub "$t/src" libonnxruntime_providers_shared.so
+  stub "$t/src" libonnxruntime_providers_cuda.so -Wl,--no-as-needed -L"$t/site/nvidia/cu13/lib" -L"$t/driver" \
+    -l:libcublasLt.so.13 -l:libcublas.so.13 -l:libcurand.so.10 -l:libcudart.so.13 -l:libcuda.so.1
+  # The GPU build's own main library where it is here (its CPU provider runs), else the CPU build's.
+  cp "$(ls {.onnxruntime-gpu,.onnxruntime}/libonnxruntime.so."$V" | head -1)" "$t/src/"
+  export PATH="$t/bin:$PATH" SITE_PACKAGES="$t/site" DRIVER_LIB_DIRS="$t/driver" GPU_EP="${REHEARSE_GPU_EP:-cpu}" PARTS_DIR="$t/parts"
+  export XZ_LEVEL="${XZ_LEVEL:--0}" PART_MIB="${PART_MIB:-4}" RESULTS="$t/results" OUT="${OUT:-$t/out}" ORT_GPU_DIR="$t/src"
+  "$0" --prepare
+  export ORT_GPU_DIR="$t/ort" # reassembled from the parts
+  "$0" --dry-run && "$0" --smoke && "$0"
+}
+
+case "$mode" in
+  --prepare) prepare ;;
+  --rehearse) rehearse ;;
+  --dry-run | --smoke)
+    if [[ $mode == --dry-run ]]; then check_inputs; else check_inputs --ignore-missing && gpu_preflight; fi
+    [[ $mode == --smoke ]] || for s in heavy ranking; do for p in cpu cuda; do echo "bench $s $p: $bench $(bench_args $s $p)"; done; done
+    ((problems == 0)) || die "$problems problem(s) (above)"
+    say "gpu-check $mode: ok"
+    ;;
+  run)
+    rm -rf "$RESULTS" && mkdir -p "$RESULTS"
+    if [[ -z ${OUT:-} ]]; then run; else mkdir -p "$OUT" && run 2>&1 | tee "$OUT/gpu-check.log"; fi
+    ;;
+esac

@@ -9,9 +9,14 @@
       mantissa), so an output outside the strict tolerance but inside the TF32 one is
       reported as `tf32`, not as a failure, unless --strict. Also checks that the model's
       metadata reports the expected execution provider for every instance.
+      Writes per model the largest error of each sample (`errors`).
   gpu_check.py table --results DIR
-      Prints one markdown table from DIR/samples-{cpu,cuda}.json and
-      DIR/bench-{heavy,ranking}-{cpu,cuda}.log (the output of `mlpserve bench`).
+      Prints a short header and one markdown table from DIR/samples-{cpu,cuda}.json and
+      DIR/bench-{heavy,ranking}-{cpu,cuda}.log (the output of `mlpserve-bench`), then notes:
+      ONNX Runtime placing nodes on the CPU in a CUDA log, the servers' WARN/ERROR lines,
+      models not on the GPU's provider.
+  gpu_check.py wait --url URL --pid PID
+      Waits until the server answers readiness; gives up at once when PID has exited.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import math
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -81,7 +87,7 @@ def model_names(models):
 
 def check_model(base, models, name, args):
     """One model: {'model', 'status', 'samples', 'max_abs', 'max_rel', 'provider', 'detail'}."""
-    res = {"model": name, "status": "ok", "samples": 0, "max_abs": 0.0, "max_rel": 0.0}
+    res = {"model": name, "status": "ok", "samples": 0, "max_abs": 0.0, "max_rel": 0.0, "errors": []}
     status, body = http("GET", f"{base}/v2/models/{name}")
     if status != 200:
         res.update(status="FAIL", detail=f"metadata: HTTP {status} {body[:300]!r}")
@@ -115,6 +121,7 @@ def check_model(base, models, name, args):
             res.update(status="FAIL", detail=f"sample {i}: HTTP {status} {body[:300]!r}")
             return res
         outputs = {o["name"]: o for o in json.loads(body)["outputs"]}
+        sample_err = 0.0
         for out_name, want in sample["outputs"].items():
             got = outputs.get(out_name)
             where = f"sample {i} {out_name}"
@@ -131,6 +138,7 @@ def check_model(base, models, name, args):
             g, w = flatten(got["data"]), flatten(want["data"])
             max_abs, max_rel, excess = compare(g, w, want["datatype"], args.rtol, args.atol)
             res["max_abs"] = max(res["max_abs"], max_abs)
+            sample_err = max(sample_err, max_abs)
             res["max_rel"] = max(res["max_rel"], max_rel)
             if excess > 0:
                 _, _, tf32_excess = compare(
@@ -145,6 +153,7 @@ def check_model(base, models, name, args):
                 res["status"] = "tf32"
                 res["detail"] = f"{where}: within TF32 tolerance only"
         res["samples"] += 1
+        res["errors"].append(sample_err)
     return res
 
 
@@ -179,101 +188,131 @@ LEVEL = re.compile(
     r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\S+)\s"
 )
 BEST = re.compile(r"best ceiling: (\d+) rows/s at batch (\d+)")
+THREADS = re.compile(r"intra_op_threads (\d+), async threads (\d+)")
+PLACEMENT = "Some nodes were not assigned to the preferred execution providers"
 
 
-def parse_bench(path):
-    """{'levels': {clients: {...}}, 'best': (rows/s, batch)} or None when absent."""
+def read(path):
     if not os.path.isfile(path):
         return None
-    levels, best = {}, None
-    with open(path) as f:
-        for line in f:
-            m = LEVEL.match(line)
-            if m:
-                levels[int(m[1])] = {
-                    "rps": float(m[2]),
-                    "rows": float(m[3]),
-                    "p50": float(m[4]),
-                    "p99": float(m[6]),
-                    "errors": int(m[8]),
-                    "batch": m[9],
-                }
-            m = BEST.search(line)
-            if m:
-                best = (float(m[1]), int(m[2]))
-    return {"levels": levels, "best": best}
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def parse_bench(text):
+    """{'levels': {clients: {...}}, 'best': (rows/s, batch), 'threads', 'why'}."""
+    levels, best, threads = {}, None, None
+    for line in text.splitlines():
+        m = LEVEL.match(line)
+        if m:
+            levels[int(m[1])] = {
+                "rows": float(m[3]),
+                "p50": float(m[4]),
+                "p99": float(m[6]),
+                "errors": int(m[8]),
+                "batch": m[9],
+            }
+        m = BEST.search(line) or THREADS.search(line)
+        if m and m.re is BEST:
+            best = (float(m[1]), int(m[2]))
+        elif m:
+            threads = (int(m[1]), int(m[2]))
+    last = text.strip().splitlines()[-1:] or ["empty log"]
+    return {"levels": levels, "best": best, "threads": threads, "why": last[0][:90]}
 
 
 def samples_cell(path):
-    if not os.path.isfile(path):
+    text = read(path)
+    if text is None:
         return "not run"
-    with open(path) as f:
-        s = json.load(f)
-    models = s["models"]
+    models = json.loads(text)["models"]
     count = {k: sum(1 for r in models if r["status"] == k) for k in ("ok", "tf32", "FAIL")}
-    worst = max((r["max_abs"] for r in models), default=0.0)
     parts = [f"{count['ok']}/{len(models)} ok"]
     if count["tf32"]:
         parts.append(f"{count['tf32']} within TF32 only")
     if count["FAIL"]:
         failed = ", ".join(r["model"] for r in models if r["status"] == "FAIL")
         parts.append(f"**{count['FAIL']} FAIL** ({failed})")
-    parts.append(f"max abs err {worst:.2g}")
+    parts.append(f"max abs err {max((r['max_abs'] for r in models), default=0.0):.2g}")
     return ", ".join(parts)
 
 
 def cmd_table(args):
     d = args.results
-    print("| check | CPU | CUDA | CUDA / CPU |")
-    print("|---|---|---|---|")
+    bench = {
+        (key, p): parse_bench(read(os.path.join(d, f"bench-{key}-{p}.log")) or "not run")
+        for key in ("heavy", "ranking")
+        for p in ("cpu", "cuda")
+    }
+    threads = bench["heavy", "cpu"]["threads"] or bench["ranking", "cpu"]["threads"]
+    print(f"GPU check: {args.gpu}; ONNX Runtime {args.ort}; CUDA column on provider {args.gpu_ep}")
     print(
-        f"| zoo samples vs reference (CPU rtol/atol as tests/zoo.rs; CUDA {args.rtol:g}/{args.atol:g}) "
+        f"CPU column: intra_op_threads {threads[0] if threads else args.cpu_threads} "
+        f"(async threads {threads[1] if threads else '?'}) on {os.cpu_count()} cores; "
+        "1 row per request; ceiling = bare session.run, best batch of 1/64/256"
+    )
+    print("\n| check | CPU | CUDA | CUDA / CPU |\n|---|---|---|---|")
+    print(
+        f"| zoo samples vs reference (CUDA rtol {args.rtol:g}, atol {args.atol:g}) "
         f"| {samples_cell(os.path.join(d, 'samples-cpu.json'))} "
         f"| {samples_cell(os.path.join(d, 'samples-cuda.json'))} | |"
     )
-    for key, label in (("heavy", "heavy MLP 512-2048-2048-512"), ("ranking", "finalmlp_ctr ranking")):
-        cpu = parse_bench(os.path.join(d, f"bench-{key}-cpu.log"))
-        gpu = parse_bench(os.path.join(d, f"bench-{key}-cuda.log"))
-        clients = sorted(set((cpu or {}).get("levels", {})) | set((gpu or {}).get("levels", {})))
-        for c in clients:
-            cl = (cpu or {}).get("levels", {}).get(c)
-            gl = (gpu or {}).get("levels", {}).get(c)
 
-            def cell(level):
-                if level is None:
-                    return "not run"
-                err = f", {level['errors']} errors" if level["errors"] else ""
-                return (
-                    f"{level['rows']:,.0f} rows/s, p50 {level['p50']:.3f} ms, "
-                    f"p99 {level['p99']:.3f} ms, batch {level['batch']}{err}"
-                )
+    def cell(b, level):
+        if level is None:
+            return b["why"] if not b["levels"] else "not run"
+        err = f", **{level['errors']} errors**" if level["errors"] else ""
+        return (
+            f"{level['rows']:,.0f} rows/s, p50 {level['p50']:.3f} ms, "
+            f"p99 {level['p99']:.3f} ms, batch {level['batch']}{err}"
+        )
 
+    for key, label in (("heavy", "heavy MLP 512-2048-2048-512"), ("ranking", "finalmlp_ctr")):
+        cpu, gpu = bench[key, "cpu"], bench[key, "cuda"]
+        for c in sorted(set(cpu["levels"]) | set(gpu["levels"])) or [None]:
+            cl, gl = cpu["levels"].get(c), gpu["levels"].get(c)
             ratio = f"{gl['rows'] / cl['rows']:.2f}x" if cl and gl and cl["rows"] else ""
-            who = "1 client" if c == 1 else f"{c} clients"
-            print(f"| {label}, 1 row/request, {who} | {cell(cl)} | {cell(gl)} | {ratio} |")
-
-        def best(b):
-            if b is None or b["best"] is None:
-                return "not run", None
-            return f"{b['best'][0]:,.0f} rows/s at batch {b['best'][1]}", b["best"][0]
-
-        ct, cv = best(cpu)
-        gt, gv = best(gpu)
-        ratio = f"{gv / cv:.2f}x" if cv and gv else ""
-        print(f"| {label}, bare session.run ceiling (best) | {ct} | {gt} | {ratio} |")
-    cuda = os.path.join(d, "samples-cuda.json")
-    if os.path.isfile(cuda):
-        with open(cuda) as f:
-            off = [
-                r["model"]
-                for r in json.load(f)["models"]
-                if not (r.get("provider") or "").startswith("cuda")
-            ]
-        if off:
-            print(
-                f"\nnote: not verified to run on CUDA (metadata execution_provider): "
-                f"{', '.join(off)}; the CUDA column may be CPU numbers"
+            print(f"| {label}, {f'{c} client(s)' if c else 'load'} | {cell(cpu, cl)} | {cell(gpu, gl)} | {ratio} |")
+        cb, gb = cpu["best"], gpu["best"]
+        ratio = f"{gb[0] / cb[0]:.2f}x" if cb and gb and cb[0] else ""
+        best = [f"{b[0]:,.0f} rows/s at batch {b[1]}" if b else "not run" for b in (cb, gb)]
+        print(f"| {label}, ceiling | {best[0]} | {best[1]} | {ratio} |")
+    notes = []
+    for name in sorted(os.listdir(d)):
+        text = read(os.path.join(d, name)) if name.endswith(".log") else None
+        if text and "cuda" in name and PLACEMENT in text:
+            notes.append(
+                f"{name}: ONNX Runtime placed some nodes on the CPU ({text.count(PLACEMENT)}x "
+                f"'{PLACEMENT}')"
             )
+        bad = [line for line in (text or "").splitlines() if re.search(r" (WARN|ERROR) |\[[EW]:onnxruntime", line)]
+        if name.startswith("serve") and bad:
+            notes.append(f"{name}: {len(bad)} WARN/ERROR lines, first: {bad[0][-160:]}")
+    cuda = read(os.path.join(d, "samples-cuda.json"))
+    if cuda:
+        off = [r["model"] for r in json.loads(cuda)["models"] if not (r.get("provider") or "").startswith(args.gpu_ep)]
+        if off:
+            notes.append(f"not on {args.gpu_ep} (metadata execution_provider): {', '.join(off)}")
+    for n in notes:
+        print(f"- {n}")
+
+
+def cmd_wait(args):
+    """Polls readiness until 2xx; gives up at once when the server process is gone."""
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{args.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    raise FileNotFoundError
+        except FileNotFoundError:
+            sys.exit(f"the server (pid {args.pid}) exited before it was ready; see its log")
+        try:
+            with urllib.request.urlopen(f"{args.url}/v2/health/ready", timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    sys.exit(f"the server was not ready after {args.timeout} s")
 
 
 def main():
@@ -293,8 +332,16 @@ def main():
     t.add_argument("--results", required=True)
     t.add_argument("--rtol", type=float, default=1e-3)
     t.add_argument("--atol", type=float, default=1e-4)
+    t.add_argument("--gpu-ep", default="cuda", help="the provider of the CUDA column")
+    t.add_argument("--gpu", default="?", help="the GPU's name and driver")
+    t.add_argument("--ort", default="?", help="the ONNX Runtime version")
+    t.add_argument("--cpu-threads", default="?", help="intra-op threads of the CPU runs")
+    w = sub.add_parser("wait")
+    w.add_argument("--url", required=True)
+    w.add_argument("--pid", type=int, required=True)
+    w.add_argument("--timeout", type=float, default=90)
     args = p.parse_args()
-    {"samples": cmd_samples, "table": cmd_table}[args.cmd](args)
+    {"samples": cmd_samples, "table": cmd_table, "wait": cmd_wait}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ if ! command -v promtool >/dev/null; then
 fi
 cargo build --locked --workspace --all-targets
 
-echo "== gpu-check --prepare/--dry-run with fake parts (about 5 s)"
+echo "== gpu-check --prepare/--dry-run with small stand-in libraries and the debug binaries (about 10 s)"
 tests/gpu_check_dry_run.sh
 
 echo "== cargo test (includes tests/fuzz_corpus.rs: the fuzz corpus replayed through the fuzz targets, < 1 s)"
@@ -22,6 +22,9 @@ cargo test --locked --workspace --all-targets
 echo "== real-client conformance (tritonclient over HTTP and gRPC)"
 scripts/setup-python-tools.sh
 MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python -q
+
+echo "== gpu-check --rehearse, short, debug binaries: the GPU machine's whole path on CPU stand-ins (about 40 s)"
+tests/gpu_check_rehearsal.sh
 
 echo "== perf_analyzer smoke run against both ports"
 scripts/perf-analyzer.sh --smoke

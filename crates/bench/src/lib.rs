@@ -130,6 +130,11 @@ pub struct BenchArgs {
     /// canned answer, on the server's runtime; V2 only) and print server ÷ floor.
     #[arg(long)]
     pub floor: bool,
+    /// Check the options and the --server-config file, print what would run and exit
+    /// without loading ONNX Runtime or starting anything (so a prepared command line can be
+    /// checked on a machine that cannot run it).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Parses `10s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
@@ -208,6 +213,27 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.rows == 0 || args.client_threads == 0 {
         return Err("--rows and --client-threads must be at least 1".into());
+    }
+    if args.ceiling && (args.ceiling_batches.is_empty() || args.ceiling_batches.contains(&0)) {
+        return Err("--ceiling-batches needs one or more positive batch sizes".into());
+    }
+    if args.dry_run {
+        let target = match &args.model_repository {
+            Some(repo) => format!("an in-process server on {}", repo.display()),
+            None => args.url.clone(),
+        };
+        println!(
+            "mlpserve-bench --dry-run: options accepted; would load model {} through {target}, \
+             {} client level(s){}",
+            args.model,
+            args.concurrency.len(),
+            if args.ceiling {
+                ", then the ceiling"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
     }
     let in_process = match server_args(&args) {
         Some(server_args) => Some(server::start(server_args).await?),
@@ -293,9 +319,6 @@ fn ceiling_config(
             return Err("--ceiling against an external server needs --model-file".into())
         }
     };
-    if args.ceiling_batches.is_empty() || args.ceiling_batches.contains(&0) {
-        return Err("--ceiling-batches needs one or more positive batch sizes".into());
-    }
     Ok(ceiling::CeilingConfig {
         model_file,
         ort_lib: args.ort_lib.clone(),
