@@ -7,6 +7,8 @@
                                      they are in flight, then classifies every request
   client.py stream BASE MODEL CMD... streams requests through a load balancer while CMD runs
                                      (rolling restart of the replicas); any failure counts
+  client.py memory BASE N MB         N concurrent /predict bodies of about MB megabytes each:
+                                     every one answered 200, 413, 429 or 503
 
 Each request opens its own connection, so where it failed is unambiguous: at connect (the
 server was not listening, nothing was admitted) or after the request was sent.
@@ -15,6 +17,7 @@ server was not listening, nothing was admitted) or after the request was sent.
 import http.client
 import json
 import math
+import socket
 import subprocess
 import sys
 import threading
@@ -209,6 +212,55 @@ def stream_through(base: str, model: str, cmd: list) -> None:
     assert len(stream.results) > 100, "too few requests to mean anything"
 
 
+def memory(base: str, n: int, megabytes: int) -> None:
+    """Concurrent large bodies against a memory-limited container: each must be answered
+    (200, or refused with 413/429/503), none may meet a dead server. A refusal can come
+    before the body is read, and the server then closes the connection: the client's
+    write fails (broken pipe) and the answer is read after it, as curl does."""
+    row = "[" + ",".join(["0.5"] * 64) + "]"
+    rows = megabytes * 1_000_000 // (len(row) + 1)
+    body = ('{"model": "mlp_digits", "inputs": [' + ",".join([row] * rows) + "]}").encode()
+    u = urlsplit(base)
+    head = (f"POST /predict HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    results = []
+
+    def one():
+        answer, error = b"", ""
+        try:
+            s = socket.create_connection((u.hostname, u.port), timeout=120)
+        except OSError as e:
+            results.append(f"connect: {e}")
+            return
+        with s:
+            try:
+                s.sendall(head)
+                s.sendall(body)
+            except OSError as e:
+                error = f" (send: {type(e).__name__})"
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except OSError as e:
+                error += f" (recv: {type(e).__name__})"
+        parts = answer.split(b" ", 2)
+        if answer.startswith(b"HTTP/1.1 ") and len(parts) > 1 and parts[1].isdigit():
+            results.append(int(parts[1]))
+        else:
+            results.append(f"no answer{error}")
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts = {str(s): sum(1 for r in results if str(r) == str(s)) for s in results}
+    print(f"{n} x {len(body) / 1e6:.0f} MB bodies in {time.monotonic() - t0:.1f} s: {counts}")
+    bad = [s for s in results if s not in (200, 413, 429, 503)]
+    assert not bad, f"not answered as allowed: {bad}"
+
+
 def main(argv):
     what = argv[1]
     if what == "zoo":
@@ -217,6 +269,8 @@ def main(argv):
         metrics(argv[2])
     elif what == "drain":
         drain(argv[2], argv[3], argv[4], argv[5:])
+    elif what == "memory":
+        memory(argv[2], int(argv[3]), int(argv[4]))
     elif what == "stream":
         stream_through(argv[2], argv[3], argv[4:])
     else:

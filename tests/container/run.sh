@@ -7,7 +7,10 @@
 #     (arrived while draining), or refused at connect (listener closed: never admitted);
 #     exit code 0;
 #  3. two replicas behind nginx (Debian's, on the host): a client streams requests through
-#     nginx while the replicas are restarted one after the other; no request may fail.
+#     nginx while the replicas are restarted one after the other; no request may fail;
+#  4. the image with `--memory 512m` and 8 concurrent 60 MB /predict bodies: the default
+#     in-flight budget comes from the container's cgroup limit, so no OOM kill and every
+#     client is answered (200/413/429/503).
 # MLPSERVE_RELEASE_BIN=path skips the release build inside scripts/image.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -174,5 +177,18 @@ if ! "${client[@]}" stream "http://127.0.0.1:$lb" mlp_digits bash "$tmp/roll.sh"
   exit 1
 fi
 nginx_errors
+
+echo "== --memory 512m, concurrent large bodies"
+port="$(free_port)"
+name="mlpserve-mem-$suffix"
+containers+=("$name")
+podman run -d --name "$name" "${pflags[@]}" --read-only --memory 512m --memory-swap 512m \
+  -p "127.0.0.1:$port:8000" -v "$repo:/models:ro" "$image" >/dev/null
+wait_ready "http://127.0.0.1:$port" "$name"
+podman logs "$name" 2>&1 | grep -m1 'in-flight memory budget' || true
+"${client[@]}" memory "http://127.0.0.1:$port" 8 60
+[[ "$(podman inspect "$name" --format '{{.State.OOMKilled}}')" == false ]] || { echo "OOM-killed" >&2; exit 1; }
+[[ "$(podman inspect "$name" --format '{{.State.Running}}')" == true ]] || { echo "the container exited" >&2; podman logs "$name" 2>&1 | tail -5 >&2; exit 1; }
+podman rm -f -t 0 "$name" >/dev/null
 
 echo "container test passed in $((SECONDS - t0)) s"
