@@ -96,6 +96,7 @@ pub async fn run(
     let state = Arc::new(service::Service {
         repository: repo,
         metrics,
+        inflight: service::budget::ByteBudget::new(config.max_inflight_bytes),
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
         activity,

@@ -3,6 +3,7 @@
 //! descriptive endpoints render. HTTP and gRPC handlers are thin adapters around it, so
 //! every rule here holds for both. Knows no web framework.
 
+pub mod budget;
 mod control;
 mod views;
 
@@ -41,6 +42,8 @@ pub struct Service {
     pub unready: std::sync::atomic::AtomicBool,
     /// Requests the transports are handling right now.
     pub activity: Activity,
+    /// The in-flight byte budget every transport's requests draw from.
+    pub inflight: Arc<budget::ByteBudget>,
 }
 
 /// Requests in the server from arrival to answer, on every route of both ports. A request

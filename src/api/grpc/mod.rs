@@ -4,6 +4,7 @@
 //! status, API keys and graceful shutdown (connections are `api::conn`'s). Handlers are in `service`, tensor (de)coding in `codec`,
 //! the descriptive messages in `config`, status codes in `status`, generated code in `proto`.
 
+mod admission;
 pub mod codec;
 mod config;
 pub mod proto;
@@ -57,17 +58,28 @@ pub async fn serve(
             .auth_failures
             .with_label_values(&["grpc"]),
     };
+    let budget = service.inflight.clone();
     let inference = Inference::new(InferenceService::new(service))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     let routes = Routes::new(health).add_service(inference).prepare();
     let gated = tower::service_fn(move |req: Request<Incoming>| {
         let (gate, routes) = (gate.clone(), routes.clone());
+        // Inference messages take their bytes from the in-flight budget as they arrive;
+        // a unary call holds them until it is answered, a stream until each message is.
+        let charge = admission::charged(req.uri().path()).then(|| budget.charge());
         async move {
-            match gate.check(&req) {
-                Ok(()) => routes.oneshot(req).await,
-                Err(status) => Ok(status.into_http()),
+            if let Err(status) = gate.check(&req) {
+                return Ok(status.into_http());
             }
+            let (mut parts, body) = req.into_parts();
+            if let Some(charge) = &charge {
+                parts.extensions.insert(charge.clone());
+            }
+            let req = Request::from_parts(parts, admission::Counted::new(body, charge.clone()));
+            let response = routes.oneshot(req).await;
+            drop(charge);
+            response
         }
     });
     let shutdown = async move {

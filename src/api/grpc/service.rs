@@ -4,6 +4,7 @@
 //! `config`. Errors leave through `status`. No batching or ONNX Runtime logic here.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +17,99 @@ use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
 use super::{codec, config, repository, status};
 use crate::error::Error;
+use crate::service::budget::Charge;
 use crate::service::{InferCall, ModelRef, Service};
 
 /// Stream requests in flight at once per `ModelStreamInfer` call. They run concurrently
 /// (so they batch together) and are answered in the order they arrived.
 const STREAM_CONCURRENCY: usize = 64;
+
+/// Bytes one `ModelStreamInfer` stream may hold (messages read and not yet answered) before
+/// it stops reading: one largest message, and never more than half the in-flight budget.
+fn stream_hold_bytes(config: &crate::config::ServerConfig) -> usize {
+    config
+        .max_body_bytes
+        .min(config.max_inflight_bytes / 2)
+        .max(1)
+}
+
+/// The request messages of one stream, read only while the stream holds less than `hold`
+/// bytes of the in-flight budget (or nothing is in flight). Each message comes with its
+/// [`Held`] bytes, given back when it is answered. Ends after the first error.
+struct Gated {
+    inner: Streaming<ModelInferRequest>,
+    charge: Option<Arc<Charge>>,
+    hold: usize,
+    in_flight: Arc<AtomicUsize>,
+    /// `charge.received()` when the last message was read.
+    seen: usize,
+    done: bool,
+}
+
+/// One stream message's share of the stream's charge; given back on drop.
+struct Held {
+    charge: Option<Arc<Charge>>,
+    bytes: usize,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(charge) = &self.charge {
+            charge.give(self.bytes);
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Stream for Gated {
+    type Item = Result<(ModelInferRequest, Held), Status>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(charge) = &this.charge {
+            // No waker is needed: something is in flight, and `buffered` polls it next;
+            // its answer wakes the stream, which then asks again.
+            if this.in_flight.load(Ordering::Acquire) > 0 && charge.taken() >= this.hold {
+                return Poll::Pending;
+            }
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(status))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(Some(Ok(request))) => {
+                // The bytes read since the last message are this message's.
+                let bytes = this.charge.as_ref().map_or(0, |c| {
+                    let received = c.received();
+                    let bytes = received - this.seen;
+                    this.seen = received;
+                    bytes
+                });
+                this.in_flight.fetch_add(1, Ordering::AcqRel);
+                let held = Held {
+                    charge: this.charge.clone(),
+                    bytes,
+                    in_flight: this.in_flight.clone(),
+                };
+                Poll::Ready(Some(Ok((request, held))))
+            }
+        }
+    }
+}
 
 /// The gRPC service; cheap to share, all state is in the [`Service`].
 pub struct InferenceService {
@@ -187,26 +276,38 @@ impl GrpcInferenceService for InferenceService {
     type ModelStreamInferStream = Pin<Box<dyn Stream<Item = StreamInferResult> + Send + 'static>>;
 
     /// Each request is answered by one stream message; failures travel in `error_message`
-    /// (Triton's convention) and the stream goes on. A broken request stream ends it.
+    /// (Triton's convention) and the stream goes on. A broken request stream ends it, with
+    /// its status when it broke on the in-flight budget. The stream reads its next message
+    /// only while the messages it holds (read, not yet answered) stay under
+    /// [`stream_hold_bytes`], so one stream never holds more than that plus one message.
     async fn model_stream_infer(
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let service = self.service.clone();
-        let responses = request
-            .into_inner()
-            .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| std::future::ready(r.ok()))
-            .map(move |req| {
+        let charge = request.extensions().get::<Arc<Charge>>().cloned();
+        let gated = Gated {
+            inner: request.into_inner(),
+            charge,
+            hold: stream_hold_bytes(&service.config),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            seen: 0,
+            done: false,
+        };
+        let responses = gated
+            .map(move |item| {
                 let service = service.clone();
                 async move {
+                    let (req, held) = item?;
                     let echo = ModelInferResponse {
                         model_name: req.model_name.clone(),
                         model_version: req.model_version.clone(),
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    Ok(match infer(&service, req, None).await {
+                    let answer = infer(&service, req, None).await;
+                    drop(held);
+                    Ok(match answer {
                         Ok(response) => ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),

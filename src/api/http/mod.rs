@@ -50,7 +50,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The full HTTP API.
 pub fn router(state: Arc<Service>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    let budget = admission::ByteBudget::new(state.config.max_inflight_bytes);
+    let budget = state.inflight.clone();
     Router::new()
         .route("/v2", get(health::server_metadata))
         .route("/v2/", get(health::server_metadata))

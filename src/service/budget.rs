@@ -1,0 +1,189 @@
+//! The server-wide budget of in-flight request bytes (`--max-inflight-bytes`), one for
+//! every transport: HTTP bodies and gRPC messages (unary and streamed) take from it before
+//! they are decoded, and give back when answered. A request that alone is larger than the
+//! budget can never fit (413 / RESOURCE_EXHAUSTED); one that does not fit now could later
+//! (503 + Retry-After / UNAVAILABLE). Knows no transport: the transports map [`Refusal`].
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// Bytes every request together may hold; shared by all connections of one server.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+/// Why bytes were not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request alone holds more than the whole budget: it can never be admitted.
+    NeverFits,
+    /// Other requests hold the budget now; the request could be admitted later.
+    NotNow,
+}
+
+impl ByteBudget {
+    pub fn new(limit: usize) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// The budget in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes held right now by every request together.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// A new, empty charge for one request (or one stream).
+    pub fn charge(self: &Arc<ByteBudget>) -> Arc<Charge> {
+        Arc::new(Charge {
+            budget: self.clone(),
+            taken: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
+            refused: AtomicU8::new(0),
+        })
+    }
+
+    /// Takes `n` bytes if they fit; all or nothing.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// The error a refusal answers with, naming the limit.
+    pub fn error(&self, refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::NeverFits => Error::TooLarge(format!(
+                "the request needs more than the server's whole in-flight budget of {} bytes (--max-inflight-bytes); it can never be admitted, send less per request",
+                self.limit
+            )),
+            Refusal::NotNow => Error::Unavailable(format!(
+                "the server holds its limit of {} in-flight request bytes (--max-inflight-bytes); retry later",
+                self.limit
+            )),
+        }
+    }
+}
+
+/// What one request (or one gRPC stream) holds of the budget; all of it is given back on
+/// drop. Shared between the body reader that takes and the handler that gives back.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Arc<ByteBudget>,
+    taken: AtomicUsize,
+    /// Every byte ever taken (never decreases): a stream tells its messages' sizes by it.
+    received: AtomicUsize,
+    /// The first refusal: 0 none, 1 never fits, 2 not now.
+    refused: AtomicU8,
+}
+
+impl Charge {
+    /// Takes `n` more bytes for this request, or says why not (and remembers it).
+    pub fn take(&self, n: usize) -> Result<(), Refusal> {
+        let held = self.taken.load(Ordering::Acquire);
+        let refusal = if held.saturating_add(n) > self.budget.limit {
+            Refusal::NeverFits
+        } else if self.budget.try_take(n) {
+            self.taken.fetch_add(n, Ordering::AcqRel);
+            self.received.fetch_add(n, Ordering::AcqRel);
+            return Ok(());
+        } else {
+            Refusal::NotNow
+        };
+        let code = match refusal {
+            Refusal::NeverFits => 1,
+            Refusal::NotNow => 2,
+        };
+        let _ = self
+            .refused
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        Err(refusal)
+    }
+
+    /// Gives back up to `n` bytes (a stream's answered message) before the charge drops.
+    pub fn give(&self, n: usize) {
+        let given = self
+            .taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t - t.min(n)))
+            .map_or(0, |before| before.min(n));
+        self.budget.give(given);
+    }
+
+    /// Bytes this charge holds now.
+    pub fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Every byte this charge has taken so far, given back or not.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::Acquire)
+    }
+
+    /// The first refusal this charge met, if any.
+    pub fn refused(&self) -> Option<Refusal> {
+        match self.refused.load(Ordering::Acquire) {
+            1 => Some(Refusal::NeverFits),
+            2 => Some(Refusal::NotNow),
+            _ => None,
+        }
+    }
+
+    /// The budget this charge draws from.
+    pub fn budget(&self) -> &ByteBudget {
+        &self.budget
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.give(*self.taken.get_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_all_or_nothing_and_given_back() {
+        let budget = ByteBudget::new(10);
+        assert!(budget.try_take(6));
+        assert!(!budget.try_take(5), "6 + 5 is over 10");
+        assert!(budget.try_take(4));
+        budget.give(10);
+        assert!(budget.try_take(10));
+    }
+
+    #[test]
+    fn a_charge_tells_never_from_not_now_and_gives_back_on_drop() {
+        let budget = ByteBudget::new(10);
+        let a = budget.charge();
+        assert_eq!(a.take(6), Ok(()));
+        let b = budget.charge();
+        assert_eq!(b.take(5), Err(Refusal::NotNow));
+        assert_eq!(b.refused(), Some(Refusal::NotNow));
+        assert_eq!(a.take(5), Err(Refusal::NeverFits), "6 + 5 alone is over 10");
+        a.give(100);
+        assert_eq!(a.taken(), 0);
+        assert_eq!(a.received(), 6);
+        assert_eq!(b.take(10), Ok(()));
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+}

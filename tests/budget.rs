@@ -1,0 +1,309 @@
+//! One in-flight byte budget for every path: HTTP bodies, gRPC unary messages and gRPC
+//! streams draw from the same budget before they are decoded; a request that can never fit
+//! gets 413 / RESOURCE_EXHAUSTED, one that could fit later 503 / UNAVAILABLE, both naming
+//! the limit. Memory is measured on the server process from outside (`/proc/PID/status`).
+
+mod common;
+#[path = "grpc/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{serve_command, zoo, TestServer};
+use mlpserve::api::grpc::proto::ModelStreamInferResponse;
+use mlpserve::ServerConfig;
+use tonic::Code;
+
+fn budget_server(inflight: usize, body: usize) -> TestServer {
+    let mut config = ServerConfig::for_tests(&zoo());
+    config.max_inflight_bytes = inflight;
+    config.max_body_bytes = body;
+    TestServer::start_with(config)
+}
+
+/// Sends an HTTP/1.1 request head declaring `len` body bytes and one byte of the body;
+/// the connection stays open, holding `len` bytes of the budget once the server read it.
+fn hold(server: &TestServer, len: usize) -> TcpStream {
+    let mut s = TcpStream::connect(server.http).expect("connect");
+    let head = format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n{{");
+    s.write_all(head.as_bytes()).expect("head");
+    s
+}
+
+/// Reads one whole response from a raw connection: status and text.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn a_content_length_larger_than_the_whole_budget_is_413_at_once() {
+    let server = budget_server(1 << 20, 8 << 20);
+    let mut s = hold(&server, 2 << 20);
+    let (status, text) = read_response(&mut s);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("--max-inflight-bytes"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("retry-after"),
+        "it can never fit: {text}"
+    );
+}
+
+#[test]
+fn grpc_messages_draw_from_the_budget_http_bodies_hold() {
+    // 2 MiB budget; HTTP holds 1.5 MiB, so a 640 KB gRPC message must wait.
+    let server = budget_server(2 << 20, 8 << 20);
+    let holder = hold(&server, 1_500_000);
+    support::with_client(&server, |mut client| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let refused = loop {
+            match client.model_infer(support::digits(2500)).await {
+                Err(status) if status.code() == Code::Unavailable => break status,
+                other => {
+                    // The holder's head may not have been read yet.
+                    assert!(other.is_ok(), "only OK or UNAVAILABLE expected: {other:?}");
+                    assert!(Instant::now() < deadline, "never refused");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        assert!(
+            refused.message().contains("--max-inflight-bytes"),
+            "{refused:?}"
+        );
+        // 2.56 MB can never fit a 2 MiB budget, whatever else is in flight.
+        support::expect_status(
+            client.model_infer(support::digits(10_000)).await,
+            Code::ResourceExhausted,
+            &["--max-inflight-bytes", "2097152"],
+        );
+        // Once the HTTP body is gone its bytes are given back to gRPC too.
+        drop(holder);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(status) = client.model_infer(support::digits(7000)).await {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert!(Instant::now() < deadline, "budget never given back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+#[test]
+fn a_stream_holds_a_bounded_share_and_is_refused_what_never_fits() {
+    // 2 MiB budget: a stream holds at most 1 MiB (plus the message being read) at once, so
+    // twelve 512 KB messages (6 MB) are all answered, in order.
+    let server = budget_server(2 << 20, 8 << 20);
+    support::with_client(&server, |mut client| async move {
+        let requests = (0..12).map(|i| {
+            let mut r = support::digits(2000);
+            r.id = i.to_string();
+            r
+        });
+        let mut answers = client
+            .model_stream_infer(futures::stream::iter(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(answer) = answers.message().await.expect("no stream error") {
+            let ModelStreamInferResponse {
+                error_message,
+                infer_response,
+            } = answer;
+            assert_eq!(error_message, "");
+            got.push(infer_response.expect("response").id);
+        }
+        let want: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+        // A stream message larger than the whole budget ends the stream with
+        // RESOURCE_EXHAUSTED naming the limit.
+        let mut answers = client
+            .model_stream_infer(futures::stream::iter(vec![support::digits(10_000)]))
+            .await
+            .expect("stream")
+            .into_inner();
+        let status = match answers.message().await {
+            Ok(Some(a)) => panic!("answered: {}", a.error_message),
+            Ok(None) => None,
+            Err(s) => Some(s),
+        };
+        support::expect_status::<()>(
+            Err(status.expect("the stream ends with a status")),
+            Code::ResourceExhausted,
+            &["--max-inflight-bytes"],
+        );
+        // Nothing stayed charged: a message of 1.9 MB fits again.
+        client
+            .model_infer(support::digits(7400))
+            .await
+            .expect("the whole budget is free");
+    });
+}
+
+/// A server process (not in this test's process, so its memory is its own).
+struct Process {
+    child: Child,
+    http: SocketAddr,
+    grpc: SocketAddr,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = serve_command(&zoo())
+            .args(["--log-level", "info"])
+            .args(args)
+            .spawn()
+            .expect("binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let (mut http, mut grpc) = (None, None);
+        let addr = |line: &str| -> Option<SocketAddr> {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v["addr"].as_str()?.parse().ok()
+        };
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("HTTP listening") {
+                http = addr(&line);
+            }
+            if line.contains("gRPC listening") {
+                grpc = addr(&line);
+                break;
+            }
+        }
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let process = Process {
+            child,
+            http: http.expect("HTTP address logged"),
+            grpc: grpc.expect("gRPC address logged"),
+        };
+        let client = reqwest::blocking::Client::new();
+        let url = format!("http://{}/v2/health/ready", process.http);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client
+            .get(&url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "server not ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        process
+    }
+
+    /// `VmRSS` and `VmHWM` (peak) of the server, in MiB.
+    fn memory_mib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .expect("field")
+                / 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 32 concurrent 16 MB gRPC messages against a 64 MiB budget: without admission the server
+/// buffered all of them (peak ~+1 GB); with it the peak stays near the budget.
+#[test]
+fn concurrent_large_grpc_messages_keep_the_server_within_its_budget() {
+    let process = Process::start(&[
+        "--max-inflight-bytes",
+        &(64usize << 20).to_string(),
+        "--max-body-bytes",
+        &(32usize << 20).to_string(),
+    ]);
+    let (before, _) = process.memory_mib();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let codes = rt.block_on(async {
+        let url = format!("http://{}", process.grpc);
+        let mut calls = Vec::new();
+        for _ in 0..4 {
+            let client = support::Client::connect(url.clone())
+                .await
+                .expect("connect")
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            for _ in 0..8 {
+                let mut client = client.clone();
+                calls.push(tokio::spawn(async move {
+                    let mut request = support::digits(65_536);
+                    // No such model: the cost measured is the transport's alone.
+                    request.model_name = "no_such_model".into();
+                    match client.model_infer(request).await {
+                        Ok(_) => Code::Ok,
+                        Err(s) => s.code(),
+                    }
+                }));
+            }
+        }
+        let mut codes = Vec::new();
+        for call in calls {
+            codes.push(call.await.expect("call"));
+        }
+        codes
+    });
+    let (_, peak) = process.memory_mib();
+    let unavailable = codes.iter().filter(|c| **c == Code::Unavailable).count();
+    println!("RSS before {before} MiB, peak {peak} MiB; {unavailable} of 32 refused; {codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| matches!(c, Code::NotFound | Code::Unavailable)),
+        "{codes:?}"
+    );
+    assert!(unavailable > 0, "the budget never refused: {codes:?}");
+    assert!(
+        peak < before + 256,
+        "peak RSS {peak} MiB from {before} MiB with a 64 MiB budget"
+    );
+}
