@@ -57,7 +57,32 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Longest error message a client gets: messages that echo shapes or values a client sent
+/// are cut to this, so a hostile body never gets an answer larger than a few hundred bytes.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 512;
+
+/// `message` cut to [`MAX_CLIENT_MESSAGE_BYTES`] on a character boundary, saying how much
+/// was cut.
+pub fn capped(mut message: String) -> String {
+    if message.len() <= MAX_CLIENT_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = MAX_CLIENT_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("... ({} more bytes not shown)", total - cut));
+    message
+}
+
 impl Error {
+    /// The message a client gets: [`Display`](std::fmt::Display), [`capped`].
+    pub fn client_message(&self) -> String {
+        capped(self.to_string())
+    }
+
     /// The server itself failed (ONNX Runtime error, worker gone, unencodable output), as
     /// opposed to a bad request, load or lifecycle: HTTP 500 / gRPC INTERNAL, the one kind
     /// each transport logs per request at ERROR. Overload and timeouts are counted in the

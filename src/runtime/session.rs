@@ -167,6 +167,7 @@ pub fn read_spec(
                 ));
             }
         }
+        check_pad_value(input_name, spec.dtype, c.pad_value)?;
         spec.pad_axes = c.pad_axes.clone();
         spec.pad_value = c.pad_value;
     }
@@ -236,4 +237,54 @@ pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
             .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
     }
     Ok(())
+}
+
+/// A `pad_value` must be a value of its input's datatype: integral and in range for
+/// integers, 0 or 1 for booleans, finite and in range for floats. Checked at load, so a
+/// wrong value never turns into a silently coerced pad (or a failed batch) later.
+fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
+    use DataType as D;
+    let two = |bits: i32| 2f64.powi(bits);
+    let (range, fits) = match dtype {
+        D::Bool => ("0 or 1".to_string(), v == 0.0 || v == 1.0),
+        D::F16 => (
+            "finite, |v| <= 65504".to_string(),
+            v.is_finite() && v.abs() <= 65504.0,
+        ),
+        D::BF16 | D::F32 => (
+            format!("finite, |v| <= {:e}", f32::MAX),
+            v.is_finite() && v.abs() <= f32::MAX as f64,
+        ),
+        D::F64 => ("finite".to_string(), v.is_finite()),
+        D::I8 | D::I16 | D::I32 | D::I64 | D::U8 | D::U16 | D::U32 | D::U64 => {
+            let (signed, bits) = match dtype {
+                D::I8 => (true, 8),
+                D::I16 => (true, 16),
+                D::I32 => (true, 32),
+                D::I64 => (true, 64),
+                D::U8 => (false, 8),
+                D::U16 => (false, 16),
+                D::U32 => (false, 32),
+                _ => (false, 64),
+            };
+            let (lo, hi) = if signed {
+                (-two(bits - 1), two(bits - 1))
+            } else {
+                (0.0, two(bits))
+            };
+            (
+                format!("an integer from {lo} to {}", hi - 1.0),
+                v.is_finite() && v.fract() == 0.0 && v >= lo && v < hi,
+            )
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Ok(()),
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "config.toml: [inputs.{input}] pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
+        ))
+    }
 }

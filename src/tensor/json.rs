@@ -240,6 +240,44 @@ impl Default for Acc {
     }
 }
 
+/// Deepest nesting of arrays and objects any JSON body may have (serde_json's own limit
+/// is 128, and deep nesting costs memory long before that is reached).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+fn depth_error() -> String {
+    format!("JSON nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
+}
+
+/// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`] before a parser builds anything
+/// for it: one pass over the bytes, skipping strings. Every JSON body goes through it.
+pub fn check_depth(text: &[u8]) -> Result<(), String> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(depth_error());
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn fits(n: JsonNumber, dtype: DataType) -> bool {
     dispatch_dtype!(dtype, T => T::from_json(n).is_some())
 }
@@ -315,6 +353,9 @@ impl<'de> Visitor<'de> for Level<'_> {
             return Err(de::Error::custom(
                 "ragged nested array: an array appears where a number was expected",
             ));
+        }
+        if self.depth >= MAX_JSON_DEPTH {
+            return Err(de::Error::custom(depth_error()));
         }
         let depth = self.depth;
         let mut len = 0usize;

@@ -454,7 +454,7 @@ pub(super) fn walk<T: Scan>(b: &[u8], out: &mut Vec<T>) -> Option<Vec<usize>> {
         let depth = open.len();
         let mut value_done = true;
         if b.get(i) == Some(&b'[') {
-            if leaf_depth.is_some_and(|d| d <= depth) {
+            if leaf_depth.is_some_and(|d| d <= depth) || depth >= super::json::MAX_JSON_DEPTH {
                 return None;
             }
             open.push(0);

@@ -11,8 +11,8 @@ mod ort_value;
 pub use binary::{decode_binary, encode_binary};
 pub use dtype::DataType;
 pub use json::{
-    decode_array, decode_array_expecting, Flat, FlatJson, FromJson, JsonArray, JsonArrayError,
-    JsonNumber, Nested,
+    check_depth, decode_array, decode_array_expecting, Flat, FlatJson, FromJson, JsonArray,
+    JsonArrayError, JsonNumber, Nested, MAX_JSON_DEPTH,
 };
 pub use ort_value::{from_ort_value, to_ort_value};
 

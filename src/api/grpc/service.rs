@@ -313,7 +313,7 @@ impl GrpcInferenceService for InferenceService {
                             infer_response: Some(response),
                         },
                         Err(e) => ModelStreamInferResponse {
-                            error_message: e.to_string(),
+                            error_message: e.client_message(),
                             infer_response: Some(echo),
                         },
                     })

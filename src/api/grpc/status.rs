@@ -24,7 +24,7 @@ pub fn code(error: &Error) -> Code {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        Status::new(code(&e), e.to_string())
+        Status::new(code(&e), e.client_message())
     }
 }
 
@@ -33,7 +33,7 @@ impl From<Error> for Status {
 pub fn infer_status(e: Error, overload: OverloadStatus) -> Status {
     match (&e, overload) {
         (Error::Overloaded { .. }, OverloadStatus::Unavailable) => {
-            Status::new(Code::Unavailable, e.to_string())
+            Status::new(Code::Unavailable, e.client_message())
         }
         _ => e.into(),
     }

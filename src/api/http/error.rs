@@ -26,7 +26,7 @@ pub fn status(error: &Error) -> StatusCode {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = status(&self);
-        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let body = axum::Json(serde_json::json!({ "error": self.client_message() }));
         let mut response = (status, body).into_response();
         if matches!(self, Error::Overloaded { .. } | Error::Unavailable(_)) {
             response

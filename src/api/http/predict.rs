@@ -25,7 +25,7 @@ use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
 use serde_json::value::RawValue;
 
-use crate::tensor::{decode_array, JsonArrayError, Nested, Tensor};
+use crate::tensor::{check_depth, decode_array, JsonArrayError, Nested, Tensor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +129,8 @@ pub async fn predict(
     // datatype) is known, so parsing, lookup and decoding happen in one step.
     let lookup = service.clone();
     let (model, outputs, timeout_ms, inputs) = off_runtime_if(large, move || {
+        check_depth(&body)
+            .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
         // Large arrays under input names skip serde's scan of every number (see `lift`;
         // a bare array under `inputs` stays, or `inputs` would turn into a string); the
         // plain parse decides every failure, so messages and counts do not depend on it.

@@ -38,6 +38,8 @@ fn object(body: &Bytes) -> Result<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
+    crate::tensor::check_depth(body)
+        .map_err(|e| Error::InvalidInput(format!("invalid JSON body: {e}")))?;
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Error::InvalidInput("expected a JSON object".to_string())),

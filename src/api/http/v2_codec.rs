@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::lift::{self, Lifted, Resolver};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
-    decode_array_expecting, decode_binary, element_count, encode_binary, DataType, Flat,
-    JsonArrayError, Tensor,
+    check_depth, decode_array_expecting, decode_binary, element_count, encode_binary, DataType,
+    Flat, JsonArrayError, Tensor,
 };
 
 /// Header giving the JSON part's length when binary tensors follow it.
@@ -101,6 +101,7 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
         }
         None => (body, &[][..]),
     };
+    check_depth(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
     // Large `data` arrays skip serde's scan of every number (see `lift`). The plain parse
     // decides every failure, so messages do not depend on whether arrays were lifted.
     if let Some(lifted) = lift::lift(json, |key| key == b"data") {
