@@ -1,14 +1,17 @@
-//! The crate's layers depend one way: a `use crate::x` from module `a` is an edge a → x,
-//! and the graph of top-level modules must have no cycle. Prints the graph (run with
-//! `--nocapture`) so a reader can see the layers.
+//! The crate's layers as `DESIGN.md` draws them. A `use crate::x` from module `a` is an
+//! edge a → x, and the graph of top-level modules must have no cycle (it is printed with
+//! `--nocapture` so a reader can see the layers). Two rules on top: the transports (`api`)
+//! reach the repository only through the service, and only `runtime` names ONNX Runtime
+//! (`ort`) types. Each check also runs on planted violations, to show it can fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Top-level module → the top-level modules it names through `crate::`.
-fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+/// Every `.rs` file under `src` but the crate root and the binary (they sit above every
+/// layer): its path relative to `src`, and its code with comments cut off.
+fn sources() -> Vec<(PathBuf, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("read src") {
@@ -17,29 +20,88 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
                 stack.push(path);
                 continue;
             }
-            let relative = path.strip_prefix(&src).expect("under src");
-            let first = relative.iter().next().expect("a component");
-            let module = first.to_string_lossy().trim_end_matches(".rs").to_string();
-            // The crate root and the binary sit above every layer.
+            let relative = path.strip_prefix(&src).expect("under src").to_path_buf();
+            let module = top_module(&relative);
             if module == "lib" || module == "main" || path.extension().is_none_or(|e| e != "rs") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).expect("read file");
-            let deps = graph.entry(module.clone()).or_default();
-            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
-                for (i, _) in line.match_indices("crate::") {
-                    let name: String = line[i + 7..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() && name != module {
-                        deps.insert(name);
-                    }
-                }
+            files.push((relative, code_only(&text)));
+        }
+    }
+    files
+}
+
+/// `text` with every `//` comment cut off (a string holding `//` loses its line's rest,
+/// which can only hide an edge, never invent one).
+fn code_only(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split_once("//").map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level module a path under `src` belongs to (`api/http/mod.rs` → `api`).
+fn top_module(relative: &Path) -> String {
+    let first = relative.iter().next().expect("a component");
+    first.to_string_lossy().trim_end_matches(".rs").to_string()
+}
+
+/// Top-level module → the top-level modules it names through `crate::`.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, code) in sources() {
+        let module = top_module(&path);
+        let deps = graph.entry(module.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module {
+                deps.insert(name);
             }
         }
     }
     graph
+}
+
+/// Whether `code` names the `ort` crate: a path starting `ort::` (not the end of another
+/// name, such as `transport::`).
+fn names_ort(code: &str) -> bool {
+    code.match_indices("ort::").any(|(i, _)| {
+        code[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+    })
+}
+
+/// The breaks of the two layer rules in `files`, one line each.
+fn layer_violations(files: &[(PathBuf, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, code) in files {
+        let module = top_module(path);
+        let grouped_repository = code.match_indices("crate::{").any(|(i, _)| {
+            code[i..]
+                .split('}')
+                .next()
+                .is_some_and(|g| g.contains("repository"))
+        });
+        if module == "api" && (code.contains("crate::repository") || grouped_repository) {
+            found.push(format!(
+                "{}: a transport names the repository; go through the service",
+                path.display()
+            ));
+        }
+        if module != "runtime" && names_ort(code) {
+            found.push(format!(
+                "{}: names ONNX Runtime (`ort`); only runtime may",
+                path.display()
+            ));
+        }
+    }
+    found
 }
 
 /// A cycle through `node`, if the depth-first search finds one.
@@ -115,4 +177,54 @@ fn the_cycle_finder_finds_a_planted_cycle() {
         .keys()
         .find_map(|m| find_cycle(&graph, m, &mut Vec::new(), &mut done));
     assert!(found.is_some(), "spec -> service closes a cycle");
+}
+
+#[test]
+fn transports_reach_the_repository_only_through_the_service_and_only_runtime_names_ort() {
+    let files = sources();
+    assert!(
+        files.iter().any(|(p, _)| p.starts_with("api")),
+        "api was not read"
+    );
+    let found = layer_violations(&files);
+    assert!(
+        found.is_empty(),
+        "layer rules broken:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_check_finds_planted_violations() {
+    let file = |path: &str, code: &str| (PathBuf::from(path), code_only(code));
+    let planted = [
+        file("api/http/x.rs", "use crate::repository::Model;"),
+        file("api/grpc/x.rs", "use crate::{error::Error, repository};"),
+        file("tensor/x.rs", "use ort::value::DynValue;"),
+        file("batcher/x.rs", "fn f() -> ort::Result<()> { todo!() }"),
+        // Allowed: runtime names ORT, the service names the repository, comments and names
+        // that only end in `ort` do not count.
+        file("runtime/x.rs", "use ort::session::Session;"),
+        file("service/x.rs", "use crate::repository::Repository;"),
+        file(
+            "api/http/y.rs",
+            "use crate::service::Service; // not crate::repository",
+        ),
+        file("config/x.rs", "use super::transport::TransportArgs;"),
+    ];
+    let found = layer_violations(&planted);
+    let paths: Vec<&str> = found
+        .iter()
+        .map(|f| f.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "api/http/x.rs",
+            "api/grpc/x.rs",
+            "tensor/x.rs",
+            "batcher/x.rs"
+        ],
+        "{found:#?}"
+    );
 }

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use ort::session::Session;
-
+use super::value::to_ort_value;
+use super::Session;
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{dispatch_dtype, element_count, to_ort_value, Element, Tensor};
+use crate::tensor::{dispatch_dtype, element_count, Element, Tensor};
 
 /// The size used before (or instead of) a measurement: the old fixed default.
 pub const UNMEASURED: usize = 128;
@@ -101,7 +101,7 @@ fn time_runs(session: &mut Session, spec: &ModelSpec, rows: usize) -> Result<Dur
             ));
         }
         let started = Instant::now();
-        session.run(values).map_err(|e| e.to_string())?;
+        session.0.run(values).map_err(|e| e.to_string())?;
         if i > 0 {
             best = best.min(started.elapsed());
         }

@@ -1,10 +1,10 @@
 //! One ONNX Runtime run of already-stacked inputs. Knows nothing of requests or batches:
 //! the batcher stacks before and splits after.
 
-use ort::session::Session;
-
+use super::value::{from_ort_value, to_ort_value};
+use super::Session;
 use crate::spec::ModelSpec;
-use crate::tensor::{from_ort_value, to_ort_value, Tensor};
+use crate::tensor::Tensor;
 
 /// Runs `inputs` (graph input order) and returns the outputs in graph output order.
 /// Errors are strings for the log and the 500 message.
@@ -17,7 +17,7 @@ pub fn execute(
     for (s, t) in spec.inputs.iter().zip(inputs) {
         values.push((s.name.as_str(), to_ort_value(t).map_err(|e| e.to_string())?));
     }
-    let outputs = session.run(values).map_err(|e| e.to_string())?;
+    let outputs = session.0.run(values).map_err(|e| e.to_string())?;
     let mut tensors = Vec::with_capacity(spec.outputs.len());
     for o in &spec.outputs {
         let value = outputs

@@ -6,12 +6,16 @@ mod calibrate;
 mod execute;
 mod library;
 mod session;
+mod value;
+
+/// For the load generator's ceiling (bare runs on pre-built values); the server itself
+/// converts only inside `runtime`.
+pub use value::to_ort_value;
 
 pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
 pub use execute::execute;
 pub use library::find_library;
-pub use ort::session::Session;
-pub use session::{build_session, read_spec, warm_up, SessionOptions};
+pub use session::{build_session, read_spec, warm_up, Session, SessionOptions};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -4,14 +4,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
 use ort::value::ValueType;
 
+use super::value::{data_type, to_ort_value};
 use crate::config::{BatchSize, ExecutionProvider, ModelConfig, Placement, ProviderFallback};
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{
-    dispatch_dtype, to_ort_value, DataType, Element, FromJson, JsonNumber, Tensor,
-};
+use crate::tensor::{dispatch_dtype, DataType, Element, FromJson, JsonNumber, Tensor};
+
+/// One ONNX Runtime session. Its worker thread owns it; only `runtime` looks inside, so
+/// no other module depends on ORT's types.
+pub struct Session(pub(super) ort::session::Session);
+
+impl Session {
+    /// The ORT session, for the load generator's ceiling (a bare `run` with nothing of
+    /// ours around it). The server's own modules go through `runtime`'s functions.
+    pub fn ort(&mut self) -> &mut ort::session::Session {
+        &mut self.0
+    }
+}
 
 /// How to build a session.
 #[derive(Debug, Clone)]
@@ -36,7 +46,8 @@ pub fn build_session(
     path: &Path,
     options: &SessionOptions,
 ) -> Result<(Session, Placement), String> {
-    let cpu = || -> ort::Result<Session> { builder(env, options)?.commit_from_file(path) };
+    let cpu =
+        || -> ort::Result<Session> { Ok(Session(builder(env, options)?.commit_from_file(path)?)) };
     if options.execution_provider == ExecutionProvider::Cpu {
         return Ok((cpu().map_err(|e| e.to_string())?, Placement::CPU));
     }
@@ -57,9 +68,11 @@ pub fn build_session(
             .build()
             .error_on_failure();
         let build = || -> ort::Result<Session> {
-            builder(env, options)?
-                .with_execution_providers([ep])?
-                .commit_from_file(path)
+            Ok(Session(
+                builder(env, options)?
+                    .with_execution_providers([ep])?
+                    .commit_from_file(path)?,
+            ))
         };
         build().map_err(|e| {
             format!(
@@ -84,7 +97,7 @@ fn builder(
     env: &ort::environment::Environment,
     options: &SessionOptions,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
-    Ok(Session::builder(env)?
+    Ok(ort::session::Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(options.intra_op_threads)?
         .with_inter_threads(1)?
@@ -127,7 +140,7 @@ pub fn read_spec(
                 outlet.dtype()
             ));
         };
-        let dtype = DataType::from_ort(*ty).ok_or_else(|| {
+        let dtype = data_type(*ty).ok_or_else(|| {
             format!(
                 "'{}' has element type {ty}, which is not served",
                 outlet.name()
@@ -143,11 +156,16 @@ pub fn read_spec(
         })
     };
     let mut inputs = session
+        .0
         .inputs()
         .iter()
         .map(tensor_spec)
         .collect::<Result<Vec<_>, _>>()?;
+    if inputs.is_empty() {
+        return Err("the graph has no inputs; a served model takes at least one".to_string());
+    }
     let outputs = session
+        .0
         .outputs()
         .iter()
         .map(tensor_spec)
@@ -176,7 +194,7 @@ pub fn read_spec(
         .chain(&outputs)
         .all(|s| s.shape.first() == Some(&-1));
     let mut properties = BTreeMap::new();
-    if let Ok(meta) = session.metadata() {
+    if let Ok(meta) = session.0.metadata() {
         for key in meta.custom_keys().unwrap_or_default() {
             if let Some(value) = meta.custom(&key) {
                 properties.insert(key, value);
@@ -233,6 +251,7 @@ pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
             values.push((s.name.as_str(), value));
         }
         session
+            .0
             .run(values)
             .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
     }

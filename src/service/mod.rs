@@ -7,6 +7,9 @@ pub mod budget;
 mod control;
 mod views;
 
+/// The repository's types the transports name: they reach the repository only through
+/// the service, so these are the service's vocabulary too.
+pub use crate::repository::{checked_path, IndexEntry, LoadRequest, Model};
 pub use views::{
     DynamicBatching, InferStatistics, InstanceGroup, ModelMetadata, ModelStatistics, QueuePolicy,
     ServerMetadata, StatDuration, TensorConfig, TensorMetadata, TritonConfig,
@@ -19,7 +22,7 @@ use crate::batcher::JobOutput;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::repository::{InferRequest, Model, Repository};
+use crate::repository::{InferRequest, Repository};
 use crate::spec::NamedTensor;
 use crate::tensor::Tensor;
 

@@ -1,7 +1,5 @@
-//! `DataType`: the one table that maps KServe V2 datatype names, Triton config names,
-//! ONNX Runtime element types and byte sizes onto each other.
-
-use ort::value::TensorElementType;
+//! `DataType`: the one table that maps KServe V2 datatype names, Triton config names and
+//! byte sizes onto each other (`runtime` maps it to ONNX Runtime's element types).
 
 /// Element types mlpserve can carry end to end (KServe V2 names in the docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,111 +19,25 @@ pub enum DataType {
     F64,
 }
 
-/// (variant, KServe name, Triton config name, ORT element type, bytes per element)
-const TABLE: [(DataType, &str, &str, TensorElementType, usize); 13] = [
-    (
-        DataType::Bool,
-        "BOOL",
-        "TYPE_BOOL",
-        TensorElementType::Bool,
-        1,
-    ),
-    (
-        DataType::U8,
-        "UINT8",
-        "TYPE_UINT8",
-        TensorElementType::Uint8,
-        1,
-    ),
-    (
-        DataType::U16,
-        "UINT16",
-        "TYPE_UINT16",
-        TensorElementType::Uint16,
-        2,
-    ),
-    (
-        DataType::U32,
-        "UINT32",
-        "TYPE_UINT32",
-        TensorElementType::Uint32,
-        4,
-    ),
-    (
-        DataType::U64,
-        "UINT64",
-        "TYPE_UINT64",
-        TensorElementType::Uint64,
-        8,
-    ),
-    (
-        DataType::I8,
-        "INT8",
-        "TYPE_INT8",
-        TensorElementType::Int8,
-        1,
-    ),
-    (
-        DataType::I16,
-        "INT16",
-        "TYPE_INT16",
-        TensorElementType::Int16,
-        2,
-    ),
-    (
-        DataType::I32,
-        "INT32",
-        "TYPE_INT32",
-        TensorElementType::Int32,
-        4,
-    ),
-    (
-        DataType::I64,
-        "INT64",
-        "TYPE_INT64",
-        TensorElementType::Int64,
-        8,
-    ),
-    (
-        DataType::F16,
-        "FP16",
-        "TYPE_FP16",
-        TensorElementType::Float16,
-        2,
-    ),
-    (
-        DataType::BF16,
-        "BF16",
-        "TYPE_BF16",
-        TensorElementType::Bfloat16,
-        2,
-    ),
-    (
-        DataType::F32,
-        "FP32",
-        "TYPE_FP32",
-        TensorElementType::Float32,
-        4,
-    ),
-    (
-        DataType::F64,
-        "FP64",
-        "TYPE_FP64",
-        TensorElementType::Float64,
-        8,
-    ),
+/// (variant, KServe name, Triton config name, bytes per element)
+const TABLE: [(DataType, &str, &str, usize); 13] = [
+    (DataType::Bool, "BOOL", "TYPE_BOOL", 1),
+    (DataType::U8, "UINT8", "TYPE_UINT8", 1),
+    (DataType::U16, "UINT16", "TYPE_UINT16", 2),
+    (DataType::U32, "UINT32", "TYPE_UINT32", 4),
+    (DataType::U64, "UINT64", "TYPE_UINT64", 8),
+    (DataType::I8, "INT8", "TYPE_INT8", 1),
+    (DataType::I16, "INT16", "TYPE_INT16", 2),
+    (DataType::I32, "INT32", "TYPE_INT32", 4),
+    (DataType::I64, "INT64", "TYPE_INT64", 8),
+    (DataType::F16, "FP16", "TYPE_FP16", 2),
+    (DataType::BF16, "BF16", "TYPE_BF16", 2),
+    (DataType::F32, "FP32", "TYPE_FP32", 4),
+    (DataType::F64, "FP64", "TYPE_FP64", 8),
 ];
 
 impl DataType {
-    fn row(
-        self,
-    ) -> &'static (
-        DataType,
-        &'static str,
-        &'static str,
-        TensorElementType,
-        usize,
-    ) {
+    fn row(self) -> &'static (DataType, &'static str, &'static str, usize) {
         // Every variant has exactly one row in TABLE.
         TABLE
             .iter()
@@ -145,17 +57,12 @@ impl DataType {
 
     /// Bytes per element in the binary (little-endian, row-major) encoding.
     pub fn size_bytes(self) -> usize {
-        self.row().4
+        self.row().3
     }
 
     /// Parses a KServe V2 name; `None` for names we do not serve (e.g. `BYTES`).
     pub fn from_name(name: &str) -> Option<DataType> {
         TABLE.iter().find(|r| r.1 == name).map(|r| r.0)
-    }
-
-    /// Maps an ORT element type; `None` for types we do not serve (strings, fp8, ...).
-    pub fn from_ort(ty: TensorElementType) -> Option<DataType> {
-        TABLE.iter().find(|r| r.3 == ty).map(|r| r.0)
     }
 
     /// Every datatype, in table order.
@@ -178,7 +85,6 @@ mod tests {
     fn names_round_trip() {
         for dt in DataType::all() {
             assert_eq!(DataType::from_name(dt.name()), Some(dt));
-            assert_eq!(DataType::from_ort(dt.row().3), Some(dt));
             assert!(dt.triton_name().ends_with(dt.name()) || dt == DataType::Bool);
         }
         assert_eq!(DataType::from_name("BYTES"), None);

@@ -1,12 +1,11 @@
 //! Our own tensor type: a shape plus a typed, row-major buffer. Transports decode into it,
 //! the batcher stacks and splits it, the runtime converts it to and from ORT values.
-//! Nothing here knows about HTTP, gRPC or models.
+//! Nothing here knows about HTTP, gRPC, models or ONNX Runtime.
 
 mod binary;
 mod dtype;
 mod json;
 mod json_scan;
-mod ort_value;
 
 pub use binary::{decode_binary, encode_binary};
 pub use dtype::DataType;
@@ -14,7 +13,6 @@ pub use json::{
     check_depth, decode_array, decode_array_expecting, Flat, FlatJson, FromJson, JsonArray,
     JsonArrayError, JsonNumber, Nested, MAX_JSON_DEPTH,
 };
-pub use ort_value::{from_ort_value, to_ort_value};
 
 use half::{bf16, f16};
 

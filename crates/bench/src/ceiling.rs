@@ -124,6 +124,7 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
                 .collect();
             let t = Instant::now();
             let outputs = session
+                .ort()
                 .run(feed)
                 .map_err(|e| format!("session.run at batch {batch}: {e}"))?;
             drop(outputs);

@@ -7,7 +7,7 @@ use super::proto::model_repository_parameter::ParameterChoice;
 use super::proto::ModelRepositoryParameter;
 use crate::config::ModelConfig;
 use crate::error::Error;
-use crate::repository::{checked_path, LoadRequest};
+use crate::service::{checked_path, LoadRequest};
 
 /// The load request the parameters describe, or why they are refused.
 pub fn load_request(

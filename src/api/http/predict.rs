@@ -20,7 +20,7 @@ use super::{
     body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
 };
 use crate::error::{Error, Result};
-use crate::repository::Model;
+use crate::service::Model;
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
 use serde_json::value::RawValue;

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 use super::body_or_error;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::repository::{IndexEntry, LoadRequest};
 use crate::service::Service;
+use crate::service::{checked_path, IndexEntry, LoadRequest};
 
 fn authorize(service: &Service, headers: &HeaderMap) -> Result<()> {
     service.authorize_admin(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
@@ -109,7 +109,7 @@ fn load_request(parameters: Option<&Value>) -> Result<LoadRequest> {
             ("force", Value::String(s)) => request.force = s == "true",
             (key, Value::String(b64)) if key.starts_with("file:") => {
                 let path = &key["file:".len()..];
-                crate::repository::checked_path(path).map_err(Error::InvalidInput)?;
+                checked_path(path).map_err(Error::InvalidInput)?;
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64)
                     .map_err(|e| Error::InvalidInput(format!("parameter '{key}': invalid base64: {e}")))?;

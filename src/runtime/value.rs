@@ -1,0 +1,68 @@
+//! Conversion between our [`Tensor`] and ONNX Runtime values, and between [`DataType`]
+//! and ORT's element types. Inputs hand their buffer to ORT without a copy; outputs are
+//! copied once out of ORT-owned memory. The rest of the crate never sees an ORT type.
+
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+
+use crate::tensor::{dispatch_dtype, with_tensor_data, DataType, Element, Tensor};
+
+/// ORT's element type for `dtype`. Exhaustive: a new [`DataType`] does not compile until
+/// it is mapped here.
+pub fn element_type(dtype: DataType) -> TensorElementType {
+    match dtype {
+        DataType::Bool => TensorElementType::Bool,
+        DataType::U8 => TensorElementType::Uint8,
+        DataType::U16 => TensorElementType::Uint16,
+        DataType::U32 => TensorElementType::Uint32,
+        DataType::U64 => TensorElementType::Uint64,
+        DataType::I8 => TensorElementType::Int8,
+        DataType::I16 => TensorElementType::Int16,
+        DataType::I32 => TensorElementType::Int32,
+        DataType::I64 => TensorElementType::Int64,
+        DataType::F16 => TensorElementType::Float16,
+        DataType::BF16 => TensorElementType::Bfloat16,
+        DataType::F32 => TensorElementType::Float32,
+        DataType::F64 => TensorElementType::Float64,
+    }
+}
+
+/// The [`DataType`] of an ORT element type; `None` for types we do not serve (strings,
+/// fp8, ...).
+pub fn data_type(ty: TensorElementType) -> Option<DataType> {
+    DataType::all().find(|&d| element_type(d) == ty)
+}
+
+/// Moves `tensor` into an ORT value (the buffer is handed over, not copied).
+pub fn to_ort_value(tensor: Tensor) -> ort::Result<DynValue> {
+    let shape = tensor.shape;
+    with_tensor_data!(tensor.data, v => Ok(OrtTensor::from_array((shape, v))?.into_dyn()))
+}
+
+/// Copies an ORT output tensor into a [`Tensor`]; errors name the unsupported type.
+pub fn from_ort_value(value: &DynValue) -> Result<Tensor, String> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(format!("output is a {}, not a tensor", value.dtype()));
+    };
+    let dtype =
+        data_type(*ty).ok_or_else(|| format!("output element type {ty} is not supported"))?;
+    dispatch_dtype!(dtype, T => {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        Ok(Tensor {
+            shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+            data: <T as Element>::wrap(data.to_vec()),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_datatype_maps_to_one_element_type_and_back() {
+        for dt in DataType::all() {
+            assert_eq!(data_type(element_type(dt)), Some(dt), "{dt}");
+        }
+        assert_eq!(data_type(TensorElementType::String), None);
+    }
+}
