@@ -61,7 +61,7 @@ async fn predict_each_at_once(
     let calls = rows
         .iter()
         .map(|(px, _)| predict(client, server, json!({"model": "digits", "inputs": [px]})));
-    let answers = futures::future::join_all(calls).await;
+    let answers = futures_util::future::join_all(calls).await;
     for ((status, headers, body), (_, want)) in answers.iter().zip(rows) {
         assert_own_row(*status, body, want, "own row");
         assert_eq!(
@@ -173,7 +173,7 @@ async fn a_full_queue_answers_429_at_once_and_admitted_requests_complete() {
     let body = json!({"model": "digits", "inputs": [vec![0.0; 64]]});
     let first = tokio::spawn({
         let (c, url, b) = (client.clone(), server.url("/predict"), body.clone());
-        async move { futures::future::join_all((0..2).map(|_| c.post(&url).json(&b).send())).await }
+        async move { futures_util::future::join_all((0..2).map(|_| c.post(&url).json(&b).send())).await }
     });
     server
         .wait_metric(&series("mlpserve_queue_depth"), |d| d >= 2.0)
@@ -334,7 +334,7 @@ async fn variable_length_histories_pad_without_changing_results() {
             (r.status().as_u16(), header_usize(r.headers(), "x-batch-rows"), r.json::<Value>().await.expect("json"))
         }
     });
-    let answers = futures::future::join_all(calls).await;
+    let answers = futures_util::future::join_all(calls).await;
     for ((status, batch_rows, body), s) in answers.iter().zip(&list) {
         assert_eq!(*status, 200, "{body}");
         assert_eq!(
@@ -373,7 +373,7 @@ async fn an_onnx_runtime_failure_fails_only_its_batch() {
     let server = TestServer::start(&repo.path);
     let client = reqwest::Client::new();
     let run = |indices: [i64; 3]| {
-        futures::future::join_all(
+        futures_util::future::join_all(
             indices.map(|i| predict(&client, &server, json!({"model": "gather", "inputs": [i]}))),
         )
     };
@@ -467,7 +467,7 @@ async fn with_one_async_thread_lone_requests_run_inline_and_a_burst_is_batched()
         3.0
     );
     let burst: Vec<_> = (0..32).map(|i| &rows[i % rows.len()]).collect();
-    let answers = futures::future::join_all(
+    let answers = futures_util::future::join_all(
         burst
             .iter()
             .map(|(px, _)| predict(&client, &server, json!({"model": "digits", "inputs": [px]}))),
@@ -580,7 +580,7 @@ async fn requests_that_expire_behind_a_busy_instance_answer_504_and_never_run() 
         let px = &rows[i % rows.len()].0;
         predict(&client, &server, json!({"model": "digits", "inputs": [px]}))
     });
-    let answers = futures::future::join_all(calls).await;
+    let answers = futures_util::future::join_all(calls).await;
     let mut ran = 0.0;
     for (status, _, body) in &answers {
         match status {

@@ -134,7 +134,7 @@ fn a_stream_holds_a_bounded_share_and_is_refused_what_never_fits() {
             r
         });
         let mut answers = client
-            .model_stream_infer(futures::stream::iter(requests))
+            .model_stream_infer(futures_util::stream::iter(requests))
             .await
             .expect("stream")
             .into_inner();
@@ -152,7 +152,7 @@ fn a_stream_holds_a_bounded_share_and_is_refused_what_never_fits() {
         // A stream message larger than the whole budget ends the stream with
         // RESOURCE_EXHAUSTED naming the limit.
         let mut answers = client
-            .model_stream_infer(futures::stream::iter(vec![support::digits(10_000)]))
+            .model_stream_infer(futures_util::stream::iter(vec![support::digits(10_000)]))
             .await
             .expect("stream")
             .into_inner();

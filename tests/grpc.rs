@@ -350,9 +350,9 @@ fn descriptive_rpcs_health_statistics_and_streaming() {
             },
         ];
         let answers: Vec<ModelStreamInferResponse> = {
-            use futures::StreamExt;
+            use futures_util::StreamExt;
             let stream = client
-                .model_stream_infer(futures::stream::iter(requests))
+                .model_stream_infer(futures_util::stream::iter(requests))
                 .await
                 .expect("stream")
                 .into_inner();

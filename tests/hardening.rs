@@ -113,7 +113,7 @@ async fn a_long_history_is_never_batched_with_short_ones() {
             d >= 1.0
         })
         .await;
-    let short = futures::future::join_all((0..30).map(|_| send(din_body(5)))).await;
+    let short = futures_util::future::join_all((0..30).map(|_| send(din_body(5)))).await;
     let (status, rows, body) = long.await.expect("long request");
     assert_eq!(status, 200, "{body}");
     assert_eq!(

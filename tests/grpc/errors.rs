@@ -162,7 +162,7 @@ fn a_full_queue_answers_resource_exhausted_and_admitted_requests_succeed() {
                 request.model_name = "tiny_queue".into();
                 tokio::spawn(async move { c.model_infer(request).await })
             });
-            for result in futures::future::join_all(calls).await {
+            for result in futures_util::future::join_all(calls).await {
                 match result.expect("task") {
                     Ok(r) => assert_eq!(r.into_inner().outputs[0].shape, vec![2048, 10]),
                     Err(status) => {
@@ -220,7 +220,7 @@ fn a_passed_timeout_answers_deadline_exceeded() {
             calls.push(tokio::spawn(async move { (i, c.model_infer(r).await) }));
         }
         let mut timed_out = 0;
-        for call in futures::future::join_all(calls).await {
+        for call in futures_util::future::join_all(calls).await {
             match call.expect("task") {
                 (_, Ok(r)) => assert_eq!(r.into_inner().outputs[0].shape, vec![2048, 10]),
                 (i, Err(status)) => {

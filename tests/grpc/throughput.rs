@@ -78,7 +78,7 @@ where
             done
         })
     });
-    let total: u64 = futures::future::join_all(clients)
+    let total: u64 = futures_util::future::join_all(clients)
         .await
         .into_iter()
         .map(|d| d.expect("client task"))

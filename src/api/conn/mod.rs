@@ -28,8 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
 use crate::config::TransportConfig;
@@ -114,8 +115,8 @@ where
         service,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Every connection task holds a sender; `recv` returns `None` once all are gone.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    // Every connection task, so shutdown can wait for the last one to finish.
+    let tasks = TaskTracker::new();
     tokio::pin!(stop);
     loop {
         let tcp = tokio::select! {
@@ -147,14 +148,13 @@ where
             conns: conns.clone(),
             slot,
             stop: stop_rx.clone(),
-            _done: done_tx.clone(),
         };
-        tokio::spawn(task.run(tcp));
+        tasks.spawn(task.run(tcp));
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    drop(done_tx);
-    let _ = done_rx.recv().await;
+    tasks.close();
+    tasks.wait().await;
     Ok(())
 }
 
@@ -229,7 +229,6 @@ struct Connection<S> {
     conns: Arc<Connections>,
     slot: Slot,
     stop: watch::Receiver<bool>,
-    _done: mpsc::Sender<()>,
 }
 
 /// Where a connection is in its life.

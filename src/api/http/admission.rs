@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures_util::StreamExt;
 
 use crate::error::Error;
 use crate::service::budget::ByteBudget;

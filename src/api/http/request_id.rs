@@ -19,7 +19,12 @@ pub struct CounterRequestId {
 
 impl CounterRequestId {
     pub fn new() -> CounterRequestId {
-        let prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 4];
+        // Should the system source fail, the prefix is zeros: ids stay unique in this
+        // process, only not across replicas.
+        let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+        let prefix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         CounterRequestId {
             prefix: prefix.into(),
             next: Arc::new(AtomicU64::new(1)),
