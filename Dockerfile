@@ -38,7 +38,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3-pip && 
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
-COPY scripts scripts
+# Only the script the build runs: editing any other script must not rebuild the binary.
+COPY scripts/fetch-onnxruntime.sh scripts/
 RUN ORT_FLAVOR="$ORT_FLAVOR" scripts/fetch-onnxruntime.sh
 COPY src src
 COPY benches benches

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Connection-exhaustion attack on a running mlpserve (issue 10, finding 2); not a test.
+"""Connection-exhaustion attack on a running mlpserve (idle, partial-header and
+partial-body sockets held open to use up the connection cap); not a test.
 
 Opens N sockets to the HTTP port that never send (or send half a header with --partial),
 then checks that a fresh client is still served and reports how many of the attacker's

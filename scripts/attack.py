@@ -1,4 +1,5 @@
-"""Hostile-client attack run against a running mlpserve (issue 10 findings 1-4). Not a test:
+"""Hostile-client attack run against a running mlpserve (slow and oversized bodies, decode
+bombs, floods). Not a test:
 prints numbers. Standard library only. Usage: attack.py HTTP_PORT SERVER_PID"""
 
 import gzip

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Hostile-client attack run (issue 10 findings 1-4; connection limits are tested elsewhere).
+# Hostile-client attack run: slow and oversized bodies, decode bombs, floods (connection
+# limits have their own run, attack-connections.py).
 # Not a test and not in CI: it prints numbers to compare builds.
 #   [ATTACK_ONLY=1,3,4] [ATTACK_SERVER_ARGS="--max-inflight-bytes N"] scripts/attack.sh [BINARY]
 #   (BINARY defaults to target/release/mlpserve, else target/debug/mlpserve)

@@ -88,13 +88,10 @@ print(*[s.getsockname()[1] for s in ss])')
   "$bin" serve --model-repository models --host 127.0.0.1 \
     --http-port "$http_port" --grpc-port "$grpc_port" --log-level warn >"$log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 600); do
-    if "$py" -c "import urllib.request as u; u.urlopen('http://$http_url/v2/health/ready', timeout=1)" 2>/dev/null; then
-      break
-    fi
-    kill -0 "$server_pid" 2>/dev/null || { echo "server exited:" >&2; tail -20 "$log" >&2; exit 1; }
-    sleep 0.1
-  done
+  # shellcheck source=scripts/wait-ready.sh
+  source "$root/scripts/wait-ready.sh"
+  wait_ready "$server_pid" "http://$http_url/v2/health/ready" 60 ||
+    { echo "server exited or not ready within 60 s:" >&2; tail -20 "$log" >&2; exit 1; }
 fi
 
 # Failed-request count of the model, from the statistics extension.

@@ -1,4 +1,5 @@
-# Sourced by the scripts that start a server of their own (attack.sh, pgo-build.sh).
+# Sourced by the scripts that start a server of their own (attack.sh, pgo-build.sh,
+# perf-analyzer.sh).
 #
 # wait_ready PID URL [SECONDS]: polls URL until it answers 2xx, each probe bounded to 2 s,
 # for up to SECONDS (60). Returns 1 at once when process PID has exited (gone, or a zombie

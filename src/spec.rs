@@ -160,7 +160,11 @@ impl ModelSpec {
             }
         }
         self.check_shared_dims(&tensors)?;
-        let rows = if self.batched { tensors[0].rows() } else { 1 };
+        let rows = match (self.batched, tensors.first()) {
+            (true, Some(first)) => first.rows(),
+            // A graph without inputs is refused at load (`runtime::read_spec`).
+            _ => 1,
+        };
         if self.batched {
             if let Some((spec, t)) = self
                 .inputs

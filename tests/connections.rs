@@ -1,4 +1,4 @@
-//! Connection bounds on real sockets (issue 10, finding 2): idle, partial-header and
+//! Connection bounds on real sockets: idle, partial-header and
 //! partial-body HTTP connections and a gRPC client stuck in the HTTP/2 preface are closed
 //! by the server; at the connection cap the longest-idle connection makes room for a
 //! newcomer, and with none idle the newcomer gets a clean 503; others are served

@@ -1,4 +1,4 @@
-//! Contract edges (issue 10): inputs at the edge of the protocol — out-of-range floats,
+//! Contract edges: inputs at the edge of the protocol — out-of-range floats,
 //! non-finite outputs, ambiguous tensors, empty path segments, odd request ids, zero
 //! timeouts — and operator mistakes (a port in use, shutdown with a delay) answer one
 //! documented way on both transports.

@@ -1,4 +1,4 @@
-//! Hostile and careless clients (issue 10): every cost a client can make the server pay is
+//! Hostile and careless clients: every cost a client can make the server pay is
 //! bounded before it is paid, and contract holes answer one documented way on both transports.
 
 mod common;

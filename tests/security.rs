@@ -1,4 +1,4 @@
-//! TLS and API keys on real sockets (issue 11, parts 1-2): 401/UNAUTHENTICATED without a
+//! TLS and API keys on real sockets: 401/UNAUTHENTICATED without a
 //! valid key, open health probes and `/metrics` by default, plain text on a TLS port
 //! closed cleanly, ALPN on the HTTP port, mTLS, and certificate rotation reaching new
 //! handshakes while an open connection keeps working. Certificates come from a CA made

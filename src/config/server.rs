@@ -126,7 +126,7 @@ server_layer! {
     /// /metrics needs an API key too [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     auth_metrics: bool, "MLPSERVE_AUTH_METRICS";
-    // --- hardening (issue 10): admission and shutdown ---
+    // --- admission (what a client can make the server pay) and shutdown ---
     /// Request body bytes all HTTP requests together may hold while being read and served;
     /// over it new requests get 503 + Retry-After [default: a quarter of the container's memory limit (cgroup) or else of RAM, at most 16 GiB, at least --max-body-bytes]
     max_inflight_bytes: usize, "MLPSERVE_MAX_INFLIGHT_BYTES";
@@ -204,7 +204,7 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Connection bounds, TLS, API keys.
     pub transport: TransportConfig,
-    // --- hardening (issue 10): admission and shutdown ---
+    // --- admission (what a client can make the server pay) and shutdown ---
     pub max_inflight_bytes: usize,
     /// Where `max_inflight_bytes` came from: the setting, or the memory limit it was
     /// derived from (container cgroup or host).
@@ -269,7 +269,7 @@ impl ServerConfig {
             strict_readiness: a.strict_readiness.unwrap_or(true),
             admin_token: a.admin_token.filter(|t| !t.is_empty()),
             transport,
-            // --- hardening (issue 10): admission and shutdown ---
+            // --- admission (what a client can make the server pay) and shutdown ---
             max_inflight_bytes: inflight.0,
             max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
@@ -285,7 +285,8 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// Range checks at start (issue 10): errors name the key, its value and the range.
+    /// Range checks at start, so a mistyped value fails at once instead of misbehaving under
+    /// load: errors name the key, its value and the range.
     fn check_ranges(&self) -> Result<(), String> {
         let threads = super::max_threads() as u64;
         let checks = [

@@ -14,7 +14,8 @@ pub use json::{
     JsonArrayError, JsonNumber, Nested, MAX_JSON_DEPTH,
 };
 
-use half::{bf16, f16};
+/// Re-exported so `dispatch_dtype!` names them through this crate, wherever it expands.
+pub use half::{bf16, f16};
 
 /// A typed element buffer; one variant per [`DataType`].
 #[derive(Debug, Clone, PartialEq)]
@@ -212,11 +213,11 @@ macro_rules! dispatch_dtype {
                 $body
             }
             D::F16 => {
-                type $t = half::f16;
+                type $t = $crate::tensor::f16;
                 $body
             }
             D::BF16 => {
-                type $t = half::bf16;
+                type $t = $crate::tensor::bf16;
                 $body
             }
             D::F32 => {

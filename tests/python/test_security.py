@@ -1,4 +1,4 @@
-"""TLS and API keys with the real Triton clients (issue 11, parts 1-2): tritonclient.http over
+"""TLS and API keys with the real Triton clients: tritonclient.http over
 HTTPS and tritonclient.grpc over TLS against a CA made here with `cryptography`, with and
 without the API key; mTLS with and without a client certificate; and a certificate rotated
 (new files + SIGHUP) while clients keep sending requests: no request fails and new
