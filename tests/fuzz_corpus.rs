@@ -1,7 +1,7 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the fuzz target
 //! functions on stable Rust, without libFuzzer: every seed and every input that once found
 //! new coverage or a crash must still pass the target's checks. Long fuzzing runs use
-//! `cargo fuzz run <target>` (see README, "Fuzzing").
+//! `cargo fuzz run <target>` (see docs/development.md, "Fuzzing").
 
 #[path = "../fuzz/src/lib.rs"]
 mod targets;

@@ -372,13 +372,14 @@ fn grpc_messages_over_the_limit_get_the_documented_code() {
     let mut config = ServerConfig::for_tests(&zoo());
     config.max_body_bytes = 100_000;
     let server = TestServer::start_with(config);
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README");
-    let row = readme
+    let api_doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md"),
+    )
+    .expect("docs/api.md");
+    let row = api_doc
         .lines()
         .find(|l| l.starts_with("| gRPC message over"))
-        .expect("README error table has a row for over-size gRPC messages")
+        .expect("the error table in docs/api.md has a row for over-size gRPC messages")
         .to_string();
     support::with_client(&server, |mut client| async move {
         let status = client
@@ -389,7 +390,7 @@ fn grpc_messages_over_the_limit_get_the_documented_code() {
         let documented = row.to_uppercase().replace([' ', '_'], "");
         assert!(
             documented.contains(&code.to_uppercase()),
-            "got {code} ({}), README says: {row}",
+            "got {code} ({}), docs/api.md says: {row}",
             status.message()
         );
     });
