@@ -62,6 +62,7 @@ impl Loader {
             let c = &v.config;
             let mut sessions = Vec::with_capacity(c.instances);
             let mut placements = Vec::with_capacity(c.instances);
+            let mut first_options = defaults.clone();
             for index in 0..c.instances {
                 let options = SessionOptions {
                     intra_op_threads: c.intra_op_threads.unwrap_or(defaults.intra_op_threads),
@@ -69,6 +70,9 @@ impl Loader {
                     fallback: c.fallback.unwrap_or(defaults.fallback),
                     device_id: c.device_id(index),
                 };
+                if index == 0 {
+                    first_options = options.clone();
+                }
                 let (session, placement) =
                     runtime::build_session(runtime.env(), &v.model_file, &options)?;
                 if placement.provider != options.execution_provider {
@@ -88,7 +92,12 @@ impl Loader {
                 runtime::warm_up(session, &spec)?;
             }
             if spec.batched {
-                measure_batch_sizes(&mut sessions[0], &mut spec);
+                // Timed on a session of its own, dropped afterwards: the largest batch tried
+                // grows ORT's memory arena, which a serving session would keep for good
+                // (about 21 MB per small model), however small the batches it then runs.
+                let (mut probe, _) =
+                    runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
+                measure_batch_sizes(&mut probe, &mut spec);
             }
             Ok((sessions, Arc::new(spec)))
         })
