@@ -8,7 +8,7 @@ mod common;
 #[allow(dead_code)]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -34,47 +34,11 @@ fn hold(server: &TestServer, len: usize) -> TcpStream {
     s
 }
 
-/// Reads one whole response from a raw connection: status and text.
-fn read_response(s: &mut TcpStream) -> (u16, String) {
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
 #[test]
 fn a_content_length_larger_than_the_whole_budget_is_413_at_once() {
     let server = budget_server(1 << 20, 8 << 20);
     let mut s = hold(&server, 2 << 20);
-    let (status, text) = read_response(&mut s);
+    let (status, text) = common::read_raw_response(&mut s);
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("--max-inflight-bytes"), "{text}");
     assert!(

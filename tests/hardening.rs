@@ -6,7 +6,7 @@ mod common;
 #[allow(dead_code)]
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -198,41 +198,6 @@ fn raw_request(server: &TestServer, head: &str, body: &[u8]) -> TcpStream {
     s
 }
 
-/// Reads one response (status line, headers, body) from a connection the server closes
-/// or that carries `Content-Length`.
-fn read_response(s: &mut TcpStream) -> (u16, String) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
 fn budget_server(inflight: usize) -> TestServer {
     let mut config = ServerConfig::for_tests(&zoo());
     config.max_inflight_bytes = inflight;
@@ -259,7 +224,7 @@ fn bodies_over_the_in_flight_budget_get_503_before_they_are_read() {
         probe
             .set_read_timeout(Some(Duration::from_millis(1000)))
             .expect("timeout");
-        let (status, text) = read_response(&mut probe);
+        let (status, text) = common::read_raw_response(&mut probe);
         if status == 503 {
             let lower = text.to_ascii_lowercase();
             assert!(lower.contains("retry-after: 1"), "{text}");
@@ -275,7 +240,7 @@ fn bodies_over_the_in_flight_budget_get_503_before_they_are_read() {
         holder
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
-        let (held, _) = read_response(&mut holder);
+        let (held, _) = common::read_raw_response(&mut holder);
         if held != 0 {
             holder = raw_request(&server, &head(800_000), b"{");
         }
@@ -293,7 +258,7 @@ fn bodies_over_the_in_flight_budget_get_503_before_they_are_read() {
         let _ = chunked.write_all(b"\r\n");
     }
     let _ = chunked.write_all(b"0\r\n\r\n");
-    let (status, text) = read_response(&mut chunked);
+    let (status, text) = common::read_raw_response(&mut chunked);
     assert_eq!(status, 503, "{text}");
     // Once the holder is gone its bytes are given back.
     holder.shutdown(std::net::Shutdown::Both).ok();
