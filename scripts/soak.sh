@@ -22,12 +22,12 @@ CLIENTS="${CLIENTS:-64}"
 SAMPLE="${SAMPLE:-10}"
 SWAP_EVERY="${SWAP_EVERY:-60}"
 
-[[ -f .onnxruntime/lib/libonnxruntime.so ]] || scripts/fetch-onnxruntime.sh
+scripts/fetch-onnxruntime.sh >/dev/null
 if [[ -n "${PROFILE:-}" ]]; then
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo build --release --quiet --bin mlpserve -p mlpserve -p mlpserve-bench
+    cargo build --release --quiet -p mlpserve --bin mlpserve -p mlpserve-bench --bin mlpserve-bench
 else
-  cargo build --release --quiet --bin mlpserve -p mlpserve -p mlpserve-bench
+  cargo build --release --quiet -p mlpserve --bin mlpserve -p mlpserve-bench --bin mlpserve-bench
 fi
 server_bin="$root/target/release/mlpserve"
 bench_bin="$root/target/release/mlpserve-bench"
