@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ScratchRepo, TestServer};
+use common::{Binary, ScratchRepo, TestServer};
 use serde_json::{json, Value};
 
 fn metric(text: &str, line_start: &str) -> Option<f64> {
@@ -159,16 +159,6 @@ async fn metrics_count_exactly_the_requests_made() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The real binary; killed and reaped on drop so a failing test leaves no process behind.
-struct Binary(std::process::Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts the real binary on an ephemeral port; returns it and its HTTP address, read from

@@ -5,21 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ScratchRepo;
+use common::{Binary, ScratchRepo};
 use serde_json::{json, Value};
-
-/// The child process, killed and reaped on drop.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A loopback port that was free a moment ago (for servers whose log cannot be read).
 fn free_port() -> u16 {
@@ -146,18 +136,11 @@ fn signal(child: &Binary, signal: &str) {
     assert!(ok.success());
 }
 
-/// Starts the binary with `args`, its JSON log read on a thread; returns it, its HTTP base
-/// URL and the receiver of its later log lines.
-fn spawn_logged(
-    repo: &std::path::Path,
-    args: &[&str],
-) -> (Binary, String, std::sync::mpsc::Receiver<Value>) {
-    let mut child = Binary(
-        common::serve_command(repo)
-            .args(args)
-            .spawn()
-            .expect("binary starts"),
-    );
+/// Starts `command` (a [`common::serve_command`] with its extra args or environment), its
+/// JSON log read on a thread; returns it, its HTTP base URL and the receiver of its later
+/// log lines.
+fn spawn_logged(mut command: Command) -> (Binary, String, std::sync::mpsc::Receiver<Value>) {
+    let mut child = Binary(command.spawn().expect("binary starts"));
     let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -187,7 +170,7 @@ fn wait_log(rx: &std::sync::mpsc::Receiver<Value>, message: &str) -> Value {
 #[test]
 fn sighup_does_not_end_a_server_without_tls() {
     let repo = ScratchRepo::digits("hup-plain");
-    let (mut child, base, logs) = spawn_logged(&repo.path, &[]);
+    let (mut child, base, logs) = spawn_logged(common::serve_command(&repo.path));
     signal(&child, "-HUP");
     let log = wait_log(&logs, "SIGHUP received");
     assert!(
@@ -207,15 +190,14 @@ fn sighup_does_not_end_a_server_without_tls() {
 #[test]
 fn sighup_rescans_a_polling_repository_at_once() {
     let repo = ScratchRepo::digits("hup-poll");
-    let (mut child, base, logs) = spawn_logged(
-        &repo.path,
-        &[
-            "--model-control-mode",
-            "poll",
-            "--repository-poll-secs",
-            "3600",
-        ],
-    );
+    let mut command = common::serve_command(&repo.path);
+    command.args([
+        "--model-control-mode",
+        "poll",
+        "--repository-poll-secs",
+        "3600",
+    ]);
+    let (mut child, base, logs) = spawn_logged(command);
     repo.add("mlp_digits", "second", 1, "");
     signal(&child, "-HUP");
     let log = wait_log(&logs, "SIGHUP received");
@@ -255,22 +237,9 @@ fn a_worker_panic_mid_batch_answers_its_requests_and_a_fresh_worker_takes_over()
         1,
         "max_queue_delay_us = 5000000\npreferred_batch_sizes = [3]\n",
     );
-    let mut child = Binary(
-        common::serve_command(&repo.path)
-            .env("MLPSERVE_TEST_WORKER_PANIC_ROWS", "3")
-            .spawn()
-            .expect("binary starts"),
-    );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (tx, logs) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
-        }
-    });
-    let listening = wait_log(&logs, "HTTP listening");
-    let base = format!("http://{}", listening["addr"].as_str().expect("addr"));
-    wait_ok(&mut child, &format!("{base}/v2/health/ready"));
+    let mut command = common::serve_command(&repo.path);
+    command.env("MLPSERVE_TEST_WORKER_PANIC_ROWS", "3");
+    let (_child, base, logs) = spawn_logged(command);
 
     let send = |rows: usize| {
         let url = format!("{base}/predict");

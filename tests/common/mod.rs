@@ -375,6 +375,16 @@ pub async fn wait_metric(url: &str, series: &str, done: impl Fn(f64) -> bool) ->
     }
 }
 
+/// A server binary started as its own process, killed and reaped on drop.
+pub struct Binary(pub Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads one HTTP/1.1 response (status line, headers, body) from a raw connection, until
 /// the server closes it or `Content-Length` bytes of body have come (30 s at most): the
 /// status and the whole text.
