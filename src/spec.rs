@@ -60,6 +60,9 @@ pub struct ModelSpec {
     /// Most rows a request may have to run inline when the server is otherwise empty: the
     /// largest batch measured at load within `inline_run_us` (0 = never inline).
     pub inline_rows: usize,
+    /// The raw fields a client may send instead of some inputs (`[features]`), built once
+    /// at load; `None` for a model that takes tensors only.
+    pub features: Option<std::sync::Arc<crate::features::FeatureSet>>,
 }
 
 /// Padded axes up to this length share one bucket: padding short histories to 64 costs

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ExecutionProvider, ProviderFallback};
+use crate::features::FieldConfig;
 
 /// What `<repo>/<model>/config.toml` may say. Defaults suit a small MLP on a small machine.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,6 +50,9 @@ pub struct ModelConfig {
     pub device_ids: Vec<i32>,
     /// Per-input settings, keyed by input name.
     pub inputs: BTreeMap<String, InputConfig>,
+    /// Raw request fields and their transforms (`[features]`), keyed by field name. Graph
+    /// inputs name the fields they are built from with `from`; empty = tensors only.
+    pub features: BTreeMap<String, FieldConfig>,
     // Lifecycle: which versions serve and how requests choose among them. Changing these
     // keys re-routes on the next poll or load without rebuilding sessions.
     /// Which versions on disk are served (Triton's version policy).
@@ -145,6 +149,10 @@ pub struct InputConfig {
     /// Longest accepted length of a padded axis; longer requests are refused with 413.
     #[serde(default = "default_max_pad_length")]
     pub max_pad_length: usize,
+    /// The `[features]` fields this input's columns are built from, in column order; empty
+    /// = the input is sent as a tensor.
+    #[serde(default)]
+    pub from: Vec<String>,
 }
 
 /// Default cap on a padded axis: 2^17, well above real histories, far below what would
@@ -173,6 +181,7 @@ impl Default for ModelConfig {
             fallback: None,
             device_ids: Vec::new(),
             inputs: BTreeMap::new(),
+            features: BTreeMap::new(),
             version_policy: VersionPolicy::default(),
             labels: BTreeMap::new(),
             traffic: BTreeMap::new(),
@@ -212,7 +221,50 @@ impl ModelConfig {
             return Err(format!("device_ids: {d} is not a GPU ordinal (0 or more)"));
         }
         config.check_routing()?;
+        config.check_features()?;
         Ok(config)
+    }
+
+    /// What `[features]` and `from` must satisfy without the graph or the files: every
+    /// field named in a `from` is declared, once per input, and every declared field feeds
+    /// some input. The transforms themselves, the vocabularies and the graph's widths are
+    /// checked at load (`features::FeatureSet::build`).
+    fn check_features(&self) -> Result<(), String> {
+        for (name, input) in &self.inputs {
+            if input.from.is_empty() {
+                continue;
+            }
+            if !input.pad_axes.is_empty() {
+                return Err(format!(
+                    "inputs.{name}: an input built from features has no axes to pad"
+                ));
+            }
+            for (i, field) in input.from.iter().enumerate() {
+                if !self.features.contains_key(field) {
+                    return Err(format!(
+                        "inputs.{name}.from names field '{field}', which [features] does not declare"
+                    ));
+                }
+                if input.from[..i].contains(field) {
+                    return Err(format!("inputs.{name}.from names field '{field}' twice"));
+                }
+            }
+        }
+        if let Some(unused) = self
+            .features
+            .keys()
+            .find(|f| !self.inputs.values().any(|i| i.from.contains(f)))
+        {
+            return Err(format!(
+                "feature '{unused}' is used by no input: name it in some [inputs.NAME] from = [...]"
+            ));
+        }
+        if let Some(clash) = self.features.keys().find(|f| self.inputs.contains_key(*f)) {
+            return Err(format!(
+                "feature '{clash}' has the name of a graph input; a field and an input need different names"
+            ));
+        }
+        Ok(())
     }
 
     /// Parses a load request's `parameters.config` override: a JSON object with the same
@@ -447,6 +499,63 @@ mod tests {
             }
         }
         assert!(ModelConfig::parse("instances = 2\nmax_queue_delay_us = 10000000").is_ok());
+    }
+
+    #[test]
+    fn features_and_from_parse() {
+        let c = ModelConfig::parse(
+            r#"
+            [features]
+            user_id = { hash_buckets = 1000 }
+            country = { vocabulary = "country.txt", oov_buckets = 2 }
+            age = { boundaries = [18, 25, 35], default = 30 }
+            income = { mean = 52000.0, std = 21000.0 }
+            [inputs.ids]
+            from = ["user_id", "country", "age"]
+            [inputs.dense]
+            from = ["income"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.inputs["ids"].from, ["user_id", "country", "age"]);
+        assert_eq!(c.features["user_id"].hash_buckets, Some(1000));
+        assert_eq!(c.features["age"].boundaries, Some(vec![18.0, 25.0, 35.0]));
+        assert!(ModelConfig::parse("").unwrap().features.is_empty());
+    }
+
+    #[test]
+    fn feature_mistakes_name_the_field_and_the_problem() {
+        for (text, needles) in [
+            (
+                "[features]\na = { hash_bucket = 4 }\n[inputs.x]\nfrom = [\"a\"]",
+                &["hash_bucket"][..],
+            ),
+            (
+                "[features]\na = { hash_buckets = 4 }\n[inputs.x]\nfrom = [\"b\"]",
+                &["inputs.x.from", "'b'", "does not declare"],
+            ),
+            (
+                "[features]\na = { hash_buckets = 4 }\nb = { log1p = true }\n[inputs.x]\nfrom = [\"a\"]",
+                &["feature 'b'", "used by no input"],
+            ),
+            (
+                "[features]\na = { hash_buckets = 4 }\n[inputs.x]\nfrom = [\"a\", \"a\"]",
+                &["inputs.x.from", "'a' twice"],
+            ),
+            (
+                "[features]\nx = { hash_buckets = 4 }\n[inputs.x]\nfrom = [\"x\"]",
+                &["feature 'x'", "name of a graph input"],
+            ),
+            (
+                "[features]\na = { hash_buckets = 4 }\n[inputs.x]\nfrom = [\"a\"]\npad_axes = [1]",
+                &["inputs.x", "pad"],
+            ),
+        ] {
+            let err = ModelConfig::parse(text).unwrap_err();
+            for needle in needles {
+                assert!(err.contains(needle), "{text}: {err:?} should contain {needle:?}");
+            }
+        }
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! library computes (Keras `Hashing`, `StringLookup`, `Discretization`, standardisation and
 //! `log1p`), so a model served here sees the inputs it was trained on.
 //!
-//! Pure code: field values in, one id or number out. It knows no transport, no tensor layout
-//! and no ONNX Runtime; the config layer builds a [`Transform`] per field once per model
-//! version (vocabularies are read then, and shared by every request).
+//! Pure code: field tensors in, graph-input tensors out. It knows no transport and no ONNX
+//! Runtime; the loader builds a [`FeatureSet`] once per model version (vocabularies are
+//! read then, and shared by every request and instance of the version).
 
 mod fingerprint;
+mod set;
 mod transform;
 
 pub use fingerprint::fingerprint64;
-pub use transform::{FeatureError, FieldConfig, FieldValue, Transform, TransformOutput};
+pub use set::{BuiltInput, FeatureSet, Field, GraphInput};
+pub use transform::{
+    FeatureError, FieldConfig, FieldValue, OwnedValue, Transform, TransformOutput,
+};

@@ -109,6 +109,10 @@ pub enum FeatureError {
         value: f64,
         why: &'static str,
     },
+    #[error("missing field '{field}' ({takes})")]
+    Missing { field: String, takes: String },
+    #[error("field '{field}' {problem}")]
+    Request { field: String, problem: String },
 }
 
 fn config_error(field: &str, problem: impl Into<String>) -> FeatureError {
@@ -188,6 +192,20 @@ impl Transform {
             })?;
         }
         Ok(transform)
+    }
+
+    /// The transform as `config.toml` declares it, for metadata and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Transform::Hash { buckets } => format!("hash_buckets = {buckets}"),
+            Transform::Lookup { ids, oov } => {
+                format!("vocabulary of {} tokens, oov_buckets = {oov}", ids.len())
+            }
+            Transform::Bucketize { boundaries } => format!("boundaries = {boundaries:?}"),
+            Transform::Standardize { mean, std } => format!("mean = {mean}, std = {std}"),
+            Transform::Log1p => "log1p = true".to_string(),
+            Transform::Identity => "a number used as it is".to_string(),
+        }
     }
 
     /// Whether the transform gives ids (INT64 columns) rather than numbers (FP32 columns).

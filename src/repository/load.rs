@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::model::Model;
 use crate::batcher::Batcher;
 use crate::config::{BatchSize, ModelConfig};
+use crate::features::{FeatureSet, GraphInput};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Runtime, SessionOptions};
 use crate::spec::ModelSpec;
@@ -88,6 +89,7 @@ impl Loader {
             let mut spec =
                 runtime::read_spec(&sessions[0], &v.name, &v.version.to_string(), v.config)?;
             spec.placements = placements;
+            spec.features = build_features(&spec, &v.model_file)?.map(Arc::new);
             for session in &mut sessions {
                 runtime::warm_up(session, &spec)?;
             }
@@ -126,6 +128,38 @@ impl Loader {
             .collect();
         Ok(Arc::new(Model::new(spec, batcher, model_metrics, placed)))
     }
+}
+
+/// The version's [`FeatureSet`] from its config's `[features]` and `from` lists, checked
+/// against the graph; vocabulary files are read from the model's directory (beside
+/// `config.toml`, above the version directory). Errors name the model.
+fn build_features(
+    spec: &ModelSpec,
+    model_file: &std::path::Path,
+) -> Result<Option<FeatureSet>, String> {
+    let graph: Vec<GraphInput> = spec
+        .inputs
+        .iter()
+        .map(|s| GraphInput {
+            name: &s.name,
+            dtype: s.dtype,
+            shape: &s.shape,
+        })
+        .collect();
+    let dir = model_file
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new("."));
+    FeatureSet::build(
+        &spec.config.features,
+        spec.config
+            .inputs
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.from.as_slice())),
+        &graph,
+        dir,
+    )
+    .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))
 }
 
 /// Times runs at growing batch sizes on one instance (all instances run the same graph

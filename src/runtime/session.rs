@@ -215,6 +215,7 @@ pub fn read_spec(
         config,
         placements: Vec::new(),
         inline_rows: 0,
+        features: None,
     })
 }
 

@@ -146,6 +146,27 @@ pub struct InferAnswer {
     pub batch_rows: usize,
 }
 
+/// The step between decoding and validation for a model with `[features]`: the raw fields
+/// a request sent become the graph inputs they build (on the request's own task, before
+/// the queue); inputs sent as tensors pass through to validation.
+fn raw_fields(
+    features: &crate::features::FeatureSet,
+    spec: &crate::spec::ModelSpec,
+    inputs: Vec<NamedTensor>,
+) -> Result<Vec<NamedTensor>> {
+    let given = inputs.into_iter().map(|t| (t.name, t.tensor)).collect();
+    let built = features.apply(given).map_err(|e| {
+        Error::InvalidInput(format!(
+            "model '{}' version {}: {e}",
+            spec.name, spec.version
+        ))
+    })?;
+    Ok(built
+        .into_iter()
+        .map(|(name, tensor)| NamedTensor { name, tensor })
+        .collect())
+}
+
 impl Service {
     /// The version `r` names (the highest when it names none).
     pub fn model(&self, r: &ModelRef) -> Result<Arc<Model>> {
@@ -183,6 +204,12 @@ impl Service {
             .spec
             .select_outputs(call.outputs.iter().map(String::as_str))
             .map_err(|e| model.refuse(e))?;
+        let inputs = match &model.spec.features {
+            Some(features) => {
+                raw_fields(features, &model.spec, call.inputs).map_err(|e| model.refuse(e))?
+            }
+            None => call.inputs,
+        };
         let JobOutput {
             outputs,
             queue_time,
@@ -190,7 +217,7 @@ impl Service {
             batch_rows,
         } = model
             .infer(InferRequest {
-                inputs: call.inputs,
+                inputs,
                 // The one timeout rule of every transport: 0 means no per-request deadline
                 // (the model's default_timeout_ms applies, where 0 is none too).
                 timeout: call.timeout.filter(|t| !t.is_zero()),

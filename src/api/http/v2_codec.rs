@@ -494,6 +494,7 @@ mod tests {
             placements: Vec::new(),
             max_batch: 8,
             inline_rows: 0,
+            features: None,
         }
     }
 

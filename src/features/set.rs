@@ -1,0 +1,415 @@
+//! One model version's raw fields and the graph inputs built from them: checked against
+//! the graph and built once at load ([`FeatureSet::build`], vocabularies read then), then
+//! applied to each request ([`FeatureSet::apply`]): the fields a client sent (one value
+//! per row) become the graph inputs' columns, written straight into each input's buffer in
+//! its datatype. Inputs the client sent as tensors pass through untouched.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::transform::{FeatureError, FieldConfig, FieldValue, OwnedValue, Transform};
+use super::TransformOutput;
+use crate::tensor::{DataType, Tensor, TensorData};
+
+/// One declared field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub transform: Transform,
+    /// Used for every row when a request leaves the field out.
+    pub default: Option<OwnedValue>,
+}
+
+impl Field {
+    /// The datatype a client sends the field as over the V2 protocol: `BYTES` for text
+    /// (hashed or looked up; integers are accepted too), `FP32` for numbers (any integer
+    /// or float datatype is accepted).
+    pub fn datatype(&self) -> &'static str {
+        if matches!(
+            self.transform,
+            Transform::Hash { .. } | Transform::Lookup { .. }
+        ) {
+            "BYTES"
+        } else {
+            "FP32"
+        }
+    }
+}
+
+/// A graph input whose columns are fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltInput {
+    pub name: String,
+    pub dtype: DataType,
+    /// Indices into [`FeatureSet::fields`], in column order.
+    pub columns: Vec<usize>,
+}
+
+/// What the loader knows of one graph input.
+pub struct GraphInput<'a> {
+    pub name: &'a str,
+    pub dtype: DataType,
+    pub shape: &'a [i64],
+}
+
+/// A model version's fields and the inputs they build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSet {
+    fields: Vec<Field>,
+    built: Vec<BuiltInput>,
+}
+
+/// Datatypes a field-built input may have: ids and numbers are cast into them.
+const BUILDABLE: [DataType; 4] = [DataType::I64, DataType::I32, DataType::F32, DataType::F64];
+
+impl FeatureSet {
+    /// Checks `[features]` and the `from` lists against the graph's inputs and builds
+    /// every transform (reading vocabularies relative to `dir`). `None` when the model
+    /// declares no features. Errors name the field or input and the problem.
+    pub fn build<'a>(
+        features: &BTreeMap<String, FieldConfig>,
+        from: impl IntoIterator<Item = (&'a str, &'a [String])>,
+        graph: &[GraphInput<'_>],
+        dir: &Path,
+    ) -> Result<Option<FeatureSet>, String> {
+        if features.is_empty() {
+            return Ok(None);
+        }
+        let mut fields = Vec::with_capacity(features.len());
+        for (name, config) in features {
+            let transform = Transform::from_config(name, config, dir).map_err(|e| e.to_string())?;
+            fields.push(Field {
+                name: name.clone(),
+                transform,
+                default: config.default.clone(),
+            });
+        }
+        let mut built = Vec::new();
+        for (input, names) in from {
+            if names.is_empty() {
+                continue;
+            }
+            let g = graph
+                .iter()
+                .find(|g| g.name == input)
+                .ok_or_else(|| format!("inputs.{input}.from: the graph has no input '{input}'"))?;
+            if !BUILDABLE.contains(&g.dtype) {
+                return Err(format!(
+                    "inputs.{input}.from: graph input '{input}' has datatype {}; an input built from fields must be INT64, INT32, FP32 or FP64",
+                    g.dtype
+                ));
+            }
+            let width_fits = g.shape.len() == 2
+                && g.shape[0] == -1
+                && (g.shape[1] == -1 || g.shape[1] == names.len() as i64);
+            if !width_fits {
+                return Err(format!(
+                    "inputs.{input}.from lists {} fields, but graph input '{input}' has shape {:?}; it must be [-1, {}] (a batch of rows, one column per field)",
+                    names.len(),
+                    g.shape,
+                    names.len()
+                ));
+            }
+            let mut columns = Vec::with_capacity(names.len());
+            for name in names {
+                let index = fields
+                    .iter()
+                    .position(|f| &f.name == name)
+                    .ok_or_else(|| {
+                        format!("inputs.{input}.from names field '{name}', which [features] does not declare")
+                    })?;
+                let integer_input = matches!(g.dtype, DataType::I64 | DataType::I32);
+                if integer_input && !fields[index].transform.gives_ids() {
+                    return Err(format!(
+                        "feature '{name}' gives numbers, but graph input '{input}' is {}: only ids (hash_buckets, vocabulary, boundaries) fill an integer input",
+                        g.dtype
+                    ));
+                }
+                columns.push(index);
+            }
+            built.push(BuiltInput {
+                name: input.to_owned(),
+                dtype: g.dtype,
+                columns,
+            });
+        }
+        if let Some(unused) = fields
+            .iter()
+            .enumerate()
+            .find(|(i, _)| !built.iter().any(|b| b.columns.contains(i)))
+        {
+            return Err(format!(
+                "feature '{}' is used by no input: name it in some [inputs.NAME] from = [...]",
+                unused.1.name
+            ));
+        }
+        Ok(Some(FeatureSet { fields, built }))
+    }
+
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    pub fn built(&self) -> &[BuiltInput] {
+        &self.built
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether graph input `name` is built from fields.
+    pub fn builds(&self, name: &str) -> bool {
+        self.built.iter().any(|b| b.name == name)
+    }
+
+    /// The names of the graph inputs field `index` feeds.
+    pub fn feeds(&self, index: usize) -> impl Iterator<Item = &str> {
+        self.built
+            .iter()
+            .filter(move |b| b.columns.contains(&index))
+            .map(|b| b.name.as_str())
+    }
+
+    /// Turns the fields among `given` into the graph inputs they build. Other tensors pass
+    /// through (validation judges them); a built input sent as a tensor is used as sent.
+    /// Each field is a tensor of shape `[N]` (or `[N, 1]`), one value per row; a field
+    /// left out takes its `default` for every row.
+    pub fn apply(
+        &self,
+        given: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, FeatureError> {
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.fields.len()];
+        let mut out = Vec::with_capacity(given.len());
+        for (name, tensor) in given {
+            match self.fields.iter().position(|f| f.name == name) {
+                Some(i) if slots[i].is_some() => {
+                    return Err(request_error(&name, "sent more than once".into()))
+                }
+                Some(i) => slots[i] = Some(tensor),
+                None => out.push((name, tensor)),
+            }
+        }
+        let rows = self.rows(&slots, &out)?;
+        let mut used = vec![false; self.fields.len()];
+        for input in &self.built {
+            if out.iter().any(|(name, _)| name == &input.name) {
+                continue;
+            }
+            let width = input.columns.len();
+            let mut data = zeros(input.dtype, rows.saturating_mul(width));
+            for (column, &field_index) in input.columns.iter().enumerate() {
+                used[field_index] = true;
+                let field = &self.fields[field_index];
+                let mut put = |row: usize, value: FieldValue<'_>| {
+                    let v = field.transform.apply(&field.name, value)?;
+                    store(&mut data, row * width + column, v).map_err(|why| {
+                        request_error(
+                            &field.name,
+                            format!(
+                                "row {row} gives {}, which input '{}' ({}) cannot hold: {why}",
+                                show(v),
+                                input.name,
+                                input.dtype
+                            ),
+                        )
+                    })
+                };
+                match (&slots[field_index], &field.default) {
+                    (Some(tensor), _) => each_value(&field.name, tensor, put)?,
+                    (None, Some(default)) => {
+                        for row in 0..rows {
+                            put(row, default.borrow())?;
+                        }
+                    }
+                    (None, None) => {
+                        return Err(FeatureError::Missing {
+                            field: field.name.clone(),
+                            takes: format!(
+                                "{}, {}; it feeds input '{}'",
+                                field.datatype(),
+                                field.transform.describe(),
+                                input.name
+                            ),
+                        })
+                    }
+                }
+            }
+            let tensor =
+                Tensor::new(vec![rows, width], data).map_err(|e| request_error(&input.name, e))?;
+            out.push((input.name.clone(), tensor));
+        }
+        if let Some(i) = (0..self.fields.len()).find(|&i| slots[i].is_some() && !used[i]) {
+            let inputs: Vec<&str> = self.feeds(i).collect();
+            return Err(request_error(
+                &self.fields[i].name,
+                format!(
+                    "sent together with the input it feeds ('{}') as a tensor; send either the input or its fields",
+                    inputs.join("', '")
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The request's row count: every field sent has one value per row, and the fields
+    /// agree; with no field sent, the first tensor's rows (defaults fill every row).
+    fn rows(
+        &self,
+        slots: &[Option<Tensor>],
+        others: &[(String, Tensor)],
+    ) -> Result<usize, FeatureError> {
+        let mut rows: Option<(usize, &str)> = None;
+        for (field, slot) in self.fields.iter().zip(slots) {
+            let Some(t) = slot else { continue };
+            let n =
+                match t.shape.as_slice() {
+                    [n] | [n, 1] => *n,
+                    other => return Err(request_error(
+                        &field.name,
+                        format!(
+                            "takes one value per row (shape [N] or [N, 1]), got shape {other:?}"
+                        ),
+                    )),
+                };
+            if n == 0 {
+                return Err(request_error(&field.name, "has no values (0 rows)".into()));
+            }
+            match rows {
+                Some((m, first)) if m != n => {
+                    return Err(request_error(
+                        &field.name,
+                        format!("has {n} values but field '{first}' has {m}: every field has one value per row"),
+                    ))
+                }
+                Some(_) => {}
+                None => rows = Some((n, &field.name)),
+            }
+        }
+        if let Some((n, _)) = rows {
+            return Ok(n);
+        }
+        // No field sent: the inputs sent as tensors give the row count, and the fields
+        // with defaults fill it; otherwise the first field without one is missing.
+        if let Some(n) = others.iter().map(|(_, t)| t.rows()).next() {
+            return Ok(n);
+        }
+        let field = self
+            .fields
+            .iter()
+            .find(|f| f.default.is_none())
+            .unwrap_or(&self.fields[0]);
+        Err(FeatureError::Missing {
+            field: field.name.clone(),
+            takes: format!("{}, {}", field.datatype(), field.transform.describe()),
+        })
+    }
+}
+
+fn request_error(field: &str, problem: String) -> FeatureError {
+    FeatureError::Request {
+        field: field.to_owned(),
+        problem,
+    }
+}
+
+fn show(v: TransformOutput) -> String {
+    match v {
+        TransformOutput::Id(id) => format!("id {id}"),
+        TransformOutput::Number(x) => format!("{x}"),
+    }
+}
+
+fn zeros(dtype: DataType, n: usize) -> TensorData {
+    match dtype {
+        DataType::I64 => TensorData::I64(vec![0; n]),
+        DataType::I32 => TensorData::I32(vec![0; n]),
+        DataType::F64 => TensorData::F64(vec![0.0; n]),
+        // `build` admits only the four datatypes of `BUILDABLE`.
+        _ => TensorData::F32(vec![0.0; n]),
+    }
+}
+
+/// Writes `v` at `at`, cast to the buffer's datatype; refuses what the datatype cannot hold.
+fn store(data: &mut TensorData, at: usize, v: TransformOutput) -> Result<(), &'static str> {
+    match (data, v) {
+        (TensorData::I64(d), TransformOutput::Id(id)) => d[at] = id,
+        (TensorData::I32(d), TransformOutput::Id(id)) => {
+            d[at] = i32::try_from(id).map_err(|_| "out of the INT32 range")?
+        }
+        (TensorData::F32(d), v) => {
+            let x = match v {
+                TransformOutput::Id(id) => id as f32,
+                TransformOutput::Number(x) => x as f32,
+            };
+            if !x.is_finite() {
+                return Err("out of the FP32 range");
+            }
+            d[at] = x;
+        }
+        (TensorData::F64(d), v) => {
+            d[at] = match v {
+                TransformOutput::Id(id) => id as f64,
+                TransformOutput::Number(x) => x,
+            };
+        }
+        // `build` refuses numbers for integer inputs.
+        _ => return Err("a number cannot fill an integer input"),
+    }
+    Ok(())
+}
+
+/// Calls `f(row, value)` for each value of a field's tensor: integers as `Int`, floats
+/// as `Float`, strings as `Text`. Booleans and text that is not UTF-8 are refused.
+fn each_value(
+    field: &str,
+    tensor: &Tensor,
+    mut f: impl FnMut(usize, FieldValue<'_>) -> Result<(), FeatureError>,
+) -> Result<(), FeatureError> {
+    macro_rules! ints {
+        ($v:expr) => {
+            for (row, &x) in $v.iter().enumerate() {
+                f(row, FieldValue::Int(x as i64))?;
+            }
+        };
+    }
+    macro_rules! floats {
+        ($v:expr) => {
+            for (row, &x) in $v.iter().enumerate() {
+                f(row, FieldValue::Float(f64::from(x)))?;
+            }
+        };
+    }
+    match &tensor.data {
+        TensorData::I64(v) => ints!(v),
+        TensorData::I32(v) => ints!(v),
+        TensorData::I16(v) => ints!(v),
+        TensorData::I8(v) => ints!(v),
+        TensorData::U8(v) => ints!(v),
+        TensorData::U16(v) => ints!(v),
+        TensorData::U32(v) => ints!(v),
+        TensorData::U64(v) => {
+            for (row, &x) in v.iter().enumerate() {
+                let x = i64::try_from(x).map_err(|_| {
+                    request_error(field, format!("row {row} is {x}, beyond the INT64 range"))
+                })?;
+                f(row, FieldValue::Int(x))?;
+            }
+        }
+        TensorData::F16(v) => floats!(v),
+        TensorData::BF16(v) => floats!(v),
+        TensorData::F32(v) => floats!(v),
+        TensorData::F64(v) => floats!(v),
+        TensorData::Bool(_) => {
+            return Err(FeatureError::WrongKind {
+                field: field.to_owned(),
+                expected: "text or a number",
+                got: "BOOL values".into(),
+            })
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,276 @@
+use std::path::Path;
+
+use super::*;
+use crate::config::ModelConfig;
+
+/// Builds the set `config` declares against `graph` (name, datatype, shape).
+fn build(config: &str, graph: &[(&str, DataType, &[i64])]) -> Result<Option<FeatureSet>, String> {
+    let config = ModelConfig::parse(config)?;
+    let graph: Vec<GraphInput> = graph
+        .iter()
+        .map(|&(name, dtype, shape)| GraphInput { name, dtype, shape })
+        .collect();
+    FeatureSet::build(
+        &config.features,
+        config
+            .inputs
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.from.as_slice())),
+        &graph,
+        Path::new("/nonexistent"),
+    )
+}
+
+/// Named tensors as a request sends them.
+type Fields = Vec<(String, Tensor)>;
+/// Graph inputs: (name, datatype, shape).
+type Graph = Vec<(&'static str, DataType, &'static [i64])>;
+
+const CONFIG: &str = r#"
+[features]
+user = { hash_buckets = 100 }
+age = { boundaries = [18, 30], default = 25 }
+income = { mean = 10.0, std = 2.0 }
+[inputs.ids]
+from = ["user", "age"]
+[inputs.dense]
+from = ["income"]
+"#;
+
+fn graph() -> Vec<(&'static str, DataType, &'static [i64])> {
+    vec![
+        ("ids", DataType::I64, &[-1, 2]),
+        ("dense", DataType::F32, &[-1, 1]),
+        ("extra", DataType::F32, &[-1, 3]),
+    ]
+}
+
+fn set() -> FeatureSet {
+    build(CONFIG, &graph()).unwrap().unwrap()
+}
+
+fn t(shape: &[usize], data: TensorData) -> Tensor {
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+fn hashed(buckets: u64, value: FieldValue<'_>) -> i64 {
+    match (Transform::Hash { buckets }).apply("f", value).unwrap() {
+        TransformOutput::Id(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn get<'a>(out: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
+    &out.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+#[test]
+fn no_features_means_no_set() {
+    assert_eq!(build("", &graph()).unwrap(), None);
+}
+
+#[test]
+fn fields_build_the_inputs_they_feed_column_by_column() {
+    let out = set()
+        .apply(vec![
+            ("user".into(), t(&[2], TensorData::I64(vec![12345, 7]))),
+            ("age".into(), t(&[2, 1], TensorData::F64(vec![17.0, 30.0]))),
+            ("income".into(), t(&[2], TensorData::F32(vec![12.0, 6.0]))),
+            ("extra".into(), t(&[2, 3], TensorData::F32(vec![0.0; 6]))),
+        ])
+        .unwrap();
+    // fingerprint64("12345") = 16550883754376084728 (pyfarmhash), so bucket 28 of 100.
+    let seven = hashed(100, FieldValue::Text("7"));
+    assert_eq!(
+        get(&out, "ids"),
+        &t(&[2, 2], TensorData::I64(vec![28, 0, seven, 2]))
+    );
+    assert_eq!(
+        get(&out, "dense"),
+        &t(&[2, 1], TensorData::F32(vec![1.0, -2.0]))
+    );
+    assert_eq!(get(&out, "extra").shape, vec![2, 3]);
+}
+
+#[test]
+fn absent_fields_take_their_default_and_missing_ones_are_named() {
+    let out = set()
+        .apply(vec![
+            ("user".into(), t(&[1], TensorData::I64(vec![1]))),
+            ("income".into(), t(&[1], TensorData::F64(vec![10.0]))),
+        ])
+        .unwrap();
+    // age defaults to 25: one boundary (18) at or below.
+    assert_eq!(
+        get(&out, "ids").data,
+        TensorData::I64(vec![hashed(100, FieldValue::Int(1)), 1])
+    );
+    let err = set()
+        .apply(vec![("user".into(), t(&[1], TensorData::I64(vec![1])))])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing field 'income'"), "{err}");
+    assert!(err.contains("mean = 10"), "{err}");
+    let err = set().apply(vec![]).unwrap_err().to_string();
+    assert!(err.contains("missing field"), "{err}");
+}
+
+#[test]
+fn request_mistakes_name_the_field_and_what_came() {
+    let cases: Vec<(Fields, &[&str])> = vec![
+        (
+            vec![
+                ("user".into(), t(&[2], TensorData::I64(vec![1, 2]))),
+                ("income".into(), t(&[3], TensorData::F64(vec![1.0; 3]))),
+            ],
+            &["field 'user'", "has 2 values", "'income' has 3"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1], TensorData::I64(vec![1]))),
+                ("income".into(), t(&[1], TensorData::F64(vec![f64::NAN]))),
+            ],
+            &["field 'income'", "NaN", "not finite"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1], TensorData::F32(vec![1.5]))),
+                ("income".into(), t(&[1], TensorData::F64(vec![1.0]))),
+            ],
+            &["field 'user'", "a string or an integer", "1.5"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1, 2], TensorData::I64(vec![1, 2]))),
+                ("income".into(), t(&[1], TensorData::F64(vec![1.0]))),
+            ],
+            &["field 'user'", "shape [N]", "[1, 2]"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1], TensorData::I64(vec![1]))),
+                ("user".into(), t(&[1], TensorData::I64(vec![1]))),
+            ],
+            &["field 'user'", "more than once"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1], TensorData::I64(vec![1]))),
+                ("ids".into(), t(&[1, 2], TensorData::I64(vec![1, 2]))),
+                ("income".into(), t(&[1], TensorData::F64(vec![1.0]))),
+            ],
+            &["field 'user'", "'ids'", "either"],
+        ),
+        (
+            vec![
+                ("user".into(), t(&[1], TensorData::Bool(vec![true]))),
+                ("income".into(), t(&[1], TensorData::F64(vec![1.0]))),
+            ],
+            &["field 'user'", "BOOL"],
+        ),
+    ];
+    for (given, needles) in cases {
+        let err = set().apply(given).unwrap_err().to_string();
+        for needle in needles {
+            assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+        }
+    }
+}
+
+#[test]
+fn an_input_sent_as_a_tensor_passes_through() {
+    let ids = t(&[1, 2], TensorData::I64(vec![5, 6]));
+    let out = set()
+        .apply(vec![
+            ("ids".into(), ids.clone()),
+            ("income".into(), t(&[1], TensorData::F64(vec![12.0]))),
+        ])
+        .unwrap();
+    assert_eq!(get(&out, "ids"), &ids);
+    assert_eq!(get(&out, "dense").data, TensorData::F32(vec![1.0]));
+}
+
+#[test]
+fn values_are_cast_to_the_input_datatype_with_a_range_check() {
+    let config = "[features]\nx = { mean = 0.0, std = 1e-300 }\n[inputs.dense]\nfrom = [\"x\"]";
+    let s = build(config, &[("dense", DataType::F32, &[-1, 1])])
+        .unwrap()
+        .unwrap();
+    let err = s
+        .apply(vec![("x".into(), t(&[1], TensorData::F64(vec![1.0])))])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field 'x'") && err.contains("FP32"), "{err}");
+    let s = build(
+        "[features]\nx = { hash_buckets = 10 }\n[inputs.ids]\nfrom = [\"x\"]",
+        &[("ids", DataType::I32, &[-1, 1])],
+    )
+    .unwrap()
+    .unwrap();
+    let out = s
+        .apply(vec![("x".into(), t(&[1], TensorData::I64(vec![12345])))])
+        .unwrap();
+    assert_eq!(get(&out, "ids").data, TensorData::I32(vec![8]));
+}
+
+#[test]
+fn graph_mistakes_name_the_input_and_the_problem() {
+    let cases: Vec<(Graph, &[&str])> = vec![
+        (
+            vec![
+                ("ids", DataType::I64, &[-1, 3]),
+                ("dense", DataType::F32, &[-1, 1]),
+            ],
+            &["inputs.ids.from lists 2 fields", "[-1, 3]"],
+        ),
+        (
+            vec![
+                ("ids", DataType::I64, &[-1, 2, 1]),
+                ("dense", DataType::F32, &[-1, 1]),
+            ],
+            &["inputs.ids.from", "[-1, 2, 1]"],
+        ),
+        (
+            vec![
+                ("ids", DataType::Bool, &[-1, 2]),
+                ("dense", DataType::F32, &[-1, 1]),
+            ],
+            &["graph input 'ids'", "BOOL"],
+        ),
+        (
+            vec![
+                ("ids", DataType::I64, &[-1, 2]),
+                ("dense", DataType::I64, &[-1, 1]),
+            ],
+            &["feature 'income' gives numbers", "'dense'", "INT64"],
+        ),
+        (
+            vec![("ids", DataType::I64, &[-1, 2])],
+            &["graph has no input 'dense'"],
+        ),
+    ];
+    for (graph, needles) in cases {
+        let err = build(CONFIG, &graph).unwrap_err();
+        for needle in needles {
+            assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+        }
+    }
+    let err = build(
+        "[features]\nc = { vocabulary = \"missing.txt\" }\n[inputs.ids]\nfrom = [\"c\"]",
+        &[("ids", DataType::I64, &[-1, 1])],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("feature 'c'") && err.contains("cannot read the vocabulary"),
+        "{err}"
+    );
+    let err = build(
+        "[features]\nc = { hash_buckets = 1, log1p = true }\n[inputs.ids]\nfrom = [\"c\"]",
+        &[("ids", DataType::I64, &[-1, 1])],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("feature 'c'") && err.contains("one transform"),
+        "{err}"
+    );
+}
