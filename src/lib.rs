@@ -215,14 +215,7 @@ async fn start_repository(
 ) -> Result<Arc<repository::Repository>, String> {
     let loader = repository::Loader {
         runtime,
-        options: repository::LoadOptions {
-            session: runtime::SessionOptions {
-                intra_op_threads: config.intra_op_threads,
-                execution_provider: config.execution_provider,
-                fallback: config.execution_provider_fallback,
-                device_id: 0,
-            },
-        },
+        options: repository::LoadOptions::from_config(config),
         metrics: metrics.clone(),
     };
     let options = repository::RepositoryOptions {

@@ -1,5 +1,8 @@
 //! The `mlpserve` binary: parse the command line, set up logging, run.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
 use mlpserve::logging::{print_stderr, LogSink};
@@ -24,6 +27,22 @@ struct Cli {
 enum Command {
     /// Serve every model in a model repository.
     Serve(ServerArgs),
+    /// Check a model repository as `serve` would load it (config files, model files,
+    /// settings against the graphs), without serving. Exit status: 0 when every selected
+    /// version loads as configured, 1 when a problem was found, 2 when the check could not run.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The model repository [default: --model-repository, else models]
+    repository: Option<PathBuf>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// The server's options: the check loads models with the same settings.
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
@@ -65,14 +84,53 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
-    match serve(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                print_stderr(&format!("mlpserve: {e}"));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check(args) => check(args),
+    }
+}
+
+/// Exit status of `check` when it could not run at all (as for a usage error).
+const CANNOT_RUN: u8 = 2;
+
+fn check(args: CheckArgs) -> ExitCode {
+    let mut server = args.server;
+    if args.repository.is_some() {
+        server.model_repository = args.repository;
+    }
+    let config = match ServerConfig::resolve(server) {
+        Ok(c) => c,
         Err(e) => {
-            print_stderr(&format!("mlpserve: {e}"));
-            std::process::ExitCode::FAILURE
+            print_stderr(&format!("mlpserve check: server configuration: {e}"));
+            return ExitCode::FAILURE;
         }
+    };
+    let runtime = match mlpserve::runtime::Runtime::load(config.ort_lib.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            print_stderr(&format!("mlpserve check: {e}"));
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let options = mlpserve::repository::LoadOptions::from_config(&config);
+    let report = mlpserve::repository::check(&config.model_repository, &runtime, &options);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        report.render()
+    };
+    print!("{text}");
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

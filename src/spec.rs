@@ -85,6 +85,52 @@ pub struct NamedTensor {
 }
 
 impl ModelSpec {
+    /// Why requests to this graph cannot be stacked into batches: the first input or
+    /// output whose first axis is not dynamic (`None` when the graph batches).
+    pub fn batch_blocker(&self) -> Option<String> {
+        let fixed = self
+            .inputs
+            .iter()
+            .map(|s| ("input", s))
+            .chain(self.outputs.iter().map(|s| ("output", s)))
+            .find(|(_, s)| s.shape.first() != Some(&-1))?;
+        let (kind, s) = fixed;
+        Some(match s.shape.first() {
+            Some(d) => format!(
+                "{kind} '{}' has a fixed first axis ({d}, shape {:?}); a batch axis must be dynamic",
+                s.name, s.shape
+            ),
+            None => format!("{kind} '{}' is a scalar (no batch axis)", s.name),
+        })
+    }
+
+    /// Settings of `config.toml` that ask for batching on a graph that cannot batch, and so
+    /// have no effect: (key, why). Logged at load, reported by `mlpserve check`.
+    pub fn ignored_settings(&self) -> Vec<(&'static str, String)> {
+        let Some(blocker) = self.batch_blocker() else {
+            return Vec::new();
+        };
+        let c = &self.config;
+        let mut keys = Vec::new();
+        if matches!(c.max_batch_size, crate::config::BatchSize::Fixed(n) if n > 1) {
+            keys.push("max_batch_size");
+        }
+        if !c.preferred_batch_sizes.is_empty() {
+            keys.push("preferred_batch_sizes");
+        }
+        if c.max_queue_delay_us > 0 {
+            keys.push("max_queue_delay_us");
+        }
+        keys.into_iter()
+            .map(|key| {
+                (
+                    key,
+                    format!("asks for batching, but the graph cannot batch: {blocker}"),
+                )
+            })
+            .collect()
+    }
+
     /// Rows one run may take: `max_batch_size` for batched graphs, 1 otherwise.
     pub fn max_batch_size(&self) -> usize {
         if self.batched {

@@ -214,7 +214,7 @@ impl ModelConfig {
             .find(|&&p| p == 0 || p > limit)
         {
             return Err(format!(
-                "preferred batch size {p} must be between 1 and max_batch_size ({limit})"
+                "preferred_batch_sizes: {p} must be between 1 and max_batch_size ({limit})"
             ));
         }
         if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {
@@ -292,11 +292,11 @@ impl ModelConfig {
             .find(|l| l.is_empty() || l.parse::<u64>().is_ok())
         {
             return Err(format!(
-                "label '{label}' must be a non-empty name that is not a number"
+                "labels: '{label}' must be a non-empty name that is not a number"
             ));
         }
         if let Some(v) = self.traffic.keys().find(|v| v.parse::<u64>().is_err()) {
-            return Err(format!("traffic key '{v}' must be a version number"));
+            return Err(format!("traffic: key '{v}' must be a version number"));
         }
         Ok(())
     }

@@ -262,16 +262,17 @@ impl FeatureSet {
         let mut rows: Option<(usize, &str)> = None;
         for (field, slot) in self.fields.iter().zip(slots) {
             let Some(t) = slot else { continue };
-            let n =
-                match t.shape.as_slice() {
-                    [n] | [n, 1] => *n,
-                    other => return Err(request_error(
+            let n = match t.shape.as_slice() {
+                [n] | [n, 1] => *n,
+                other => {
+                    return Err(request_error(
                         &field.name,
                         format!(
                             "takes one value per row (shape [N] or [N, 1]), got shape {other:?}"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             if n == 0 {
                 return Err(request_error(&field.name, "has no values (0 rows)".into()));
             }

@@ -21,6 +21,20 @@ pub struct LoadOptions {
     pub session: SessionOptions,
 }
 
+impl LoadOptions {
+    /// The server-wide session settings of `config` (a model's `config.toml` may override).
+    pub fn from_config(config: &crate::config::ServerConfig) -> LoadOptions {
+        LoadOptions {
+            session: SessionOptions {
+                intra_op_threads: config.intra_op_threads,
+                execution_provider: config.execution_provider,
+                fallback: config.execution_provider_fallback,
+                device_id: 0,
+            },
+        }
+    }
+}
+
 /// Everything needed to load versions; shared by start-up, polling and the API.
 pub struct Loader {
     pub runtime: Arc<Runtime>,
@@ -53,58 +67,14 @@ impl Loader {
     async fn load_inner(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
         let runtime = self.runtime.clone();
         let defaults = self.options.session.clone();
-        let (sessions, spec) = tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&v.model_file)
-                .map(|m| m.len())
-                .map_err(|e| e.to_string())?;
-            if size == 0 {
-                return Err("model.onnx is empty".to_string());
-            }
-            let c = &v.config;
-            let mut sessions = Vec::with_capacity(c.instances);
-            let mut placements = Vec::with_capacity(c.instances);
-            let mut first_options = defaults.clone();
-            for index in 0..c.instances {
-                let options = SessionOptions {
-                    intra_op_threads: c.intra_op_threads.unwrap_or(defaults.intra_op_threads),
-                    execution_provider: c.execution_provider.unwrap_or(defaults.execution_provider),
-                    fallback: c.fallback.unwrap_or(defaults.fallback),
-                    device_id: c.device_id(index),
-                };
-                if index == 0 {
-                    first_options = options.clone();
-                }
-                let (session, placement) =
-                    runtime::build_session(runtime.env(), &v.model_file, &options)?;
-                if placement.provider != options.execution_provider {
-                    tracing::warn!(
-                        model = %v.name, version = v.version, instance = index,
-                        asked = ?options.execution_provider, runs_on = %placement,
-                        "model instance runs on the CPU instead of the execution provider asked for"
-                    );
-                }
-                sessions.push(session);
-                placements.push(placement);
-            }
-            let mut spec =
-                runtime::read_spec(&sessions[0], &v.name, &v.version.to_string(), v.config)?;
-            spec.placements = placements;
-            spec.features = build_features(&spec, &v.model_file)?.map(Arc::new);
-            for session in &mut sessions {
-                runtime::warm_up(session, &spec)?;
-            }
-            if spec.batched {
-                // Timed on a session of its own, dropped afterwards: the largest batch tried
-                // grows ORT's memory arena, which a serving session would keep for good
-                // (about 21 MB per small model), however small the batches it then runs.
-                let (mut probe, _) =
-                    runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
-                measure_batch_sizes(&mut probe, &mut spec);
-            }
-            Ok((sessions, Arc::new(spec)))
-        })
-        .await
-        .map_err(|e| format!("loading panicked: {e}"))??;
+        let (sessions, spec) =
+            tokio::task::spawn_blocking(move || prepare(&runtime, &defaults, &v, true))
+                .await
+                .map_err(|e| format!("loading panicked: {e}"))??;
+        let spec = Arc::new(spec);
+        for (key, why) in spec.ignored_settings() {
+            tracing::warn!(model = %spec.name, version = %spec.version, key, reason = %why, "config.toml setting has no effect");
+        }
         tracing::info!(
             model = %spec.name, version = %spec.version,
             inputs = ?spec.inputs.iter().map(|i| format!("{}: {}", i.name, i.describe())).collect::<Vec<_>>(),
@@ -160,6 +130,68 @@ fn build_features(
         dir,
     )
     .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))
+}
+
+/// The blocking part of a load, shared by the server and `mlpserve check`: builds every
+/// instance's session, reads the spec (the config checked against the graph), warms each
+/// instance up and, with `measure`, times batch sizes for `"auto"` and inline runs.
+/// Starts no thread and touches no metrics. The error says why the version cannot serve.
+pub fn prepare(
+    runtime: &Runtime,
+    defaults: &SessionOptions,
+    v: &VersionToLoad,
+    measure: bool,
+) -> Result<(Vec<runtime::Session>, ModelSpec), String> {
+    let size = std::fs::metadata(&v.model_file)
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())?;
+    if size == 0 {
+        return Err("model.onnx is empty".to_string());
+    }
+    let c = &v.config;
+    let mut sessions = Vec::with_capacity(c.instances);
+    let mut placements = Vec::with_capacity(c.instances);
+    let mut first_options = defaults.clone();
+    for index in 0..c.instances {
+        let options = SessionOptions {
+            intra_op_threads: c.intra_op_threads.unwrap_or(defaults.intra_op_threads),
+            execution_provider: c.execution_provider.unwrap_or(defaults.execution_provider),
+            fallback: c.fallback.unwrap_or(defaults.fallback),
+            device_id: c.device_id(index),
+        };
+        if index == 0 {
+            first_options = options.clone();
+        }
+        let (session, placement) = runtime::build_session(runtime.env(), &v.model_file, &options)?;
+        if placement.provider != options.execution_provider {
+            tracing::warn!(
+                model = %v.name, version = v.version, instance = index,
+                asked = ?options.execution_provider, runs_on = %placement,
+                "model instance runs on the CPU instead of the execution provider asked for"
+            );
+        }
+        sessions.push(session);
+        placements.push(placement);
+    }
+    let mut spec = runtime::read_spec(
+        &sessions[0],
+        &v.name,
+        &v.version.to_string(),
+        v.config.clone(),
+    )?;
+    spec.placements = placements;
+    spec.features = build_features(&spec, &v.model_file)?.map(Arc::new);
+    for session in &mut sessions {
+        runtime::warm_up(session, &spec)?;
+    }
+    if measure && spec.batched {
+        // Timed on a session of its own, dropped afterwards: the largest batch tried
+        // grows ORT's memory arena, which a serving session would keep for good
+        // (about 21 MB per small model), however small the batches it then runs.
+        let (mut probe, _) = runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
+        measure_batch_sizes(&mut probe, &mut spec);
+    }
+    Ok((sessions, spec))
 }
 
 /// Times runs at growing batch sizes on one instance (all instances run the same graph

@@ -7,8 +7,9 @@
 //!
 //! Owns: lookup by name and version/label (`routing`), the index (state and reason of
 //! every version), readiness. Discovery is in `discover`, loading in `load`, load/unload/
-//! poll in `lifecycle`, load overrides in `overrides`.
+//! poll in `lifecycle`, load overrides in `overrides`, the pre-deployment check in `check`.
 
+mod check;
 mod discover;
 mod lifecycle;
 mod load;
@@ -16,7 +17,8 @@ mod model;
 mod overrides;
 mod routing;
 
-pub use load::{LoadOptions, Loader};
+pub use check::{check, CheckReport, CheckedVersion, Problem};
+pub use load::{prepare, LoadOptions, Loader, VersionToLoad};
 pub use model::{InferRequest, Model};
 pub use overrides::{checked_path, LoadRequest};
 

@@ -170,17 +170,21 @@ pub fn read_spec(
         .iter()
         .map(tensor_spec)
         .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = inputs.iter().map(|s| format!("'{}'", s.name)).collect();
     for (input_name, c) in &config.inputs {
         let spec = inputs
             .iter_mut()
             .find(|s| &s.name == input_name)
             .ok_or_else(|| {
-                format!("config.toml names input '{input_name}', which the graph does not have")
+                format!(
+                    "config.toml: inputs.{input_name}: the graph has no input '{input_name}' (it has {})",
+                    names.join(", ")
+                )
             })?;
         for &axis in &c.pad_axes {
             if axis == 0 || axis >= spec.shape.len() || spec.shape[axis] >= 0 {
                 return Err(format!(
-                    "config.toml: input '{input_name}' cannot pad axis {axis}: only dynamic non-batch axes of {:?} can be padded",
+                    "config.toml: inputs.{input_name}.pad_axes: cannot pad axis {axis}: only dynamic non-batch axes of {:?} can be padded",
                     spec.shape
                 ));
             }
@@ -304,7 +308,7 @@ fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "config.toml: [inputs.{input}] pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
+            "config.toml: inputs.{input}.pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
         ))
     }
 }

@@ -108,6 +108,35 @@ def test_the_deployment_rolls_without_dropping_requests():
         assert selector.items() <= pod_labels.items(), f"{kind} selects no pod: {selector}"
 
 
+def test_the_init_container_checks_the_repository_with_the_real_cli():
+    """The Deployment's init container runs `mlpserve check` on the served repository; the
+    real binary accepts its command line and passes the zoo (exit 0), and a repository
+    with a broken config fails it (exit 1), which keeps the pod from starting."""
+    pod = k8s_docs()["Deployment"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    (server,) = pod["containers"]
+    assert init["image"] == server["image"]
+    assert init["command"][-1] == "check"
+    (repo,) = init["args"]
+    served = {e["name"]: e.get("value") for e in server["env"]}
+    assert repo == served["MLPSERVE_MODEL_REPOSITORY"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    for name, value in env.items():
+        assert served.get(name) == value, f"the check loads with {name}={value}, the server not"
+    run = lambda path: subprocess.run(
+        [str(binary()), "check", str(path)], capture_output=True, text=True,
+        env={**os.environ, **env}, cwd=REPO)
+    r = run(REPO / "models")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "m" / "1").mkdir(parents=True)
+        shutil.copy(REPO / "models" / "mlp_digits" / "1" / "model.onnx", Path(tmp) / "m" / "1")
+        (Path(tmp) / "m" / "config.toml").write_text("instance = 2\n")
+        r = run(tmp)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "key instance" in r.stdout, r.stdout
+
+
 def test_the_servicemonitor_scrapes_the_services_http_port():
     kinds = k8s_docs()
     sm, svc = kinds["ServiceMonitor"], kinds["Service"]
