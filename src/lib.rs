@@ -15,6 +15,8 @@
 //! - [`config`], [`tensor`], [`error`], [`metrics`], [`logging`]: leaves (configuration
 //!   layers, tensors and codecs, the error type, the Prometheus registry, log output that
 //!   never fails).
+//! - [`telemetry`]: OpenTelemetry spans of inference requests (off without an endpoint);
+//!   the transports open them, the batcher records its runs in them.
 
 pub mod api;
 pub mod batcher;
@@ -27,6 +29,7 @@ pub mod repository;
 pub mod runtime;
 pub mod service;
 pub mod spec;
+pub mod telemetry;
 pub mod tensor;
 
 use std::future::Future;
@@ -88,6 +91,7 @@ pub async fn run(
         "in-flight memory budget"
     );
     let metrics = metrics::Metrics::new();
+    let telemetry = telemetry::Telemetry::start(config.traces.as_ref())?;
     // Before the models load, so a bad certificate fails fast.
     let transport = api::Transport::new(&config.transport, &metrics.transport)?;
     let rescan = Arc::new(tokio::sync::Notify::new());
@@ -190,10 +194,13 @@ pub async fn run(
     let wait_stop = stopped();
     tokio::pin!(drain, wait_stop);
     tokio::select! {
-        r = &mut drain => return r,
+        r = &mut drain => {
+            telemetry.shutdown().await;
+            return r;
+        }
         () = &mut wait_stop => {}
     }
-    match tokio::time::timeout(timeout, drain).await {
+    let drained = match tokio::time::timeout(timeout, drain).await {
         Ok(r) => r,
         Err(_) => {
             tracing::warn!(
@@ -202,7 +209,10 @@ pub async fn run(
             );
             Ok(())
         }
-    }
+    };
+    // After the drain: the spans of the last requests are queued by now.
+    telemetry.shutdown().await;
+    drained
 }
 
 /// Builds the repository and loads what the control mode loads at start; in poll mode

@@ -211,6 +211,8 @@ impl Metrics {
             .expect("process collector registers once");
         // Process-wide: the log sink is one per process, shared by every registry.
         register(&registry, crate::logging::DROPPED.clone());
+        register(&registry, crate::telemetry::export::SPANS_DROPPED.clone());
+        register(&registry, crate::telemetry::export::SPANS_EXPORTED.clone());
         Metrics {
             requests: counter(
                 "requests_total",

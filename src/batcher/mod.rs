@@ -34,6 +34,8 @@ pub struct Job {
     pub width: usize,
     pub enqueued: Instant,
     pub deadline: Option<Instant>,
+    /// The request's span when it is traced: the batch's run is recorded in it.
+    pub trace: Option<opentelemetry::trace::SpanContext>,
     reply: oneshot::Sender<Result<JobOutput>>,
     /// Held until the job is answered; releases the request's admission slot on drop.
     _admission: Arc<Admission>,
@@ -176,8 +178,9 @@ impl Batcher {
         // Alone and short: run it here. Nothing could join its batch, and the hand-offs
         // to the batcher task and a worker thread and back cost more than a small run.
         let expired = deadline.is_some_and(|d| d <= Instant::now());
+        let trace = crate::telemetry::current_span();
         let inputs = if may_inline && in_flight == 0 && rows <= self.inline_rows && !expired {
-            match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows) {
+            match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows, &trace) {
                 Ok(result) => return result,
                 Err(inputs) => inputs,
             }
@@ -217,6 +220,7 @@ impl Batcher {
                 width,
                 enqueued,
                 deadline,
+                trace: trace.clone(),
                 reply,
                 _admission: admission.clone(),
             };

@@ -12,6 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::health::{panic_message, Health, TEST_PANIC_ROWS};
@@ -22,6 +23,7 @@ use crate::error::Error;
 use crate::metrics::ModelMetrics;
 use crate::runtime::{self, Session};
 use crate::spec::ModelSpec;
+use crate::telemetry::{self, BatchRun, TracedJob};
 use crate::tensor::Tensor;
 
 /// Jobs formed into one batch by the batcher task.
@@ -127,6 +129,7 @@ impl Worker {
                     &self.metrics,
                     &self.health,
                     batch,
+                    self.index,
                 );
                 match take_ready(&self.queue, &self.spec, &self.metrics) {
                     Some(next) => batch = next,
@@ -196,12 +199,37 @@ pub fn run_inline(
     metrics: &ModelMetrics,
     inputs: Vec<Tensor>,
     rows: usize,
+    trace: &Option<SpanContext>,
 ) -> Result<crate::error::Result<JobOutput>, Vec<Tensor>> {
-    let Some(mut session) = sessions.iter().find_map(|s| s.try_lock().ok()) else {
+    let Some((instance, mut session)) = sessions
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| s.try_lock().ok().map(|s| (i, s)))
+    else {
         return Err(inputs);
     };
+    let started = Instant::now();
     let (result, compute_time) = run_recorded(&mut session, spec, metrics, vec![inputs], &[rows]);
     drop(session);
+    if let Some(span) = trace {
+        let run = BatchRun {
+            model: &spec.name,
+            version: &spec.version,
+            instance,
+            rows,
+            requests: 1,
+            formed: started,
+            started,
+            ended: started + compute_time,
+        };
+        telemetry::record_batch(
+            &run,
+            &[TracedJob {
+                span,
+                enqueued: started,
+            }],
+        );
+    }
     metrics.inline_executions.inc();
     Ok(match result {
         Ok(mut per_request) => Ok(JobOutput {
@@ -276,6 +304,7 @@ fn run_batch(
     metrics: &ModelMetrics,
     health: &Health,
     batch: Batch,
+    instance: usize,
 ) {
     let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
     let mut inputs = Vec::with_capacity(batch.jobs.len());
@@ -289,7 +318,31 @@ fn run_batch(
     if *TEST_PANIC_ROWS == Some(batch_rows) {
         panic!("test-only panic: MLPSERVE_TEST_WORKER_PANIC_ROWS={batch_rows}");
     }
+    let started = Instant::now();
     let (result, compute_time) = run_recorded(session, spec, metrics, inputs, &rows);
+    if held.jobs.iter().any(|j| j.trace.is_some()) {
+        let run = BatchRun {
+            model: &spec.name,
+            version: &spec.version,
+            instance,
+            rows: batch_rows,
+            requests: held.jobs.len(),
+            formed: batch.formed,
+            started,
+            ended: started + compute_time,
+        };
+        let traced: Vec<TracedJob<'_>> = held
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                j.trace.as_ref().map(|span| TracedJob {
+                    span,
+                    enqueued: j.enqueued,
+                })
+            })
+            .collect();
+        telemetry::record_batch(&run, &traced);
+    }
     match result {
         Ok(per_request) => {
             for (job, outputs) in held.jobs.drain(..).zip(per_request) {

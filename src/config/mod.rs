@@ -3,6 +3,7 @@
 
 mod memory;
 mod model;
+pub mod observe;
 mod provider;
 mod server;
 mod transport;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use super::observe::{ObserveArgs, OtlpProtocol, PayloadLogConfig, TraceConfig};
 use super::transport::{TransportArgs, TransportConfig};
 use super::{ExecutionProvider, ProviderFallback};
 
@@ -134,6 +135,16 @@ server_layer! {
     shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
     /// Status of a request refused because its model's queue is full: 429 (HTTP 429 / gRPC RESOURCE_EXHAUSTED) or 503 (HTTP 503 / gRPC UNAVAILABLE, as Triton answers) [default: 429]
     overload_status: u16, "MLPSERVE_OVERLOAD_STATUS";
+    // --- observing requests: OpenTelemetry traces and payload logging (config/observe.rs) ---
+    /// OTLP collector URL, e.g. http://collector:4317; tracing is off without it [default: none]
+    otlp_endpoint: String, "MLPSERVE_OTLP_ENDPOINT";
+    /// OTLP transport: grpc, or http/protobuf (a URL without a path gets /v1/traces) [default: grpc]
+    #[arg(value_enum)]
+    otlp_protocol: OtlpProtocol, "MLPSERVE_OTLP_PROTOCOL";
+    /// service.name of the spans [default: mlpserve]
+    otlp_service_name: String, "MLPSERVE_OTLP_SERVICE_NAME";
+    /// Share of new traces recorded, 0..1; a caller's sampled flag (traceparent) is always followed [default: 1.0]
+    trace_sample_ratio: f64, "MLPSERVE_TRACE_SAMPLE_RATIO";
 }
 
 /// How a request refused for a full queue is answered.
@@ -212,6 +223,10 @@ pub struct ServerConfig {
     pub shutdown_delay: Duration,
     /// The answer to a request refused for a full queue.
     pub overload_status: OverloadStatus,
+    /// OpenTelemetry export; `None`: tracing off.
+    pub traces: Option<TraceConfig>,
+    /// Payload logging; `None`: off.
+    pub payload_log: Option<PayloadLogConfig>,
 }
 
 impl ServerConfig {
@@ -243,6 +258,19 @@ impl ServerConfig {
             auth_health: a.auth_health,
             auth_metrics: a.auth_metrics,
         })?;
+        let (traces, payload_log) = ObserveArgs {
+            otlp_endpoint: a.otlp_endpoint.clone(),
+            otlp_protocol: a.otlp_protocol,
+            otlp_service_name: a.otlp_service_name.clone(),
+            trace_sample_ratio: a.trace_sample_ratio,
+            payload_log: None,
+            payload_log_sample: None,
+            payload_log_mode: None,
+            payload_log_headers: None,
+            payload_log_max_file_bytes: None,
+            payload_log_max_files: None,
+        }
+        .resolve()?;
         let config = ServerConfig {
             model_repository: a
                 .model_repository
@@ -274,6 +302,8 @@ impl ServerConfig {
             max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
             overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))?,
+            traces,
+            payload_log,
         };
         if config.repository_poll.is_zero() {
             return Err("repository_poll_secs must be at least 1".to_string());

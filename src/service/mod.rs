@@ -200,6 +200,13 @@ impl Service {
     /// Selects outputs, validates and runs one request on `model`. Refusals before the
     /// queue are counted in the model's metrics like any other failure.
     pub async fn infer(&self, model: &Model, call: InferCall) -> Result<InferAnswer> {
+        let trace = crate::telemetry::RequestTrace::current();
+        if trace.is_on() {
+            let rows = call.inputs.first().map_or(0, |t| t.tensor.rows());
+            trace.set(|| crate::telemetry::kv("mlpserve.model", model.spec.name.clone()));
+            trace.set(|| crate::telemetry::kv("mlpserve.version", model.spec.version.clone()));
+            trace.set(|| crate::telemetry::kv_count("mlpserve.rows", rows));
+        }
         let selected = model
             .spec
             .select_outputs(call.outputs.iter().map(String::as_str))

@@ -19,6 +19,7 @@ use super::{codec, config, repository, status};
 use crate::error::Error;
 use crate::service::budget::Charge;
 use crate::service::{InferCall, ModelRef, Service};
+use crate::telemetry::{self, HeaderSource, RequestTrace};
 
 /// Stream requests in flight at once per `ModelStreamInfer` call. They run concurrently
 /// (so they batch together) and are answered in the order they arrived.
@@ -131,11 +132,24 @@ async fn infer(
     service: &Service,
     request: ModelInferRequest,
     deadline: Option<Duration>,
+    caller: Option<&opentelemetry::Context>,
 ) -> Result<ModelInferResponse, Error> {
     let started = std::time::Instant::now();
     // Most clients send no id; only a present one costs a copy.
     let id = (!request.id.is_empty()).then(|| request.id.clone());
-    let result = infer_unlogged(service, request, deadline).await;
+    let trace = RequestTrace::start(caller, "grpc", &request.id);
+    let result = trace
+        .scope(infer_unlogged(service, request, deadline))
+        .await;
+    if trace.is_on() {
+        trace.finish(match &result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let code = Status::from(e.clone()).code();
+                Err((format!("{code:?}"), e.client_message()))
+            }
+        });
+    }
     if let Err(e) = &result {
         if e.is_server_fault() {
             tracing::error!(
@@ -155,6 +169,8 @@ async fn infer_unlogged(
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, Error> {
     let _busy = service.activity.begin();
+    let trace = RequestTrace::current();
+    let decode_started = std::time::Instant::now();
     let model_ref = ModelRef::new(request.model_name.as_str(), Some(&request.model_version));
     let model = service.model_for_inference(&model_ref)?;
     let spec = &model.spec;
@@ -164,6 +180,7 @@ async fn infer_unlogged(
             spec.name, spec.version
         )))
     })?;
+    trace.child("decode", decode_started, std::time::Instant::now());
     let timeout = match (decoded.timeout, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -178,7 +195,10 @@ async fn infer_unlogged(
             },
         )
         .await?;
-    Ok(codec::encode(spec, decoded.plan, answer.outputs))
+    let encode_started = std::time::Instant::now();
+    let encoded = codec::encode(spec, decoded.plan, answer.outputs);
+    trace.child("encode", encode_started, std::time::Instant::now());
+    Ok(encoded)
 }
 
 /// The client's deadline from the `grpc-timeout` header (`<= 8 digits><unit>`), if valid.
@@ -263,13 +283,19 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
+        let caller = telemetry::caller_context(HeaderSource::Grpc(request.metadata()));
         // No timing metadata (unlike HTTP's headers): values that change on every response
         // defeat HPACK's table and cost more than the rest of the header block.
         let overload = self.service.config.overload_status;
         Ok(Response::new(
-            infer(&self.service, request.into_inner(), deadline)
-                .await
-                .map_err(|e| status::infer_status(e, overload))?,
+            infer(
+                &self.service,
+                request.into_inner(),
+                deadline,
+                caller.as_ref(),
+            )
+            .await
+            .map_err(|e| status::infer_status(e, overload))?,
         ))
     }
 
@@ -286,6 +312,8 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let service = self.service.clone();
         let charge = request.extensions().get::<Arc<Charge>>().cloned();
+        // Every message of the stream continues the trace the stream was opened in.
+        let caller = telemetry::caller_context(HeaderSource::Grpc(request.metadata()));
         let gated = Gated {
             inner: request.into_inner(),
             charge,
@@ -297,6 +325,7 @@ impl GrpcInferenceService for InferenceService {
         let responses = gated
             .map(move |item| {
                 let service = service.clone();
+                let caller = caller.clone();
                 async move {
                     let (req, held) = item?;
                     let echo = ModelInferResponse {
@@ -305,7 +334,7 @@ impl GrpcInferenceService for InferenceService {
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    let answer = infer(&service, req, None).await;
+                    let answer = infer(&service, req, None, caller.as_ref()).await;
                     drop(held);
                     Ok(match answer {
                         Ok(response) => ModelStreamInferResponse {

@@ -42,6 +42,7 @@ use crate::config::OverloadStatus;
 use crate::error::Error;
 use crate::service::Service;
 use crate::spec::ModelSpec;
+use crate::telemetry;
 use crate::tensor::Tensor;
 
 /// Header carrying the request id, taken from the client or generated.
@@ -229,9 +230,16 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     let _busy = front.service.activity.begin();
     let refused =
         auth::refusal(&front.gate, &req).or_else(|| admission::encoding_refusal(&mut req));
+    // Inference routes get an OpenTelemetry server span (nothing while tracing is off).
+    let trace = match telemetry::caller_context(telemetry::HeaderSource::Http(req.headers())) {
+        Some(caller) if is_inference(route) => {
+            telemetry::RequestTrace::start(Some(&caller), "http", id)
+        }
+        _ => telemetry::RequestTrace::off(),
+    };
     let mut response = match refused {
         Some(refused) => refused,
-        None => next.run(req).instrument(span.clone()).await,
+        None => trace.scope(next.run(req).instrument(span.clone())).await,
     };
     if response.status() == StatusCode::TOO_MANY_REQUESTS
         && front.service.config.overload_status == OverloadStatus::Unavailable
@@ -244,6 +252,18 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     let status = response.status();
+    if trace.is_on() {
+        trace.set(|| telemetry::kv_count("http.response.status_code", status.as_u16().into()));
+        trace.finish(if status.is_success() {
+            Ok(())
+        } else {
+            let error = response.extensions().get::<Error>();
+            Err((
+                status.as_u16().to_string(),
+                error.map_or_else(|| status.to_string(), Error::client_message),
+            ))
+        });
+    }
     front
         .service
         .metrics
@@ -263,6 +283,11 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     }
     request_id::echo(&mut response, id_header);
     response
+}
+
+/// Routes whose requests run a model, and so are traced.
+fn is_inference(route: &str) -> bool {
+    route.ends_with("/infer") || route == "/predict"
 }
 
 /// Marks an answer that may be compressed (a successful inference result); every other

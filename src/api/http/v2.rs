@@ -2,6 +2,7 @@
 //! call the [`Service`], encode.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -14,6 +15,7 @@ use serde_json::json;
 use super::{body_or_error, check_json_output, off_runtime_if, v2_codec, OFF_RUNTIME_BYTES};
 use crate::error::{Error, Result};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
+use crate::telemetry::RequestTrace;
 
 pub async fn model_metadata(
     State(service): State<Arc<Service>>,
@@ -40,6 +42,8 @@ pub async fn infer(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let trace = RequestTrace::current();
+    let decode_started = Instant::now();
     let model = service.model_for_inference(&model_ref)?;
     let spec = model.spec.clone();
     let decoded = match body_or_error(body, service.config.max_body_bytes) {
@@ -65,6 +69,7 @@ pub async fn infer(
         Err(e) => Err(e),
     };
     let decoded = decoded.map_err(|e| model.refuse(e))?;
+    trace.child("decode", decode_started, Instant::now());
     let answer = service
         .infer(
             &model,
@@ -90,11 +95,13 @@ pub async fn infer(
         > OFF_RUNTIME_BYTES;
     let (id, format, outputs) = (decoded.id, decoded.format, answer.outputs);
     let encode_spec = spec.clone();
+    let encode_started = Instant::now();
     let (encoded, outputs) = off_runtime_if(large, move || {
         let encoded = v2_codec::encode(&encode_spec, id.as_deref(), &outputs, &format);
         (encoded, outputs)
     })
     .await?;
+    trace.child("encode", encode_started, Instant::now());
     let answer = InferAnswer { outputs, ..answer };
     let mut response = Response::new(Body::from(encoded.body));
     let h = response.headers_mut();
