@@ -12,6 +12,8 @@
 //!   stack/pad/split of tensors and the worker threads that own ORT sessions.
 //! - [`runtime`]: ONNX Runtime loading, session building, a pure `execute`.
 //! - [`spec`]: what a model version takes and gives, and the validation rules.
+//! - [`inspect`]: `mlpserve inspect`, a model described before it is deployed (above the
+//!   repository and the runtime, which it uses; nothing uses it).
 //! - [`config`], [`tensor`], [`error`], [`metrics`], [`logging`]: leaves (configuration
 //!   layers, tensors and codecs, the error type, the Prometheus registry, log output that
 //!   never fails).
@@ -23,6 +25,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod inspect;
 pub mod logging;
 pub mod metrics;
 pub mod repository;

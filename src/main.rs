@@ -31,6 +31,27 @@ enum Command {
     /// settings against the graphs), without serving. Exit status: 0 when every selected
     /// version loads as configured, 1 when a problem was found, 2 when the check could not run.
     Check(CheckArgs),
+    /// Describe one model as the server would serve it: inputs and outputs, batching,
+    /// paddable axes, external data, opset and producer, the batch size "auto" picks on
+    /// this machine, and example requests. PATH is a model.onnx, a version directory or a
+    /// model directory. Exit status: 0 when the server would serve it as it is, 1 when not
+    /// (each problem printed), 2 when the inspection could not run.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// A model.onnx, a version directory or a model directory (with its config.toml)
+    path: PathBuf,
+    /// The model name the example requests use [default: the model directory's name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// The server's options: the model is loaded with the same settings.
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(clap::Args)]
@@ -94,10 +115,48 @@ fn main() -> ExitCode {
             }
         },
         Command::Check(args) => check(args),
+        Command::Inspect(args) => inspect(args),
     }
 }
 
-/// Exit status of `check` when it could not run at all (as for a usage error).
+fn inspect(args: InspectArgs) -> ExitCode {
+    let config = match ServerConfig::resolve(args.server) {
+        Ok(c) => c,
+        Err(e) => {
+            print_stderr(&format!("mlpserve inspect: server configuration: {e}"));
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let runtime = match mlpserve::runtime::Runtime::load(config.ort_lib.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            print_stderr(&format!("mlpserve inspect: {e}"));
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let options = mlpserve::repository::LoadOptions::from_config(&config);
+    let report =
+        match mlpserve::inspect::inspect(&args.path, &runtime, &options, args.name.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                print_stderr(&format!("mlpserve inspect: {e}"));
+                return ExitCode::FAILURE;
+            }
+        };
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        report.render()
+    };
+    print!("{text}");
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Exit status of `check` and `inspect` when it could not run at all (as for a usage error).
 const CANNOT_RUN: u8 = 2;
 
 fn check(args: CheckArgs) -> ExitCode {

@@ -379,7 +379,9 @@ fn load_problem(model: &str, file: &str, config_file: &str, version: u64, e: &st
             fix: fix.to_string(),
         };
     }
-    let fix = if e.contains("CUDA") {
+    let fix = if e.contains("External data") || e.contains("external data") {
+        "put the external data file the message names beside model.onnx, as the export wrote it"
+    } else if e.contains("CUDA") {
         "run where the GPU build of ONNX Runtime and a GPU are present, or set fallback = \"cpu\""
     } else if e.contains("warm-up") {
         "the graph fails on inputs of its own declared shapes: run it in onnxruntime from Python and fix the export"

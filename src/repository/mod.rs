@@ -18,6 +18,7 @@ mod overrides;
 mod routing;
 
 pub use check::{check, CheckReport, CheckedVersion, Problem};
+pub use discover::{scan_model, ModelScan};
 pub use load::{prepare, LoadOptions, Loader, VersionToLoad};
 pub use model::{InferRequest, Model};
 pub use overrides::{checked_path, LoadRequest};
