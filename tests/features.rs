@@ -5,6 +5,9 @@
 //! names the field and what came.
 
 mod common;
+#[allow(dead_code)]
+#[path = "grpc/support.rs"]
+mod support;
 
 use common::{assert_close, expect_error, flatten, ScratchRepo, TestServer};
 use mlpserve::features::fingerprint64;
@@ -269,4 +272,226 @@ fn config_mistakes_leave_the_model_unavailable_with_the_reason() {
             );
         }
     }
+}
+
+/// `/predict` columns: `{"field": [values]}`.
+fn predict_columns(fields: &[(&str, &str, Value)]) -> Value {
+    let inputs: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, _, data)| (name.to_string(), data.clone()))
+        .collect();
+    json!({"model": "ctr", "inputs": inputs})
+}
+
+/// `/predict` rows: `[{"field": value, ...}, ...]`.
+fn predict_rows(fields: &[(&str, &str, Value)]) -> Value {
+    let n = fields[0].2.as_array().unwrap().len();
+    let rows: Vec<Value> = (0..n)
+        .map(|r| {
+            Value::Object(
+                fields
+                    .iter()
+                    .map(|(name, _, data)| (name.to_string(), data[r].clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({"model": "ctr", "instances": rows})
+}
+
+fn predict_probs(status_body: (u16, Value)) -> Vec<Value> {
+    let (status, body) = status_body;
+    assert_eq!(status, 200, "{body}");
+    flatten(&body["outputs"]["click_prob"])
+}
+
+#[test]
+fn predict_takes_raw_fields_as_columns_and_as_rows() {
+    let repo = repo("fields-predict");
+    let server = TestServer::start(&repo.path);
+    let (fields, cat_ids, dense) = numeric_rows();
+    let want = probs(server.post_json("/v2/models/ctr/infer", &tensors_body(&cat_ids, &dense)));
+    let got = predict_probs(server.post_json("/predict", &predict_columns(&fields)));
+    assert_close(&got, &want, 0.0, 1e-6, "columns");
+    let got = predict_probs(server.post_json("/predict", &predict_rows(&fields)));
+    assert_close(&got, &want, 0.0, 1e-6, "rows");
+    // Rows may mix fields and tensors too.
+    let mut rows = predict_rows(&fields[..7]);
+    for (r, row) in rows["instances"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        row["dense"] = dense[r].clone();
+    }
+    let got = predict_probs(server.post_json("/predict", &rows));
+    assert_close(&got, &want, 0.0, 1e-6, "rows with a tensor");
+    // A row that leaves out a field with a default gets the default, as a column left
+    // out does.
+    let mut rows = predict_rows(&fields);
+    rows["instances"][1]["y"] = json!(0.5);
+    let got = predict_probs(server.post_json("/predict", &rows));
+    assert_close(&got, &want, 0.0, 1e-6, "rows with a default");
+    // Mistakes: a row without a field the others give, both forms at once, a string for a
+    // number, a nested value.
+    let mut rows = predict_rows(&fields);
+    rows["instances"][2].as_object_mut().unwrap().remove("age");
+    expect_error(
+        server.post_json("/predict", &rows),
+        400,
+        &["instance 2", "'age'"],
+    );
+    let mut both = predict_rows(&fields);
+    both["inputs"] = json!({});
+    expect_error(
+        server.post_json("/predict", &both),
+        400,
+        &["\"inputs\"", "\"instances\""],
+    );
+    let mut columns = predict_columns(&fields);
+    columns["inputs"]["income"] = json!([1.0, [2.0], 3.0]);
+    expect_error(
+        server.post_json("/predict", &columns),
+        400,
+        &["field 'income'", "one value per row"],
+    );
+    columns["inputs"]["income"] = json!([1.0, "2", 3.0]);
+    expect_error(
+        server.post_json("/predict", &columns),
+        400,
+        &["field 'income'", "a number", "\"2\""],
+    );
+}
+
+#[test]
+fn metadata_and_triton_config_list_the_fields_a_client_sends() {
+    let repo = repo("fields-meta");
+    let server = TestServer::start(&repo.path);
+    let (status, meta) = server.get_json("/v2/models/ctr");
+    assert_eq!(status, 200, "{meta}");
+    let inputs: Vec<(&str, &str)> = meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["datatype"].as_str().unwrap()))
+        .collect();
+    // The graph inputs built from fields are not sent; every field is, by name.
+    assert!(
+        !inputs.iter().any(|(n, _)| *n == "cat_ids" || *n == "dense"),
+        "{meta}"
+    );
+    assert!(inputs.contains(&("user", "BYTES")), "{meta}");
+    assert!(inputs.contains(&("income", "FP32")), "{meta}");
+    assert_eq!(inputs.len(), 12, "{meta}");
+    let site = meta["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "site")
+        .unwrap();
+    assert_eq!(site["feeds"], json!([{"input": "cat_ids", "column": 1}]));
+    assert!(
+        site["transform"]
+            .as_str()
+            .unwrap()
+            .contains("oov_buckets = 2"),
+        "{site}"
+    );
+    let y = meta["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "y")
+        .unwrap();
+    assert_eq!(y["default"], json!(0.5));
+
+    let (status, config) = server.get_json("/v2/models/ctr/config");
+    assert_eq!(status, 200, "{config}");
+    let user = config["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "user")
+        .unwrap();
+    assert_eq!(user["data_type"], "TYPE_STRING");
+    assert_eq!(user["dims"], json!([1]));
+    assert_eq!(user["reshape"]["shape"], json!([]));
+    assert_eq!(config["features"].as_array().unwrap().len(), 12);
+    // A model without [features] shows no trace of them.
+    let plain = ScratchRepo::digits("fields-meta-plain");
+    let server = TestServer::start(&plain.path);
+    let (_, meta) = server.get_json("/v2/models/mlp_digits");
+    assert!(meta.get("features").is_none(), "{meta}");
+    let (_, config) = server.get_json("/v2/models/mlp_digits/config");
+    assert!(config.get("features").is_none(), "{config}");
+    assert!(config["input"][0].get("reshape").is_none(), "{config}");
+}
+
+#[test]
+fn grpc_takes_fields_and_lists_them() {
+    use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
+    use mlpserve::api::grpc::proto::*;
+    let repo = repo("fields-grpc");
+    let server = TestServer::start(&repo.path);
+    let (fields, cat_ids, dense) = numeric_rows();
+    let want = probs(server.post_json("/v2/models/ctr/infer", &tensors_body(&cat_ids, &dense)));
+    support::with_client(&server, |mut client| async move {
+        let mut request = ModelInferRequest {
+            model_name: "ctr".into(),
+            ..Default::default()
+        };
+        for (name, datatype, data) in &fields {
+            let values = flatten(data);
+            request.inputs.push(InferInputTensor {
+                name: name.to_string(),
+                datatype: datatype.to_string(),
+                shape: vec![values.len() as i64],
+                contents: Some(support::typed(datatype, &values)),
+                ..Default::default()
+            });
+        }
+        let response = client
+            .model_infer(request)
+            .await
+            .expect("infer")
+            .into_inner();
+        support::assert_outputs(
+            &response,
+            &json!({"click_prob": {"datatype": "FP32", "shape": [3, 1], "data": want}}),
+        );
+        let meta = client
+            .model_metadata(ModelMetadataRequest {
+                name: "ctr".into(),
+                version: String::new(),
+            })
+            .await
+            .expect("metadata")
+            .into_inner();
+        let names: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names.len(), 12, "{names:?}");
+        assert!(
+            names.contains(&"site") && !names.contains(&"cat_ids"),
+            "{names:?}"
+        );
+        let config = client
+            .model_config(ModelConfigRequest {
+                name: "ctr".into(),
+                version: String::new(),
+            })
+            .await
+            .expect("config")
+            .into_inner()
+            .config
+            .expect("config");
+        let site = config
+            .input
+            .iter()
+            .find(|i| i.name == "site")
+            .expect("site");
+        assert_eq!(site.data_type, DataType::TypeString as i32);
+        assert_eq!(site.reshape.as_ref().map(|r| r.shape.len()), Some(0));
+        let described = &config.parameters["feature:site"].string_value;
+        assert!(described.contains("cat_ids"), "{described}");
+    });
 }

@@ -11,8 +11,9 @@ mod views;
 /// the service, so these are the service's vocabulary too.
 pub use crate::repository::{checked_path, IndexEntry, LoadRequest, Model};
 pub use views::{
-    DynamicBatching, InferStatistics, InstanceGroup, ModelMetadata, ModelStatistics, QueuePolicy,
-    ServerMetadata, StatDuration, TensorConfig, TensorMetadata, TritonConfig,
+    DynamicBatching, FieldColumn, FieldMetadata, InferStatistics, InstanceGroup, ModelMetadata,
+    ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration, TensorConfig,
+    TensorMetadata, TritonConfig,
 };
 
 use std::sync::Arc;

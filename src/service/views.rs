@@ -42,6 +42,72 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, String>,
+    /// The raw fields of a model with `[features]` (also listed among `inputs`, where they
+    /// replace the graph inputs they build); the gRPC message has no such field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FieldMetadata>,
+}
+
+/// One raw field: what a client sends, the transform, and the graph input columns it fills.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldMetadata {
+    pub name: String,
+    pub datatype: &'static str,
+    pub transform: String,
+    /// Present when the field may be left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    pub feeds: Vec<FieldColumn>,
+}
+
+/// A column of a graph input built from fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldColumn {
+    pub input: String,
+    pub column: usize,
+}
+
+/// The fields of `spec`, in name order.
+fn field_metadata(spec: &ModelSpec) -> Vec<FieldMetadata> {
+    let Some(features) = &spec.features else {
+        return Vec::new();
+    };
+    features
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| FieldMetadata {
+            name: field.name.clone(),
+            datatype: field.datatype(),
+            transform: field.transform.describe(),
+            default: field.default.as_ref().map(|d| match d {
+                crate::features::OwnedValue::Int(v) => (*v).into(),
+                crate::features::OwnedValue::Float(v) => (*v).into(),
+                crate::features::OwnedValue::Text(v) => v.clone().into(),
+            }),
+            feeds: features
+                .built()
+                .iter()
+                .flat_map(|b| {
+                    b.columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &f)| f == index)
+                        .map(|(column, _)| FieldColumn {
+                            input: b.name.clone(),
+                            column,
+                        })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The inputs a client sends: the graph inputs not built from fields, then the fields.
+fn client_inputs(spec: &ModelSpec) -> impl Iterator<Item = &TensorSpec> + '_ {
+    spec.inputs
+        .iter()
+        .filter(|s| !spec.features.as_ref().is_some_and(|f| f.builds(&s.name)))
 }
 
 impl ModelMetadata {
@@ -56,13 +122,27 @@ impl ModelMetadata {
                 })
                 .collect()
         };
+        let features = field_metadata(spec);
+        let mut inputs: Vec<TensorMetadata> = client_inputs(spec)
+            .map(|s| TensorMetadata {
+                name: s.name.clone(),
+                datatype: s.dtype.name(),
+                shape: s.shape.clone(),
+            })
+            .collect();
+        inputs.extend(features.iter().map(|f| TensorMetadata {
+            name: f.name.clone(),
+            datatype: f.datatype,
+            shape: vec![-1],
+        }));
         ModelMetadata {
             name: spec.name.clone(),
             versions,
             platform: PLATFORM,
-            inputs: tensors(&spec.inputs),
+            inputs,
             outputs: tensors(&spec.outputs),
             parameters: parameters(spec),
+            features,
         }
     }
 }
@@ -92,6 +172,16 @@ pub struct TensorConfig {
     pub data_type: &'static str,
     /// Without the batch axis when the model batches; dynamic dims are -1.
     pub dims: Vec<i64>,
+    /// Triton's `reshape`: a raw field is declared `dims: [1]` and used as one value per
+    /// row (shape `[]` after the batch axis), so `[N]` and `[N, 1]` both fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reshape: Option<Reshape>,
+}
+
+/// Triton's `ModelTensorReshape`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reshape {
+    pub shape: Vec<i64>,
 }
 
 /// Triton's `instance_group` entry: instances that run on the same kind of device.
@@ -138,6 +228,9 @@ pub struct TritonConfig {
     /// Left out for a model that cannot batch: Triton rejects it there, and so do we.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dynamic_batching: Option<DynamicBatching>,
+    /// The raw fields (as in the model metadata); gRPC carries them in `parameters`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FieldMetadata>,
 }
 
 /// One group per kind of device, from where the instances actually run.
@@ -184,15 +277,28 @@ impl TritonConfig {
                     name: s.name.clone(),
                     data_type: s.dtype.triton_name(),
                     dims: s.triton_dims(batched).to_vec(),
+                    reshape: None,
                 })
-                .collect()
+                .collect::<Vec<_>>()
         };
+        let features = field_metadata(spec);
+        let mut input = tensors(&client_inputs(spec).cloned().collect::<Vec<_>>());
+        input.extend(features.iter().map(|f| TensorConfig {
+            name: f.name.clone(),
+            data_type: if f.datatype == "BYTES" {
+                "TYPE_STRING"
+            } else {
+                "TYPE_FP32"
+            },
+            dims: vec![1],
+            reshape: Some(Reshape { shape: Vec::new() }),
+        }));
         TritonConfig {
             name: spec.name.clone(),
             platform: PLATFORM,
             backend: "onnxruntime",
             max_batch_size: clamp_i32(spec.triton_max_batch_size()),
-            input: tensors(&spec.inputs),
+            input,
             output: tensors(&spec.outputs),
             default_model_filename: "model.onnx",
             instance_group: instance_groups(spec),
@@ -209,6 +315,7 @@ impl TritonConfig {
                     max_queue_size: u32::try_from(c.max_queue_size).unwrap_or(u32::MAX),
                 },
             }),
+            features,
         }
     }
 }

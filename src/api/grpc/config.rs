@@ -7,8 +7,8 @@ use super::proto::model_instance_group::Kind;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::{
     DataType as ProtoDataType, InferStatistics, ModelConfig, ModelDynamicBatching, ModelInput,
-    ModelInstanceGroup, ModelMetadataResponse, ModelOutput, ModelQueuePolicy, ModelStatistics,
-    StatisticDuration,
+    ModelInstanceGroup, ModelMetadataResponse, ModelOutput, ModelParameter, ModelQueuePolicy,
+    ModelStatistics, ModelTensorReshape, StatisticDuration,
 };
 use crate::service::{self, StatDuration};
 
@@ -65,6 +65,7 @@ pub fn model_config(view: service::TritonConfig) -> ModelConfig {
                 name: s.name,
                 data_type: data_type(s.data_type),
                 dims: s.dims,
+                reshape: s.reshape.map(|r| ModelTensorReshape { shape: r.shape }),
                 ..Default::default()
             })
             .collect(),
@@ -90,6 +91,18 @@ pub fn model_config(view: service::TritonConfig) -> ModelConfig {
             .collect(),
         default_model_filename: view.default_model_filename.to_string(),
         scheduling_choice: scheduling,
+        // The raw fields, one parameter each: `feature:<name>` = its JSON description.
+        parameters: view
+            .features
+            .iter()
+            .map(|f| {
+                let text = serde_json::to_string(f).unwrap_or_default();
+                (
+                    format!("feature:{}", f.name),
+                    ModelParameter { string_value: text },
+                )
+            })
+            .collect(),
         ..Default::default()
     }
 }

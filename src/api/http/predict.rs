@@ -1,6 +1,9 @@
 //! `POST /predict`: the application-friendly form. Inputs are nested arrays keyed by input
 //! name (or a bare nested array for a single-input model); shapes come from the nesting and
 //! datatypes from the model. Outputs come back as nested arrays keyed by output name.
+//! Rows may come instead as `"instances": [{"name": value, ...}, ...]` (TF Serving's row
+//! form), turned into the same columns. A model with `[features]` also takes its raw fields
+//! by name, one value per row: strings, integers or numbers, typed by what the JSON holds.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
 use serde_json::value::RawValue;
 
-use crate::tensor::{check_depth, decode_array, JsonArrayError, Nested, Tensor};
+use crate::tensor::{check_depth, decode_array, JsonArrayError, Nested, Tensor, TensorData};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,8 +36,11 @@ struct PredictBody<'a> {
     model: String,
     #[serde(default)]
     version: Option<String>,
-    #[serde(borrow)]
-    inputs: PredictInputs<'a>,
+    #[serde(borrow, default)]
+    inputs: Option<PredictInputs<'a>>,
+    /// Rows: one object of name to value per row (the alternative to `inputs`).
+    #[serde(borrow, default)]
+    instances: Option<&'a RawValue>,
     /// Deadline in milliseconds; overrides the model's default.
     #[serde(default)]
     timeout_ms: Option<u64>,
@@ -207,7 +213,17 @@ fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Pars
         request.model.as_str(),
         request.version.as_deref(),
     ))?;
-    let inputs = decode_inputs(&model.spec, request.inputs, lifted);
+    let inputs = match (request.inputs, request.instances) {
+        (Some(inputs), None) => decode_inputs(&model.spec, inputs, lifted),
+        (None, Some(rows)) => instances_to_columns(&model.spec, rows, lifted).and_then(|columns| {
+            let named = columns.iter().map(|(n, raw)| (n.clone(), &**raw)).collect();
+            decode_inputs(&model.spec, PredictInputs::Named(named), None)
+        }),
+        _ => Err(Error::InvalidInput(
+            "invalid /predict JSON: give either \"inputs\" (columns) or \"instances\" (rows)"
+                .to_string(),
+        )),
+    };
     Ok(Parsed {
         model,
         outputs: request.outputs,
@@ -222,11 +238,12 @@ fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Pars
 pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
     let request: PredictBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(match request.inputs {
-        PredictInputs::Named(named) => named
+        Some(PredictInputs::Named(named)) => named
             .into_iter()
             .map(|(name, raw)| (name, raw.get().to_string()))
             .collect(),
-        PredictInputs::Single(raw) => vec![(String::new(), raw.get().to_string())],
+        Some(PredictInputs::Single(raw)) => vec![(String::new(), raw.get().to_string())],
+        None => Vec::new(),
     })
 }
 
@@ -260,6 +277,17 @@ fn decode_inputs(
     let mut tensors = Vec::with_capacity(named.len());
     let mut texts = Resolver::new(lifted);
     for (name, raw) in named {
+        if spec.input(&name).is_none()
+            && spec
+                .features
+                .as_ref()
+                .is_some_and(|f| f.field(&name).is_some())
+        {
+            let text = texts.text(raw.get()).map_err(|e| invalid(e.to_string()))?;
+            let tensor = decode_field(text).map_err(|e| invalid(format!("field '{name}' {e}")))?;
+            tensors.push(NamedTensor { name, tensor });
+            continue;
+        }
         let dtype = spec
             .input(&name)
             .map(|s| s.dtype)
@@ -279,4 +307,168 @@ fn decode_inputs(
         return Err(invalid("a lifted array is not an input".to_string()));
     }
     Ok(tensors)
+}
+
+/// `instances` (rows) to columns: for each name any row gives, the JSON text of the array
+/// of that name's values in row order (a field a row leaves out takes its `default`). The
+/// arrays are then decoded exactly as `inputs` columns are.
+fn instances_to_columns(
+    spec: &ModelSpec,
+    rows: &RawValue,
+    lifted: Option<&Lifted>,
+) -> Result<Vec<(String, Box<RawValue>)>> {
+    let invalid = |msg: String| {
+        Error::InvalidInput(format!(
+            "model '{}' version {}: {msg}",
+            spec.name, spec.version
+        ))
+    };
+    if lifted.is_some() {
+        // Rows are small objects: a lifted array inside one cannot be resolved by name.
+        return Err(invalid("rows are decoded without lifting".to_string()));
+    }
+    let rows: Vec<Vec<(String, &RawValue)>> = serde_json::from_str::<Vec<Row>>(rows.get())
+        .map_err(|e| {
+            invalid(format!(
+                "\"instances\" must be an array of objects of name to value: {e}"
+            ))
+        })?
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    if rows.is_empty() {
+        return Err(invalid(
+            "\"instances\" is empty; at least one row is required".to_string(),
+        ));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for row in &rows {
+        for (name, _) in row {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for name in names {
+        let default = spec
+            .features
+            .as_ref()
+            .and_then(|f| f.field(name))
+            .and_then(|f| f.default.as_ref());
+        let mut text = String::from("[");
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            match (row.iter().find(|(n, _)| n == name), default) {
+                (Some((_, value)), _) => text.push_str(value.get()),
+                (None, Some(default)) => text.push_str(&default_json(default)),
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "instance {index} has no '{name}', which other instances give (and it has no default)"
+                    )))
+                }
+            }
+        }
+        text.push(']');
+        let raw = RawValue::from_string(text)
+            .map_err(|e| invalid(format!("instances: '{name}': {e}")))?;
+        columns.push((name.to_string(), raw));
+    }
+    Ok(columns)
+}
+
+/// One row of `instances`: names in the order given, values as raw JSON.
+struct Row<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Row<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of name to value")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut row = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
+                    row.push((k, v));
+                }
+                Ok(Row(row))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn default_json(value: &crate::features::OwnedValue) -> String {
+    use crate::features::OwnedValue;
+    match value {
+        OwnedValue::Int(v) => v.to_string(),
+        OwnedValue::Float(v) => serde_json::to_string(v).unwrap_or_else(|_| "null".into()),
+        OwnedValue::Text(v) => serde_json::to_string(v).unwrap_or_else(|_| "null".into()),
+    }
+}
+
+/// A raw field's values, typed by what the JSON array holds: all integers are INT64, any
+/// number with a fraction or exponent makes the column FP64.
+enum FieldColumn {
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+}
+
+/// One value of a field column.
+enum Scalar {
+    Int(i64),
+    Float(f64),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one value per row: a string or a number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Decodes the JSON array `text` of one raw field into a tensor of shape `[N]`.
+fn decode_field(text: &[u8]) -> std::result::Result<Tensor, String> {
+    let values: Vec<Scalar> = serde_json::from_slice(text)
+        .map_err(|e| format!("takes an array of one value per row: {e}"))?;
+    let mut column = FieldColumn::Int(Vec::with_capacity(values.len()));
+    for value in values {
+        match (&mut column, value) {
+            (FieldColumn::Int(v), Scalar::Int(x)) => v.push(x),
+            (FieldColumn::Int(v), Scalar::Float(x)) => {
+                let mut floats: Vec<f64> = v.iter().map(|&i| i as f64).collect();
+                floats.push(x);
+                column = FieldColumn::Float(floats);
+            }
+            (FieldColumn::Float(v), Scalar::Int(x)) => v.push(x as f64),
+            (FieldColumn::Float(v), Scalar::Float(x)) => v.push(x),
+        }
+    }
+    let (n, data) = match column {
+        FieldColumn::Int(v) => (v.len(), TensorData::I64(v)),
+        FieldColumn::Float(v) => (v.len(), TensorData::F64(v)),
+    };
+    Tensor::new(vec![n], data)
 }
