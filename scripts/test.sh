@@ -23,6 +23,9 @@ echo "== real-client conformance (tritonclient over HTTP and gRPC)"
 scripts/setup-python-tools.sh
 MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python -q
 
+echo "== docs examples: the runnable blocks of README.md and docs/ against a live server (seconds)"
+MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python scripts/run-docs.py
+
 echo "== gpu-check --rehearse, short, debug binaries: the GPU machine's whole path on CPU stand-ins (about 40 s)"
 tests/gpu_check_rehearsal.sh
 
