@@ -37,6 +37,22 @@ enum Command {
     /// model directory. Exit status: 0 when the server would serve it as it is, 1 when not
     /// (each problem printed), 2 when the inspection could not run.
     Inspect(InspectArgs),
+    /// Print the configuration `serve` would run with, resolved from the defaults, the
+    /// --config file, MLPSERVE_* variables and flags (as its start-up log line shows it),
+    /// and exit.
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Print the built-in defaults, ignoring the options, the environment and --config
+    #[arg(long)]
+    print_defaults: bool,
+    /// Print JSON (the form of the start-up log line) instead of `key = value` lines
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(clap::Args)]
@@ -116,6 +132,62 @@ fn main() -> ExitCode {
         },
         Command::Check(args) => check(args),
         Command::Inspect(args) => inspect(args),
+        Command::Config(args) => print_config(args),
+    }
+}
+
+/// The resolved configuration as JSON: the defaults come from the one place that
+/// declares them (`ServerConfig::resolve`), so the docs that show this cannot drift.
+fn print_config(args: ConfigArgs) -> ExitCode {
+    let server = if args.print_defaults {
+        ServerArgs::default()
+    } else {
+        args.server
+    };
+    match ServerConfig::resolve(server) {
+        Ok(config) => {
+            let value = serde_json::to_value(&config).unwrap_or_default();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                let mut lines = Vec::new();
+                flatten("", &value, &mut lines);
+                println!("{}", lines.join("\n"));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_stderr(&format!("mlpserve config: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `key = value` lines of a resolved configuration: nested sections as dotted keys,
+/// durations (`{"secs", "nanos"}`) in seconds, `null` as `none`.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if map.len() == 2 && map.contains_key("secs") => {
+            let secs = map["secs"].as_u64().unwrap_or(0) as f64;
+            let nanos = map["nanos"].as_u64().unwrap_or(0) as f64;
+            out.push(format!("{prefix} = {} s", secs + nanos / 1e9));
+        }
+        Value::Object(map) => {
+            for (key, v) in map {
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Null => out.push(format!("{prefix} = none")),
+        other => out.push(format!("{prefix} = {other}")),
     }
 }
 
