@@ -17,6 +17,8 @@
 //! - [`config`], [`tensor`], [`error`], [`metrics`], [`logging`]: leaves (configuration
 //!   layers, tensors and codecs, the error type, the Prometheus registry, log output that
 //!   never fails).
+//! - [`payload_log`]: sampled records of what inference requests sent and got, handed to
+//!   a bounded sink (files or CloudEvents) that no request waits for.
 //! - [`telemetry`]: OpenTelemetry spans of inference requests (off without an endpoint);
 //!   the transports open them, the batcher records its runs in them.
 
@@ -28,6 +30,7 @@ pub mod features;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;
+pub mod payload_log;
 pub mod repository;
 pub mod runtime;
 pub mod service;
@@ -95,6 +98,7 @@ pub async fn run(
     );
     let metrics = metrics::Metrics::new();
     let telemetry = telemetry::Telemetry::start(config.traces.as_ref())?;
+    let payload_log = payload_log::PayloadLog::start(config.payload_log.as_ref())?;
     // Before the models load, so a bad certificate fails fast.
     let transport = api::Transport::new(&config.transport, &metrics.transport)?;
     let rescan = Arc::new(tokio::sync::Notify::new());
@@ -104,6 +108,7 @@ pub async fn run(
         repository: repo,
         metrics,
         inflight: service::budget::ByteBudget::new(config.max_inflight_bytes),
+        payload_log,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),
         activity,
@@ -198,7 +203,7 @@ pub async fn run(
     tokio::pin!(drain, wait_stop);
     tokio::select! {
         r = &mut drain => {
-            telemetry.shutdown().await;
+            flush_observers(&state, telemetry).await;
             return r;
         }
         () = &mut wait_stop => {}
@@ -213,9 +218,17 @@ pub async fn run(
             Ok(())
         }
     };
-    // After the drain: the spans of the last requests are queued by now.
-    telemetry.shutdown().await;
+    flush_observers(&state, telemetry).await;
     drained
+}
+
+/// After the drain, when the last requests' spans and payload records are queued: hands
+/// them to their sinks (each within its own limit).
+async fn flush_observers(state: &service::Service, telemetry: telemetry::Telemetry) {
+    if let Some(log) = &state.payload_log {
+        log.flush().await;
+    }
+    telemetry.shutdown().await;
 }
 
 /// Builds the repository and loads what the control mode loads at start; in poll mode

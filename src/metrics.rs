@@ -213,6 +213,8 @@ impl Metrics {
         register(&registry, crate::logging::DROPPED.clone());
         register(&registry, crate::telemetry::export::SPANS_DROPPED.clone());
         register(&registry, crate::telemetry::export::SPANS_EXPORTED.clone());
+        register(&registry, crate::payload_log::DROPPED.clone());
+        register(&registry, crate::payload_log::WRITTEN.clone());
         Metrics {
             requests: counter(
                 "requests_total",

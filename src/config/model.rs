@@ -61,6 +61,9 @@ pub struct ModelConfig {
     pub labels: BTreeMap<String, u64>,
     /// Weights per version (`"3" = 90`) for requests that name no version.
     pub traffic: BTreeMap<String, u32>,
+    /// Share of this model's requests the payload log keeps (0..1), instead of the
+    /// server's `--payload-log-sample`.
+    pub payload_log_sample: Option<f64>,
 }
 
 /// Which of the versions on disk are served. Default: the highest one.
@@ -185,6 +188,7 @@ impl Default for ModelConfig {
             version_policy: VersionPolicy::default(),
             labels: BTreeMap::new(),
             traffic: BTreeMap::new(),
+            payload_log_sample: None,
         }
     }
 }
@@ -215,6 +219,14 @@ impl ModelConfig {
         {
             return Err(format!(
                 "preferred_batch_sizes: {p} must be between 1 and max_batch_size ({limit})"
+            ));
+        }
+        if let Some(s) = config
+            .payload_log_sample
+            .filter(|s| !(0.0..=1.0).contains(s))
+        {
+            return Err(format!(
+                "payload_log_sample = {s} is out of range: allowed 0.0..=1.0"
             ));
         }
         if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {

@@ -54,7 +54,7 @@ pub enum PayloadLogMode {
 pub enum PayloadSink {
     /// JSON Lines files in this directory, rotated by size.
     Files(PathBuf),
-    /// CloudEvents (binary content mode) POSTed to this URL.
+    /// CloudEvents (binary content mode) POSTed to this http:// URL.
     Http(String),
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::observe::{ObserveArgs, OtlpProtocol, PayloadLogConfig, TraceConfig};
+use super::observe::{ObserveArgs, OtlpProtocol, PayloadLogConfig, PayloadLogMode, TraceConfig};
 use super::transport::{TransportArgs, TransportConfig};
 use super::{ExecutionProvider, ProviderFallback};
 
@@ -145,6 +145,20 @@ server_layer! {
     otlp_service_name: String, "MLPSERVE_OTLP_SERVICE_NAME";
     /// Share of new traces recorded, 0..1; a caller's sampled flag (traceparent) is always followed [default: 1.0]
     trace_sample_ratio: f64, "MLPSERVE_TRACE_SAMPLE_RATIO";
+    /// Payload log destination: file:DIR (JSON Lines, rotated) or an http:// URL (CloudEvents) [default: none, off]
+    payload_log: String, "MLPSERVE_PAYLOAD_LOG";
+    /// Share of inference requests logged, 0..1 (a model's payload_log_sample overrides it) [default: 1.0]
+    payload_log_sample: f64, "MLPSERVE_PAYLOAD_LOG_SAMPLE";
+    /// What is logged: request, response or all [default: all]
+    #[arg(value_enum)]
+    payload_log_mode: PayloadLogMode, "MLPSERVE_PAYLOAD_LOG_MODE";
+    /// Request headers copied into payload records (comma-separated); credentials never are [default: none]
+    #[arg(value_delimiter = ',')]
+    payload_log_headers: Vec<String>, "MLPSERVE_PAYLOAD_LOG_HEADERS";
+    /// A payload log file is rotated at this size [default: 104857600]
+    payload_log_max_file_bytes: u64, "MLPSERVE_PAYLOAD_LOG_MAX_FILE_BYTES";
+    /// Rotated payload log files kept (older ones are deleted) [default: 10]
+    payload_log_max_files: usize, "MLPSERVE_PAYLOAD_LOG_MAX_FILES";
 }
 
 /// How a request refused for a full queue is answered.
@@ -263,12 +277,12 @@ impl ServerConfig {
             otlp_protocol: a.otlp_protocol,
             otlp_service_name: a.otlp_service_name.clone(),
             trace_sample_ratio: a.trace_sample_ratio,
-            payload_log: None,
-            payload_log_sample: None,
-            payload_log_mode: None,
-            payload_log_headers: None,
-            payload_log_max_file_bytes: None,
-            payload_log_max_files: None,
+            payload_log: a.payload_log.clone(),
+            payload_log_sample: a.payload_log_sample,
+            payload_log_mode: a.payload_log_mode,
+            payload_log_headers: a.payload_log_headers.clone(),
+            payload_log_max_file_bytes: a.payload_log_max_file_bytes,
+            payload_log_max_files: a.payload_log_max_files,
         }
         .resolve()?;
         let config = ServerConfig {

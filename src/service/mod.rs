@@ -48,6 +48,8 @@ pub struct Service {
     pub activity: Activity,
     /// The in-flight byte budget every transport's requests draw from.
     pub inflight: Arc<budget::ByteBudget>,
+    /// Sampled request/response records (`--payload-log`); `None`: off.
+    pub payload_log: Option<crate::payload_log::PayloadLog>,
 }
 
 /// Requests in the server from arrival to answer, on every route of both ports. A request
@@ -201,6 +203,13 @@ impl Service {
     /// Selects outputs, validates and runs one request on `model`. Refusals before the
     /// queue are counted in the model's metrics like any other failure.
     pub async fn infer(&self, model: &Model, call: InferCall) -> Result<InferAnswer> {
+        if self.payload_log.is_some() {
+            crate::payload_log::note_served(|| crate::payload_log::Served {
+                model: model.spec.name.clone(),
+                version: model.spec.version.clone(),
+                sample: model.spec.config.payload_log_sample,
+            });
+        }
         let trace = crate::telemetry::RequestTrace::current();
         if trace.is_on() {
             let rows = call.inputs.first().map_or(0, |t| t.tensor.rows());

@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod lift;
 mod model_ref;
+mod payload;
 pub mod predict;
 mod repository;
 mod request_id;

@@ -127,6 +127,19 @@ impl Serialize for PredictResponse<'_> {
 
 pub async fn predict(
     State(service): State<Arc<Service>>,
+    headers: axum::http::HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let Some(log) = &service.payload_log else {
+        return predict_unlogged(service.clone(), body).await;
+    };
+    let kept = body.as_ref().ok().cloned();
+    let handler = predict_unlogged(service.clone(), body);
+    super::payload::logged(log, None, &headers, kept, handler).await
+}
+
+async fn predict_unlogged(
+    service: Arc<Service>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_or_error(body, service.config.max_body_bytes)?;

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{body_or_error, check_json_output, off_runtime_if, v2_codec, OFF_RUNTIME_BYTES};
+use super::{
+    body_or_error, check_json_output, off_runtime_if, payload, v2_codec, OFF_RUNTIME_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 use crate::telemetry::RequestTrace;
@@ -38,6 +40,21 @@ pub async fn model_ready(State(service): State<Arc<Service>>, model: ModelRef) -
 
 pub async fn infer(
     State(service): State<Arc<Service>>,
+    model_ref: ModelRef,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let Some(log) = &service.payload_log else {
+        return infer_unlogged(&service, model_ref, headers, body).await;
+    };
+    let (name, sent) = (model_ref.name.clone(), headers.clone());
+    let kept = body.as_ref().ok().cloned();
+    let handler = infer_unlogged(&service, model_ref, headers, body);
+    payload::logged(log, Some(&name), &sent, kept, handler).await
+}
+
+async fn infer_unlogged(
+    service: &Service,
     model_ref: ModelRef,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,

@@ -1,0 +1,92 @@
+//! Payload logging of the HTTP inference routes: runs the handler, then (when the request
+//! is sampled) hands the body as sent and the answer as written to the payload log. The
+//! log never waits and never changes the answer.
+
+use std::time::{Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+
+use super::REQUEST_ID;
+use crate::error::{Error, Result};
+use crate::payload_log::{self, Payload, PayloadLog, Record};
+
+/// Runs `handler` and logs its request and answer when sampled. `model` names the model
+/// a failed request asked for when the service noted none (the path's, over V2).
+pub async fn logged(
+    log: &PayloadLog,
+    model: Option<&str>,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+    handler: impl std::future::Future<Output = Result<Response>>,
+) -> Result<Response> {
+    let started = Instant::now();
+    let time = SystemTime::now();
+    let (result, served) = payload_log::served(handler).await;
+    let served = served.unwrap_or_else(|| payload_log::Served {
+        model: model.unwrap_or_default().to_string(),
+        ..Default::default()
+    });
+    if !log.sampled(served.sample) {
+        return result;
+    }
+    let content_type = |h: &HeaderMap| {
+        h.get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string()
+    };
+    let request = body.filter(|_| log.keeps_request()).map(|body| Payload {
+        content_type: content_type(headers),
+        body,
+    });
+    let (result, status, response) = match result {
+        Ok(answer) => {
+            let (parts, body) = answer.into_parts();
+            // The handlers answer with whole bodies; collecting one takes no waiting.
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let payload = log.keeps_response().then(|| Payload {
+                content_type: content_type(&parts.headers),
+                body: bytes.clone(),
+            });
+            let status = parts.status.as_u16();
+            (
+                Ok(Response::from_parts(parts, Body::from(bytes))),
+                status,
+                payload,
+            )
+        }
+        Err(e) => {
+            let status = super::status(&e).as_u16();
+            let payload = log.keeps_response().then(|| error_payload(&e));
+            (Err(e), status, payload)
+        }
+    };
+    log.submit(Record {
+        time,
+        id: headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        model: served.model,
+        version: served.version,
+        status,
+        latency: started.elapsed(),
+        headers: log.copy_headers(headers),
+        request,
+        response,
+    });
+    result
+}
+
+/// An error answer as the client got it.
+fn error_payload(e: &Error) -> Payload {
+    Payload {
+        content_type: "application/json".to_string(),
+        body: Bytes::from(serde_json::json!({ "error": e.client_message() }).to_string()),
+    }
+}

@@ -1,0 +1,154 @@
+//! The `http(s)://URL` sink: each record becomes CloudEvents 1.0 in binary content mode,
+//! as KServe's payload logger sends them, so a KServe or Knative Eventing sink takes them
+//! alike: type `org.kubeflow.serving.inference.request` with the request body and
+//! `…response` with the answer, `ce-id` the request id (shared by the pair), the model in
+//! `ce-inferenceservicename` (KServe's name for it), `ce-modelname` and `ce-modelversion`.
+//! Allow-listed request headers travel as headers of the POST. Up to [`CONCURRENCY`]
+//! records are delivered at once over kept-alive connections; a failed POST (connection
+//! error, timeout, 429 or 5xx) is retried with doubling backoff, then dropped (counted).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{dropped, rfc3339, Message, Payload, Record, WRITTEN};
+
+/// Records delivered at once.
+const CONCURRENCY: usize = 16;
+/// Tries per event.
+const ATTEMPTS: u32 = 4;
+/// Wait before the first retry; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// One POST may take this long.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const REQUEST_TYPE: &str = "org.kubeflow.serving.inference.request";
+pub const RESPONSE_TYPE: &str = "org.kubeflow.serving.inference.response";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Starts the delivery task; an unusable URL is an error at start.
+pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "payload_log = {url:?}: https sinks are not supported; use an http:// URL (a cluster-local broker or a TLS-terminating sidecar)"
+        ));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("payload_log = {url:?} is not a URL: {e}"))?;
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
+    tokio::spawn(serve(client, uri, rx));
+    Ok(())
+}
+
+async fn serve(client: HttpClient, uri: Uri, mut rx: mpsc::Receiver<Message>) {
+    let mut inflight = JoinSet::new();
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Record(record) => {
+                while inflight.len() >= CONCURRENCY {
+                    inflight.join_next().await;
+                }
+                inflight.spawn(deliver(client.clone(), uri.clone(), record));
+            }
+            Message::Flush(done) => {
+                while inflight.join_next().await.is_some() {}
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Sends a record's events; a record counts as written when all of them were accepted.
+async fn deliver(client: HttpClient, uri: Uri, record: Box<Record>) {
+    let events = [
+        (REQUEST_TYPE, record.request.as_ref()),
+        (RESPONSE_TYPE, record.response.as_ref()),
+    ];
+    for (kind, payload) in events {
+        let Some(payload) = payload else { continue };
+        let headers = event_headers(&record, kind, payload);
+        if let Err(e) = post(&client, &uri, headers, payload.body.clone()).await {
+            dropped(1, &format!("the CloudEvents sink {uri} failed: {e}"));
+            return;
+        }
+    }
+    WRITTEN.inc();
+}
+
+/// The binary-mode CloudEvents headers of one event of `record`.
+fn event_headers(record: &Record, kind: &'static str, payload: &Payload) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("ce-specversion", "1.0");
+    put("ce-id", &record.id);
+    put("ce-type", kind);
+    put("ce-source", &format!("/mlpserve/models/{}", record.model));
+    put("ce-time", &rfc3339(record.time));
+    put("ce-inferenceservicename", &record.model);
+    put("ce-modelname", &record.model);
+    put("ce-modelversion", &record.version);
+    if kind == RESPONSE_TYPE {
+        put("ce-statuscode", &record.status.to_string());
+    }
+    put("content-type", &payload.content_type);
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    h
+}
+
+/// One event POST with retries.
+async fn post(
+    client: &HttpClient,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(), String> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let mut request = Request::post(uri.clone())
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())?;
+        *request.headers_mut() = headers.clone();
+        match tokio::time::timeout(POST_TIMEOUT, client.request(request)).await {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                last = format!("answered {status}");
+                if status.is_client_error() && status.as_u16() != 429 {
+                    return Err(last);
+                }
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {POST_TIMEOUT:?}"),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    Err(format!("{last} ({ATTEMPTS} tries)"))
+}

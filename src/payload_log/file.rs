@@ -1,0 +1,244 @@
+//! The `file:DIR` sink: one JSON object per line in `DIR/payload.jsonl`, rotated by size to
+//! `DIR/payload-<microseconds since the epoch>.jsonl`, keeping the newest `max_files`
+//! rotated files. Runs on its own thread (file I/O blocks); a failed write drops its
+//! records (counted) and the next record tries again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::{dropped, rfc3339, Message, Payload, Record, WRITTEN};
+
+/// The file being written.
+const CURRENT: &str = "payload.jsonl";
+
+/// Opens (creates) the directory and starts the writer thread; an unusable directory is
+/// an error at start, naming it.
+pub fn start(
+    dir: &Path,
+    max_file_bytes: u64,
+    max_files: usize,
+    rx: mpsc::Receiver<Message>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("payload log directory {}: {e}", dir.display()))?;
+    let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files)
+        .map_err(|e| format!("payload log file in {}: {e}", dir.display()))?;
+    std::thread::Builder::new()
+        .name("payload-log".to_string())
+        .spawn(move || files.serve(rx))
+        .map_err(|e| format!("cannot start the payload log thread: {e}"))?;
+    Ok(())
+}
+
+struct Files {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    /// Bytes in the current file.
+    size: u64,
+    max_file_bytes: u64,
+    max_files: usize,
+}
+
+impl Files {
+    fn open(dir: PathBuf, max_file_bytes: u64, max_files: usize) -> std::io::Result<Files> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(CURRENT))?;
+        let size = file.metadata()?.len();
+        Ok(Files {
+            dir,
+            out: BufWriter::with_capacity(256 << 10, file),
+            size,
+            max_file_bytes,
+            max_files,
+        })
+    }
+
+    /// Writes records as they come, flushing when the channel is momentarily empty.
+    fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
+        while let Some(message) = rx.blocking_recv() {
+            let mut next = Some(message);
+            let mut pending = 0u64;
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Record(record) => {
+                        pending += 1;
+                        if let Err(e) = self.write(&record) {
+                            dropped(pending, &format!("cannot write the payload log: {e}"));
+                            pending = 0;
+                        }
+                    }
+                    Message::Flush(done) => {
+                        self.flush(&mut pending);
+                        let _ = done.send(());
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            self.flush(&mut pending);
+        }
+        let mut none = 0;
+        self.flush(&mut none);
+    }
+
+    fn flush(&mut self, pending: &mut u64) {
+        match self.out.flush() {
+            Ok(()) => WRITTEN.inc_by(*pending),
+            Err(e) => dropped(*pending, &format!("cannot write the payload log: {e}")),
+        }
+        *pending = 0;
+    }
+
+    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        let mut line = json_line(record);
+        line.push(b'\n');
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.max_file_bytes {
+            self.rotate()?;
+        }
+        self.out.write_all(&line)?;
+        self.size += len;
+        Ok(())
+    }
+
+    /// Closes the current file under a rotated name, opens a fresh one and deletes the
+    /// oldest rotated files beyond `max_files`.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        std::fs::rename(
+            self.dir.join(CURRENT),
+            self.dir.join(format!("payload-{micros:020}.jsonl")),
+        )?;
+        *self = Files::open(self.dir.clone(), self.max_file_bytes, self.max_files)?;
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("payload-") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        // Zero-padded times: name order is age order.
+        rotated.sort();
+        let excess = rotated.len().saturating_sub(self.max_files);
+        for old in &rotated[..excess] {
+            std::fs::remove_file(old)?;
+        }
+        Ok(())
+    }
+}
+
+/// A body in a record: JSON bodies as they were (so a reader sees the inputs as sent),
+/// others base64 with their content type.
+fn body_json(p: &Payload) -> serde_json::Value {
+    if p.content_type.starts_with("application/json") {
+        if let Ok(raw) = serde_json::from_slice::<&RawValue>(&p.body) {
+            if let Ok(v) = serde_json::from_str(raw.get()) {
+                return v;
+            }
+        }
+    }
+    serde_json::json!({
+        "content_type": p.content_type,
+        "base64": base64::engine::general_purpose::STANDARD.encode(&p.body),
+    })
+}
+
+/// One record as a JSON object.
+pub fn json_line(r: &Record) -> Vec<u8> {
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect();
+    let mut value = serde_json::json!({
+        "time": rfc3339(r.time),
+        "id": r.id,
+        "model": r.model,
+        "version": r.version,
+        "status": r.status,
+        "latency_ms": r.latency.as_secs_f64() * 1e3,
+        "headers": headers,
+    });
+    if let Some(request) = &r.request {
+        value["request"] = body_json(request);
+    }
+    if let Some(response) = &r.response {
+        value["response"] = body_json(response);
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn record(body: &'static [u8]) -> Record {
+        Record {
+            time: SystemTime::UNIX_EPOCH,
+            id: "r1".into(),
+            model: "m".into(),
+            version: "1".into(),
+            status: 200,
+            latency: Duration::from_millis(2),
+            headers: vec![("x-tenant".into(), "a".into())],
+            request: Some(Payload {
+                content_type: "application/json".into(),
+                body: bytes::Bytes::from_static(body),
+            }),
+            response: Some(Payload {
+                content_type: "application/octet-stream".into(),
+                body: bytes::Bytes::from_static(b"\x00\x01"),
+            }),
+        }
+    }
+
+    #[test]
+    fn json_bodies_are_kept_as_json_and_others_as_base64() {
+        let line: serde_json::Value =
+            serde_json::from_slice(&json_line(&record(br#"{"inputs":[1]}"#))).unwrap();
+        assert_eq!(line["request"]["inputs"][0], 1);
+        assert_eq!(line["response"]["base64"], "AAE=");
+        assert_eq!(line["headers"]["x-tenant"], "a");
+        assert_eq!(line["status"], 200);
+    }
+
+    #[test]
+    fn rotation_keeps_file_size_and_count_limits() {
+        let dir = std::env::temp_dir().join(format!("mlpserve-plog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let max = 2048;
+        let mut files = Files::open(dir.clone(), max, 3).unwrap();
+        let r = record(br#"{"inputs":[1,2,3,4,5,6,7,8,9,10]}"#);
+        for _ in 0..200 {
+            files.write(&r).unwrap();
+        }
+        files.out.flush().unwrap();
+        let entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        assert_eq!(entries.len(), 4, "the current file and 3 rotated ones");
+        for e in &entries {
+            let len = e.metadata().unwrap().len();
+            assert!(len <= max && len > 0, "{:?} holds {len} bytes", e.path());
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

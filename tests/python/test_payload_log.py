@@ -1,0 +1,244 @@
+"""Payload logging against a real CloudEvents sink (the `cloudevents` SDK parses every event
+the server POSTs) and into rotated JSON Lines files: event types, ids equal to request ids,
+payloads equal to what was sent and answered, credentials never logged, sampling (server
+ratio and per-model override) within tolerance, a dead sink that loses no inference and
+counts its drops, and file rotation within its size and count limits.
+"""
+
+import http.server
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cloudevents.http import from_http
+
+from conftest import REPO, Server, binary_path, free_port, samples
+
+API_KEY = "sk-very-secret-key-123"
+
+
+class Sink:
+    """An HTTP endpoint that parses each request as a CloudEvent and keeps it."""
+
+    def __init__(self):
+        self.events = []
+        self.raw_headers = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k: v for k, v in self.headers.items()}
+                event = from_http(headers, body)
+                with sink.lock:
+                    sink.events.append(event)
+                    sink.raw_headers.append((headers, body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout_s: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.events) >= count:
+                    return list(self.events)
+            time.sleep(0.01)
+        raise AssertionError(f"{len(self.events)} events, expected {count}")
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """mlp_digits at the server's ratio, and copies that override it with 0 and 1."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(REPO / "models" / "mlp_digits", root / "mlp_digits")
+    for name, ratio in (("mlp_never", 0.0), ("mlp_always", 1.0)):
+        shutil.copytree(REPO / "models" / "mlp_digits", root / name)
+        (root / name / "config.toml").write_text(f"payload_log_sample = {ratio}\n")
+    return root
+
+
+def body(request_id: str = "") -> bytes:
+    sample = samples("mlp_digits")[0]
+    b = {"inputs": [{"name": n, **t} for n, t in sample["inputs"].items()]}
+    if request_id:
+        b["id"] = request_id
+    return json.dumps(b).encode()
+
+
+def post(server: Server, path: str, data: bytes, headers: dict) -> tuple:
+    req = urllib.request.Request(f"http://{server.http}{path}", data=data, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def metric(server: Server, name: str) -> float:
+    req = urllib.request.Request(f"http://{server.http}/metrics",
+                                 headers={"Authorization": f"Bearer {API_KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def test_cloudevents_carry_each_request_and_answer_with_its_id(repository):
+    sink = Sink()
+    s = Server(binary_path(), repository, extra=[
+        "--payload-log", sink.url, "--payload-log-headers", "x-tenant,user-agent",
+        "--api-key", API_KEY,
+    ])
+    try:
+        sent = {}
+        for i in range(5):
+            rid = f"req-{i}"
+            status, answer = post(s, "/v2/models/mlp_always/infer", body(),
+                                  {"x-request-id": rid, "x-tenant": "shop-7"})
+            assert status == 200
+            sent[rid] = answer
+        # A refused request is logged too, with its error answer.
+        status, answer = post(s, "/v2/models/mlp_always/infer", b'{"inputs": 3}',
+                              {"x-request-id": "req-bad"})
+        assert status == 400
+        sent["req-bad"] = answer
+        # /predict names its model in the body.
+        p_body = json.dumps({"model": "mlp_always", "inputs": {
+            "pixels": [samples("mlp_digits")[0]["inputs"]["pixels"]["data"]]}}).encode()
+        status, answer = post(s, "/predict", p_body, {"x-request-id": "req-predict"})
+        assert status == 200, answer
+        sent["req-predict"] = answer
+
+        events = sink.wait_for(2 * len(sent))
+        assert len(events) == 2 * len(sent)
+        by_id = {}
+        for e in events:
+            by_id.setdefault(e["id"], {})[e["type"]] = e
+        assert set(by_id) == set(sent), "ce-id is the request id"
+        for rid, pair in by_id.items():
+            req = pair["org.kubeflow.serving.inference.request"]
+            resp = pair["org.kubeflow.serving.inference.response"]
+            assert req["specversion"] == "1.0"
+            assert req["modelname"] == resp["modelname"] == "mlp_always"
+            assert req["inferenceservicename"] == "mlp_always"
+            assert resp["modelname"] and req["source"] == "/mlpserve/models/mlp_always"
+            if rid == "req-bad":
+                assert resp["statuscode"] == "400"
+                assert req.data == b'{"inputs": 3}' or req.data == {"inputs": 3}
+            else:
+                assert req["modelversion"] == "1" and resp["statuscode"] == "200"
+            got = resp.data if isinstance(resp.data, (dict, list)) else json.loads(resp.data)
+            assert got == json.loads(sent[rid]), rid
+        for rid in ("req-0", "req-4"):
+            req = by_id[rid]["org.kubeflow.serving.inference.request"]
+            data = req.data if isinstance(req.data, dict) else json.loads(req.data)
+            assert data == json.loads(body()), "the inputs as sent"
+        with sink.lock:
+            raw = list(sink.raw_headers)
+        assert all(h.get("x-tenant") == "shop-7" for h, _ in raw
+                   if h.get("ce-id", "").startswith("req-") and h["ce-id"] not in
+                   ("req-bad", "req-predict"))
+        everything = repr(raw)
+        assert API_KEY not in everything, "credentials never reach the sink"
+        assert "authorization" not in everything.lower()
+    finally:
+        s.stop()
+        sink.server.shutdown()
+
+
+def test_sampling_follows_the_server_ratio_and_each_models_override(repository):
+    sink = Sink()
+    s = Server(binary_path(), repository, extra=[
+        "--payload-log", sink.url, "--payload-log-sample", "0.3",
+        "--payload-log-mode", "request", "--api-key", API_KEY,
+    ])
+    try:
+        n = 300
+        for i in range(n):
+            post(s, "/v2/models/mlp_digits/infer", body(), {"x-request-id": f"d-{i}"})
+            if i % 10 == 0:
+                post(s, "/v2/models/mlp_never/infer", body(), {"x-request-id": f"n-{i}"})
+                post(s, "/v2/models/mlp_always/infer", body(), {"x-request-id": f"a-{i}"})
+        assert s.stop() == 0, "shutdown flushes the buffer"
+        with sink.lock:
+            events = list(sink.events)
+        ids = [e["id"] for e in events]
+        assert all(e["type"] == "org.kubeflow.serving.inference.request" for e in events)
+        assert not [i for i in ids if i.startswith("n-")], "payload_log_sample = 0"
+        assert len([i for i in ids if i.startswith("a-")]) == n // 10, "payload_log_sample = 1"
+        kept = len([i for i in ids if i.startswith("d-")])
+        # Binomial(300, 0.3): mean 90, sd 7.9; +-4.5 sd.
+        assert 55 <= kept <= 125, kept
+    finally:
+        if s.proc.poll() is None:
+            s.stop()
+        sink.server.shutdown()
+
+
+def test_a_dead_sink_loses_no_inference_and_counts_its_drops(repository):
+    dead = f"http://127.0.0.1:{free_port()}/"
+    s = Server(binary_path(), repository, extra=["--payload-log", dead, "--api-key", API_KEY])
+    try:
+        want = samples("mlp_digits")[0]["outputs"]["logits"]["data"]
+        for i in range(20):
+            status, answer = post(s, "/v2/models/mlp_digits/infer", body(), {})
+            assert status == 200
+            got = json.loads(answer)["outputs"][0]["data"]
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-5)
+        deadline = time.monotonic() + 30
+        while metric(s, "mlpserve_payload_log_dropped_total") < 20:
+            assert time.monotonic() < deadline, metric(s, "mlpserve_payload_log_dropped_total")
+            time.sleep(0.01)
+        assert "payload log records dropped" in s.logs()
+    finally:
+        s.stop()
+
+
+def test_files_rotate_within_their_size_and_count_limits(repository, tmp_path):
+    logs = tmp_path / "payloads"
+    s = Server(binary_path(), repository, extra=[
+        "--payload-log", f"file:{logs}", "--payload-log-max-file-bytes", "8192",
+        "--payload-log-max-files", "2", "--api-key", API_KEY,
+    ])
+    try:
+        n = 60
+        for i in range(n):
+            status, _ = post(s, "/v2/models/mlp_digits/infer", body(), {"x-request-id": f"f-{i:03}"})
+            assert status == 200
+    finally:
+        assert s.stop() == 0
+    files = sorted(logs.iterdir())
+    assert 1 < len(files) <= 3, files
+    assert (logs / "payload.jsonl") in files
+    ids = []
+    for f in sorted(files, key=lambda p: (p.name == "payload.jsonl", p.name)):
+        assert f.stat().st_size <= 8192, f
+        for line in f.read_text().splitlines():
+            record = json.loads(line)
+            assert record["model"] == "mlp_digits" and record["version"] == "1"
+            assert record["status"] == 200 and record["latency_ms"] > 0
+            assert record["request"] == json.loads(body())
+            assert record["response"]["outputs"][0]["name"] == "logits"
+            assert record["time"].endswith("Z")
+            ids.append(record["id"])
+    # The newest records are kept, in order; the oldest files were deleted.
+    assert ids == [f"f-{i:03}" for i in range(n - len(ids), n)]
+    assert len(ids) < n
