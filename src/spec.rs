@@ -303,6 +303,39 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// Checks every string element sent for a BYTES (ONNX string) input: at most
+    /// `max_bytes` long (`max_string_bytes`), UTF-8 and free of NUL bytes, which ONNX
+    /// Runtime's strings need. The message names the input, the element and what is wrong.
+    /// Inputs of other datatypes, or unknown names, are left to [`ModelSpec::validate`].
+    pub fn check_strings(&self, given: &[NamedTensor], max_bytes: usize) -> Result<()> {
+        for NamedTensor { name, tensor } in given {
+            let (Some(spec), Some(strings)) = (self.input(name), tensor.data.as_strings()) else {
+                continue;
+            };
+            if spec.dtype != DataType::Bytes {
+                continue;
+            }
+            if let Some((i, len)) = strings.first_longer_than(max_bytes) {
+                return Err(self.invalid(format_args!(
+                    "input '{name}' element {i} is {len} bytes long, more than the {max_bytes} bytes a string element may have (max_string_bytes)"
+                )));
+            }
+            for (i, s) in strings.iter().enumerate() {
+                if let Err(e) = std::str::from_utf8(s) {
+                    return Err(self.invalid(format_args!(
+                        "input '{name}' element {i} is not UTF-8 ({e}); string inputs of ONNX models take UTF-8 text"
+                    )));
+                }
+                if let Some(at) = s.iter().position(|&b| b == 0) {
+                    return Err(self.invalid(format_args!(
+                        "input '{name}' element {i} has a NUL byte at offset {at}; string inputs of ONNX models cannot hold NUL"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The outputs a request asked for, as indices into [`ModelSpec::outputs`] in the order
     /// asked; every output in graph order when `requested` is empty. The one rule for all
     /// transports: an unknown or repeated name is an invalid request.

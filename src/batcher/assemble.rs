@@ -1,10 +1,13 @@
 //! Stacking the inputs of several requests into one batch (padding declared axes) and
 //! splitting batched outputs back into each request's rows. Pure and synchronous; runs on
-//! the worker thread so the async side never copies tensors.
+//! the worker thread so the async side never copies tensors. String inputs pad with the
+//! empty string, whatever `pad_value` says (it is a number; load refuses any other for
+//! strings).
 
 use crate::spec::TensorSpec;
 use crate::tensor::{
-    dispatch_dtype, element_count, with_tensor_data, Element, FromJson, JsonNumber, Tensor,
+    dispatch_dtype, element_count, with_tensor_data, ByteStrings, Element, FromJson, JsonNumber,
+    Tensor, TensorData,
 };
 
 /// Stacks requests along axis 0. `requests[j][i]` is input `i` of request `j`, already
@@ -40,7 +43,59 @@ fn stack_input(pad_value: f64, parts: &[Tensor]) -> Result<Tensor, String> {
             .max()
             .unwrap_or(0);
     }
-    dispatch_dtype!(first.dtype(), T => stack_typed::<T>(parts, target, pad_value))
+    dispatch_dtype!(first.dtype(), T => stack_typed::<T>(parts, target, pad_value),
+        bytes => stack_strings(parts, target))
+}
+
+fn stack_strings(parts: &[Tensor], target: Vec<usize>) -> Result<Tensor, String> {
+    let mut out = ByteStrings::with_capacity(
+        element_count(&target),
+        parts
+            .iter()
+            .filter_map(|p| p.data.as_strings())
+            .map(ByteStrings::total_bytes)
+            .sum(),
+    );
+    for p in parts {
+        let src = p
+            .data
+            .as_strings()
+            .ok_or("inputs of one batch differ in datatype")?;
+        if p.shape[1..] == target[1..] {
+            out.extend_from(src);
+        } else {
+            let mut dst = target.clone();
+            dst[0] = p.rows();
+            pad_strings(src, 0, &p.shape, &dst, &mut out);
+        }
+    }
+    Tensor::new(target, TensorData::Bytes(out))
+}
+
+/// [`pad_block`] for strings: appends `src` from element `at` on (laid out as `src_dims`)
+/// to `out` laid out as `dst_dims`, filling with empty strings.
+fn pad_strings(
+    src: &ByteStrings,
+    at: usize,
+    src_dims: &[usize],
+    dst_dims: &[usize],
+    out: &mut ByteStrings,
+) {
+    match (src_dims, dst_dims) {
+        ([], _) | (_, []) => out.extend_from_range(src, at..at + element_count(src_dims)),
+        ([n], [m]) => {
+            out.extend_from_range(src, at..at + n);
+            out.push_empty(m - n);
+        }
+        ([n, src_inner @ ..], [m, dst_inner @ ..]) => {
+            let src_chunk = element_count(src_inner);
+            let dst_chunk = element_count(dst_inner);
+            for i in 0..*n {
+                pad_strings(src, at + i * src_chunk, src_inner, dst_inner, out);
+            }
+            out.push_empty((m - n) * dst_chunk);
+        }
+    }
 }
 
 fn stack_typed<T: Element + FromJson>(
@@ -112,7 +167,8 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
             let mut shape = out.shape.clone();
             shape[0] = r;
             let range = start * row_len..(start + r) * row_len;
-            let data = with_tensor_data!(&out.data, v => Element::wrap(v[range.clone()].to_vec()));
+            let data = with_tensor_data!(&out.data, v => Element::wrap(v[range.clone()].to_vec()),
+                bytes s => TensorData::Bytes(s.slice(range.clone())));
             per_request[j].push(Tensor { shape, data });
             start += r;
         }
@@ -190,5 +246,38 @@ mod tests {
         assert_eq!(out[0], vec![t(vec![1, 2], vec![1, 2])]);
         assert_eq!(out[1], vec![t(vec![2, 2], vec![3, 4, 5, 6])]);
         assert!(split(vec![t(vec![2, 1], vec![1, 2])], &[1, 2]).is_err());
+    }
+
+    fn strings(shape: Vec<usize>, v: &[&str]) -> Tensor {
+        Tensor::new(shape, TensorData::Bytes(v.iter().collect())).unwrap()
+    }
+
+    #[test]
+    fn strings_stack_pad_with_empty_strings_and_split_back() {
+        let s = TensorSpec {
+            dtype: DataType::Bytes,
+            pad_value: 0.0,
+            ..spec(vec![1])
+        };
+        let a = strings(vec![1, 1], &["a"]);
+        let b = strings(vec![2, 3], &["b", "cc", "d", "", "e", "f"]);
+        let out = stack(
+            std::slice::from_ref(&s),
+            vec![vec![a.clone()], vec![b.clone()]],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![strings(
+                vec![3, 3],
+                &["a", "", "", "b", "cc", "d", "", "e", "f"]
+            )]
+        );
+        let back = split(out, &[1, 2]).unwrap();
+        assert_eq!(back[0], vec![strings(vec![1, 3], &["a", "", ""])]);
+        assert_eq!(back[1], vec![b.clone()]);
+        let same = stack(&[s], vec![vec![b.clone()], vec![b]]).unwrap();
+        assert_eq!(same[0].shape, vec![4, 3]);
+        assert_eq!(same[0].data.as_strings().unwrap().get(10), Some(&b"e"[..]));
     }
 }

@@ -12,7 +12,9 @@ mod triton_json;
 pub use memory::MemoryLimit;
 pub use model::{BatchSize, InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
-pub use server::{ControlMode, LogFormat, OverloadStatus, ServerArgs, ServerConfig};
+pub use server::{
+    ControlMode, LogFormat, OverloadStatus, ServerArgs, ServerConfig, DEFAULT_MAX_STRING_BYTES,
+};
 pub use transport::{
     fd_limit, max_connections_ceiling, raise_fd_limit, ApiKeys, TlsFiles, TransportConfig,
 };

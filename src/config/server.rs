@@ -135,6 +135,8 @@ server_layer! {
     shutdown_delay: u64, "MLPSERVE_SHUTDOWN_DELAY";
     /// Status of a request refused because its model's queue is full: 429 (HTTP 429 / gRPC RESOURCE_EXHAUSTED) or 503 (HTTP 503 / gRPC UNAVAILABLE, as Triton answers) [default: 429]
     overload_status: u16, "MLPSERVE_OVERLOAD_STATUS";
+    /// Longest string element (BYTES tensor element, string feature) a request may send, in bytes; longer ones are refused with 400 [default: 4096]
+    max_string_bytes: usize, "MLPSERVE_MAX_STRING_BYTES";
     // --- observing requests: OpenTelemetry traces and payload logging (config/observe.rs) ---
     /// OTLP collector URL, e.g. http://collector:4317; tracing is off without it [default: none]
     otlp_endpoint: String, "MLPSERVE_OTLP_ENDPOINT";
@@ -160,6 +162,9 @@ server_layer! {
     /// Rotated payload log files kept (older ones are deleted) [default: 10]
     payload_log_max_files: usize, "MLPSERVE_PAYLOAD_LOG_MAX_FILES";
 }
+
+/// Default of `max_string_bytes`: the longest string element a request may send.
+pub const DEFAULT_MAX_STRING_BYTES: usize = 4096;
 
 /// How a request refused for a full queue is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -241,6 +246,8 @@ pub struct ServerConfig {
     pub traces: Option<TraceConfig>,
     /// Payload logging; `None`: off.
     pub payload_log: Option<PayloadLogConfig>,
+    /// Longest string element a request may send, in bytes.
+    pub max_string_bytes: usize,
 }
 
 impl ServerConfig {
@@ -318,6 +325,7 @@ impl ServerConfig {
             overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))?,
             traces,
             payload_log,
+            max_string_bytes: a.max_string_bytes.unwrap_or(DEFAULT_MAX_STRING_BYTES),
         };
         if config.repository_poll.is_zero() {
             return Err("repository_poll_secs must be at least 1".to_string());
@@ -349,6 +357,13 @@ impl ServerConfig {
                 " (4 per core)",
             ),
             ("max_body_bytes", self.max_body_bytes as u64, 1, 1 << 32, ""),
+            (
+                "max_string_bytes",
+                self.max_string_bytes as u64,
+                1,
+                u64::from(u32::MAX),
+                " (a BYTES element's length is 4 bytes on the wire)",
+            ),
             (
                 "max_inflight_bytes",
                 self.max_inflight_bytes as u64,

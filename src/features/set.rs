@@ -401,6 +401,14 @@ fn each_value(
         TensorData::BF16(v) => floats!(v),
         TensorData::F32(v) => floats!(v),
         TensorData::F64(v) => floats!(v),
+        TensorData::Bytes(strings) => {
+            for (row, s) in strings.iter().enumerate() {
+                let text = std::str::from_utf8(s).map_err(|e| {
+                    request_error(field, format!("row {row} is not UTF-8 text ({e})"))
+                })?;
+                f(row, FieldValue::Text(text))?;
+            }
+        }
         TensorData::Bool(_) => {
             return Err(FeatureError::WrongKind {
                 field: field.to_owned(),

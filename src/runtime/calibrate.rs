@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::value::to_ort_value;
 use super::Session;
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{dispatch_dtype, element_count, Element, Tensor};
+use crate::tensor::{element_count, Tensor, TensorData};
 
 /// The size used before (or instead of) a measurement: the old fixed default.
 pub const UNMEASURED: usize = 128;
@@ -109,14 +109,14 @@ fn time_runs(session: &mut Session, spec: &ModelSpec, rows: usize) -> Result<Dur
     Ok(best)
 }
 
-/// An all-zeros input of `rows` rows (other dynamic dims = 1).
+/// An all-zeros (empty-string) input of `rows` rows (other dynamic dims = 1).
 fn zeros(s: &TensorSpec, rows: usize) -> Tensor {
     let mut shape: Vec<usize> = s.shape.iter().map(|&d| d.max(1) as usize).collect();
     if let (Some(first), Some(-1)) = (shape.first_mut(), s.shape.first()) {
         *first = rows;
     }
     let count = element_count(&shape);
-    let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![T::default(); count]));
+    let data = TensorData::zeros(s.dtype, count);
     Tensor { shape, data }
 }
 

@@ -9,7 +9,7 @@ use ort::value::ValueType;
 use super::value::{data_type, to_ort_value};
 use crate::config::{BatchSize, ExecutionProvider, ModelConfig, Placement, ProviderFallback};
 use crate::spec::{ModelSpec, TensorSpec};
-use crate::tensor::{dispatch_dtype, DataType, Element, FromJson, JsonNumber, Tensor};
+use crate::tensor::{dispatch_dtype, DataType, Element, FromJson, JsonNumber, Tensor, TensorData};
 
 /// One ONNX Runtime session. Its worker thread owns it; only `runtime` looks inside, so
 /// no other module depends on ORT's types.
@@ -226,7 +226,8 @@ pub fn read_spec(
 /// Warms one session up before its version is marked ready, so the first real request
 /// does not pay for ORT's lazy initialisation and first-size allocations: one run per batch
 /// size in {1, `max_batch_size`, preferred sizes} (one run for a model that cannot batch),
-/// zeros for the first run and ones for the others, dynamic non-batch dims = 1. A failing
+/// zeros for the first run and ones for the others (empty strings for string inputs), dynamic
+/// non-batch dims = 1. A failing
 /// run fails the load: a version that cannot run these inputs is not ready to serve.
 pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     let mut sizes = vec![1];
@@ -250,7 +251,9 @@ pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
                 })
                 .collect();
             let count = crate::tensor::element_count(&shape);
-            let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![<T as FromJson>::from_json(JsonNumber::Float(fill)).unwrap_or_default(); count]));
+            // String inputs get "" in every run: there is no "one" string.
+            let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![<T as FromJson>::from_json(JsonNumber::Float(fill)).unwrap_or_default(); count]),
+                bytes => TensorData::zeros(DataType::Bytes, count));
             let value = to_ort_value(Tensor { shape, data })
                 .map_err(|e| format!("warm-up input '{}': {e}", s.name))?;
             values.push((s.name.as_str(), value));
@@ -264,7 +267,8 @@ pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
 }
 
 /// A `pad_value` must be a value of its input's datatype: integral and in range for
-/// integers, 0 or 1 for booleans, finite and in range for floats. Checked at load, so a
+/// integers, 0 or 1 for booleans, finite and in range for floats, unset (0) for strings,
+/// which pad with "". Checked at load, so a
 /// wrong value never turns into a silently coerced pad (or a failed batch) later.
 fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
     use DataType as D;
@@ -280,6 +284,11 @@ fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
             v.is_finite() && v.abs() <= f32::MAX as f64,
         ),
         D::F64 => ("finite".to_string(), v.is_finite()),
+        // Strings always pad with "": a number other than the default means a mistake.
+        D::Bytes => (
+            "0 (string inputs pad with the empty string)".to_string(),
+            v == 0.0,
+        ),
         D::I8 | D::I16 | D::I32 | D::I64 | D::U8 | D::U16 | D::U32 | D::U64 => {
             let (signed, bits) = match dtype {
                 D::I8 => (true, 8),

@@ -227,6 +227,10 @@ impl Service {
             }
             None => call.inputs,
         };
+        model
+            .spec
+            .check_strings(&inputs, self.config.max_string_bytes)
+            .map_err(|e| model.refuse(e))?;
         let JobOutput {
             outputs,
             queue_time,

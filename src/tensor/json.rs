@@ -12,6 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 use super::json_scan::{self, Scan};
+use super::json_strings;
 use super::{dispatch_dtype, with_tensor_data, DataType, Element, TensorData};
 
 /// A JSON array decoded into a tensor's parts.
@@ -25,14 +26,16 @@ pub struct JsonArray {
 /// Why a JSON array could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonArrayError {
-    /// Not a (nested) array of numbers and booleans, or ragged: serde_json's message.
+    /// Not a (nested) array of numbers and booleans (of strings for BYTES), or ragged:
+    /// serde_json's message.
     Invalid(String),
     /// Well-formed, but element `i` does not fit the datatype ("element 2 is 256, which
     /// is not a valid UINT8").
     Element(String),
 }
 
-/// Decodes a JSON number or (nested) array of them into `dtype`.
+/// Decodes a JSON number or (nested) array of them into `dtype`; for BYTES, a JSON string
+/// or (nested) array of strings.
 pub fn decode_array(
     text: &(impl AsRef<[u8]> + ?Sized),
     dtype: DataType,
@@ -67,7 +70,9 @@ fn decode_array_sized(
             data: T::wrap(out),
         })
     }
-    match dispatch_dtype!(dtype, T => fast::<T>(text, capacity)) {
+    match dispatch_dtype!(dtype, T => fast::<T>(text, capacity),
+        bytes => return json_strings::decode_string_array(text))
+    {
         Some(array) => Ok(array),
         None => Err(explain(text, dtype)),
     }
@@ -130,7 +135,8 @@ pub struct FlatJson {
 
 impl FlatJson {
     /// Converts the numbers to `dtype`, rejecting values that do not fit (300 as UINT8,
-    /// 1.5 as INT64, `true` as FP32). The error names the offending element.
+    /// 1.5 as INT64, `true` as FP32, any number as BYTES). The error names the offending
+    /// element.
     pub fn to_data(&self, dtype: DataType) -> Result<TensorData, String> {
         fn convert<T: FromJson>(values: &[JsonNumber]) -> Result<TensorData, String> {
             let mut out = Vec::with_capacity(values.len());
@@ -142,7 +148,11 @@ impl FlatJson {
             }
             Ok(T::wrap(out))
         }
-        dispatch_dtype!(dtype, T => convert::<T>(&self.values))
+        dispatch_dtype!(dtype, T => convert::<T>(&self.values),
+        bytes => match self.values.first() {
+            Some(&n) => Err(element_error(0, n, dtype)),
+            None => Ok(TensorData::Bytes(Default::default())),
+        })
     }
 }
 
@@ -279,7 +289,7 @@ pub fn check_depth(text: &[u8]) -> Result<(), String> {
 }
 
 fn fits(n: JsonNumber, dtype: DataType) -> bool {
-    dispatch_dtype!(dtype, T => T::from_json(n).is_some())
+    dispatch_dtype!(dtype, T => T::from_json(n).is_some(), bytes => false)
 }
 
 struct Level<'a> {
@@ -425,7 +435,7 @@ impl<'de> serde::Deserialize<'de> for FlatJson {
 }
 
 /// Serializes a typed buffer as a JSON array nested by `shape` (flat when `shape` has one
-/// dim). FP16/BF16 are written as their f32 value.
+/// dim). FP16/BF16 are written as their f32 value, BYTES elements as JSON strings.
 pub struct Nested<'a> {
     pub shape: &'a [usize],
     pub data: &'a TensorData,
@@ -433,7 +443,8 @@ pub struct Nested<'a> {
 
 impl Serialize for Nested<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        with_tensor_data!(self.data, v => NestedSlice { shape: self.shape, data: v }.serialize(s))
+        with_tensor_data!(self.data, v => NestedSlice { shape: self.shape, data: v }.serialize(s),
+            bytes strings => json_strings::serialize_nested(s, self.shape, strings))
     }
 }
 
@@ -452,7 +463,8 @@ impl Flat<'_> {
 
 impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        with_tensor_data!(self.0, v => Flat::serialize_slice(s, v))
+        with_tensor_data!(self.0, v => Flat::serialize_slice(s, v),
+            bytes strings => json_strings::serialize_flat(s, strings))
     }
 }
 

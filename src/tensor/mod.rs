@@ -1,18 +1,25 @@
 //! Our own tensor type: a shape plus a typed, row-major buffer. Transports decode into it,
 //! the batcher stacks and splits it, the runtime converts it to and from ORT values.
 //! Nothing here knows about HTTP, gRPC, models or ONNX Runtime.
+//!
+//! Numeric buffers are `Vec`s of a `Copy` [`Element`]; BYTES buffers are [`ByteStrings`].
+//! `with_tensor_data!` and `dispatch_dtype!` take one arm for every numeric type and a
+//! separate arm for strings, so each call site says what strings do there.
 
 mod binary;
 mod dtype;
 mod json;
 mod json_scan;
+mod json_strings;
+mod strings;
 
-pub use binary::{decode_binary, encode_binary};
+pub use binary::{decode_binary, decode_strings, encode_binary};
 pub use dtype::DataType;
 pub use json::{
     check_depth, decode_array, decode_array_expecting, Flat, FlatJson, FromJson, JsonArray,
     JsonArrayError, JsonNumber, Nested, MAX_JSON_DEPTH,
 };
+pub use strings::ByteStrings;
 
 /// Re-exported so `dispatch_dtype!` names them through this crate, wherever it expands.
 pub use half::{bf16, f16};
@@ -33,13 +40,15 @@ pub enum TensorData {
     BF16(Vec<bf16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    Bytes(ByteStrings),
 }
 
-/// Runs `$body` with `$v` bound to the inner `Vec` of whatever variant `$data` is.
+/// Runs `$body` with `$v` bound to the inner `Vec` of whatever numeric variant `$data` is,
+/// or `$strings` with `$s` bound to the [`ByteStrings`] of a BYTES buffer.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! with_tensor_data {
-    ($data:expr, $v:ident => $body:expr) => {
+    ($data:expr, $v:ident => $body:expr, bytes $s:ident => $strings:expr) => {
         match $data {
             $crate::tensor::TensorData::Bool($v) => $body,
             $crate::tensor::TensorData::U8($v) => $body,
@@ -54,12 +63,13 @@ macro_rules! with_tensor_data {
             $crate::tensor::TensorData::BF16($v) => $body,
             $crate::tensor::TensorData::F32($v) => $body,
             $crate::tensor::TensorData::F64($v) => $body,
+            $crate::tensor::TensorData::Bytes($s) => $strings,
         }
     };
 }
 pub use with_tensor_data;
 
-/// An element type that can live in a [`TensorData`].
+/// A fixed-size (numeric or boolean) element type that can live in a [`TensorData`].
 pub trait Element: Copy + Default + PartialEq + std::fmt::Debug + Send + 'static {
     const DTYPE: DataType;
     fn wrap(v: Vec<Self>) -> TensorData;
@@ -132,7 +142,24 @@ impl TensorData {
         fn of<T: Element>(_: &[T]) -> DataType {
             T::DTYPE
         }
-        with_tensor_data!(self, v => of(v))
+        with_tensor_data!(self, v => of(v), bytes _s => DataType::Bytes)
+    }
+
+    /// Bytes the buffer holds: elements × size for numbers; for strings their bytes plus
+    /// one offset per element.
+    pub fn memory_bytes(&self) -> usize {
+        fn of<T: Element>(v: &[T]) -> usize {
+            std::mem::size_of_val(v)
+        }
+        with_tensor_data!(self, v => of(v), bytes s => s.memory_bytes())
+    }
+
+    /// The strings of a BYTES buffer.
+    pub fn as_strings(&self) -> Option<&ByteStrings> {
+        match self {
+            TensorData::Bytes(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The first NaN or ±infinity of a floating-point tensor, as (index, value).
@@ -153,7 +180,7 @@ impl TensorData {
     }
 
     pub fn len(&self) -> usize {
-        with_tensor_data!(self, v => v.len())
+        with_tensor_data!(self, v => v.len(), bytes s => s.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,15 +192,24 @@ impl TensorData {
         fn make<T: Element>(capacity: usize) -> TensorData {
             T::wrap(Vec::with_capacity(capacity))
         }
-        dispatch_dtype!(dtype, T => make::<T>(capacity))
+        dispatch_dtype!(dtype, T => make::<T>(capacity),
+            bytes => TensorData::Bytes(ByteStrings::with_capacity(capacity, 0)))
+    }
+
+    /// `count` elements of `dtype` that are all zero / false / the empty string: the
+    /// filler of warm-up and calibration runs.
+    pub fn zeros(dtype: DataType, count: usize) -> TensorData {
+        dispatch_dtype!(dtype, T => <T as Element>::wrap(vec![T::default(); count]),
+            bytes => TensorData::Bytes(ByteStrings::empty_strings(count)))
     }
 }
 
-/// Runs `$body` with the type alias `$t` set to the Rust element type of `$dtype`.
+/// Runs `$body` with the type alias `$t` set to the Rust element type of a numeric
+/// `$dtype`, or `$strings` for [`DataType::Bytes`].
 #[macro_export]
 #[doc(hidden)]
 macro_rules! dispatch_dtype {
-    ($dtype:expr, $t:ident => $body:expr) => {{
+    ($dtype:expr, $t:ident => $body:expr, bytes => $strings:expr) => {{
         use $crate::tensor::DataType as D;
         match $dtype {
             D::Bool => {
@@ -228,6 +264,7 @@ macro_rules! dispatch_dtype {
                 type $t = f64;
                 $body
             }
+            D::Bytes => $strings,
         }
     }};
 }

@@ -40,11 +40,9 @@ mod shared {
     pub use mlpserve::api::http::v2_codec;
     pub use mlpserve::config::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
     pub use mlpserve::runtime::{build_session, read_spec, to_ort_value, Runtime, SessionOptions};
-    #[cfg(test)]
-    pub use mlpserve::tensor::TensorData;
     pub use mlpserve::tensor::{
         dispatch_dtype, element_count, encode_binary, DataType, Element, Flat, FromJson,
-        JsonNumber, Nested, Tensor,
+        JsonNumber, Nested, Tensor, TensorData,
     };
     pub use mlpserve::{run, Listeners};
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::grpc;
 use crate::shared::{
     dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, InferInputTensor, JsonNumber,
-    ModelInferRequest, Nested, Tensor,
+    ModelInferRequest, Nested, Tensor, TensorData,
 };
 
 /// Which HTTP API the load uses.
@@ -93,7 +93,7 @@ pub fn concrete_shape(input: &InputDesc, rows: usize) -> Vec<usize> {
 }
 
 /// A random tensor of `shape` for `dtype`: floats in `[-1, 1)`, integers in
-/// `[0, int_range)`, booleans half true.
+/// `[0, int_range)`, booleans half true, strings the decimal text of such an integer.
 pub fn random_tensor(
     dtype: DataType,
     shape: Vec<usize>,
@@ -122,7 +122,8 @@ pub fn random_tensor(
             })
             .collect()
     }
-    let data = dispatch_dtype!(dtype, T => <T as Element>::wrap(draw::<T>(count, rng, is_float, random.int_range)));
+    let data = dispatch_dtype!(dtype, T => <T as Element>::wrap(draw::<T>(count, rng, is_float, random.int_range)),
+        bytes => TensorData::Bytes((0..count).map(|_| (rng.next_u64() % random.int_range.max(1)).to_string()).collect()));
     Tensor { shape, data }
 }
 

@@ -1,7 +1,8 @@
 //! `ModelInferRequest` / `ModelInferResponse` ↔ our [`Tensor`]s. Two forms carry tensor
-//! data: typed `contents` (one repeated field per datatype family; FP16/BF16 have none) and
-//! `raw_*_contents` (flattened little-endian bytes, one entry per tensor, decoded by the
-//! binary codec in [`crate::tensor`]). A request uses one form for all its inputs; the answer
+//! data: typed `contents` (one repeated field per datatype family, `bytes_contents` for
+//! BYTES; FP16/BF16 have none) and `raw_*_contents` (flattened little-endian bytes, BYTES
+//! elements each with a 4-byte length, one entry per tensor, decoded by the binary codec in
+//! [`crate::tensor`]). A request uses one form for all its inputs; the answer
 //! is always raw, as Triton's is (code written against Triton reads `raw_output_contents`,
 //! and one buffer per output is cheaper than a repeated field). Counts and lengths that do not add up are errors, never
 //! over-reads. Nothing here knows about batching or ONNX Runtime; validation against the
@@ -132,6 +133,7 @@ fn typed_field(dtype: DataType) -> Option<&'static str> {
         D::U64 => "uint64_contents",
         D::F32 => "fp32_contents",
         D::F64 => "fp64_contents",
+        D::Bytes => "bytes_contents",
         D::F16 | D::BF16 => return None,
     })
 }
@@ -190,6 +192,7 @@ fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, Str
         D::U64 => TensorData::U64(c.uint64_contents),
         D::F32 => TensorData::F32(c.fp32_contents),
         D::F64 => TensorData::F64(c.fp64_contents),
+        D::Bytes => TensorData::Bytes(c.bytes_contents.iter().collect()),
         // typed_field returned None for these above.
         D::F16 | D::BF16 => return Err(format!("{dtype} has no typed contents field")),
     })

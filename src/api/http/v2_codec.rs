@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::lift::{self, Lifted, Resolver};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
-    check_depth, decode_array_expecting, decode_binary, element_count, encode_binary, DataType,
-    Flat, JsonArrayError, Tensor,
+    check_depth, decode_array_expecting, decode_binary, decode_strings, element_count,
+    encode_binary, DataType, Flat, JsonArrayError, Tensor,
 };
 
 /// Header giving the JSON part's length when binary tensors follow it.
@@ -145,22 +145,29 @@ pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, Strin
             input.describe()
         ));
     }
-    let size = input.dtype.size_bytes();
     let known: usize = dims
         .iter()
         .filter(|&&d| d >= 0)
         .map(|&d| d as usize)
         .product();
-    let row_bytes = known.saturating_mul(size);
+    // What the body holds and what one row takes, in bytes for fixed-size types and in
+    // elements for BYTES (whose elements each carry a 4-byte length).
+    let (held, row, unit) = match input.dtype.fixed_size() {
+        Some(size) => (body.len(), known.saturating_mul(size), "bytes"),
+        None => {
+            let strings = decode_strings(body, None)
+                .map_err(|e| format!("input '{name}' (raw binary BYTES data): {e}"))?;
+            (strings.len(), known, "length-prefixed elements")
+        }
+    };
     let deduced = match variable {
-        0 if body.len() == row_bytes => None,
-        1 if row_bytes > 0 && body.len().is_multiple_of(row_bytes) => Some(body.len() / row_bytes),
+        0 if held == row => None,
+        1 if row > 0 && held.is_multiple_of(row) => Some(held / row),
         _ => {
             return Err(format!(
-                "input '{name}' ({}) cannot take {} bytes of raw binary data: the size must be {} bytes of {}",
+                "input '{name}' ({}) cannot take {held} {unit} of raw binary data: the size must be {} {unit} of {}",
                 input.describe(),
-                body.len(),
-                if variable == 0 { row_bytes.to_string() } else { format!("a multiple of {row_bytes}") },
+                if variable == 0 { row.to_string() } else { format!("a multiple of {row}") },
                 input.dtype
             ))
         }
