@@ -28,6 +28,11 @@
 #      JSON at 1, 16 and 64 clients, the bench's own lean client for both protocols (an
 #      HTTP/2 client on the h2 crate against its HTTP/1.1 one), two alternating rounds;
 #      compare req/s, p50 and the server's CPU per request (target: gRPC >= HTTP)
+#   f  raw features: features_ctr with 200 rows per request sent as raw fields (strings,
+#      integers and numbers the server transforms) vs the same graph fed the equivalent
+#      tensors (`ids` INT64 [200, 5], `dense` FP32 [200, 2], a copy of the model without
+#      [features]), V2 JSON and binary, 1 and 16 clients, two interleaved rounds (target:
+#      raw fields >= 0.8 x the tensors' rows/s)
 # The load generator runs on the same machine as the server; read the "cores used" column.
 set -euo pipefail
 
@@ -36,7 +41,7 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CEILING_DURATION="${CEILING_DURATION:-3s}"
-scenarios="${*:-a b c d e}"
+scenarios="${*:-a b c d e f}"
 
 scripts/fetch-onnxruntime.sh
 cargo build --release --quiet -p mlpserve-bench
@@ -107,8 +112,25 @@ for s in $scenarios; do
         done
       done
       ;;
+    f)
+      fdir="$root/target/bench-models-features"
+      rm -rf "$fdir" && mkdir -p "$fdir/features_ctr_tensors/1"
+      cp -r models/features_ctr "$fdir/"
+      cp models/features_ctr/1/model.onnx "$fdir/features_ctr_tensors/1/"
+      echo 'max_batch_size = 256' >"$fdir/features_ctr_tensors/config.toml"
+      for round in 1 2; do
+        for enc in "" --binary; do
+          for model in features_ctr features_ctr_tensors; do
+            echo "== (f) raw features, round $round: $model, 200 rows per request, ${enc:-V2 JSON}"
+            "$bin" --model-repository "$fdir" --model "$model" --rows 200 $enc \
+              --concurrency 1,16 "${common[@]}"
+            echo
+          done
+        done
+      done
+      ;;
     *)
-      echo "unknown scenario '$s' (expected a, b, c, d or e)" >&2
+      echo "unknown scenario '$s' (expected a, b, c, d, e or f)" >&2
       exit 2
       ;;
   esac

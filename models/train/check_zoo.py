@@ -1,10 +1,13 @@
 """Re-check the whole zoo against its files: every samples.json reproduces with ONNX Runtime,
-every graph has a dynamic batch axis, IR 10, metadata, and the size limits hold."""
+every graph has a dynamic batch axis, IR 10, metadata, and the size limits hold. Samples of a
+model with `[features]` hold raw fields; they go through the reference transforms
+(`raw_features.py`) first, as the server's transforms would turn them into graph inputs."""
 import json
 
 import numpy as np
 
 import common
+import raw_features
 from make_index import ORDER
 
 NP = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64,
@@ -22,13 +25,19 @@ def main():
             cfg = (d / "config.toml").read_text()
             assert "[inputs.hist_items]" in cfg and "[inputs.hist_mask]" in cfg
         assert not list((d / "1").glob("*.data")), "external data file found"
+        features = None
+        if (d / "config.toml").exists() and "[features]" in (d / "config.toml").read_text():
+            features = raw_features.Features(d / "config.toml")
         s = json.loads((d / "samples.json").read_text())
         assert s["model"] == name and 3 <= len(s["samples"]) <= 4
         sess = common.session(path)
         outs = [o.name for o in sess.get_outputs()]
         for smp in s["samples"]:
-            feed = {k: np.array(v["data"], dtype=NP[v["datatype"]]).reshape(v["shape"])
-                    for k, v in smp["inputs"].items()}
+            if features:
+                feed = features.graph_inputs({k: v["data"] for k, v in smp["inputs"].items()})
+            else:
+                feed = {k: np.array(v["data"], dtype=NP[v["datatype"]]).reshape(v["shape"])
+                        for k, v in smp["inputs"].items()}
             got = dict(zip(outs, sess.run(None, feed)))
             for k, v in smp["outputs"].items():
                 want = np.array(v["data"], dtype=NP[v["datatype"]]).reshape(v["shape"])

@@ -156,14 +156,31 @@ fn raw_fields(
     features: &crate::features::FeatureSet,
     spec: &crate::spec::ModelSpec,
     inputs: Vec<NamedTensor>,
+    max_string_bytes: usize,
 ) -> Result<Vec<NamedTensor>> {
-    let given = inputs.into_iter().map(|t| (t.name, t.tensor)).collect();
-    let built = features.apply(given).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         Error::InvalidInput(format!(
             "model '{}' version {}: {e}",
             spec.name, spec.version
         ))
-    })?;
+    };
+    // The same cap as string graph inputs: a field's text is hashed or looked up, and an
+    // oversized one is refused before any of that.
+    for NamedTensor { name, tensor } in &inputs {
+        let Some(strings) = tensor.data.as_strings() else {
+            continue;
+        };
+        if features.field(name).is_none() {
+            continue;
+        }
+        if let Some((row, len)) = strings.first_longer_than(max_string_bytes) {
+            return Err(invalid(&format_args!(
+                "field '{name}' row {row} is a string of {len} bytes, more than the {max_string_bytes} bytes a string may have (max_string_bytes)"
+            )));
+        }
+    }
+    let given = inputs.into_iter().map(|t| (t.name, t.tensor)).collect();
+    let built = features.apply(given).map_err(|e| invalid(&e))?;
     Ok(built
         .into_iter()
         .map(|(name, tensor)| NamedTensor { name, tensor })
@@ -222,9 +239,13 @@ impl Service {
             .select_outputs(call.outputs.iter().map(String::as_str))
             .map_err(|e| model.refuse(e))?;
         let inputs = match &model.spec.features {
-            Some(features) => {
-                raw_fields(features, &model.spec, call.inputs).map_err(|e| model.refuse(e))?
-            }
+            Some(features) => raw_fields(
+                features,
+                &model.spec,
+                call.inputs,
+                self.config.max_string_bytes,
+            )
+            .map_err(|e| model.refuse(e))?,
             None => call.inputs,
         };
         model
