@@ -11,7 +11,8 @@ import raw_features
 from make_index import ORDER
 
 NP = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64,
-      "INT32": np.int32, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
+      "INT32": np.int32, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_,
+      "BYTES": np.object_}
 
 
 def main():
@@ -42,7 +43,7 @@ def main():
             for k, v in smp["outputs"].items():
                 want = np.array(v["data"], dtype=NP[v["datatype"]]).reshape(v["shape"])
                 assert got[k].dtype == want.dtype and got[k].shape == want.shape, (name, k)
-                if want.dtype.kind in "biu":
+                if want.dtype.kind in "biuO":
                     assert np.array_equal(got[k], want), (name, k)
                 else:
                     assert np.allclose(got[k], want, atol=1e-5, rtol=0), (name, k)

@@ -29,6 +29,7 @@ V2_DTYPES = {
     np.dtype(np.int8): "INT8",
     np.dtype(np.uint8): "UINT8",
     np.dtype(np.bool_): "BOOL",
+    np.dtype(np.object_): "BYTES",
 }
 
 ONNX_TO_V2 = {
@@ -40,6 +41,7 @@ ONNX_TO_V2 = {
     onnx.TensorProto.INT8: "INT8",
     onnx.TensorProto.UINT8: "UINT8",
     onnx.TensorProto.BOOL: "BOOL",
+    onnx.TensorProto.STRING: "BYTES",
 }
 
 META_KEYS = ("family", "paper", "data", "metric", "description")
@@ -175,7 +177,7 @@ def verify(path, pool: dict, sizes=(1, 3, 17), atol: float = 1e-5) -> None:
             row = sess.run(None, {k: v[r:r + 1] for k, v in pool.items()})
             for b, s in zip(batched, row):
                 assert b.shape[0] == bs
-                if b.dtype == np.bool_ or np.issubdtype(b.dtype, np.integer):
+                if b.dtype in (np.bool_, np.object_) or np.issubdtype(b.dtype, np.integer):
                     assert np.array_equal(b[r:r + 1], s)
                 else:
                     err = np.max(np.abs(b[r:r + 1].astype(np.float64) - s.astype(np.float64)))
@@ -188,6 +190,8 @@ def _tensor_json(arr: np.ndarray) -> dict:
     dt = V2_DTYPES[arr.dtype]
     if dt == "BOOL":
         data = [bool(x) for x in arr.reshape(-1)]
+    elif dt == "BYTES":
+        data = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.reshape(-1)]
     elif dt in ("FP32", "FP64", "FP16"):
         data = [float(x) for x in arr.reshape(-1)]
     else:

@@ -257,7 +257,8 @@ pub fn samples(model: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("samples.json is JSON")
 }
 
-/// Asserts `got` matches `want` element-wise within rtol/atol (numbers or booleans).
+/// Asserts `got` matches `want` element-wise within rtol/atol (numbers; booleans and
+/// strings exactly).
 pub fn assert_close(
     got: &[serde_json::Value],
     want: &[serde_json::Value],
@@ -268,6 +269,10 @@ pub fn assert_close(
     assert_eq!(got.len(), want.len(), "{what}: length differs");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if let (Some(g), Some(w)) = (g.as_bool(), w.as_bool()) {
+            assert_eq!(g, w, "{what}[{i}]");
+            continue;
+        }
+        if let (Some(g), Some(w)) = (g.as_str(), w.as_str()) {
             assert_eq!(g, w, "{what}[{i}]");
             continue;
         }
