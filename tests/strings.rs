@@ -177,10 +177,7 @@ fn grpc_text(
             datatype: "BYTES".into(),
             shape: shape.to_vec(),
             contents: contents.map(|items| InferTensorContents {
-                bytes_contents: items
-                    .into_iter()
-                    .map(|s| Bytes::copy_from_slice(s))
-                    .collect(),
+                bytes_contents: items.into_iter().map(Bytes::copy_from_slice).collect(),
                 ..Default::default()
             }),
             ..Default::default()
