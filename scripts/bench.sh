@@ -33,6 +33,9 @@
 #      tensors (`ids` INT64 [200, 5], `dense` FP32 [200, 2], a copy of the model without
 #      [features]), V2 JSON and binary, 1 and 16 clients, two interleaved rounds (target:
 #      raw fields >= 0.8 x the tensors' rows/s)
+#   g  observability overhead (scripts/bench-observe.sh): finalmlp_ctr, batch-1 V2 JSON, 64
+#      clients, interleaved rounds of tracing off / ratio 1.0 to a live OTLP receiver /
+#      ratio 0.01 / payload logging of every request to files (targets: >= 0.9x, >= 0.97x)
 # The load generator runs on the same machine as the server; read the "cores used" column.
 set -euo pipefail
 
@@ -41,7 +44,7 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CEILING_DURATION="${CEILING_DURATION:-3s}"
-scenarios="${*:-a b c d e f}"
+scenarios="${*:-a b c d e f g}"
 
 scripts/fetch-onnxruntime.sh
 cargo build --release --quiet -p mlpserve-bench
@@ -129,8 +132,11 @@ for s in $scenarios; do
         done
       done
       ;;
+    g)
+      BIN="$bin" DURATION="$DURATION" WARMUP="$WARMUP" scripts/bench-observe.sh
+      ;;
     *)
-      echo "unknown scenario '$s' (expected a, b, c, d, e or f)" >&2
+      echo "unknown scenario '$s' (expected a, b, c, d, e, f or g)" >&2
       exit 2
       ;;
   esac

@@ -3,11 +3,13 @@
 //! rotated files. Runs on its own thread (file I/O blocks); a failed write drops its
 //! records (counted) and the next record tries again.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -138,45 +140,74 @@ impl Files {
     }
 }
 
-/// A body in a record: JSON bodies as they were (so a reader sees the inputs as sent),
-/// others base64 with their content type.
-fn body_json(p: &Payload) -> serde_json::Value {
-    if p.content_type.starts_with("application/json") {
-        if let Ok(raw) = serde_json::from_slice::<&RawValue>(&p.body) {
-            if let Ok(v) = serde_json::from_str(raw.get()) {
-                return v;
+/// A body in a record: JSON bodies byte for byte as they were sent (so a reader sees the
+/// inputs as sent), others base64 with their content type.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Json(&'a RawValue),
+    /// A JSON body that spans lines, compacted to keep one record per line.
+    Compacted(serde_json::Value),
+    Encoded {
+        content_type: &'a str,
+        base64: String,
+    },
+}
+
+impl<'a> Body<'a> {
+    fn of(p: &'a Payload) -> Body<'a> {
+        if p.content_type.starts_with("application/json") {
+            if let Ok(raw) = serde_json::from_slice::<&RawValue>(&p.body) {
+                // Raw line breaks in JSON are whitespace (strings escape theirs).
+                if !raw.get().contains(['\n', '\r']) {
+                    return Body::Json(raw);
+                }
+                if let Ok(value) = serde_json::from_str(raw.get()) {
+                    return Body::Compacted(value);
+                }
             }
         }
+        Body::Encoded {
+            content_type: &p.content_type,
+            base64: base64::engine::general_purpose::STANDARD.encode(&p.body),
+        }
     }
-    serde_json::json!({
-        "content_type": p.content_type,
-        "base64": base64::engine::general_purpose::STANDARD.encode(&p.body),
-    })
+}
+
+/// One line of the file.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    id: &'a str,
+    model: &'a str,
+    version: &'a str,
+    status: u16,
+    latency_ms: f64,
+    headers: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<Body<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Body<'a>>,
 }
 
 /// One record as a JSON object.
 pub fn json_line(r: &Record) -> Vec<u8> {
-    let headers: serde_json::Map<String, serde_json::Value> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-        .collect();
-    let mut value = serde_json::json!({
-        "time": rfc3339(r.time),
-        "id": r.id,
-        "model": r.model,
-        "version": r.version,
-        "status": r.status,
-        "latency_ms": r.latency.as_secs_f64() * 1e3,
-        "headers": headers,
-    });
-    if let Some(request) = &r.request {
-        value["request"] = body_json(request);
-    }
-    if let Some(response) = &r.response {
-        value["response"] = body_json(response);
-    }
-    serde_json::to_vec(&value).unwrap_or_default()
+    let line = Line {
+        time: rfc3339(r.time),
+        id: &r.id,
+        model: &r.model,
+        version: &r.version,
+        status: r.status,
+        latency_ms: r.latency.as_secs_f64() * 1e3,
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        request: r.request.as_ref().map(Body::of),
+        response: r.response.as_ref().map(Body::of),
+    };
+    serde_json::to_vec(&line).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -212,6 +243,22 @@ mod tests {
         assert_eq!(line["response"]["base64"], "AAE=");
         assert_eq!(line["headers"]["x-tenant"], "a");
         assert_eq!(line["status"], 200);
+    }
+
+    #[test]
+    fn json_bodies_are_kept_byte_for_byte_on_one_line() {
+        let sent = record(br#"{"inputs": [1.50, 2]}"#);
+        let line = String::from_utf8(json_line(&sent)).unwrap();
+        assert!(
+            line.contains(r#""request":{"inputs": [1.50, 2]}"#),
+            "{line}"
+        );
+        let pretty = record(b"{\n  \"inputs\": [1]\n}\n");
+        let line = String::from_utf8(json_line(&pretty)).unwrap();
+        assert!(
+            !line.contains('\n') && line.contains(r#""request":{"inputs":[1]}"#),
+            "{line}"
+        );
     }
 
     #[test]

@@ -136,6 +136,17 @@ impl PayloadLog {
             .collect()
     }
 
+    /// The allow-listed entries of gRPC metadata (text values only).
+    pub fn copy_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter_map(|name| {
+                let value = metadata.get(name.as_str())?.to_str().ok()?;
+                Some((name.clone(), value.to_string()))
+            })
+            .collect()
+    }
+
     /// Hands a record to the sink without waiting; a full buffer drops it (counted).
     pub fn submit(&self, mut record: Record) {
         if !self.keeps_request() {
@@ -211,6 +222,16 @@ fn dropped(n: u64, why: &str) {
             "payload log records dropped (logged at most once a minute)"
         );
     }
+}
+
+/// An id for a record whose request carried none (gRPC ids are optional): a random
+/// per-process prefix and a counter, as the HTTP port makes them.
+pub fn fallback_id() -> String {
+    static PREFIX: LazyLock<String> =
+        LazyLock::new(|| format!("{:08x}", uniform().to_bits() >> 32));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-g{n:x}", *PREFIX)
 }
 
 /// A uniform number in [0, 1) from a per-thread xorshift generator: sampling needs no

@@ -195,17 +195,16 @@ impl RequestTrace {
         let (Some(tracer), Some(caller)) = (TRACER.get(), caller) else {
             return RequestTrace::off();
         };
-        let span = tracer
+        let mut span = tracer
             .span_builder("infer")
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("mlpserve.transport", transport),
-                KeyValue::new("mlpserve.request_id", request_id.to_string()),
-            ])
             .start_with_context(tracer, caller);
         if !span.span_context().is_sampled() {
             return RequestTrace::off();
         }
+        // Only now: a request left out by the sampler costs no attribute allocations.
+        span.set_attribute(KeyValue::new("mlpserve.transport", transport));
+        span.set_attribute(KeyValue::new("mlpserve.request_id", request_id.to_string()));
         RequestTrace {
             cx: Some(caller.with_span(span)),
         }

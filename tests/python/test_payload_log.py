@@ -242,3 +242,38 @@ def test_files_rotate_within_their_size_and_count_limits(repository, tmp_path):
     # The newest records are kept, in order; the oldest files were deleted.
     assert ids == [f"f-{i:03}" for i in range(n - len(ids), n)]
     assert len(ids) < n
+
+
+def test_grpc_requests_are_logged_as_their_protobuf_messages(repository):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.grpc import service_pb2
+
+    sink = Sink()
+    s = Server(binary_path(), repository, extra=[
+        "--payload-log", sink.url, "--payload-log-headers", "x-tenant"])
+    try:
+        pixels = np.array(samples("mlp_digits")[0]["inputs"]["pixels"]["data"],
+                          dtype=np.float32).reshape(1, 64)
+        inp = grpcclient.InferInput("pixels", [1, 64], "FP32")
+        inp.set_data_from_numpy(pixels)
+        with grpcclient.InferenceServerClient(url=s.grpc) as client:
+            result = client.infer("mlp_always", [inp], request_id="g-1",
+                                  headers={"x-tenant": "shop-9"})
+        events = {e["type"]: e for e in sink.wait_for(2)}
+        req = events["org.kubeflow.serving.inference.request"]
+        resp = events["org.kubeflow.serving.inference.response"]
+        assert req["id"] == resp["id"] == "g-1"
+        assert req["modelname"] == "mlp_always" and req["modelversion"] == "1"
+        sent = service_pb2.ModelInferRequest.FromString(req.data)
+        assert sent.model_name == "mlp_always" and sent.id == "g-1"
+        assert np.frombuffer(sent.raw_input_contents[0], dtype=np.float32).tolist() == \
+            pixels.ravel().tolist()
+        answered = service_pb2.ModelInferResponse.FromString(resp.data)
+        got = np.frombuffer(answered.raw_output_contents[0], dtype=np.float32)
+        assert got.tolist() == result.as_numpy("logits").ravel().tolist()
+        with sink.lock:
+            assert all(h.get("x-tenant") == "shop-9" for h, _ in sink.raw_headers)
+    finally:
+        s.stop()
+        sink.server.shutdown()

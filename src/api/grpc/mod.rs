@@ -7,6 +7,7 @@
 mod admission;
 pub mod codec;
 mod config;
+mod payload;
 pub mod proto;
 mod repository;
 mod service;

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
-use super::{codec, config, repository, status};
+use super::{codec, config, payload, repository, status};
 use crate::error::Error;
 use crate::service::budget::Charge;
 use crate::service::{InferCall, ModelRef, Service};
@@ -133,8 +133,10 @@ async fn infer(
     request: ModelInferRequest,
     deadline: Option<Duration>,
     caller: Option<&opentelemetry::Context>,
+    metadata: Option<&MetadataMap>,
 ) -> Result<ModelInferResponse, Error> {
     let started = std::time::Instant::now();
+    let capture = payload::begin(service, &request, metadata);
     // Most clients send no id; only a present one costs a copy.
     let id = (!request.id.is_empty()).then(|| request.id.clone());
     let trace = RequestTrace::start(caller, "grpc", &request.id);
@@ -149,6 +151,9 @@ async fn infer(
                 Err((format!("{code:?}"), e.client_message()))
             }
         });
+    }
+    if let Some(capture) = capture {
+        capture.finish(&result);
     }
     if let Err(e) = &result {
         if e.is_server_fault() {
@@ -287,12 +292,14 @@ impl GrpcInferenceService for InferenceService {
         // No timing metadata (unlike HTTP's headers): values that change on every response
         // defeat HPACK's table and cost more than the rest of the header block.
         let overload = self.service.config.overload_status;
+        let (metadata, _, message) = request.into_parts();
         Ok(Response::new(
             infer(
                 &self.service,
-                request.into_inner(),
+                message,
                 deadline,
                 caller.as_ref(),
+                Some(&metadata),
             )
             .await
             .map_err(|e| status::infer_status(e, overload))?,
@@ -314,6 +321,11 @@ impl GrpcInferenceService for InferenceService {
         let charge = request.extensions().get::<Arc<Charge>>().cloned();
         // Every message of the stream continues the trace the stream was opened in.
         let caller = telemetry::caller_context(HeaderSource::Grpc(request.metadata()));
+        // The stream's headers, for the payload log's allow-list (only while it is on).
+        let metadata = service
+            .payload_log
+            .as_ref()
+            .map(|_| Arc::new(request.metadata().clone()));
         let gated = Gated {
             inner: request.into_inner(),
             charge,
@@ -326,6 +338,7 @@ impl GrpcInferenceService for InferenceService {
             .map(move |item| {
                 let service = service.clone();
                 let caller = caller.clone();
+                let metadata = metadata.clone();
                 async move {
                     let (req, held) = item?;
                     let echo = ModelInferResponse {
@@ -334,7 +347,8 @@ impl GrpcInferenceService for InferenceService {
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    let answer = infer(&service, req, None, caller.as_ref()).await;
+                    let answer =
+                        infer(&service, req, None, caller.as_ref(), metadata.as_deref()).await;
                     drop(held);
                     Ok(match answer {
                         Ok(response) => ModelStreamInferResponse {
