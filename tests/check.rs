@@ -84,6 +84,12 @@ fn each_broken_model_is_named_with_its_file_key_and_fix() {
         "[inputs.target_item]\npad_axes = [1]\n",
     );
     repo.add(
+        "din_ctr",
+        "pad_value",
+        1,
+        "[inputs.hist_mask]\npad_axes = [1]\npad_value = 1e40\n",
+    );
+    repo.add(
         "widedeep_ctr",
         "vocabulary",
         1,
@@ -140,6 +146,14 @@ fn each_broken_model_is_named_with_its_file_key_and_fix() {
             ],
         ),
         (
+            "pad_value",
+            &[
+                "pad_value/config.toml: key inputs.hist_mask.pad_value:",
+                "FP32",
+                "fix: choose a pad value of the input's datatype",
+            ],
+        ),
+        (
             "missing",
             &[
                 "missing/1: version directory has no model.onnx",
@@ -161,7 +175,7 @@ fn each_broken_model_is_named_with_its_file_key_and_fix() {
         }
     }
     assert!(!out.contains("PROBLEM  good"), "{out}");
-    assert!(out.contains("failed: 8 problems"), "{out}");
+    assert!(out.contains("failed: 9 problems"), "{out}");
 
     let (code, json, _) = check(&["--json", repo.path.to_str().unwrap()]);
     assert_eq!(code, 1);

@@ -352,12 +352,20 @@ fn config_problem(model: &str, file: &str, text: Option<&str>, message: &str) ->
 /// A version that fails to load: a config key checked against the graph, or the file itself.
 fn load_problem(model: &str, file: &str, config_file: &str, version: u64, e: &str) -> Problem {
     if let Some((_, rest)) = e.split_once("config.toml: ") {
-        let key: String = match rest.strip_prefix("feature '") {
-            Some(field) => format!("features.{}", field.split('\'').next().unwrap_or("")),
-            None => rest
+        let key: String = if let Some(field) = rest.strip_prefix("feature '") {
+            format!("features.{}", field.split('\'').next().unwrap_or(""))
+        } else if let Some((table, after)) = rest.strip_prefix('[').and_then(|r| r.split_once("] "))
+        {
+            // `[inputs.x] pad_value = ...`
+            let leaf: String = after
                 .chars()
+                .take_while(|c| !matches!(c, ' ' | '='))
+                .collect();
+            format!("{table}.{leaf}")
+        } else {
+            rest.chars()
                 .take_while(|c| !matches!(c, ':' | ' '))
-                .collect(),
+                .collect()
         };
         let fix = if rest.contains("cannot read the vocabulary") {
             "put the vocabulary file (one token per line) where the path says; a relative path starts at the model's directory"

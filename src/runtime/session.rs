@@ -317,7 +317,7 @@ fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "config.toml: inputs.{input}.pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
+            "config.toml: [inputs.{input}] pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
         ))
     }
 }
