@@ -712,3 +712,21 @@ fn bad_raw_text_is_refused_naming_the_field_and_what_came() {
     );
     assert_eq!(server.post_json("/predict", &ok).0, 200);
 }
+
+#[test]
+fn raw_text_counts_against_the_in_flight_byte_budget() {
+    let repo = zoo_repo("fields-budget");
+    let mut config = mlpserve::ServerConfig::for_tests(&repo.path);
+    config.max_inflight_bytes = 64 << 10;
+    let server = TestServer::start_with(config);
+    // 100 user ids of 1 KB each: the strings alone are more than the whole budget.
+    let n = 100;
+    let body = json!({"model": "features_ctr", "inputs": {
+        "user_id": vec!["u".repeat(1000); n], "country": vec!["DE"; n], "ad_id": vec![1; n],
+        "age": vec![30; n], "income": vec![1.0; n]}});
+    let (status, answer) = server.post_json("/predict", &body);
+    assert_eq!(status, 413, "{answer}");
+    let small = json!({"model": "features_ctr", "inputs": {
+        "user_id": ["u1"], "country": ["DE"], "ad_id": [1], "age": [30], "income": [1.0]}});
+    assert_eq!(server.post_json("/predict", &small).0, 200);
+}
