@@ -1,11 +1,26 @@
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use super::*;
-use crate::config::ModelConfig;
+
+/// The `[features]` and `from` parts of a `config.toml` (the config layer reads the rest).
+#[derive(serde::Deserialize)]
+struct Declared {
+    #[serde(default)]
+    features: BTreeMap<String, FieldConfig>,
+    #[serde(default)]
+    inputs: BTreeMap<String, From>,
+}
+
+#[derive(serde::Deserialize)]
+struct From {
+    from: Vec<String>,
+}
 
 /// Builds the set `config` declares against `graph` (name, datatype, shape).
 fn build(config: &str, graph: &[(&str, DataType, &[i64])]) -> Result<Option<FeatureSet>, String> {
-    let config = ModelConfig::parse(config)?;
+    let config: Declared = toml::from_str(config).map_err(|e| e.to_string())?;
     let graph: Vec<GraphInput> = graph
         .iter()
         .map(|&(name, dtype, shape)| GraphInput { name, dtype, shape })
