@@ -1,7 +1,8 @@
 """Triton's clients used as a Triton user would: tritonclient.http.aio (aiohttp asks for
 gzip on every call and reads non-inference answers as plain text), gRPC-asyncio,
 typed-contents gRPC requests (answered in raw_output_contents, as Triton does), raw binary
-HTTP bodies, and load overrides in protobuf's JSON form.
+HTTP bodies, load overrides in protobuf's JSON form, and BYTES (string) tensors with
+every client (np.object_ arrays in, strings back).
 """
 
 import asyncio
@@ -47,7 +48,8 @@ def scratch_repository(models: dict) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def own_server():
     # Its own server: the session-wide one is stopped by test_conformance's SIGTERM test.
-    root = scratch_repository({"mlp_digits": "mlp_digits", "finalmlp_ctr": "finalmlp_ctr"})
+    root = scratch_repository({"mlp_digits": "mlp_digits", "finalmlp_ctr": "finalmlp_ctr",
+                               "string_echo": "string_echo", "churn_pipeline": "churn_pipeline"})
     pytest.server = Server(binary_path(), repository=root)
     yield
     pytest.server.stop()
@@ -165,3 +167,108 @@ def test_protobuf_json_load_overrides(explicit_server, module):
         c.load_model("m", config=json.dumps({"instance_group": [{"kind": "KIND_TPU"}]}))
     assert "KIND_TPU" in str(e.value)
     c.close()
+
+
+TEXT = np.array([["red", "grün ☕", ""], ["blue", "x y", "green"]], dtype=np.object_)
+CODES = np.array([[0, -1, -1], [2, -1, 1]], dtype=np.int64)
+
+
+def as_text(a: np.ndarray) -> list:
+    """Strings of an object array, whether the client gave bytes (binary) or str (JSON)."""
+    return [x.decode() if isinstance(x, bytes) else x for x in a.reshape(-1)]
+
+
+def churn_sample():
+    s = json.loads((REPO / "models" / "churn_pipeline" / "samples.json").read_text())["samples"][2]
+    dtypes = {"BYTES": np.object_, "FP32": np.float32}
+    feed = {k: np.array(v["data"], dtype=dtypes[v["datatype"]]).reshape(v["shape"])
+            for k, v in s["inputs"].items()}
+    want = np.array(s["outputs"]["probabilities"]["data"], np.float32).reshape(
+        s["outputs"]["probabilities"]["shape"])
+    return feed, want
+
+
+def check_echo(result):
+    assert as_text(result.as_numpy("echo")) == as_text(TEXT)
+    np.testing.assert_array_equal(result.as_numpy("code"), CODES)
+
+
+def test_bytes_models_with_every_client():
+    """string_echo and the skl2onnx churn pipeline through tritonclient HTTP (JSON and
+    binary), HTTP-asyncio, gRPC and gRPC-asyncio; strings given as str and as UTF-8 bytes."""
+    encoded = np.array([[x.encode() for x in row] for row in TEXT], dtype=np.object_)
+    feed, want = churn_sample()
+
+    def inputs(module, binary=None):
+        text = module.InferInput("text", list(TEXT.shape), "BYTES")
+        if binary is None:
+            text.set_data_from_numpy(encoded)
+        else:
+            text.set_data_from_numpy(encoded, binary_data=binary)
+        churn = []
+        for name, value in feed.items():
+            i = module.InferInput(name, list(value.shape), "BYTES" if value.dtype == object else "FP32")
+            if binary is None:
+                i.set_data_from_numpy(value)
+            else:
+                i.set_data_from_numpy(value, binary_data=binary)
+            churn.append(i)
+        return [text], churn
+
+    c = httpclient.InferenceServerClient(url=pytest.server.http)
+    meta = c.get_model_metadata("string_echo")
+    assert meta["inputs"][0]["datatype"] == "BYTES"
+    config = c.get_model_config("string_echo")
+    assert config["input"][0]["data_type"] == "TYPE_STRING"
+    for binary in [False, True]:
+        text, churn = inputs(httpclient, binary)
+        outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ["echo", "code"]]
+        check_echo(c.infer("string_echo", text, outputs=outputs))
+        got = c.infer("churn_pipeline", churn).as_numpy("probabilities")
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+    async def aio():
+        h = httpaio.InferenceServerClient(url=pytest.server.http)
+        g = grpcaio.InferenceServerClient(url=pytest.server.grpc)
+        try:
+            text, churn = inputs(httpaio, True)
+            check_echo(await h.infer("string_echo", text))
+            np.testing.assert_allclose((await h.infer("churn_pipeline", churn))
+                                       .as_numpy("probabilities"), want, atol=1e-5)
+            text, churn = inputs(grpcaio)
+            check_echo(await g.infer("string_echo", text))
+            np.testing.assert_allclose((await g.infer("churn_pipeline", churn))
+                                       .as_numpy("probabilities"), want, atol=1e-5)
+        finally:
+            await h.close()
+            await g.close()
+
+    asyncio.run(aio())
+    g = grpcclient.InferenceServerClient(url=pytest.server.grpc)
+    text, churn = inputs(grpcclient)
+    check_echo(g.infer("string_echo", text))
+    np.testing.assert_allclose(g.infer("churn_pipeline", churn).as_numpy("probabilities"),
+                               want, atol=1e-5)
+    assert g.get_model_config("string_echo").config.input[0].data_type == 13  # TYPE_STRING
+
+    # A typed-contents request (bytes_contents) is answered in raw_output_contents.
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpcio.insecure_channel(pytest.server.grpc))
+    request = service_pb2.ModelInferRequest(model_name="string_echo")
+    t = request.inputs.add(name="text", datatype="BYTES", shape=[1, 2])
+    t.contents.bytes_contents.extend([b"green", b"?"])
+    response = stub.ModelInfer(request)
+    raw = response.raw_output_contents[[o.name for o in response.outputs].index("echo")]
+    assert raw == struct.pack("<I", 5) + b"green" + struct.pack("<I", 1) + b"?"
+
+    # A string that ONNX Runtime cannot take is a 400 / INVALID_ARGUMENT naming the element.
+    bad = np.array([[b"ok", b"\xff\xfe"]], dtype=np.object_)
+    i = httpclient.InferInput("text", [1, 2], "BYTES")
+    i.set_data_from_numpy(bad, binary_data=True)
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("string_echo", [i])
+    assert "'text' element 1 is not UTF-8" in str(e.value)
+    i = grpcclient.InferInput("text", [1, 2], "BYTES")
+    i.set_data_from_numpy(bad)
+    with pytest.raises(InferenceServerException) as e:
+        g.infer("string_echo", [i])
+    assert "'text' element 1 is not UTF-8" in str(e.value)
