@@ -309,3 +309,31 @@ impl Tensor {
 pub fn element_count(shape: &[usize]) -> usize {
     shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_bytes_counts_what_the_buffer_holds() {
+        assert_eq!(TensorData::F32(vec![0.0; 10]).memory_bytes(), 40);
+        assert_eq!(TensorData::Bool(vec![true; 3]).memory_bytes(), 3);
+        assert_eq!(TensorData::zeros(DataType::F16, 4).memory_bytes(), 8);
+        let strings: ByteStrings = ["abc", "", "de"].into_iter().collect();
+        let offsets = 3 * std::mem::size_of::<usize>();
+        assert_eq!(TensorData::Bytes(strings).memory_bytes(), 5 + offsets);
+        assert_eq!(
+            TensorData::zeros(DataType::Bytes, 3).memory_bytes(),
+            offsets
+        );
+    }
+
+    /// The binary codec reads numbers with `size_of::<T>()`; it must be the wire size.
+    #[test]
+    fn every_numeric_element_is_its_wire_size_in_memory() {
+        for dt in DataType::all() {
+            let size = dispatch_dtype!(dt, T => Some(std::mem::size_of::<T>()), bytes => None);
+            assert_eq!(size, dt.fixed_size(), "{dt}");
+        }
+    }
+}
