@@ -447,7 +447,7 @@ fn a_pad_value_for_a_string_input_fails_the_load_with_the_reason() {
         .find(|e| e["name"] == "echo" && e["state"] == "UNAVAILABLE")
         .unwrap_or_else(|| panic!("echo is not UNAVAILABLE: {index}"));
     let reason = entry["reason"].as_str().unwrap_or_default();
-    for needle in ["inputs.text.pad_value = 3", "BYTES", "empty string"] {
+    for needle in ["[inputs.text] pad_value = 3", "BYTES", "empty string"] {
         assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
     }
 }
