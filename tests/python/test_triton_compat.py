@@ -47,7 +47,7 @@ def scratch_repository(models: dict) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def own_server():
-    # Its own server: the session-wide one is stopped by test_conformance's SIGTERM test.
+    # Its own server, with the BYTES models besides two numeric ones.
     root = scratch_repository({"mlp_digits": "mlp_digits", "finalmlp_ctr": "finalmlp_ctr",
                                "string_echo": "string_echo", "churn_pipeline": "churn_pipeline"})
     pytest.server = Server(binary_path(), repository=root)
