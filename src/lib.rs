@@ -104,10 +104,14 @@ pub async fn run(
     let rescan = Arc::new(tokio::sync::Notify::new());
     let repo = start_repository(&config, runtime, &metrics, rescan.clone()).await?;
     let activity = service::Activity::for_current_runtime(metrics.requests_active.clone());
+    let inflight = service::budget::ByteBudget::counted(
+        config.max_inflight_bytes,
+        metrics.transport.inflight_refusals.clone(),
+    );
     let state = Arc::new(service::Service {
         repository: repo,
         metrics,
-        inflight: service::budget::ByteBudget::new(config.max_inflight_bytes),
+        inflight,
         payload_log,
         config,
         unready: std::sync::atomic::AtomicBool::new(false),

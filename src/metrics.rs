@@ -424,6 +424,8 @@ pub struct TransportMetrics {
     pub connections_open: IntGauge,
     /// Connections the server closed or refused on its own, by reason.
     pub connections_closed: IntCounterVec,
+    /// Requests refused by the in-flight byte budget, by source and refusal.
+    pub inflight_refusals: IntCounterVec,
 }
 
 /// Why the server closed a connection: `idle` (idle timeout), `shed` (closed to make room
@@ -459,6 +461,17 @@ impl TransportMetrics {
                         "Connections closed or refused by the server, by reason (idle, shed, refused, handshake).",
                     ),
                     &["reason"],
+                )
+                .expect("valid counter"),
+            ),
+            inflight_refusals: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "inflight_refusals_total",
+                        "Requests refused by the in-flight byte budget (--max-inflight-bytes), by source (http: a body, grpc: a message, working_memory: a request's estimated ONNX Runtime working memory) and refusal (never_fits: 413 / RESOURCE_EXHAUSTED, not_now: 503 / UNAVAILABLE).",
+                    ),
+                    &["source", "refusal"],
                 )
                 .expect("valid counter"),
             ),

@@ -63,6 +63,65 @@ pub struct ModelSpec {
     /// The raw fields a client may send instead of some inputs (`[features]`), built once
     /// at load; `None` for a model that takes tensors only.
     pub features: Option<std::sync::Arc<crate::features::FeatureSet>>,
+    /// Most padded elements a request may have to run inline: `inline_run_us` over the
+    /// time per element measured at load (0 = never inline). Rows alone cannot tell: one
+    /// row of a long history costs as much as thousands of short ones.
+    pub inline_elements: usize,
+    /// ORT's working memory per padded element, measured at load.
+    pub footprint: Footprint,
+    /// Most bytes one batch's estimated working memory may reach (a share of the server's
+    /// in-flight budget): batches are cut, and requests split by rows, to stay under it.
+    pub max_batch_work_bytes: usize,
+}
+
+/// A run estimated to need more working memory than this is large: ORT's arena gives it
+/// back afterwards (see `runtime::execute`), and admission charges it to the in-flight
+/// budget. Smaller runs reuse the arena each instance keeps anyway (its size is set by
+/// warm-up at `max_batch_size`), which is no memory in flight.
+pub const LARGE_RUN_BYTES: usize = 32 << 20;
+
+/// What one request is estimated to need of ORT's working memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub rows: usize,
+    /// Padded elements per row.
+    pub width: usize,
+    /// Estimated peak bytes while it runs: a batch's worth at most, as larger requests are
+    /// split into batches that run one after another.
+    pub bytes: usize,
+}
+
+/// Bytes per padded element assumed when nothing could be measured: enough for the input,
+/// a cast copy, an output and a few intermediates of 4-byte elements. A guess, logged as one.
+pub const FALLBACK_BYTES_PER_ELEMENT: usize = 64;
+/// What one model needs per padded input element ([`ModelSpec::padded_row_elements`]),
+/// measured at load (`runtime::footprint`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Footprint {
+    /// Peak bytes of working memory per padded element of a run.
+    pub bytes_per_element: usize,
+    /// How `bytes_per_element` was found: measured from the kernel's peak RSS or assumed.
+    pub measured: bool,
+    /// Run time per padded element at the probe's length, in nanoseconds; zero when not
+    /// measured.
+    pub nanos_per_element: f64,
+}
+
+impl Default for Footprint {
+    fn default() -> Footprint {
+        Footprint {
+            bytes_per_element: FALLBACK_BYTES_PER_ELEMENT,
+            measured: false,
+            nanos_per_element: 0.0,
+        }
+    }
+}
+
+impl Footprint {
+    /// Estimated peak bytes of a run of `elements` padded elements.
+    pub fn bytes(&self, elements: usize) -> usize {
+        elements.saturating_mul(self.bytes_per_element)
+    }
 }
 
 /// Padded axes up to this length share one bucket: padding short histories to 64 costs
@@ -398,21 +457,64 @@ impl ModelSpec {
         self.inputs
             .iter()
             .zip(tensors)
-            .map(|(spec, t)| {
-                t.shape
-                    .iter()
-                    .enumerate()
-                    .skip(1)
-                    .map(|(axis, &d)| {
-                        if spec.pad_axes.contains(&axis) {
-                            pad_bucket(d)
-                        } else {
-                            d
-                        }
-                    })
-                    .fold(1usize, usize::saturating_mul)
-            })
+            .map(|(spec, t)| self.padded_elements(spec, t))
             .fold(0usize, usize::saturating_add)
+    }
+
+    /// Elements of one row of input `t` once its padded axes are at their bucket's length.
+    fn padded_elements(&self, spec: &TensorSpec, t: &Tensor) -> usize {
+        t.shape
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(axis, &d)| {
+                if spec.pad_axes.contains(&axis) {
+                    pad_bucket(d)
+                } else {
+                    d
+                }
+            })
+            .fold(1usize, usize::saturating_mul)
+    }
+
+    /// Most padded elements one batch may hold: `max_batch_elements`, lowered so the
+    /// batch's estimated working memory stays within `max_batch_work_bytes`.
+    pub fn batch_element_limit(&self) -> usize {
+        let by_memory = self.max_batch_work_bytes / self.footprint.bytes_per_element.max(1);
+        self.config.max_batch_elements.min(by_memory).max(1)
+    }
+
+    /// Rows one batch of rows `width` padded elements wide may hold (at least one).
+    pub fn batch_rows_limit(&self, width: usize) -> usize {
+        self.max_batch_size()
+            .min(self.batch_element_limit() / width.max(1))
+            .max(1)
+    }
+
+    /// The estimated working memory of a request as a transport decoded it (before
+    /// validation: inputs it does not name count as absent, validation refuses them later).
+    pub fn work(&self, given: &[NamedTensor]) -> Work {
+        let mut rows = None;
+        let mut width = 0usize;
+        for spec in &self.inputs {
+            let Some(t) = given.iter().find(|g| g.name == spec.name) else {
+                continue;
+            };
+            rows.get_or_insert(t.tensor.rows().max(1));
+            width = width.saturating_add(self.padded_elements(spec, &t.tensor));
+        }
+        let rows = rows.unwrap_or(1);
+        // A graph that cannot batch runs the request whole (its first axis is no batch).
+        let per_batch = if self.batched {
+            rows.min(self.batch_rows_limit(width))
+        } else {
+            rows
+        };
+        Work {
+            rows,
+            width,
+            bytes: self.footprint.bytes(per_batch.saturating_mul(width)),
+        }
     }
 
     /// The cap on padded axes of input `name` (`max_pad_length` in config.toml).

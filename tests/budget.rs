@@ -359,3 +359,23 @@ fn a_pad_value_outside_its_input_datatype_fails_the_load_naming_the_key() {
         }
     }
 }
+
+/// A client that writes its whole body before reading (Python's http.client does) gets the
+/// refusal, not a connection reset under its writes: the server reads and drops the body
+/// of a request it refuses before answering.
+#[test]
+fn a_refused_body_is_read_so_a_client_writing_it_all_sees_the_answer() {
+    let server = budget_server(1 << 20, 1 << 20);
+    let mut s = TcpStream::connect(server.http).expect("connect");
+    let len = 16 << 20;
+    let head = format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("head");
+    let written = s.write_all(&vec![b' '; len]);
+    assert!(
+        written.is_ok(),
+        "the server closed the connection under the body: {written:?}"
+    );
+    let (status, text) = common::read_raw_response(&mut s);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("--max-inflight-bytes"), "{text}");
+}

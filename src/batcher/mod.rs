@@ -83,9 +83,11 @@ pub struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
     /// The instances' sessions, for requests that run inline (see `submit`).
     sessions: Arc<[SharedSession]>,
-    /// Largest request that may run inline: `ModelSpec::inline_rows`, or 0 when the model
-    /// waits for fuller batches (`max_queue_delay_us`).
+    /// Largest request that may run inline: `ModelSpec::inline_rows` rows and
+    /// `ModelSpec::inline_elements` padded elements, or 0 when the model waits for fuller
+    /// batches (`max_queue_delay_us`).
     inline_rows: usize,
+    inline_elements: usize,
     admitted: Arc<AtomicUsize>,
     spec: Arc<ModelSpec>,
     metrics: ModelMetrics,
@@ -107,7 +109,7 @@ impl Batcher {
             max_batch_size: spec.max_batch_size(),
             preferred_batch_sizes: spec.config.preferred_batch_sizes.clone(),
             max_queue_delay: spec.config.max_queue_delay(),
-            max_batch_elements: spec.config.max_batch_elements,
+            max_batch_elements: spec.batch_element_limit(),
         };
         let queue = Arc::new(std::sync::Mutex::new(BatchQueue::new(policy)));
         let health = Arc::new(Health::default());
@@ -136,6 +138,7 @@ impl Batcher {
             } else {
                 0
             },
+            inline_elements: spec.inline_elements,
             admitted: Arc::new(AtomicUsize::new(0)),
             spec,
             metrics,
@@ -179,7 +182,10 @@ impl Batcher {
         // to the batcher task and a worker thread and back cost more than a small run.
         let expired = deadline.is_some_and(|d| d <= Instant::now());
         let trace = crate::telemetry::current_span();
-        let inputs = if may_inline && in_flight == 0 && rows <= self.inline_rows && !expired {
+        let width = spec.padded_row_elements(&inputs);
+        // Rows alone cannot tell a short run: one row of a long history may take seconds.
+        let short = rows <= self.inline_rows && rows.saturating_mul(width) <= self.inline_elements;
+        let inputs = if may_inline && in_flight == 0 && short && !expired {
             match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows, &trace) {
                 Ok(result) => return result,
                 Err(inputs) => inputs,
@@ -188,13 +194,10 @@ impl Batcher {
             inputs
         };
         let class = spec.shape_class(&inputs);
-        let width = spec.padded_row_elements(&inputs);
         let enqueued = Instant::now();
-        // Chunks fit one batch: rows and padded elements (the queue cuts batches the same way).
-        let max = spec
-            .max_batch_size()
-            .min(spec.config.max_batch_elements / width.max(1))
-            .max(1);
+        // Chunks fit one batch: rows, padded elements and estimated working memory (the
+        // queue cuts batches the same way).
+        let max = spec.batch_rows_limit(width);
         let chunks = if rows > max && spec.batched {
             let sizes: Vec<usize> = (0..rows).step_by(max).map(|s| max.min(rows - s)).collect();
             // Copying up to max_request_rows rows runs on the blocking pool, not the async

@@ -19,6 +19,8 @@ use crate::spec::ModelSpec;
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub session: SessionOptions,
+    /// Most bytes one batch's estimated working memory may reach (`ModelSpec::max_batch_work_bytes`).
+    pub max_batch_work_bytes: usize,
 }
 
 impl LoadOptions {
@@ -31,9 +33,14 @@ impl LoadOptions {
                 fallback: config.execution_provider_fallback,
                 device_id: 0,
             },
+            max_batch_work_bytes: config.max_inflight_bytes / BATCH_WORK_SHARE,
         }
     }
 }
+
+/// One batch's estimated working memory may take this share of the in-flight budget
+/// (1/4): batches of several models, and the request bodies they came from, fit beside it.
+const BATCH_WORK_SHARE: usize = 4;
 
 /// Everything needed to load versions; shared by start-up, polling and the API.
 pub struct Loader {
@@ -67,10 +74,11 @@ impl Loader {
     async fn load_inner(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
         let runtime = self.runtime.clone();
         let defaults = self.options.session.clone();
-        let (sessions, spec) =
+        let (sessions, mut spec) =
             tokio::task::spawn_blocking(move || prepare(&runtime, &defaults, &v, true))
                 .await
                 .map_err(|e| format!("loading panicked: {e}"))??;
+        spec.max_batch_work_bytes = self.options.max_batch_work_bytes;
         let spec = Arc::new(spec);
         for (key, why) in spec.ignored_settings() {
             tracing::warn!(model = %spec.name, version = %spec.version, key, reason = %why, "config.toml setting has no effect");
@@ -81,6 +89,10 @@ impl Loader {
             batched = spec.batched, max_batch_size = spec.max_batch_size(),
             max_batch_size_source = spec.max_batch_size_source(),
             inline_rows = spec.inline_rows,
+            inline_elements = spec.inline_elements,
+            work_bytes_per_element = spec.footprint.bytes_per_element,
+            work_measured = spec.footprint.measured,
+            batch_element_limit = spec.batch_element_limit(),
             instances = spec.config.instances,
             placements = ?spec.placements.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "model loaded"
@@ -184,14 +196,66 @@ pub fn prepare(
     for session in &mut sessions {
         runtime::warm_up(session, &spec)?;
     }
-    if measure && spec.batched {
-        // Timed on a session of its own, dropped afterwards: the largest batch tried
-        // grows ORT's memory arena, which a serving session would keep for good
-        // (about 21 MB per small model), however small the batches it then runs.
+    if measure && needs_probe(&spec) {
+        // Measured on a session of its own, dropped afterwards: the largest run tried
+        // grows ORT's memory arena, which a serving session would keep for good (about
+        // 21 MB per small model), however small the runs it then has.
+        let started = Instant::now();
         let (mut probe, _) = runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
-        measure_batch_sizes(&mut probe, &mut spec);
+        measure_footprint(&mut probe, &mut spec);
+        if spec.batched {
+            measure_batch_sizes(&mut probe, &mut spec);
+        }
+        tracing::debug!(model = %spec.name, version = %spec.version, took_ms = started.elapsed().as_millis() as u64, "measured on a throwaway session");
+    } else if measure {
+        tracing::info!(
+            model = %spec.name, version = %spec.version,
+            bytes_per_element = spec.footprint.bytes_per_element,
+            "no throwaway calibration session: fixed max_batch_size, inline_run_us = 0 and fixed input shapes; working memory per element assumed, not measured"
+        );
     }
     Ok((sessions, spec))
+}
+
+/// Whether load needs the throwaway session: to time batch sizes (`max_batch_size =
+/// "auto"`, inline runs) or to measure working memory that varies with more than rows
+/// (a dynamic non-batch axis). A model with none of these runs at most `max_batch_size`
+/// rows of one shape, which warm-up already ran.
+fn needs_probe(spec: &ModelSpec) -> bool {
+    let timed = spec.batched
+        && (spec.config.max_batch_size == BatchSize::Auto
+            || !spec.config.inline_run_budget().is_zero());
+    timed || has_variable_axis(spec)
+}
+
+/// Some input has a dynamic non-batch axis: rows of one model may differ in cost.
+fn has_variable_axis(spec: &ModelSpec) -> bool {
+    let first = usize::from(spec.batched);
+    spec.inputs
+        .iter()
+        .any(|s| s.shape.iter().skip(first).any(|&d| d < 0))
+}
+
+/// ORT's working memory and time per padded element (see `runtime::measure_footprint`);
+/// the spec keeps the fallback when the probe fails.
+fn measure_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
+    match runtime::measure_footprint(session, spec) {
+        Ok(footprint) => {
+            spec.footprint = footprint;
+            if !footprint.measured {
+                tracing::warn!(
+                    model = %spec.name, version = %spec.version,
+                    bytes_per_element = footprint.bytes_per_element,
+                    "cannot read the process's peak memory (/proc/self/clear_refs): ONNX Runtime's working memory per element is assumed, not measured"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            model = %spec.name, version = %spec.version, error = %e,
+            bytes_per_element = spec.footprint.bytes_per_element,
+            "could not measure ONNX Runtime's working memory per element: assumed"
+        ),
+    }
 }
 
 /// Times runs at growing batch sizes on one instance (all instances run the same graph
@@ -222,6 +286,7 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
                 .max()
                 .unwrap_or(0)
                 .min(spec.max_batch_size());
+            spec.inline_elements = inline_elements(spec, inline);
             if !auto {
                 return;
             }
@@ -239,7 +304,8 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
             );
         }
         Err(e) => {
-            // The spec keeps UNMEASURED (auto) and inline_rows 0: every request hands off.
+            // The spec keeps UNMEASURED (auto) and inline_rows 0 (and inline_elements 0):
+            // every request hands off.
             tracing::warn!(
                 model = %spec.name, version = %spec.version, error = %e,
                 max_batch_size = spec.max_batch_size(),
@@ -247,4 +313,29 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
             );
         }
     }
+}
+
+/// Most padded elements that run within `inline`. A model whose rows all have one width
+/// was timed exactly by the calibration: its inline rows times that width. One with a
+/// dynamic non-batch axis was calibrated at length 1, far cheaper per row than a long
+/// history: the probe's time per element (at length 4096) decides, or, when the probe
+/// was not timed, nothing runs inline beyond the calibrated rows at length 1.
+fn inline_elements(spec: &ModelSpec, inline: Duration) -> usize {
+    let first = usize::from(spec.batched);
+    let width: usize = spec
+        .inputs
+        .iter()
+        .map(|s| {
+            s.shape
+                .iter()
+                .skip(first)
+                .map(|&d| d.max(1) as usize)
+                .product::<usize>()
+        })
+        .sum();
+    let per_element = spec.footprint.nanos_per_element;
+    if !has_variable_axis(spec) || per_element <= 0.0 {
+        return spec.inline_rows.saturating_mul(width);
+    }
+    (inline.as_nanos() as f64 / per_element) as usize
 }

@@ -4,6 +4,7 @@
 
 mod calibrate;
 mod execute;
+mod footprint;
 mod library;
 mod session;
 mod value;
@@ -14,6 +15,7 @@ pub use value::to_ort_value;
 
 pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
 pub use execute::execute;
+pub use footprint::measure as measure_footprint;
 pub use library::find_library;
 pub use session::{build_session, read_spec, warm_up, Session, SessionOptions};
 

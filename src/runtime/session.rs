@@ -220,6 +220,9 @@ pub fn read_spec(
         placements: Vec::new(),
         inline_rows: 0,
         features: None,
+        inline_elements: 0,
+        footprint: crate::spec::Footprint::default(),
+        max_batch_work_bytes: usize::MAX,
     })
 }
 

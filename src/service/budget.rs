@@ -14,6 +14,8 @@ use crate::error::Error;
 pub struct ByteBudget {
     limit: usize,
     used: AtomicUsize,
+    /// `mlpserve_inflight_refusals_total{source, refusal}`, when the server counts them.
+    refusals: Option<prometheus::IntCounterVec>,
 }
 
 /// Why bytes were not taken.
@@ -30,6 +32,17 @@ impl ByteBudget {
         Arc::new(ByteBudget {
             limit,
             used: AtomicUsize::new(0),
+            refusals: None,
+        })
+    }
+
+    /// A budget that counts each request's first refusal in `refusals` (labels `source`,
+    /// `refusal`).
+    pub fn counted(limit: usize, refusals: prometheus::IntCounterVec) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            refusals: Some(refusals),
         })
     }
 
@@ -43,9 +56,11 @@ impl ByteBudget {
         self.used.load(Ordering::Acquire)
     }
 
-    /// A new, empty charge for one request (or one stream).
-    pub fn charge(self: &Arc<ByteBudget>) -> Arc<Charge> {
+    /// A new, empty charge for one request (or one stream); `source` labels its refusal
+    /// (`http`, `grpc`, `working_memory`).
+    pub fn charge(self: &Arc<ByteBudget>, source: &'static str) -> Arc<Charge> {
         Arc::new(Charge {
+            source,
             budget: self.clone(),
             taken: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
@@ -81,10 +96,45 @@ impl ByteBudget {
     }
 }
 
+/// What a request's estimated working memory in ONNX Runtime came to, for the refusal.
+#[derive(Debug, Clone)]
+pub struct WorkEstimate<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub work: crate::spec::Work,
+    /// Bytes per padded element, and whether that figure was measured at load.
+    pub bytes_per_element: usize,
+    pub measured: bool,
+}
+
+impl ByteBudget {
+    /// The error a refused working-memory charge answers with, naming the estimate, how it
+    /// was made and the limit.
+    pub fn work_error(&self, refusal: Refusal, e: &WorkEstimate<'_>) -> Error {
+        let how = if e.measured { "measured" } else { "assumed" };
+        let estimate = format!(
+            "model '{}' version {}: this request needs an estimated {} bytes of ONNX Runtime working memory ({} row(s) of {} padded elements, {} bytes per element {how} at load)",
+            e.model, e.version, e.work.bytes, e.work.rows, e.work.width, e.bytes_per_element
+        );
+        match refusal {
+            Refusal::NeverFits => Error::TooLarge(format!(
+                "{estimate}, more than the server's whole in-flight budget of {} bytes (--max-inflight-bytes) even one batch at a time; it can never be admitted, send fewer or shorter rows",
+                self.limit
+            )),
+            Refusal::NotNow => Error::Unavailable(format!(
+                "{estimate}, and other requests hold the server's in-flight budget of {} bytes (--max-inflight-bytes) now; retry later",
+                self.limit
+            )),
+        }
+    }
+}
+
 /// What one request (or one gRPC stream) holds of the budget; all of it is given back on
 /// drop. Shared between the body reader that takes and the handler that gives back.
 #[derive(Debug)]
 pub struct Charge {
+    /// What the charge is for, as the refusal metric labels it.
+    source: &'static str,
     budget: Arc<ByteBudget>,
     taken: AtomicUsize,
     /// Every byte ever taken (never decreases): a stream tells its messages' sizes by it.
@@ -106,14 +156,24 @@ impl Charge {
         } else {
             Refusal::NotNow
         };
-        let code = match refusal {
-            Refusal::NeverFits => 1,
-            Refusal::NotNow => 2,
-        };
-        let _ = self
-            .refused
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.refuse(refusal);
         Err(refusal)
+    }
+
+    /// Records a refusal decided without taking (a gRPC message declared larger than the
+    /// whole budget); the first one of a charge is remembered and counted.
+    pub fn refuse(&self, refusal: Refusal) {
+        let (code, label) = match refusal {
+            Refusal::NeverFits => (1, "never_fits"),
+            Refusal::NotNow => (2, "not_now"),
+        };
+        let first = self
+            .refused
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if let (true, Some(counter)) = (first, &self.budget.refusals) {
+            counter.with_label_values(&[self.source, label]).inc();
+        }
     }
 
     /// Gives back up to `n` bytes (a stream's answered message) before the charge drops.
@@ -173,9 +233,9 @@ mod tests {
     #[test]
     fn a_charge_tells_never_from_not_now_and_gives_back_on_drop() {
         let budget = ByteBudget::new(10);
-        let a = budget.charge();
+        let a = budget.charge("http");
         assert_eq!(a.take(6), Ok(()));
-        let b = budget.charge();
+        let b = budget.charge("http");
         assert_eq!(b.take(5), Err(Refusal::NotNow));
         assert_eq!(b.refused(), Some(Refusal::NotNow));
         assert_eq!(a.take(5), Err(Refusal::NeverFits), "6 + 5 alone is over 10");

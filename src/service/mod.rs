@@ -252,6 +252,8 @@ impl Service {
             .spec
             .check_strings(&inputs, self.config.max_string_bytes)
             .map_err(|e| model.refuse(e))?;
+        // Held until the answer is built: ORT's working memory is in flight like the body.
+        let _work = self.charge_work(model, &inputs)?;
         let JobOutput {
             outputs,
             queue_time,
@@ -285,6 +287,34 @@ impl Service {
             compute_time,
             batch_rows,
         })
+    }
+
+    /// Charges the request's estimated ORT working memory (`ModelSpec::work`) to the
+    /// in-flight budget when it is a large run (`spec::LARGE_RUN_BYTES`): 413 when even one
+    /// batch of it can never fit, 503 when other requests hold the budget now.
+    fn charge_work(
+        &self,
+        model: &Model,
+        inputs: &[crate::spec::NamedTensor],
+    ) -> Result<Arc<budget::Charge>> {
+        let spec = &model.spec;
+        let work = spec.work(inputs);
+        let charge = self.inflight.charge("working_memory");
+        if work.bytes <= crate::spec::LARGE_RUN_BYTES {
+            // Runs within the arena every instance keeps anyway: nothing in flight.
+            return Ok(charge);
+        }
+        charge.take(work.bytes).map_err(|refusal| {
+            let estimate = budget::WorkEstimate {
+                model: &spec.name,
+                version: &spec.version,
+                work,
+                bytes_per_element: spec.footprint.bytes_per_element,
+                measured: spec.footprint.measured,
+            };
+            model.refuse(self.inflight.work_error(refusal, &estimate))
+        })?;
+        Ok(charge)
     }
 
     /// `GET /v2` and the `ServerMetadata` RPC.

@@ -104,6 +104,7 @@ impl Body for Counted {
         if let (Some(data), Some(charge)) = (frame.data_ref(), this.charge.clone()) {
             let declared = this.declared(data);
             let refused = if declared > charge.budget().limit() {
+                charge.refuse(Refusal::NeverFits);
                 Err(Refusal::NeverFits)
             } else {
                 charge.take(data.len())

@@ -47,6 +47,13 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
         raw_input_contents,
         ..
     } = request;
+    check_parameters(&parameters, "the request")?;
+    for i in &inputs {
+        check_parameters(&i.parameters, &format!("input '{}'", i.name))?;
+    }
+    for o in &outputs {
+        check_parameters(&o.parameters, &format!("output '{}'", o.name))?;
+    }
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(format!(
@@ -68,6 +75,20 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
             outputs: outputs.into_iter().map(|o| o.name).collect(),
         },
     })
+}
+
+/// Most entries one `parameters` map may have (as for HTTP): the protocol defines a
+/// handful, and each costs a map entry beyond its bytes on the wire.
+pub const MAX_PARAMETERS: usize = 64;
+
+fn check_parameters(parameters: &HashMap<String, InferParameter>, of: &str) -> Result<(), String> {
+    if parameters.len() > MAX_PARAMETERS {
+        return Err(format!(
+            "{of} has {} parameters, more than {MAX_PARAMETERS}",
+            parameters.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Triton's `timeout` request parameter: int64 microseconds, 0 = no timeout.

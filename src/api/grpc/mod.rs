@@ -68,7 +68,7 @@ pub async fn serve(
         let (gate, routes) = (gate.clone(), routes.clone());
         // Inference messages take their bytes from the in-flight budget as they arrive;
         // a unary call holds them until it is answered, a stream until each message is.
-        let charge = admission::charged(req.uri().path()).then(|| budget.charge());
+        let charge = admission::charged(req.uri().path()).then(|| budget.charge("grpc"));
         async move {
             if let Err(status) = gate.check(&req) {
                 return Ok(status.into_http());

@@ -29,7 +29,7 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
-    let charge = budget.charge();
+    let charge = budget.charge("http");
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -38,7 +38,9 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
     let mut req = match declared {
         Some(n) => {
             if let Err(refusal) = charge.take(n) {
-                return budget.error(refusal).into_response();
+                let refused = budget.error(refusal).into_response();
+                drain(req, n).await;
+                return refused;
             }
             req
         }
@@ -63,6 +65,29 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
         return budget.error(refusal).into_response();
     }
     response
+}
+
+/// Most body bytes read and dropped after a refusal, and for how long at most.
+const DRAIN_LIMIT: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops the body of a request refused before it was read (`declared` bytes,
+/// at most [`DRAIN_LIMIT`], for at most [`DRAIN_TIME`]). A client that writes its whole
+/// body before reading (Python's http.client) otherwise finds the connection closed under
+/// its writes and sees a broken pipe or a reset instead of the refusal. Holds no memory:
+/// each chunk is dropped as it comes. Not for `Expect: 100-continue`: such a client sends
+/// nothing until told to, and the refusal tells it not to.
+async fn drain(req: Request, declared: usize) {
+    let expects = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects || declared > DRAIN_LIMIT {
+        return;
+    }
+    let mut body = req.into_body().into_data_stream();
+    let read_all = async { while let Some(Ok(_)) = body.next().await {} };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
 /// Runs outside request decompression: only `gzip` and `deflate` bodies are inflated;

@@ -15,6 +15,7 @@ mod request_id;
 mod triton;
 mod v2;
 pub mod v2_codec;
+mod v2_params;
 
 pub use error::status;
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::lift::{self, Lifted, Resolver};
+use super::v2_params::{capped, capped_option, capped_shape, Parameters};
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
     check_depth, decode_array_expecting, decode_binary, decode_strings, element_count,
@@ -18,22 +19,22 @@ use crate::tensor::{
 /// Header giving the JSON part's length when binary tensors follow it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
-type Parameters = Map<String, Value>;
-
 #[derive(Deserialize)]
 struct RequestBody {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     parameters: Parameters,
+    #[serde(deserialize_with = "capped")]
     inputs: Vec<InputBody>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_option")]
     outputs: Option<Vec<OutputRequest>>,
 }
 
 #[derive(Deserialize)]
 struct InputBody {
     name: String,
+    #[serde(deserialize_with = "capped_shape")]
     shape: Vec<u64>,
     datatype: String,
     #[serde(default)]
@@ -502,6 +503,9 @@ mod tests {
             max_batch: 8,
             inline_rows: 0,
             features: None,
+            inline_elements: 0,
+            footprint: crate::spec::Footprint::default(),
+            max_batch_work_bytes: usize::MAX,
         }
     }
 
