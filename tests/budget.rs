@@ -191,17 +191,7 @@ impl Process {
 
     /// `VmRSS` and `VmHWM` (peak) of the server, in MiB.
     fn memory_mib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .expect("field")
-                / 1024
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        common::memory_mib(self.child.id())
     }
 }
 

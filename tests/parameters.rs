@@ -10,11 +10,8 @@ mod common;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use common::{serve_command, zoo, Binary, ScratchRepo, TestServer};
+use common::{memory_mib, spawn_http, zoo, ScratchRepo, TestServer};
 use mlpserve::api::grpc::proto::infer_parameter::ParameterChoice;
 use mlpserve::api::grpc::proto::InferParameter;
 use serde_json::{json, Map, Value};
@@ -95,53 +92,13 @@ fn grpc_parameter_maps_are_capped_too() {
     });
 }
 
-/// The server as its own process on the zoo's mlp_digits, with its HTTP address.
-fn spawn(repo: &ScratchRepo) -> (Binary, SocketAddr) {
-    let mut child = serve_command(&repo.path).spawn().expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut http = None;
-    for line in lines.by_ref().map_while(Result::ok) {
-        if line.contains("HTTP listening") {
-            let v: Value = serde_json::from_str(&line).expect("json log");
-            http = v["addr"].as_str().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    let binary = Binary(child);
-    let http: SocketAddr = http.expect("HTTP address logged");
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("http://{http}/v2/health/ready"))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "server not ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (binary, http)
-}
-
-/// `VmHWM` (peak resident size) of a process, in MiB.
-fn peak_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 #[test]
 fn a_parameter_of_many_small_objects_costs_no_memory_beyond_its_bytes() {
     let repo = ScratchRepo::new("params-memory");
     let config =
         std::fs::read_to_string(zoo().join("mlp_digits").join("config.toml")).unwrap_or_default();
     repo.add("mlp_digits", "mlp_digits", 1, &config);
-    let (server, http) = spawn(&repo);
+    let (server, http) = spawn_http(&repo.path, &[]);
     // 16 MB of `{},` under one parameter: as a JSON value tree that is ~1 GB.
     let objects = "{},".repeat(16 << 20 >> 2);
     let body = format!(
@@ -149,7 +106,7 @@ fn a_parameter_of_many_small_objects_costs_no_memory_beyond_its_bytes() {
         objects,
         "0,".repeat(63)
     );
-    let before = peak_mib(server.0.id());
+    let before = memory_mib(server.0.id()).1;
     let r = reqwest::blocking::Client::new()
         .post(format!("http://{http}/v2/models/mlp_digits/infer"))
         .header("content-type", "application/json")
@@ -157,7 +114,7 @@ fn a_parameter_of_many_small_objects_costs_no_memory_beyond_its_bytes() {
         .send()
         .expect("request");
     assert_eq!(r.status().as_u16(), 200);
-    let peak = peak_mib(server.0.id());
+    let peak = memory_mib(server.0.id()).1;
     assert!(
         peak < before + 150,
         "a 16 MB body raised the peak from {before} MiB to {peak} MiB"

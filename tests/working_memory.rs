@@ -9,10 +9,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use common::{serve_command, zoo, Binary, ScratchRepo, TestServer};
+use common::{memory_mib, serve_command, spawn_http, zoo, Binary, ScratchRepo, TestServer};
 use mlpserve::ServerConfig;
 use serde_json::{json, Value};
 
@@ -114,57 +112,11 @@ async fn the_inline_gate_counts_padded_elements_not_rows() {
     );
 }
 
-/// The server as its own process, with its HTTP address.
-fn spawn(repo: &ScratchRepo, args: &[&str]) -> (Binary, SocketAddr) {
-    let mut child = serve_command(&repo.path)
-        .args(args)
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut http = None;
-    for line in lines.by_ref().map_while(Result::ok) {
-        if line.contains("HTTP listening") {
-            let v: Value = serde_json::from_str(&line).expect("json log");
-            http = v["addr"].as_str().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    let binary = Binary(child);
-    let http: SocketAddr = http.expect("HTTP address logged");
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("http://{http}/v2/health/ready"))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "server not ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (binary, http)
-}
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
-fn memory_mib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .expect("field")
-            / 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[test]
 fn a_large_run_gives_its_working_memory_back() {
     let repo = din_repo("work-shrink");
-    let (server, http) = spawn(
-        &repo,
+    let (server, http) = spawn_http(
+        &repo.path,
         &["--max-inflight-bytes", &(2usize << 30).to_string()],
     );
     let (before, _) = memory_mib(server.0.id());

@@ -427,3 +427,50 @@ pub fn read_raw_response(s: &mut TcpStream) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// The server binary on `repo` with `args` as its own process, once it is ready: the
+/// process and its HTTP address (read from the JSON log line that announces it).
+pub fn spawn_http(repo: &Path, args: &[&str]) -> (Binary, SocketAddr) {
+    let mut child = serve_command(repo)
+        .args(args)
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut http = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("HTTP listening") {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
+            http = v["addr"].as_str().and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let binary = Binary(child);
+    let http: SocketAddr = http.expect("HTTP address logged");
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .get(format!("http://{http}/v2/health/ready"))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "server not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (binary, http)
+}
+
+/// `VmRSS` and `VmHWM` (peak resident size) of a process, in MiB, read from outside.
+pub fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("field")
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
