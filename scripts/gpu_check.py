@@ -29,7 +29,8 @@ import time
 import urllib.error
 import urllib.request
 
-EXACT = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+# Compared for equality: integers, booleans and strings (BYTES).
+EXACT = {"BOOL", "BYTES", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
 def flatten(v):
@@ -61,18 +62,19 @@ def compare(got, want, datatype, rtol, atol):
     worst = -math.inf
     for g, w in zip(got, want):
         if datatype in EXACT or isinstance(w, bool) or isinstance(g, bool):
+            # Strings and integers match exactly or not at all (no relative error).
             err = 0.0 if g == w else math.inf
-            excess = err
-        else:
-            g, w = float(g), float(w)
-            if math.isnan(w) and math.isnan(g):
-                continue
-            err = abs(g - w)
-            excess = err - (atol + rtol * abs(w))
+            max_abs = max(max_abs, err)
+            worst = max(worst, err)
+            continue
+        g, w = float(g), float(w)
+        if math.isnan(w) and math.isnan(g):
+            continue
+        err = abs(g - w)
         max_abs = max(max_abs, err)
         if err and w:
-            max_rel = max(max_rel, err / abs(float(w)))
-        worst = max(worst, excess)
+            max_rel = max(max_rel, err / abs(w))
+        worst = max(worst, err - (atol + rtol * abs(w)))
     return max_abs, max_rel, worst
 
 
