@@ -60,3 +60,66 @@ fn an_invalid_value_exits_one_naming_the_key() {
         "{err}"
     );
 }
+
+/// The flag table in docs/configuration.md states each default by hand; every one that is a
+/// plain value (not prose such as "see below") must be what the code declares, as
+/// `config --print-defaults` prints it. Flags the printed configuration does not carry as a
+/// key of their own are listed, so a new one is a decision, not an accident.
+#[test]
+fn the_configuration_pages_defaults_are_the_codes() {
+    let (code, out, err) = config(&["--print-defaults"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let printed: std::collections::HashMap<String, String> = out
+        .lines()
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(key, value)| {
+            let key = key.rsplit('.').next().unwrap_or(key).to_string();
+            let value = value.trim_matches('"');
+            (key, value.strip_suffix(" s").unwrap_or(value).to_string())
+        })
+        .collect();
+    // Their defaults live inside `traces` / `payload_log`, which are `none` when off.
+    let inside_observe = [
+        "otlp_endpoint",
+        "otlp_protocol",
+        "otlp_service_name",
+        "trace_sample_ratio",
+        "payload_log_sample",
+        "payload_log_mode",
+        "payload_log_headers",
+        "payload_log_max_file_bytes",
+        "payload_log_max_files",
+    ];
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
+    let mut compared = 0;
+    for row in page.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let key = cells[0]
+            .trim_matches('`')
+            .trim_start_matches('-')
+            .replace('-', "_");
+        let stated = cells[2].replace('`', "");
+        let Some(value) = printed.get(&key) else {
+            assert!(
+                inside_observe.contains(&key.as_str()),
+                "--{key} is not printed by `config`"
+            );
+            continue;
+        };
+        // "none (tracing off)" states none; other cells with words are prose.
+        let stated = match stated.split_once(' ') {
+            Some(("none", _)) => "none".to_string(),
+            Some(_) => continue,
+            None => stated,
+        };
+        assert_eq!(
+            &stated, value,
+            "docs/configuration.md states --{key} defaults to {stated}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 15, "only {compared} defaults compared");
+}

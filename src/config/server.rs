@@ -166,8 +166,9 @@ server_layer! {
 /// Default of `max_string_bytes`: the longest string element a request may send.
 pub const DEFAULT_MAX_STRING_BYTES: usize = 4096;
 
-/// How a request refused for a full queue is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// How a request refused for a full queue is answered; written as its HTTP status, the
+/// form `--overload-status` and the config file take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverloadStatus {
     /// HTTP 429 Too Many Requests / gRPC RESOURCE_EXHAUSTED: the request may be retried.
     #[default]
@@ -175,6 +176,15 @@ pub enum OverloadStatus {
     /// HTTP 503 Service Unavailable / gRPC UNAVAILABLE, Triton's answer, which retry
     /// policies written for Triton (and Envoy's defaults) look for.
     Unavailable,
+}
+
+impl Serialize for OverloadStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(match self {
+            OverloadStatus::TooManyRequests => 429,
+            OverloadStatus::Unavailable => 503,
+        })
+    }
 }
 
 impl OverloadStatus {
