@@ -45,8 +45,9 @@ def close(got, want, rtol=1e-4, atol=1e-5) -> bool:
     if len(got) != len(want):
         return False
     for g, w in zip(flatten(got), flatten(want)):
-        if isinstance(w, bool) or isinstance(g, bool):
-            if bool(g) != bool(w):
+        if isinstance(w, (bool, str)) or isinstance(g, (bool, str)):
+            # Booleans and strings (BYTES) match exactly.
+            if g != w:
                 return False
         elif abs(float(g) - float(w)) > atol + rtol * abs(float(w)):
             return False
