@@ -50,9 +50,13 @@ pub enum Error {
     /// A model output holds NaN or infinity and the client asked for it as JSON.
     #[error("{0}")]
     NonFiniteOutput(String),
-    /// A failure on our side (ONNX Runtime error, worker gone). Details are logged.
+    /// A failure on our side (worker gone, a split that failed). Details are logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The model's run failed (ONNX Runtime's error, or its worker panicked). The worker
+    /// logged it once for its whole batch, with every request's id.
+    #[error("internal error: {0}")]
+    RunFailed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -88,7 +92,17 @@ impl Error {
     /// each transport logs per request at ERROR. Overload and timeouts are counted in the
     /// metrics instead, so an overloaded server does not also flood its log.
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, Error::Internal(_) | Error::NonFiniteOutput(_))
+        matches!(
+            self,
+            Error::Internal(_) | Error::RunFailed(_) | Error::NonFiniteOutput(_)
+        )
+    }
+
+    /// A server fault the transport logs at ERROR for its request: every one but a failed
+    /// run, which the worker that ran the batch logged already (one line per failed
+    /// inference, not one per layer it passes through).
+    pub fn is_logged_per_request(&self) -> bool {
+        self.is_server_fault() && !matches!(self, Error::RunFailed(_))
     }
 
     /// Low-cardinality reason label for metrics; also what transports map to status codes.
@@ -103,7 +117,7 @@ impl Error {
             Error::Overloaded { .. } => "overloaded",
             Error::Timeout { .. } | Error::BodyTimeout(_) => "timeout",
             Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) | Error::NonFiniteOutput(_) => "internal",
+            Error::Internal(_) | Error::RunFailed(_) | Error::NonFiniteOutput(_) => "internal",
         }
     }
 }

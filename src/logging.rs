@@ -6,10 +6,14 @@
 //!
 //! tracing-subscriber's own fallback for a failing writer is `eprintln!`, which panics
 //! when stderr fails; the sink never returns an error, so that path is never taken.
+//!
+//! Also the request id of the task that runs an inference ([`with_request_id`]), so a line
+//! logged far from the transport (a failed batch on a worker thread) names its requests.
 
+use std::future::Future;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use prometheus::IntCounter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -114,6 +118,23 @@ impl<'a> MakeWriter<'a> for LogSink {
     fn make_writer(&'a self) -> SinkWriter<'a> {
         SinkWriter { sink: self }
     }
+}
+
+tokio::task_local! {
+    /// The id of the request the running task serves (see [`with_request_id`]).
+    static REQUEST_ID: Arc<str>;
+}
+
+/// Runs `work` (a transport's handling of one inference request) with `id` as the
+/// request's id: the batcher reads it ([`request_id`]) into the jobs it queues, so the
+/// worker that runs them logs a failure with the ids of every request in the batch.
+pub async fn with_request_id<T>(id: Arc<str>, work: impl Future<Output = T>) -> T {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// The id of the request the running task serves, if a transport gave it one.
+pub fn request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
 }
 
 /// Writes `message` and a newline to stderr, ignoring a failure (unlike `eprintln!`, which

@@ -327,8 +327,72 @@ fn log_until(logs: &std::sync::mpsc::Receiver<String>, message: &str) -> (Value,
     panic!("no '{message}' line; log: {seen:#?}");
 }
 
+/// The ERROR lines logged from now until the server has finished a marker request (a
+/// readiness probe with id `marker`, seen in its DEBUG "request finished" line). Every line
+/// of a request that was answered before the marker was sent is in the log by then.
+async fn errors_before_marker(
+    logs: &std::sync::mpsc::Receiver<String>,
+    addr: &str,
+    marker: &str,
+) -> Vec<Value> {
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/v2/health/live"))
+        .header("x-request-id", marker)
+        .send()
+        .await
+        .expect("marker request");
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut errors = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let log = serde_json::from_str::<Value>(&line).unwrap_or_default();
+        if log["message"] == "request finished" && line.contains(marker) {
+            return errors;
+        }
+        if log["level"] == "ERROR" {
+            errors.push(log);
+        }
+    }
+    panic!("no 'request finished' line for the marker {marker}; errors so far: {errors:#?}");
+}
+
+/// The one ERROR line of a failed run of one request on `gather`.
+fn assert_one_failed_run(errors: &[Value], request_id: &str) {
+    assert_one_failed_batch(errors, "gather", &[request_id]);
+}
+
+/// The one ERROR line of a failed run: model, version, batch size, the ids of the batch's
+/// requests (one row each, in any order) and ONNX Runtime's cause.
+fn assert_one_failed_batch(errors: &[Value], model: &str, request_ids: &[&str]) {
+    assert_eq!(
+        errors.len(),
+        1,
+        "one ERROR line per failed inference: {errors:#?}"
+    );
+    let log = &errors[0];
+    assert_eq!(log["message"], "inference failed", "{log}");
+    assert_eq!(log["model"], model, "{log}");
+    assert_eq!(log["version"], "1", "{log}");
+    assert_eq!(log["batch_rows"], request_ids.len(), "{log}");
+    assert_eq!(log["requests"], request_ids.len(), "{log}");
+    let mut logged: Vec<&str> = log["request_ids"]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    logged.sort_unstable();
+    let mut expected = request_ids.to_vec();
+    expected.sort_unstable();
+    assert_eq!(logged, expected, "{log}");
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Gather"), "ONNX Runtime's cause: {log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() {
+async fn a_failed_inference_is_one_error_line_with_its_model_batch_request_ids_and_cause() {
     use mlpserve::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
     use mlpserve::api::grpc::proto::{model_infer_request::InferInputTensor, ModelInferRequest};
 
@@ -336,7 +400,15 @@ async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() 
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/gather_fail/1/model.onnx");
     repo.add_file(&fixture, "gather", 1, "");
-    let (_child, addr, _, logs) = spawn_binary(&repo.path, "info");
+    // Two requests always run as one batch on a worker thread (never inline).
+    repo.add_file(
+        &fixture,
+        "gather_pairs",
+        1,
+        "max_batch_size = 2\nmax_queue_delay_us = 5000000\n",
+    );
+    // The default level, and DEBUG for the HTTP layer's "request finished" marker lines.
+    let (_child, addr, _, logs) = spawn_binary(&repo.path, "info,mlpserve::api::http=debug");
     let grpc_addr = next_log(&logs, "gRPC listening")["addr"]
         .as_str()
         .expect("gRPC addr")
@@ -350,21 +422,31 @@ async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() 
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 500);
-    let (log, before) = log_until(&logs, "request failed");
-    assert_eq!(log["request_id"], "boom-7", "{log}");
-    assert_eq!(log["status"], 500, "{log}");
-    assert_eq!(log["route"], "/predict", "{log}");
-    assert_eq!(log["level"], "ERROR", "{log}");
-    let error = log["error"].as_str().unwrap_or_default();
+    let body: Value = r.json().await.expect("json body");
     assert!(
-        error.contains("model 'gather' version 1 failed to run"),
-        "{log}"
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("model 'gather' version 1 failed to run")),
+        "{body}"
     );
-    // One ERROR line for the run (with the batch) and one for the request (with its id).
-    let errors: Vec<_> = before.iter().filter(|l| l["level"] == "ERROR").collect();
-    assert!(
-        errors.len() == 1 && errors[0]["message"] == "batch failed",
-        "{errors:#?}"
+    assert_one_failed_run(
+        &errors_before_marker(&logs, &addr, "marker-1").await,
+        "boom-7",
+    );
+
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/v2/models/gather/infer"))
+        .header("x-request-id", "boom-v2")
+        .json(
+            &json!({"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1], "data": [99]}]}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 500);
+    assert_one_failed_run(
+        &errors_before_marker(&logs, &addr, "marker-2").await,
+        "boom-v2",
     );
 
     let mut client = GrpcInferenceServiceClient::connect(format!("http://{grpc_addr}"))
@@ -387,7 +469,39 @@ async fn server_errors_are_logged_with_their_request_ids_at_the_default_level() 
         .await
         .expect_err("the run fails");
     assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
-    let log = next_log(&logs, "gRPC inference failed");
-    assert_eq!(log["request_id"], "grpc-boom-8", "{log}");
-    assert_eq!(log["level"], "ERROR", "{log}");
+    assert!(status.message().contains("failed to run"), "{status:?}");
+    assert_one_failed_run(
+        &errors_before_marker(&logs, &addr, "marker-3").await,
+        "grpc-boom-8",
+    );
+
+    // One batch of two requests, one of them out of range: both fail, one line names both.
+    let client = reqwest::Client::new();
+    let post = |id: &'static str, index: i64| {
+        client
+            .post(format!("http://{addr}/predict"))
+            .header("x-request-id", id)
+            .json(&json!({"model": "gather_pairs", "inputs": [index]}))
+            .send()
+    };
+    let (a, b) = tokio::join!(post("pair-a", 99), post("pair-b", 1));
+    assert_eq!(a.expect("request").status().as_u16(), 500);
+    assert_eq!(b.expect("request").status().as_u16(), 500);
+    let errors = errors_before_marker(&logs, &addr, "marker-5").await;
+    assert_one_failed_batch(&errors, "gather_pairs", &["pair-a", "pair-b"]);
+
+    // A served request logs no error: the marker counts only what failed.
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/predict"))
+        .header("x-request-id", "fine-9")
+        .json(&json!({"model": "gather", "inputs": [1]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    let errors = errors_before_marker(&logs, &addr, "marker-6").await;
+    assert!(
+        errors.is_empty(),
+        "a served request logs no error: {errors:#?}"
+    );
 }

@@ -36,6 +36,8 @@ pub struct Job {
     pub deadline: Option<Instant>,
     /// The request's span when it is traced: the batch's run is recorded in it.
     pub trace: Option<opentelemetry::trace::SpanContext>,
+    /// The request's id, for the log line of a failed run.
+    pub request_id: Option<Arc<str>>,
     reply: oneshot::Sender<Result<JobOutput>>,
     /// Held until the job is answered; releases the request's admission slot on drop.
     _admission: Arc<Admission>,
@@ -182,11 +184,14 @@ impl Batcher {
         // to the batcher task and a worker thread and back cost more than a small run.
         let expired = deadline.is_some_and(|d| d <= Instant::now());
         let trace = crate::telemetry::current_span();
+        let request_id = crate::logging::request_id();
         let width = spec.padded_row_elements(&inputs);
         // Rows alone cannot tell a short run: one row of a long history may take seconds.
         let short = rows <= self.inline_rows && rows.saturating_mul(width) <= self.inline_elements;
         let inputs = if may_inline && in_flight == 0 && short && !expired {
-            match worker::run_inline(&self.sessions, spec, &self.metrics, inputs, rows, &trace) {
+            let (sessions, metrics) = (&self.sessions, &self.metrics);
+            let id = request_id.as_deref();
+            match worker::run_inline(sessions, spec, metrics, inputs, rows, &trace, id) {
                 Ok(result) => return result,
                 Err(inputs) => inputs,
             }
@@ -224,6 +229,7 @@ impl Batcher {
                 enqueued,
                 deadline,
                 trace: trace.clone(),
+                request_id: request_id.clone(),
                 reply,
                 _admission: admission.clone(),
             };

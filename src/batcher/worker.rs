@@ -200,6 +200,7 @@ pub fn run_inline(
     inputs: Vec<Tensor>,
     rows: usize,
     trace: &Option<SpanContext>,
+    request_id: Option<&str>,
 ) -> Result<crate::error::Result<JobOutput>, Vec<Tensor>> {
     let Some((instance, mut session)) = sessions
         .iter()
@@ -238,12 +239,16 @@ pub fn run_inline(
             compute_time,
             batch_rows: rows,
         }),
-        Err(message) => Err(failed(spec, &message)),
+        Err(message) => {
+            log_failed_run(spec, rows, &[request_id], &message);
+            Err(failed(spec, &message))
+        }
     })
 }
 
-/// Stack, run, split, with the panic caught, the batch metrics recorded and a failure
-/// logged; returns the outputs per request and the time it took.
+/// Stack, run, split, with the panic caught and the batch metrics recorded; returns the
+/// outputs per request and the time it took. The caller logs a failure
+/// ([`log_failed_run`]), as it knows the requests' ids.
 fn run_recorded(
     session: &mut Session,
     spec: &ModelSpec,
@@ -259,17 +264,35 @@ fn run_recorded(
     metrics.executions.inc();
     metrics.batch_size.observe(batch_rows as f64);
     metrics.compute_duration.observe(compute_time.as_secs_f64());
-    if let Err(message) = &result {
-        tracing::error!(model = %spec.name, version = %spec.version, batch_rows, error = %message, "batch failed");
-    }
     (result, compute_time)
 }
 
+/// The one log line of a failed run: every request of the batch fails with it, and the
+/// transports do not log [`Error::RunFailed`] again. `request_ids`: one per request,
+/// `None` for a request that came without one.
+fn log_failed_run(spec: &ModelSpec, batch_rows: usize, request_ids: &[Option<&str>], cause: &str) {
+    let ids: Vec<&str> = request_ids.iter().flatten().copied().collect();
+    tracing::error!(
+        model = %spec.name,
+        version = %spec.version,
+        batch_rows,
+        requests = request_ids.len(),
+        request_ids = %ids.join(","),
+        error = %cause,
+        "inference failed"
+    );
+}
+
 fn failed(spec: &ModelSpec, message: &str) -> Error {
-    Error::Internal(format!(
+    Error::RunFailed(format!(
         "model '{}' version {} failed to run: {message}",
         spec.name, spec.version
     ))
+}
+
+/// The ids of `jobs`, for [`log_failed_run`].
+fn request_ids(jobs: &[Job]) -> Vec<Option<&str>> {
+    jobs.iter().map(|j| j.request_id.as_deref()).collect()
 }
 
 /// The jobs of the batch being run. Dropped while its thread unwinds from a panic, it
@@ -291,6 +314,8 @@ impl Drop for Held<'_> {
             "a worker of model '{}' version {} panicked",
             self.spec.name, self.spec.version
         ));
+        let rows = self.jobs.iter().map(|j| j.rows).sum();
+        log_failed_run(self.spec, rows, &request_ids(&self.jobs), reason);
         for job in self.jobs.drain(..) {
             job.answer(Err(failed(self.spec, reason)));
         }
@@ -360,6 +385,7 @@ fn run_batch(
             }
         }
         Err(message) => {
+            log_failed_run(spec, batch_rows, &request_ids(&held.jobs), &message);
             for job in held.jobs.drain(..) {
                 job.answer(Err(failed(spec, &message)));
             }

@@ -138,11 +138,13 @@ async fn infer(
     let started = std::time::Instant::now();
     let capture = payload::begin(service, &request, metadata);
     // Most clients send no id; only a present one costs a copy.
-    let id = (!request.id.is_empty()).then(|| request.id.clone());
+    let id: Option<Arc<str>> = (!request.id.is_empty()).then(|| request.id.as_str().into());
     let trace = RequestTrace::start(caller, "grpc", &request.id);
-    let result = trace
-        .scope(infer_unlogged(service, request, deadline))
-        .await;
+    let work = trace.scope(infer_unlogged(service, request, deadline));
+    let result = match &id {
+        Some(id) => crate::logging::with_request_id(id.clone(), work).await,
+        None => work.await,
+    };
     if trace.is_on() {
         trace.finish(match &result {
             Ok(_) => Ok(()),
@@ -156,7 +158,7 @@ async fn infer(
         capture.finish(&result);
     }
     if let Err(e) = &result {
-        if e.is_server_fault() {
+        if e.is_logged_per_request() {
             tracing::error!(
                 error = %e,
                 request_id = id.as_deref().unwrap_or(""),

@@ -18,7 +18,7 @@ pub fn code(error: &Error) -> Code {
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unauthorized(_) => Code::Unauthenticated,
         Error::NotAllowed(_) => Code::PermissionDenied,
-        Error::Internal(_) | Error::NonFiniteOutput(_) => Code::Internal,
+        Error::Internal(_) | Error::RunFailed(_) | Error::NonFiniteOutput(_) => Code::Internal,
     }
 }
 

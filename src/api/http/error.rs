@@ -19,7 +19,9 @@ pub fn status(error: &Error) -> StatusCode {
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::NotAllowed(_) => StatusCode::FORBIDDEN,
-        Error::Internal(_) | Error::NonFiniteOutput(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Internal(_) | Error::RunFailed(_) | Error::NonFiniteOutput(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -241,6 +241,10 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     };
     let mut response = match refused {
         Some(refused) => refused,
+        None if is_inference(route) => {
+            let work = trace.scope(next.run(req).instrument(span.clone()));
+            crate::logging::with_request_id(id.into(), work).await
+        }
         None => trace.scope(next.run(req).instrument(span.clone())).await,
     };
     if response.status() == StatusCode::TOO_MANY_REQUESTS
@@ -272,9 +276,12 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
         .http_request(route, method.as_str(), status.as_u16());
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     // A 500 is the server's own failure (`Error::is_server_fault`, or a handler that broke);
-    // 503/504 are load and lifecycle, counted in the metrics, not logged per request.
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        let error = response.extensions().get::<Error>().map(|e| e.to_string());
+    // 503/504 are load and lifecycle, counted in the metrics, not logged per request. A
+    // failed run was logged by its worker, with this request's id.
+    let error = response.extensions().get::<Error>();
+    if status == StatusCode::INTERNAL_SERVER_ERROR && error.is_none_or(Error::is_logged_per_request)
+    {
+        let error = error.map(|e| e.to_string());
         tracing::error!(
             %method, route, status = status.as_u16(), request_id = id, latency_ms,
             error = error.as_deref().unwrap_or(""),
