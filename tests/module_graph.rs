@@ -66,15 +66,31 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-/// Whether `code` names the `ort` crate: a path starting `ort::` (not the end of another
-/// name, such as `transport::`).
+/// Whether `code` names the `ort` crate: a path starting `ort::` or `::ort::`, or a `use`
+/// of the crate itself (`use ort;`, `use ort as o;`), but not a name that only ends in
+/// `ort` (`transport::`) or a module of that name inside another path (`a::ort::`).
 fn names_ort(code: &str) -> bool {
-    code.match_indices("ort::").any(|(i, _)| {
-        code[..i]
+    let starts_a_path = |before: &str| {
+        let before = before.strip_suffix("::").map_or(before, |rest| {
+            // `::ort::` is the crate; `a::ort::` is some other module.
+            if rest.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                "x"
+            } else {
+                ""
+            }
+        });
+        before
             .chars()
             .next_back()
             .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-    })
+    };
+    let used = code.match_indices("use ort").any(|(i, m)| {
+        let rest = &code[i + m.len()..];
+        starts_a_path(&code[..i]) && (rest.starts_with(';') || rest.starts_with(" as "))
+    });
+    used || code
+        .match_indices("ort::")
+        .any(|(i, _)| starts_a_path(&code[..i]))
 }
 
 /// The breaks of the two layer rules in `files`, one line each.
@@ -202,6 +218,8 @@ fn the_layer_check_finds_planted_violations() {
         file("api/grpc/x.rs", "use crate::{error::Error, repository};"),
         file("tensor/x.rs", "use ort::value::DynValue;"),
         file("batcher/x.rs", "fn f() -> ort::Result<()> { todo!() }"),
+        file("service/y.rs", "fn f(s: &::ort::session::Session) {}"),
+        file("spec/x.rs", "use ort as onnx;"),
         // Allowed: runtime names ORT, the service names the repository, comments and names
         // that only end in `ort` do not count.
         file("runtime/x.rs", "use ort::session::Session;"),
@@ -211,6 +229,7 @@ fn the_layer_check_finds_planted_violations() {
             "use crate::service::Service; // not crate::repository",
         ),
         file("config/x.rs", "use super::transport::TransportArgs;"),
+        file("tensor/y.rs", "use crate::sort::merge; use report;"),
     ];
     let found = layer_violations(&planted);
     let paths: Vec<&str> = found
@@ -223,7 +242,9 @@ fn the_layer_check_finds_planted_violations() {
             "api/http/x.rs",
             "api/grpc/x.rs",
             "tensor/x.rs",
-            "batcher/x.rs"
+            "batcher/x.rs",
+            "service/y.rs",
+            "spec/x.rs"
         ],
         "{found:#?}"
     );
