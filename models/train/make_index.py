@@ -4,7 +4,7 @@ import onnx
 import common
 
 ORDER = ["mlp_digits", "mixer_digits", "gmlp_digits", "tsmixer_macro", "finalmlp_ctr", "dcnv2_ctr",
-         "widedeep_ctr", "din_ctr", "features_ctr", "fastkan_cancer", "field_china", "dtype_echo",
+         "widedeep_ctr", "din_ctr", "features_ctr", "ranking_ctr", "fastkan_cancer", "field_china", "dtype_echo",
          "string_echo", "churn_pipeline"]
 
 

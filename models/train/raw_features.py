@@ -11,7 +11,9 @@ config.toml), written from the training libraries' definitions, not from the ser
 
 Ids become INT64 columns, numbers FP32 (computed in float64, then rounded), in the order of
 each input's ``from`` list. Training and the zoo's checks use ``graph_inputs`` to turn raw
-columns into the graph's inputs, so the samples prove the server computes the same.
+columns into the graph's inputs, so the samples prove the server computes the same. Keys the
+server ignores here (``broadcast``: how many rows a request may send, not what a value becomes)
+leave the transforms unchanged.
 """
 from __future__ import annotations
 
@@ -61,11 +63,12 @@ class Features:
             return math.log1p(float(x))
         return float(x)
 
-    def graph_inputs(self, columns: dict) -> dict:
+    def graph_inputs(self, columns: dict, tensors: dict | None = None) -> dict:
         """Raw columns (field -> list of values; absent fields take their default) -> the
-        graph inputs built from them."""
+        graph inputs built from them, plus `tensors` (graph inputs sent as tensors, without
+        `from`) as they are."""
         n = len(next(iter(columns.values())))
-        out = {}
+        out = dict(tensors or {})
         for inp, names in self.inputs.items():
             cols = []
             for name in names:
