@@ -1,5 +1,6 @@
 //! Operator and API edges: metrics that follow live instances and forget retired versions,
-//! the admin token's scheme, loads of absent names, poll mode with a model's last version
+//! the admin token's scheme, loads of absent names, load failures answered by their cause
+//! on both transports, poll mode with a model's last version
 //! folder deleted, and the Open Inference Protocol's paths as the spec writes them.
 
 mod common;
@@ -116,13 +117,89 @@ fn loads_of_absent_names_leave_no_index_entries() {
     for i in 0..20 {
         let (status, body) =
             server.post_json(&format!("/v2/repository/models/ghost{i}/load"), &json!({}));
-        assert_eq!(status, 400, "{body}");
+        assert_eq!(status, 404, "{body}");
     }
     let names: Vec<String> = index(&server)
         .iter()
         .map(|e| e["name"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(names, ["mlp_digits"], "{names:?}");
+}
+
+/// The HTTP status and gRPC code of a load of `name`, and both messages.
+fn load_outcome(
+    server: &TestServer,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+) -> ((u16, String), (tonic::Code, String)) {
+    use mlpserve::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use mlpserve::api::grpc::proto::RepositoryModelLoadRequest;
+
+    let (status, body) =
+        server.post_json(&format!("/v2/repository/models/{name}/load"), &json!({}));
+    let http = (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    );
+    let grpc = rt.block_on(async {
+        let mut client = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .expect("connect");
+        let request = RepositoryModelLoadRequest {
+            model_name: name.to_string(),
+            ..Default::default()
+        };
+        match client.repository_model_load(request).await {
+            Ok(_) => (tonic::Code::Ok, String::new()),
+            Err(status) => (status.code(), status.message().to_string()),
+        }
+    });
+    (http, grpc)
+}
+
+#[test]
+fn load_failures_answer_by_their_cause_on_both_transports() {
+    let repo = ScratchRepo::digits("load-causes");
+    // ONNX Runtime refuses the graph.
+    std::fs::create_dir_all(repo.path.join("broken/1")).expect("dir");
+    std::fs::write(repo.path.join("broken/1/model.onnx"), b"not an onnx graph").expect("write");
+    // A config value out of its range.
+    repo.add("mlp_digits", "slow", 1, "max_batch_latency_ms = 120000\n");
+    // CUDA with no fallback: this ONNX Runtime build has none, and a GPU build has no
+    // GPU 99 either.
+    repo.add(
+        "mlp_digits",
+        "gpu",
+        1,
+        "execution_provider = \"cuda\"\nfallback = \"error\"\ndevice_ids = [99]\n",
+    );
+    let server = TestServer::start_with(explicit(&repo));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cases = [
+        ("ghost", 404, tonic::Code::NotFound, "ghost"),
+        ("broken", 400, tonic::Code::InvalidArgument, "version 1"),
+        (
+            "slow",
+            400,
+            tonic::Code::InvalidArgument,
+            "max_batch_latency_ms",
+        ),
+        ("gpu", 500, tonic::Code::Internal, "CUDA"),
+    ];
+    for (name, status, code, needle) in cases {
+        let ((http_status, http_message), (grpc_code, grpc_message)) =
+            load_outcome(&server, &rt, name);
+        assert_eq!(http_status, status, "{name}: {http_message}");
+        assert_eq!(grpc_code, code, "{name}: {grpc_message}");
+        for message in [&http_message, &grpc_message] {
+            assert!(
+                message.contains(name) && message.contains(needle),
+                "{name}: the message names the model and the cause: {message}"
+            );
+        }
+    }
+    // The working model still loads; the index says why the others do not serve.
+    assert_eq!(load_outcome(&server, &rt, "mlp_digits").0 .0, 200);
 }
 
 #[test]

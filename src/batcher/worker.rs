@@ -157,7 +157,7 @@ impl Worker {
         self.metrics.worker_restarts.inc();
         tracing::error!(%model, %version, worker, %reason, "worker thread panicked: version UNAVAILABLE until a fresh worker has warmed up");
         let warm = catch_unwind(AssertUnwindSafe(|| {
-            runtime::warm_up(&mut lock(&self.session), &self.spec)
+            runtime::warm_up(&mut lock(&self.session), &self.spec).map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|p| Err(format!("warm-up panicked: {}", panic_message(&*p))));
         match warm {

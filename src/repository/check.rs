@@ -243,7 +243,7 @@ fn check_model(
                 &rel(&found.model_file),
                 &config_file,
                 v,
-                &e,
+                &e.to_string(),
             )),
         }
     }

@@ -13,7 +13,7 @@ use super::discover::{self, ModelScan};
 use super::load::VersionToLoad;
 use super::overrides::{self, LoadRequest};
 use super::routing::Routing;
-use super::{read, write, Live, OpState, Repository, Slot, State, Version};
+use super::{read, write, ControlError, Live, OpState, Repository, Slot, State, Version};
 use crate::config::ControlMode;
 
 /// How one reconciliation treats what it finds.
@@ -63,8 +63,8 @@ impl Repository {
 
     /// Loads (or reloads what changed of) `name`: writes the request's files, then
     /// reconciles. Answers when done; the error lists the versions that failed.
-    pub async fn load_model(&self, name: &str, request: LoadRequest) -> Result<(), String> {
-        check_name(name)?;
+    pub async fn load_model(&self, name: &str, request: LoadRequest) -> Result<(), ControlError> {
+        check_name(name).map_err(ControlError::BadRequest)?;
         let slot = self.slot_or_new(name);
         let mut op = slot.op.lock().await;
         if !request.files.is_empty() {
@@ -72,7 +72,7 @@ impl Repository {
             let files = request.files.clone();
             tokio::task::spawn_blocking(move || overrides::write_files(&dir, &files))
                 .await
-                .map_err(|e| format!("writing files panicked: {e}"))??;
+                .map_err(|e| ControlError::Internal(format!("writing files panicked: {e}")))??;
         }
         op.config_override = request.config.clone();
         write(&slot.live).wanted = true;
@@ -105,10 +105,10 @@ impl Repository {
 
     /// Unloads every version of `name`: new requests get 404/503 at once, admitted ones
     /// finish on the version that admitted them.
-    pub async fn unload_model(&self, name: &str) -> Result<(), String> {
-        let slot = self
-            .slot(name)
-            .ok_or_else(|| format!("model '{name}' is not in the repository"))?;
+    pub async fn unload_model(&self, name: &str) -> Result<(), ControlError> {
+        let slot = self.slot(name).ok_or_else(|| {
+            ControlError::NotFound(format!("model '{name}' is not in the repository"))
+        })?;
         let _op = slot.op.lock().await;
         let mut live = write(&slot.live);
         live.wanted = false;
@@ -207,15 +207,18 @@ impl Repository {
     }
 
     /// Reconciles one model with its directory. Caller holds the model's operation lock.
-    async fn sync(&self, slot: &Slot, op: &mut OpState, sync: Sync) -> Result<(), String> {
+    async fn sync(&self, slot: &Slot, op: &mut OpState, sync: Sync) -> Result<(), ControlError> {
         let name = slot.name.clone();
         let dir = self.options.root.join(&name);
         let config_override = op.config_override.clone();
-        let scan: ModelScan = tokio::task::spawn_blocking(move || {
-            discover::scan_model(&dir, config_override.as_ref())
+        let (scan, present): (ModelScan, bool) = tokio::task::spawn_blocking(move || {
+            (
+                discover::scan_model(&dir, config_override.as_ref()),
+                dir.is_dir(),
+            )
         })
         .await
-        .map_err(|e| format!("scanning panicked: {e}"))?;
+        .map_err(|e| ControlError::Internal(format!("scanning panicked: {e}")))?;
         for (path, why) in &scan.skipped {
             if op.warned.insert(format!("{}: {why}", path.display())) {
                 tracing::warn!(model = %name, path = %path.display(), reason = %why, "skipped version");
@@ -228,7 +231,10 @@ impl Repository {
                     tracing::warn!(model = %name, reason = %e, "model cannot be loaded");
                 }
                 write(&slot.live).error = Some(e.clone());
-                return Err(e);
+                return Err(match present {
+                    true => ControlError::Unservable(e),
+                    false => ControlError::NotFound(e),
+                });
             }
         };
         write(&slot.live).error = None;
@@ -238,10 +244,13 @@ impl Repository {
         let mut failures = Vec::new();
         for &v in &selected {
             let found = &scan.versions[&v];
-            let unchanged = read(&slot.live)
-                .versions
-                .get(&v)
-                .is_some_and(|e| e.fingerprint == found.fingerprint && e.config == serving_config);
+            // A version that failed to load is tried again by a load request (which must
+            // not answer success for a version that does not serve), not by every poll.
+            let unchanged = read(&slot.live).versions.get(&v).is_some_and(|e| {
+                e.fingerprint == found.fingerprint
+                    && e.config == serving_config
+                    && (e.model.is_some() || sync.require_stable)
+            });
             if unchanged && !sync.force {
                 op.seen.remove(&v);
                 continue;
@@ -282,7 +291,7 @@ impl Repository {
                 }
                 Err(e) => {
                     tracing::warn!(model = %name, version = v, error = %e, "version failed to load");
-                    failures.push(format!("version {v}: {e}"));
+
                     let old = read(&slot.live)
                         .versions
                         .get(&v)
@@ -292,9 +301,10 @@ impl Repository {
                             State::Ready,
                             format!("reload failed, previous files still serve: {e}"),
                         ),
-                        None => (State::Unavailable, e),
+                        None => (State::Unavailable, e.to_string()),
                     };
                     self.set_version(slot, v, entry(state, reason, old));
+                    failures.push(e.map_message(|m| format!("version {v}: {m}")));
                 }
             }
         }
@@ -308,10 +318,7 @@ impl Repository {
         }
         live.routing = routing;
         live.draining.retain(|(_, w)| w.strong_count() > 0);
-        match failures.is_empty() {
-            true => Ok(()),
-            false => Err(failures.join("; ")),
-        }
+        ControlError::joined(failures).map_or(Ok(()), Err)
     }
 
     /// Retires versions the policy no longer selects (or that left the disk), but only

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::model::Model;
+use super::ControlError;
 use crate::batcher::Batcher;
 use crate::config::{BatchSize, ModelConfig};
 use crate::features::{FeatureSet, GraphInput};
@@ -59,7 +60,7 @@ pub struct VersionToLoad {
 
 impl Loader {
     /// Loads and warms up `v`; counts the outcome and the duration. The error says why.
-    pub async fn load(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
+    pub async fn load(&self, v: VersionToLoad) -> Result<Arc<Model>, ControlError> {
         let started = Instant::now();
         let result = self.load_inner(v).await;
         let lifecycle = self.metrics.lifecycle();
@@ -71,13 +72,13 @@ impl Loader {
         result
     }
 
-    async fn load_inner(&self, v: VersionToLoad) -> Result<Arc<Model>, String> {
+    async fn load_inner(&self, v: VersionToLoad) -> Result<Arc<Model>, ControlError> {
         let runtime = self.runtime.clone();
         let defaults = self.options.session.clone();
         let (sessions, mut spec) =
             tokio::task::spawn_blocking(move || prepare(&runtime, &defaults, &v, true))
                 .await
-                .map_err(|e| format!("loading panicked: {e}"))??;
+                .map_err(|e| ControlError::Internal(format!("loading panicked: {e}")))??;
         spec.max_batch_work_bytes = self.options.max_batch_work_bytes;
         let spec = Arc::new(spec);
         for (key, why) in spec.ignored_settings() {
@@ -99,7 +100,7 @@ impl Loader {
         );
         let model_metrics = self.metrics.model(&spec.name, &spec.version);
         let batcher = Batcher::start(spec.clone(), sessions, model_metrics.clone())
-            .map_err(|e| format!("cannot start worker threads: {e}"))?;
+            .map_err(|e| ControlError::Internal(format!("cannot start worker threads: {e}")))?;
         let placed = spec
             .placements
             .iter()
@@ -153,12 +154,17 @@ pub fn prepare(
     defaults: &SessionOptions,
     v: &VersionToLoad,
     measure: bool,
-) -> Result<(Vec<runtime::Session>, ModelSpec), String> {
+) -> Result<(Vec<runtime::Session>, ModelSpec), ControlError> {
     let size = std::fs::metadata(&v.model_file)
         .map(|m| m.len())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                ControlError::NotFound(format!("{}: {e}", v.model_file.display()))
+            }
+            _ => ControlError::Internal(format!("{}: {e}", v.model_file.display())),
+        })?;
     if size == 0 {
-        return Err("model.onnx is empty".to_string());
+        return Err(ControlError::Unservable("model.onnx is empty".to_string()));
     }
     let c = &v.config;
     let mut sessions = Vec::with_capacity(c.instances);
@@ -192,7 +198,9 @@ pub fn prepare(
         v.config.clone(),
     )?;
     spec.placements = placements;
-    spec.features = build_features(&spec, &v.model_file)?.map(Arc::new);
+    spec.features = build_features(&spec, &v.model_file)
+        .map_err(ControlError::Unservable)?
+        .map(Arc::new);
     for session in &mut sessions {
         runtime::warm_up(session, &spec)?;
     }

@@ -7,10 +7,11 @@
 //!
 //! Owns: lookup by name and version/label (`routing`), the index (state and reason of
 //! every version), readiness. Discovery is in `discover`, loading in `load`, load/unload/
-//! poll in `lifecycle`, load overrides in `overrides`, the pre-deployment check in `check`.
+//! poll in `lifecycle` (failing with a [`ControlError`] by cause), load overrides in `overrides`, the pre-deployment check in `check`.
 
 mod check;
 mod discover;
+mod error;
 mod lifecycle;
 mod load;
 mod model;
@@ -19,6 +20,7 @@ mod routing;
 
 pub use check::{check, CheckReport, CheckedVersion, Problem};
 pub use discover::{scan_model, ModelScan};
+pub use error::ControlError;
 pub use load::{prepare, LoadOptions, Loader, VersionToLoad};
 pub use model::{InferRequest, Model};
 pub use overrides::{checked_path, LoadRequest};

@@ -5,6 +5,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::ControlError;
 use crate::config::ModelConfig;
 
 /// What a load request may carry besides the model name.
@@ -52,29 +53,33 @@ pub fn checked_path(name: &str) -> Result<PathBuf, String> {
 /// Writes `files` under `model_dir` (each through a temporary file and a rename, so a
 /// poller never sees half a file). A file whose contents are already there is left alone,
 /// so a repeated identical load changes nothing on disk.
-pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+/// A path refused or a link in the way is the request's fault; a write that fails is the
+/// server's.
+pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), ControlError> {
     let checked = files
         .iter()
         .map(|(name, bytes)| Ok((checked_path(name)?, bytes)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(ControlError::BadRequest)?;
     for (rel, _) in &checked {
-        refuse_links(model_dir, rel)?;
+        refuse_links(model_dir, rel).map_err(ControlError::BadRequest)?;
     }
+    let failed = |what: &Path, e: std::io::Error| {
+        ControlError::Internal(format!("cannot write {}: {e}", what.display()))
+    };
     for (rel, bytes) in checked {
         let target = model_dir.join(&rel);
         if std::fs::read(&target).is_ok_and(|old| &old == bytes) {
             continue;
         }
         let parent = target.parent().unwrap_or(model_dir);
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| failed(parent, e))?;
         let tmp = parent.join(format!(
             ".{}.part",
             rel.file_name().and_then(|n| n.to_str()).unwrap_or("file")
         ));
-        std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &target)
-            .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        std::fs::write(&tmp, bytes).map_err(|e| failed(&tmp, e))?;
+        std::fs::rename(&tmp, &target).map_err(|e| failed(&target, e))?;
     }
     Ok(())
 }
@@ -151,7 +156,10 @@ mod tests {
                 .unwrap(),
             mtime
         );
-        assert!(write_files(&dir, &[("../3/model.onnx".to_string(), vec![])]).is_err());
+        assert!(matches!(
+            write_files(&dir, &[("../3/model.onnx".to_string(), vec![])]),
+            Err(ControlError::BadRequest(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -165,7 +173,10 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("f"), model.join("5/model.onnx")).unwrap();
         for name in ["4/model.onnx", "4/sub/model.onnx", "5/model.onnx"] {
             let err = write_files(&model, &[(name.to_string(), b"x".to_vec())]).unwrap_err();
-            assert!(err.contains("symbolic link"), "{name}: {err}");
+            assert!(
+                matches!(&err, ControlError::BadRequest(m) if m.contains("symbolic link")),
+                "{name}: {err:?}"
+            );
         }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         std::fs::remove_dir_all(&base).unwrap();

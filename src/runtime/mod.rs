@@ -17,7 +17,7 @@ pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
 pub use execute::execute;
 pub use footprint::measure as measure_footprint;
 pub use library::find_library;
-pub use session::{build_session, read_spec, warm_up, Session, SessionOptions};
+pub use session::{build_session, read_spec, warm_up, Session, SessionError, SessionOptions};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

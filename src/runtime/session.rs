@@ -23,6 +23,20 @@ impl Session {
     }
 }
 
+/// Why a version's sessions cannot be built or cannot serve. The cause decides how a
+/// failed load is answered: a model that cannot work is the request's problem, a server
+/// without the provider the model asks for is the server's.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    /// The execution provider asked for cannot be used here and no fallback is allowed.
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    /// ONNX Runtime refused the graph, or it cannot serve as configured (an input that is
+    /// not a tensor, a config setting the graph contradicts, a failed warm-up run).
+    #[error("{0}")]
+    Unservable(String),
+}
+
 /// How to build a session.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -45,11 +59,15 @@ pub fn build_session(
     env: &ort::environment::Environment,
     path: &Path,
     options: &SessionOptions,
-) -> Result<(Session, Placement), String> {
-    let cpu =
-        || -> ort::Result<Session> { Ok(Session(builder(env, options)?.commit_from_file(path)?)) };
+) -> Result<(Session, Placement), SessionError> {
+    let cpu = || -> Result<Session, SessionError> {
+        let build = || -> ort::Result<Session> {
+            Ok(Session(builder(env, options)?.commit_from_file(path)?))
+        };
+        build().map_err(|e| SessionError::Unservable(e.to_string()))
+    };
     if options.execution_provider == ExecutionProvider::Cpu {
-        return Ok((cpu().map_err(|e| e.to_string())?, Placement::CPU));
+        return Ok((cpu()?, Placement::CPU));
     }
     let placement = Placement {
         provider: ExecutionProvider::Cuda,
@@ -83,12 +101,12 @@ pub fn build_session(
     };
     match (cuda(), options.fallback) {
         (Ok(session), _) => Ok((session, placement)),
-        (Err(e), ProviderFallback::Error) => Err(format!(
+        (Err(e), ProviderFallback::Error) => Err(SessionError::ProviderUnavailable(format!(
             "{e} (set fallback = \"cpu\" in config.toml or --execution-provider-fallback cpu to run on the CPU instead)"
-        )),
+        ))),
         (Err(e), ProviderFallback::Cpu) => {
             tracing::warn!(model = %path.display(), reason = %e, "CUDA unavailable: running on the CPU (fallback = cpu)");
-            Ok((cpu().map_err(|e| e.to_string())?, Placement::CPU))
+            Ok((cpu()?, Placement::CPU))
         }
     }
 }
@@ -122,6 +140,16 @@ fn available_providers() -> Vec<&'static str> {
 /// Reads the serving contract from the graph: names, dtypes, shapes (`-1` for dynamic
 /// dims), `metadata_props`, plus padding from the model's config (checked against the graph).
 pub fn read_spec(
+    session: &Session,
+    name: &str,
+    version: &str,
+    config: ModelConfig,
+) -> Result<ModelSpec, SessionError> {
+    spec_of(session, name, version, config).map_err(SessionError::Unservable)
+}
+
+/// [`read_spec`], its reason a message.
+fn spec_of(
     session: &Session,
     name: &str,
     version: &str,
@@ -232,7 +260,12 @@ pub fn read_spec(
 /// zeros for the first run and ones for the others (empty strings for string inputs), dynamic
 /// non-batch dims = 1. A failing
 /// run fails the load: a version that cannot run these inputs is not ready to serve.
-pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
+pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), SessionError> {
+    warm_up_runs(session, spec).map_err(SessionError::Unservable)
+}
+
+/// [`warm_up`], its reason a message.
+fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     let mut sizes = vec![1];
     if spec.batched {
         sizes.push(spec.max_batch_size());

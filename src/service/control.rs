@@ -5,7 +5,7 @@
 
 use crate::config::ControlMode;
 use crate::error::{Error, Result};
-use crate::repository::{IndexEntry, LoadRequest};
+use crate::repository::{ControlError, IndexEntry, LoadRequest};
 
 use super::Service;
 
@@ -52,7 +52,7 @@ impl Service {
         self.repository
             .load_model(name, request)
             .await
-            .map_err(|e| Error::InvalidInput(format!("failed to load model '{name}': {e}")))
+            .map_err(|e| control_error(name, "load", e))
     }
 
     /// Unloads every version of a model; answers when it no longer takes new requests
@@ -62,7 +62,7 @@ impl Service {
         self.repository
             .unload_model(name)
             .await
-            .map_err(|_| Error::ModelNotFound(name.to_string()))
+            .map_err(|e| control_error(name, "unload", e))
     }
 
     fn allow_control(&self, what: &str) -> Result<()> {
@@ -76,6 +76,23 @@ impl Service {
                     _ => "poll",
                 }
             ))),
+        }
+    }
+}
+
+/// The answer to a load or unload of `name` that failed, by its cause; each transport
+/// maps the [`Error`] once. An unusable model or request is the client's to fix (400, as
+/// Triton answers a failed load; the Open Inference Protocol knows no 422). A provider
+/// the server lacks is the server's own fault (500, logged): not a passing condition that
+/// a retry would outlast, which 503 would promise.
+fn control_error(name: &str, what: &str, e: ControlError) -> Error {
+    match e {
+        ControlError::NotFound(_) => Error::ModelNotFound(name.to_string()),
+        ControlError::BadRequest(m) | ControlError::Unservable(m) => {
+            Error::InvalidInput(format!("failed to {what} model '{name}': {m}"))
+        }
+        ControlError::ProviderUnavailable(m) | ControlError::Internal(m) => {
+            Error::Internal(format!("failed to {what} model '{name}': {m}"))
         }
     }
 }

@@ -95,7 +95,8 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
     let file = &config.model_file;
     let (mut session, _) = build_session(runtime.env(), file, &options)
         .map_err(|e| format!("cannot load {} for the ceiling: {e}", file.display()))?;
-    let spec = read_spec(&session, "ceiling", "1", ModelConfig::default())?;
+    let spec =
+        read_spec(&session, "ceiling", "1", ModelConfig::default()).map_err(|e| e.to_string())?;
     let inputs: Vec<InputDesc> = spec
         .inputs
         .iter()
