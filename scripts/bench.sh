@@ -36,7 +36,17 @@
 #   g  observability overhead (scripts/bench-observe.sh): finalmlp_ctr, batch-1 V2 JSON, 64
 #      clients, interleaved rounds of tracing off / ratio 1.0 to a live OTLP receiver /
 #      ratio 0.01 / payload logging of every request to files (targets: >= 0.9x, >= 0.97x)
+#   h  ranking, context once: ranking_ctr with 200 and 1,000 candidates per request, 1 and 16
+#      clients, V2 JSON, binary and gRPC; the user's context (user_id, country, age and a
+#      50-item history, declared broadcast) sent once with first dimension 1 vs the same
+#      request with the context repeated on every row, two alternating rounds
+#      (--compare-context): request bytes, rows/s, p50/p99, server CPU per request, and the
+#      ceiling at batch 64-256 fed the already-expanded batch (targets: context-once >= 1.5 x
+#      the repeated rows/s at 16 clients over V2 JSON; >= 0.85 x the ceiling at the same
+#      batch size)
 # The load generator runs on the same machine as the server; read the "cores used" column.
+# BENCH_BIN=path/to/mlpserve-bench uses that build instead of building release (e.g. a
+# quick check of a scenario with a debug build; its numbers are not the server's).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,8 +57,12 @@ CEILING_DURATION="${CEILING_DURATION:-3s}"
 scenarios="${*:-a b c d e f g}"
 
 scripts/fetch-onnxruntime.sh
-cargo build --release --quiet -p mlpserve-bench
-bin="$root/target/release/mlpserve-bench"
+if [[ -n "${BENCH_BIN:-}" ]]; then
+  bin="$BENCH_BIN"
+else
+  cargo build --release --quiet -p mlpserve-bench
+  bin="$root/target/release/mlpserve-bench"
+fi
 
 heavy_repo="$root/target/bench-models"
 if [[ " $scenarios " == *" a "* && ! -f "$heavy_repo/mlp_heavy/1/model.onnx" ]]; then
@@ -135,8 +149,19 @@ for s in $scenarios; do
     g)
       BIN="$bin" DURATION="$DURATION" WARMUP="$WARMUP" scripts/bench-observe.sh
       ;;
+    h)
+      for rows in 200 1000; do
+        for api in "--api v2" "--api v2 --binary" "--api grpc"; do
+          echo "== (h) ranking, context once vs repeated: ranking_ctr, $rows candidates, $api"
+          "$bin" --model-repository models --model ranking_ctr --rows "$rows" $api \
+            --context user_id,country,age,history --compare-context --rounds 2 \
+            --concurrency 1,16 --ceiling --ceiling-batches 64,128,256 "${common[@]}"
+          echo
+        done
+      done
+      ;;
     *)
-      echo "unknown scenario '$s' (expected a, b, c, d, e, f or g)" >&2
+      echo "unknown scenario '$s' (expected a, b, c, d, e, f, g or h)" >&2
       exit 2
       ;;
   esac

@@ -13,6 +13,7 @@
 //! histogram dependencies; it reuses the server's library (see [`shared`]) rather than copies.
 
 mod ceiling;
+mod context;
 mod cpu;
 mod floor;
 mod grpc;
@@ -41,8 +42,8 @@ mod shared {
     pub use mlpserve::config::{ExecutionProvider, ModelConfig, ServerArgs, ServerConfig};
     pub use mlpserve::runtime::{build_session, read_spec, to_ort_value, Runtime, SessionOptions};
     pub use mlpserve::tensor::{
-        dispatch_dtype, element_count, encode_binary, DataType, Element, Flat, FromJson,
-        JsonNumber, Nested, Tensor, TensorData,
+        dispatch_dtype, element_count, encode_binary, with_tensor_data, ByteStrings, DataType,
+        Element, Flat, FromJson, JsonNumber, Nested, Tensor, TensorData,
     };
     pub use mlpserve::{run, Listeners};
 }
@@ -94,6 +95,23 @@ pub struct BenchArgs {
     /// Send generated V2 requests as binary tensors (and ask for binary outputs).
     #[arg(long)]
     pub binary: bool,
+    /// Inputs of a generated request that form a ranking context (comma-separated): drawn
+    /// once per request (one row) and repeated on every row, the same request a client
+    /// without broadcast inputs sends.
+    #[arg(long, value_delimiter = ',')]
+    pub context: Vec<String>,
+    /// Send the --context inputs once, with first dimension 1 (the model must declare them
+    /// `broadcast`), the other inputs with --rows rows.
+    #[arg(long)]
+    pub context_once: bool,
+    /// Measure both forms of the --context request (repeated on every row, and once) in
+    /// alternating rounds at every level, and print context-once ÷ repeated rows/s and
+    /// context-once ÷ the ceiling at the batch size the server ran.
+    #[arg(long)]
+    pub compare_context: bool,
+    /// Rounds of --compare-context; each measures both forms at every level.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
     /// Concurrent clients per level; levels run in turn.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     pub concurrency: Vec<usize>,
@@ -158,6 +176,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One measured level, as reported.
+#[derive(Clone)]
 pub struct LevelReport {
     pub concurrency: usize,
     pub result: load::LevelResult,
@@ -181,6 +200,8 @@ struct Measured {
     levels: Vec<LevelReport>,
     /// The same levels against the transport floor (`--floor`).
     floor: Vec<LevelReport>,
+    /// Both context forms, round by round (`--compare-context`).
+    comparison: Option<context::Comparison>,
     ceiling: Option<Result<Vec<ceiling::CeilingPoint>, String>>,
 }
 
@@ -214,6 +235,21 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.ceiling && (args.ceiling_batches.is_empty() || args.ceiling_batches.contains(&0)) {
         return Err("--ceiling-batches needs one or more positive batch sizes".into());
+    }
+    if (args.context_once || args.compare_context) && args.context.is_empty() {
+        return Err(
+            "--context-once and --compare-context need --context (the context's inputs)".into(),
+        );
+    }
+    if !args.context.is_empty() && args.payload.is_some() {
+        return Err("--context shapes a generated request: leave out --payload".into());
+    }
+    if args.compare_context && (args.context_once || args.floor || args.rounds == 0) {
+        return Err(
+            "--compare-context measures both forms itself, in --rounds (at least 1) rounds; \
+             it takes neither --context-once nor --floor"
+                .into(),
+        );
     }
     if args.dry_run {
         let target = match &args.model_repository {
@@ -289,6 +325,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if !measured.floor.is_empty() {
         floor::print(&measured.levels, &measured.floor);
     }
+    if let Some(comparison) = &measured.comparison {
+        context::print(&args, comparison, measured.ceiling.as_ref());
+    }
     Ok(())
 }
 
@@ -353,7 +392,8 @@ fn client_side(
     }
     .map_err(|e| format!("cannot start the load generator runtime: {e}"))?;
     let before = ceiling.as_ref().map(ceiling::measure);
-    let (payload, levels, floor) = rt.block_on(levels(&args, &endpoints, &server_runtime))?;
+    let (payload, levels, floor, comparison) =
+        rt.block_on(levels(&args, &endpoints, &server_runtime))?;
     drop(rt);
     let after = ceiling.as_ref().map(ceiling::measure);
     let ceiling = before.zip(after).map(|(a, b)| ceiling::combine(a?, b?));
@@ -361,11 +401,17 @@ fn client_side(
         payload,
         levels,
         floor,
+        comparison,
         ceiling,
     })
 }
 
-type Levels = (payload::Payload, Vec<LevelReport>, Vec<LevelReport>);
+type Levels = (
+    payload::Payload,
+    Vec<LevelReport>,
+    Vec<LevelReport>,
+    Option<context::Comparison>,
+);
 
 /// Where the server listens: the HTTP base URL (metadata, counters, HTTP load) and the
 /// gRPC port's `host:port` (`--api grpc`).
@@ -382,25 +428,6 @@ async fn levels(
     let base = endpoints.base.as_str();
     let http = reqwest::Client::new();
     let version = args.model_version.as_deref();
-    let payload = match &args.payload {
-        Some(file) => payload::from_file(file, args.api, &args.model, version)?,
-        None => {
-            let meta = server::metadata(&http, base, &args.model, version).await?;
-            let inputs = payload::inputs_from_metadata(&meta)?;
-            let request = payload::RandomRequest {
-                api: args.api,
-                binary: args.binary,
-                model: &args.model,
-                version,
-                rows: args.rows,
-                random: payload::RandomSpec {
-                    int_range: args.int_range,
-                    seed: args.seed,
-                },
-            };
-            payload::random(request, &inputs)?
-        }
-    };
     let url = reqwest::Url::parse(base).map_err(|e| format!("bad --url {base}: {e}"))?;
     let host = url
         .host_str()
@@ -409,9 +436,64 @@ async fn levels(
     if url.scheme() != "http" {
         return Err(format!("--url {base}: only http:// is supported"));
     }
-    let addr = match payload.api {
+    let addr = match args.api {
         Api::Grpc => endpoints.grpc_addr.clone(),
         Api::V2 | Api::Predict => format!("{host}:{port}"),
+    };
+    let generate = |inputs: &[payload::InputDesc], context_form| {
+        let request = payload::RandomRequest {
+            api: args.api,
+            binary: args.binary,
+            model: &args.model,
+            version,
+            rows: args.rows,
+            random: payload::RandomSpec {
+                int_range: args.int_range,
+                seed: args.seed,
+            },
+            context: &args.context,
+            context_form,
+        };
+        payload::random(request, inputs)
+    };
+    if args.compare_context {
+        let meta = server::metadata(&http, base, &args.model, version).await?;
+        let inputs = payload::inputs_from_metadata(&meta)?;
+        let repeated = generate(&inputs, payload::ContextForm::Repeated)?;
+        let once = generate(&inputs, payload::ContextForm::Once)?;
+        let mut rounds = Vec::with_capacity(args.rounds);
+        for _ in 0..args.rounds {
+            let mut pair = Vec::with_capacity(2);
+            for p in [&repeated, &once] {
+                let request = Arc::new(load::Request::new(p, &addr));
+                check_once(&addr, &request).await?;
+                pair.push(run_levels(args, &http, base, &addr, &request, p.rows).await?);
+            }
+            let once = pair.pop().unwrap_or_default();
+            let repeated = pair.pop().unwrap_or_default();
+            rounds.push(context::Round { repeated, once });
+        }
+        let comparison = context::Comparison {
+            repeated_body: repeated.body.len(),
+            once_body: once.body.len(),
+            rounds,
+        };
+        // The main report shows the context-once form's last round.
+        let last = comparison.rounds.last().map(|round| round.once.clone());
+        return Ok((once, last.unwrap_or_default(), Vec::new(), Some(comparison)));
+    }
+    let payload = match &args.payload {
+        Some(file) => payload::from_file(file, args.api, &args.model, version)?,
+        None => {
+            let meta = server::metadata(&http, base, &args.model, version).await?;
+            let inputs = payload::inputs_from_metadata(&meta)?;
+            let form = if args.context_once {
+                payload::ContextForm::Once
+            } else {
+                payload::ContextForm::Repeated
+            };
+            generate(&inputs, form)?
+        }
     };
     let request = Arc::new(load::Request::new(&payload, &addr));
     check_once(&addr, &request).await?;
@@ -436,7 +518,7 @@ async fn levels(
         )
         .await?;
     }
-    Ok((payload, reports, floor_reports))
+    Ok((payload, reports, floor_reports, None))
 }
 
 /// Every `--concurrency` level against `addr`, in turn.

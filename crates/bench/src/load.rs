@@ -26,6 +26,7 @@ pub struct LevelConfig {
 }
 
 /// What a level measured: requests completed inside the measured window.
+#[derive(Clone)]
 pub struct LevelResult {
     pub ok: u64,
     pub errors: u64,
@@ -116,6 +117,7 @@ pub fn request_bytes(payload: &Payload, host: &str) -> Vec<u8> {
 }
 
 /// Latency split by where it was spent (see [`LevelResult::split`]).
+#[derive(Clone)]
 pub struct Split {
     pub queue: Histogram<u64>,
     pub compute: Histogram<u64>,

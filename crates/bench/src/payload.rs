@@ -1,14 +1,16 @@
 //! Request payloads for the load generator: read from a JSON file, or generated at random
 //! from a model's inputs (V2 JSON, V2 binary tensors, or `/predict`). Also the random
 //! tensors the in-process ceiling feeds to ONNX Runtime, so both see the same kind of data.
+//! A generated request may hold a ranking context: inputs drawn once (one row) and either
+//! repeated on every row or sent once with first dimension 1 (broadcast inputs).
 //! Everything is built once, before the load starts; the hot loop only copies bytes.
 
 use serde_json::{json, Value};
 
 use crate::grpc;
 use crate::shared::{
-    dispatch_dtype, encode_binary, DataType, Element, Flat, FromJson, InferInputTensor, JsonNumber,
-    ModelInferRequest, Nested, Tensor, TensorData,
+    dispatch_dtype, encode_binary, with_tensor_data, ByteStrings, DataType, Element, Flat,
+    FromJson, InferInputTensor, JsonNumber, ModelInferRequest, Nested, Tensor, TensorData,
 };
 
 /// Which HTTP API the load uses.
@@ -127,6 +129,32 @@ pub fn random_tensor(
     Tensor { shape, data }
 }
 
+/// `t` (one row) repeated to `rows` rows.
+pub fn tile(t: &Tensor, rows: usize) -> Tensor {
+    let mut shape = t.shape.clone();
+    if let Some(first) = shape.first_mut() {
+        *first *= rows;
+    }
+    let data = with_tensor_data!(&t.data, v => <_ as Element>::wrap(v.repeat(rows)), bytes s => {
+        let mut out = ByteStrings::with_capacity(s.len() * rows, s.total_bytes() * rows);
+        for _ in 0..rows {
+            out.extend_from(s);
+        }
+        TensorData::Bytes(out)
+    });
+    Tensor { shape, data }
+}
+
+/// How a generated request carries a ranking context (the inputs every row shares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextForm {
+    /// The context's one row repeated on every row: an ordinary request.
+    Repeated,
+    /// The context sent once, first dimension 1, the other inputs with `rows` rows (the
+    /// model must declare those inputs `broadcast`).
+    Once,
+}
+
 /// What random request to build.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomRequest<'a> {
@@ -137,6 +165,9 @@ pub struct RandomRequest<'a> {
     pub version: Option<&'a str>,
     pub rows: usize,
     pub random: RandomSpec,
+    /// Inputs drawn once for the whole request (one row), and how they are sent.
+    pub context: &'a [String],
+    pub context_form: ContextForm,
 }
 
 /// Builds a random request of `rows` rows for `inputs`.
@@ -148,15 +179,32 @@ pub fn random(req: RandomRequest<'_>, inputs: &[InputDesc]) -> Result<Payload, S
         version,
         rows,
         random,
+        context,
+        context_form,
     } = req;
+    if let Some(unknown) = context
+        .iter()
+        .find(|c| !inputs.iter().any(|i| &i.name == *c))
+    {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "--context names '{unknown}', which is not an input of the model (inputs: {})",
+            names.join(", ")
+        ));
+    }
     let mut rng = Rng::new(random.seed);
     let tensors: Vec<(&InputDesc, Tensor)> = inputs
         .iter()
         .map(|i| {
-            (
-                i,
-                random_tensor(i.dtype, concrete_shape(i, rows), &mut rng, random),
-            )
+            if !context.contains(&i.name) {
+                let t = random_tensor(i.dtype, concrete_shape(i, rows), &mut rng, random);
+                return (i, t);
+            }
+            let one = random_tensor(i.dtype, concrete_shape(i, 1), &mut rng, random);
+            match context_form {
+                ContextForm::Repeated => (i, tile(&one, rows)),
+                ContextForm::Once => (i, one),
+            }
         })
         .collect();
     let encode =
@@ -374,7 +422,91 @@ mod tests {
             version,
             rows,
             random: R,
+            context: &[],
+            context_form: ContextForm::Repeated,
         }
+    }
+
+    fn ranking_inputs() -> Vec<InputDesc> {
+        let mut all = inputs();
+        all.push(InputDesc {
+            name: "user".into(),
+            dtype: DataType::Bytes,
+            shape: vec![-1],
+        });
+        all
+    }
+
+    fn with_context(api: Api, binary: bool, form: ContextForm, context: &[String]) -> Payload {
+        let r = RandomRequest {
+            context,
+            context_form: form,
+            ..req(api, binary, None, 5)
+        };
+        random(r, &ranking_inputs()).unwrap()
+    }
+
+    #[test]
+    fn a_repeated_context_has_one_row_of_values_on_every_row() {
+        let context = ["ids".to_string(), "user".to_string()];
+        let p = with_context(Api::V2, false, ContextForm::Repeated, &context);
+        let v: Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(v["inputs"][0]["shape"], json!([5, 8]));
+        let ids = v["inputs"][0]["data"].as_array().unwrap();
+        assert!(ids.chunks(8).all(|row| row == &ids[..8]), "{ids:?}");
+        let users = v["inputs"][2]["data"].as_array().unwrap();
+        assert_eq!(users.len(), 5);
+        assert!(users.iter().all(|u| u == &users[0]), "{users:?}");
+        let x = v["inputs"][1]["data"].as_array().unwrap();
+        assert_ne!(x[..4], x[4..8], "inputs outside the context differ per row");
+        assert_eq!(p.rows, 5);
+    }
+
+    #[test]
+    fn a_context_sent_once_has_first_dimension_one_and_the_same_values() {
+        let context = ["ids".to_string(), "user".to_string()];
+        let once = with_context(Api::V2, false, ContextForm::Once, &context);
+        let repeated = with_context(Api::V2, false, ContextForm::Repeated, &context);
+        let (o, r): (Value, Value) = (
+            serde_json::from_slice(&once.body).unwrap(),
+            serde_json::from_slice(&repeated.body).unwrap(),
+        );
+        assert_eq!(o["inputs"][0]["shape"], json!([1, 8]));
+        assert_eq!(o["inputs"][2]["shape"], json!([1]));
+        assert_eq!(o["inputs"][1]["shape"], json!([5, 4]));
+        assert_eq!(
+            o["inputs"][0]["data"].as_array().unwrap()[..],
+            r["inputs"][0]["data"].as_array().unwrap()[..8]
+        );
+        assert_eq!(
+            o["inputs"][1], r["inputs"][1],
+            "the candidates are the same"
+        );
+        assert_eq!(once.rows, 5, "rows count the candidates");
+        assert!(once.body.len() < repeated.body.len());
+        // binary and gRPC bodies shrink the same way
+        let b_once = with_context(Api::V2, true, ContextForm::Once, &context);
+        let b_rep = with_context(Api::V2, true, ContextForm::Repeated, &context);
+        let user_len = r["inputs"][2]["data"][0].as_str().unwrap().len();
+        assert_eq!(
+            (b_rep.body.len() - b_rep.json_len.unwrap())
+                - (b_once.body.len() - b_once.json_len.unwrap()),
+            4 * 8 * 8 + 4 * (4 + user_len),
+            "four fewer rows of ids (8 INT64) and of user (a length-prefixed string)"
+        );
+        let g_once = with_context(Api::Grpc, false, ContextForm::Once, &context);
+        let g_rep = with_context(Api::Grpc, false, ContextForm::Repeated, &context);
+        assert!(g_once.body.len() < g_rep.body.len());
+    }
+
+    #[test]
+    fn an_unknown_context_input_is_refused_naming_it() {
+        let r = RandomRequest {
+            context: &["nope".to_string()],
+            ..req(Api::V2, false, None, 2)
+        };
+        let e = random(r, &inputs()).unwrap_err();
+        assert!(e.contains("'nope'") && e.contains("ids, x"), "{e}");
     }
 
     #[test]

@@ -286,7 +286,7 @@ fn body_decode_us(r: &Report<'_>) -> Option<f64> {
 
 /// Ceiling rows/s at `batch`, interpolated linearly in log(batch) between measured points;
 /// `None` outside the measured range.
-fn interpolate(points: &[CeilingPoint], batch: f64) -> Option<f64> {
+pub(crate) fn interpolate(points: &[CeilingPoint], batch: f64) -> Option<f64> {
     let mut sorted: Vec<&CeilingPoint> = points.iter().collect();
     sorted.sort_by_key(|p| p.batch);
     sorted.windows(2).find_map(|w| {

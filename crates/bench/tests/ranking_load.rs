@@ -1,0 +1,112 @@
+//! Ranking requests end to end: the bench binary starts the real server in-process on the
+//! committed zoo and sends `ranking_ctr` requests whose user context (`--context`) is drawn
+//! once and repeated on every row, over V2 JSON, binary tensors and gRPC; the options that
+//! shape such requests are checked before anything starts.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const CONTEXT: &str = "user_id,country,age,history";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let root = root();
+    // Only the model under test loads, so each run starts in a moment.
+    let config = std::env::temp_dir().join(format!(
+        "mlpserve-bench-ranking-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &config,
+        "model_control_mode = \"explicit\"\nload_model = [\"ranking_ctr\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mlpserve-bench"))
+        .args(["--model-repository", root.join("models").to_str().unwrap()])
+        .args(["--server-config", config.to_str().unwrap()])
+        .args([
+            "--ort-lib",
+            root.join(".onnxruntime/libonnxruntime.so")
+                .to_str()
+                .unwrap(),
+        ])
+        .args(["--model", "ranking_ctr", "--warmup", "100ms"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the bench binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The level line of `clients` clients: clients, req/s, rows/s, p50, p90, p99, max, errors, ...
+fn level(stdout: &str, clients: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(clients))
+        .unwrap_or_else(|| panic!("no level line for {clients} clients in {stdout}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_request_with_its_context_repeated_is_answered_over_every_api() {
+    for (api, says) in [
+        (&["--api", "v2"][..], "api v2 JSON"),
+        (&["--api", "v2", "--binary"][..], "api v2 binary"),
+        (&["--api", "grpc"][..], "api gRPC raw tensors"),
+    ] {
+        let mut args = api.to_vec();
+        args.extend(["--rows", "50", "--context", CONTEXT]);
+        args.extend(["--concurrency", "2", "--duration", "300ms"]);
+        let (ok, stdout, stderr) = bench(&args);
+        assert!(ok, "{api:?}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains(says) && stdout.contains("rows/request 50"),
+            "{stdout}"
+        );
+        let line = level(&stdout, "2");
+        assert!(line[1].parse::<f64>().unwrap() > 0.0, "{stdout}");
+        assert_eq!(line[7], "0", "errors in {stdout}");
+    }
+}
+
+#[test]
+fn context_options_are_checked_before_anything_starts() {
+    for (args, says) in [
+        (&["--context-once"][..], "need --context"),
+        (&["--compare-context"][..], "need --context"),
+        (
+            &["--context", CONTEXT, "--compare-context", "--floor"][..],
+            "neither --context-once nor --floor",
+        ),
+        (
+            &["--context", CONTEXT, "--compare-context", "--rounds", "0"][..],
+            "at least 1",
+        ),
+        (
+            &["--context", CONTEXT, "--payload", "Cargo.toml"][..],
+            "leave out --payload",
+        ),
+    ] {
+        let (ok, _, stderr) = bench(args);
+        assert!(!ok && stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_context_input_is_refused_naming_it_and_the_inputs() {
+    let (ok, _, stderr) = bench(&["--context", "user_id,hist", "--duration", "100ms"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("'hist'") && stderr.contains("history"),
+        "{stderr}"
+    );
+}
