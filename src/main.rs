@@ -192,39 +192,17 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 fn inspect(args: InspectArgs) -> ExitCode {
-    let config = match ServerConfig::resolve(args.server) {
-        Ok(c) => c,
-        Err(e) => {
-            print_stderr(&format!("mlpserve inspect: server configuration: {e}"));
-            return ExitCode::from(CANNOT_RUN);
-        }
-    };
-    let runtime = match mlpserve::runtime::Runtime::load(config.ort_lib.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            print_stderr(&format!("mlpserve inspect: {e}"));
-            return ExitCode::from(CANNOT_RUN);
-        }
+    let (config, runtime) = match offline_setup("inspect", args.server) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let options = mlpserve::repository::LoadOptions::from_config(&config);
-    let report =
-        match mlpserve::inspect::inspect(&args.path, &runtime, &options, args.name.as_deref()) {
-            Ok(r) => r,
-            Err(e) => {
-                print_stderr(&format!("mlpserve inspect: {e}"));
-                return ExitCode::FAILURE;
-            }
-        };
-    let text = if args.json {
-        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
-    } else {
-        report.render()
-    };
-    print!("{text}");
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match mlpserve::inspect::inspect(&args.path, &runtime, &options, args.name.as_deref()) {
+        Ok(report) => print_report(&report, args.json, report.render(), report.passed()),
+        Err(e) => {
+            print_stderr(&format!("mlpserve inspect: {e}"));
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -236,29 +214,48 @@ fn check(args: CheckArgs) -> ExitCode {
     if args.repository.is_some() {
         server.model_repository = args.repository;
     }
-    let config = match ServerConfig::resolve(server) {
-        Ok(c) => c,
-        Err(e) => {
-            print_stderr(&format!("mlpserve check: server configuration: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match mlpserve::runtime::Runtime::load(config.ort_lib.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            print_stderr(&format!("mlpserve check: {e}"));
-            return ExitCode::from(CANNOT_RUN);
-        }
+    let (config, runtime) = match offline_setup("check", server) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let options = mlpserve::repository::LoadOptions::from_config(&config);
     let report = mlpserve::repository::check(&config.model_repository, &runtime, &options);
-    let text = if args.json {
-        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    print_report(&report, args.json, report.render(), report.passed())
+}
+
+/// What `check` and `inspect` (`command`) need before they look at a model: the server's
+/// configuration and ONNX Runtime. Either missing, they cannot run: the reason is printed
+/// and the error is the exit status [`CANNOT_RUN`].
+fn offline_setup(
+    command: &str,
+    server: ServerArgs,
+) -> Result<(ServerConfig, std::sync::Arc<mlpserve::runtime::Runtime>), ExitCode> {
+    let config = ServerConfig::resolve(server).map_err(|e| {
+        print_stderr(&format!("mlpserve {command}: server configuration: {e}"));
+        ExitCode::from(CANNOT_RUN)
+    })?;
+    let runtime = mlpserve::runtime::Runtime::load(config.ort_lib.as_deref()).map_err(|e| {
+        print_stderr(&format!("mlpserve {command}: {e}"));
+        ExitCode::from(CANNOT_RUN)
+    })?;
+    Ok((config, runtime))
+}
+
+/// Prints a report (`rendered`, or as JSON with `json`) and gives the exit status: 0 when
+/// it `passed`, 1 when it lists problems.
+fn print_report(
+    report: &impl serde::Serialize,
+    json: bool,
+    rendered: String,
+    passed: bool,
+) -> ExitCode {
+    let text = if json {
+        serde_json::to_string_pretty(report).unwrap_or_default() + "\n"
     } else {
-        report.render()
+        rendered
     };
     print!("{text}");
-    if report.passed() {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

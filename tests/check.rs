@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{zoo, ScratchRepo};
 
@@ -20,17 +19,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 /// Runs `mlpserve check` with `args`; (exit code, stdout, stderr).
 fn check(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .arg("check")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_subcommand("check", args, &[])
 }
 
 #[test]
@@ -203,6 +192,13 @@ fn exit_status_two_when_the_check_cannot_run() {
     assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
     let (code, _, err) = check(&["--no-such-flag"]);
     assert_eq!(code, 2, "{err}");
+    // A server setting out of range: the check cannot load models as the server would.
+    let (code, out, err) = check(&[repo.path.to_str().unwrap(), "--shutdown-delay", "100000"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("shutdown_delay = 100000 is out of range"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -2,20 +2,11 @@
 //! layers (flags over `MLPSERVE_*` variables over defaults); `--print-defaults` prints the
 //! built-in defaults whatever the environment says; a bad value exits 1 naming the key.
 
-use std::process::Command;
+mod common;
 
+/// Runs `mlpserve config` with `args` and `env`; (exit code, stdout, stderr).
 fn config(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .arg("config")
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_subcommand("config", args, env)
 }
 
 #[test]
@@ -94,7 +85,9 @@ fn the_configuration_pages_defaults_are_the_codes() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
     )
     .expect("docs/configuration.md");
+    let help_defaults = help_defaults();
     let mut compared = 0;
+    let mut compared_observe = 0;
     for row in page.lines().filter(|l| l.starts_with("| `--")) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
         let key = cells[0]
@@ -107,6 +100,15 @@ fn the_configuration_pages_defaults_are_the_codes() {
                 inside_observe.contains(&key.as_str()),
                 "--{key} is not printed by `config`"
             );
+            // `--help` prints these defaults from the code's constants.
+            if let Some(helped) = help_defaults.get(&key) {
+                let stated = stated.split(' ').next().unwrap_or_default();
+                assert_eq!(
+                    stated, helped,
+                    "docs/configuration.md states --{key} defaults to {stated}, `serve --help` {helped}"
+                );
+                compared_observe += 1;
+            }
             continue;
         };
         // "none (tracing off)" states none; other cells with words are prose.
@@ -122,4 +124,29 @@ fn the_configuration_pages_defaults_are_the_codes() {
         compared += 1;
     }
     assert!(compared >= 15, "only {compared} defaults compared");
+    assert!(
+        compared_observe >= 6,
+        "only {compared_observe} observing defaults compared"
+    );
+}
+
+/// Flag name (snake_case) → the default its `serve --help` text states, for every flag
+/// whose help names one.
+fn help_defaults() -> std::collections::HashMap<String, String> {
+    let (code, out, err) = common::run_subcommand("serve", &["--help"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut defaults = std::collections::HashMap::new();
+    let mut flag: Option<String> = None;
+    for line in out.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("--") {
+            flag = rest.split([' ', '=']).next().map(|f| f.replace('-', "_"));
+        }
+        let stated = line
+            .split_once("[default: ")
+            .and_then(|(_, rest)| rest.split_once(']'));
+        if let (Some(flag), Some((value, _))) = (&flag, stated) {
+            defaults.insert(flag.clone(), value.to_string());
+        }
+    }
+    defaults
 }

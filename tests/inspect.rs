@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{samples, zoo, ScratchRepo, TestServer};
 use serde_json::Value;
@@ -21,17 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `mlpserve inspect` with `args`; (exit code, stdout, stderr).
 fn inspect(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
-        .arg("inspect")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_subcommand("inspect", args, &[])
 }
 
 fn inspect_json(path: &Path) -> (i32, Value) {

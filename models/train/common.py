@@ -281,6 +281,23 @@ def write_card(name: str, *, title: str, family: str, paper: str, data: str,
     return target
 
 
+def publish_fixture(name: str, meta: dict, feeds: list[dict], *, title: str, meanings: dict,
+                    body: str, samples_note: str) -> None:
+    """Write what a protocol test fixture (built with the onnx helper API, not trained)
+    publishes besides its graph: samples.json from `feeds`, the model card (family, paper
+    and metric from `meta`, no training data) and its exact-output metric."""
+    write_samples(name, feeds)
+    write_card(
+        name,
+        title=title,
+        family=meta["family"], paper=meta["paper"], data="none (no training data)",
+        metric=meta["metric"], meanings=meanings, body=body, script=f"{name}.py",
+        samples_note=samples_note,
+    )
+    save_metrics(name, {"exact": True})
+    print(f"{name}: ok")
+
+
 def save_metrics(name: str, metrics: dict) -> None:
     """Record headline metrics in models/train/metrics.json (used for models/README.md)."""
     p = Path(__file__).with_name("metrics.json")

@@ -100,7 +100,6 @@ def main():
         rows(3, np.random.default_rng(2)),
         rows(4, np.random.default_rng(3)),
     ]
-    common.write_samples(NAME, feeds)
     body = (
         "## What it is\n\n"
         "A protocol test fixture, **not an MLP and not trained**: it is built directly with the "
@@ -118,17 +117,14 @@ def main():
     for sfx, _, _ in TYPES:
         meanings[f"x_{sfx}"] = f"any {sfx.upper()} values, 3 per row"
         meanings[f"y_{sfx}"] = "not x" if sfx == "bool" else "x + 1"
-    common.write_card(
-        NAME,
+    common.publish_fixture(
+        NAME, META, feeds,
         title="Datatype echo fixture for the inference protocol (every supported tensor datatype).",
-        family=META["family"], paper=META["paper"], data="none (no training data)",
-        metric=META["metric"], meanings=meanings, body=body, script="dtype_echo.py",
+        meanings=meanings, body=body,
         samples_note=("`samples.json` holds one row of hand-picked edge values and three seeded random "
                       "batches (2, 3 and 4 rows), with the outputs ONNX Runtime (Python, CPU) produced, "
                       "in KServe V2 tensor form."),
     )
-    common.save_metrics(NAME, {"exact": True})
-    print(f"{NAME}: ok")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ def main():
         {"text": strings(rng.choice(words, size=(3, 2)).tolist())},
         {"text": strings(rng.choice(words, size=(4, 1)).tolist())},
     ]
-    common.write_samples(NAME, feeds)
     body = (
         "## What it is\n\n"
         "A protocol test fixture for string (BYTES) tensors, **not an MLP and not trained**, in "
@@ -77,20 +76,16 @@ def main():
         "`pad_axes = [1]` in a `config.toml` lets rows of different lengths share a batch "
         "(strings pad with \"\", which `code` maps to -1)."
     )
-    common.write_card(
-        NAME,
+    common.publish_fixture(
+        NAME, META, feeds,
         title="String echo fixture: BYTES in, the same BYTES and an INT64 label code out.",
-        family=META["family"], paper=META["paper"], data="none (no training data)",
-        metric=META["metric"],
         meanings={"text": "any UTF-8 strings", "echo": "text unchanged",
                   "code": "0 red, 1 green, 2 blue, -1 anything else"},
-        body=body, script="string_echo.py",
+        body=body,
         samples_note=("`samples.json` holds a row of the three known colours, a batch of edge "
                       "strings (empty, non-ASCII, unknown) and two seeded random batches, with the "
                       "outputs ONNX Runtime (Python, CPU) produced, in KServe V2 tensor form."),
     )
-    common.save_metrics(NAME, {"exact": True})
-    print(f"{NAME}: ok")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,21 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TRACE_SAMPLE_RATIO: f64 = 1.0;
 /// Service name spans carry when `--otlp-service-name` is not given.
 pub const DEFAULT_SERVICE_NAME: &str = "mlpserve";
+/// Share of inference requests the payload log records, when neither
+/// `--payload-log-sample` nor a model's `payload_log_sample` is given: all of them.
+pub const DEFAULT_PAYLOAD_LOG_SAMPLE: f64 = 1.0;
 /// A payload log file is rotated when it reaches this many bytes.
 pub const DEFAULT_PAYLOAD_LOG_FILE_BYTES: u64 = 100 << 20;
 /// Rotated payload log files kept besides the one being written.
 pub const DEFAULT_PAYLOAD_LOG_FILES: usize = 10;
+
+/// The name a value of a flag's enum has on the command line (as `--help` shows it).
+pub fn value_name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
 
 /// OTLP transport: OTLP/gRPC (port 4317 by convention) or OTLP/HTTP with protobuf bodies
 /// (port 4318, path `/v1/traces`).
@@ -147,7 +158,11 @@ impl ObserveArgs {
                 })
             }
         };
-        let sample = ratio("payload_log_sample", self.payload_log_sample.unwrap_or(1.0))?;
+        let sample = ratio(
+            "payload_log_sample",
+            self.payload_log_sample
+                .unwrap_or(DEFAULT_PAYLOAD_LOG_SAMPLE),
+        )?;
         let payload = match self.payload_log.filter(|d| !d.is_empty()) {
             None => None,
             Some(dest) => {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::observe::{ObserveArgs, OtlpProtocol, PayloadLogConfig, PayloadLogMode, TraceConfig};
+use super::observe::{
+    self, ObserveArgs, OtlpProtocol, PayloadLogConfig, PayloadLogMode, TraceConfig,
+};
 use super::transport::{TransportArgs, TransportConfig};
 use super::{ExecutionProvider, ProviderFallback};
 
@@ -140,26 +142,44 @@ server_layer! {
     // --- observing requests: OpenTelemetry traces and payload logging (config/observe.rs) ---
     /// OTLP collector URL, e.g. http://collector:4317; tracing is off without it [default: none]
     otlp_endpoint: String, "MLPSERVE_OTLP_ENDPOINT";
-    /// OTLP transport: grpc, or http/protobuf (a URL without a path gets /v1/traces) [default: grpc]
-    #[arg(value_enum)]
+    // The observing flags' defaults are written once, in config/observe.rs; their help
+    // texts print them from there.
+    #[arg(value_enum, help = format!(
+        "OTLP transport: grpc, or http/protobuf (a URL without a path gets /v1/traces) [default: {}]",
+        observe::value_name(OtlpProtocol::default())
+    ))]
     otlp_protocol: OtlpProtocol, "MLPSERVE_OTLP_PROTOCOL";
-    /// service.name of the spans [default: mlpserve]
+    #[arg(help = format!("service.name of the spans [default: {}]", observe::DEFAULT_SERVICE_NAME))]
     otlp_service_name: String, "MLPSERVE_OTLP_SERVICE_NAME";
-    /// Share of new traces recorded, 0..1; a caller's sampled flag (traceparent) is always followed [default: 1.0]
+    #[arg(help = format!(
+        "Share of new traces recorded, 0..1; a caller's sampled flag (traceparent) is always followed [default: {:?}]",
+        observe::DEFAULT_TRACE_SAMPLE_RATIO
+    ))]
     trace_sample_ratio: f64, "MLPSERVE_TRACE_SAMPLE_RATIO";
     /// Payload log destination: file:DIR (JSON Lines, rotated) or an http:// URL (CloudEvents) [default: none, off]
     payload_log: String, "MLPSERVE_PAYLOAD_LOG";
-    /// Share of inference requests logged, 0..1 (a model's payload_log_sample overrides it) [default: 1.0]
+    #[arg(help = format!(
+        "Share of inference requests logged, 0..1 (a model's payload_log_sample overrides it) [default: {:?}]",
+        observe::DEFAULT_PAYLOAD_LOG_SAMPLE
+    ))]
     payload_log_sample: f64, "MLPSERVE_PAYLOAD_LOG_SAMPLE";
-    /// What is logged: request, response or all [default: all]
-    #[arg(value_enum)]
+    #[arg(value_enum, help = format!(
+        "What is logged: request, response or all [default: {}]",
+        observe::value_name(PayloadLogMode::default())
+    ))]
     payload_log_mode: PayloadLogMode, "MLPSERVE_PAYLOAD_LOG_MODE";
     /// Request headers copied into payload records (comma-separated); credentials never are [default: none]
     #[arg(value_delimiter = ',')]
     payload_log_headers: Vec<String>, "MLPSERVE_PAYLOAD_LOG_HEADERS";
-    /// A payload log file is rotated at this size [default: 104857600]
+    #[arg(help = format!(
+        "A payload log file is rotated at this size [default: {}]",
+        observe::DEFAULT_PAYLOAD_LOG_FILE_BYTES
+    ))]
     payload_log_max_file_bytes: u64, "MLPSERVE_PAYLOAD_LOG_MAX_FILE_BYTES";
-    /// Rotated payload log files kept (older ones are deleted) [default: 10]
+    #[arg(help = format!(
+        "Rotated payload log files kept (older ones are deleted) [default: {}]",
+        observe::DEFAULT_PAYLOAD_LOG_FILES
+    ))]
     payload_log_max_files: usize, "MLPSERVE_PAYLOAD_LOG_MAX_FILES";
 }
 

@@ -316,6 +316,27 @@ pub fn expect_error(status_body: (u16, serde_json::Value), status: u16, needles:
     }
 }
 
+/// Runs `mlpserve <subcommand> <args>` from the crate root with `env` added to its
+/// environment, to its end; (exit code, stdout, stderr).
+pub fn run_subcommand(
+    subcommand: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mlpserve"))
+        .arg(subcommand)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `mlpserve serve` on `repo`: loopback, ephemeral ports, JSON logs on a piped stderr.
 pub fn serve_command(repo: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mlpserve"));
