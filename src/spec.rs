@@ -21,6 +21,9 @@ pub struct TensorSpec {
     /// Non-batch axes that batches pad, and the pad value (inputs only).
     pub pad_axes: Vec<usize>,
     pub pad_value: f64,
+    /// A request may send this input with one row while the others have N; the batch
+    /// assembly repeats it to N (inputs only; `[inputs.NAME] broadcast`).
+    pub broadcast: bool,
 }
 
 impl TensorSpec {
@@ -79,6 +82,12 @@ pub struct ModelSpec {
 /// budget. Smaller runs reuse the arena each instance keeps anyway (its size is set by
 /// warm-up at `max_batch_size`), which is no memory in flight.
 pub const LARGE_RUN_BYTES: usize = 32 << 20;
+
+/// Whether a tensor of `shape` (a spec's, `-1` dynamic, or a tensor's) can hold one value
+/// per row: `[N]` or `[N, 1]`, where a dynamic second dim may turn out to be 1.
+pub fn one_value_per_row(shape: &[i64]) -> bool {
+    matches!(shape, [_] | [_, 1] | [_, -1])
+}
 
 /// What one request is estimated to need of ORT's working memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +225,18 @@ impl ModelSpec {
         }
     }
 
+    /// The output ranking requests sort by when they name none: `rank_by` of the config,
+    /// else the only output of a model that has one, if it can hold one value per row.
+    pub fn rank_by(&self) -> Option<&TensorSpec> {
+        match &self.config.rank_by {
+            Some(name) => self.outputs.iter().find(|o| &o.name == name),
+            None if self.outputs.len() == 1 => {
+                self.outputs.first().filter(|o| one_value_per_row(&o.shape))
+            }
+            None => None,
+        }
+    }
+
     pub fn input(&self, name: &str) -> Option<&TensorSpec> {
         self.inputs.iter().find(|s| s.name == name)
     }
@@ -268,27 +289,59 @@ impl ModelSpec {
             }
         }
         self.check_shared_dims(&tensors)?;
-        let rows = match (self.batched, tensors.first()) {
-            (true, Some(first)) => first.rows(),
-            // A graph without inputs is refused at load (`runtime::read_spec`).
-            _ => 1,
+        let rows = if self.batched {
+            self.request_rows(&tensors)?
+        } else {
+            1
         };
-        if self.batched {
-            if let Some((spec, t)) = self
-                .inputs
-                .iter()
-                .zip(&tensors)
-                .find(|(_, t)| t.rows() != rows)
-            {
-                return Err(self.invalid(format_args!(
-                    "inputs disagree on the batch size: '{}' has {rows} rows but '{}' has {}",
-                    self.inputs[0].name,
-                    spec.name,
-                    t.rows()
-                )));
-            }
-        }
         Ok((tensors, rows))
+    }
+
+    /// The rows of a request: those of the inputs not declared broadcast (they agree), or
+    /// the most any input has when all are broadcast. A broadcast input has one row (the
+    /// batch assembly repeats it) or exactly those rows (sent repeated); any other count
+    /// is refused, naming the inputs and their counts.
+    fn request_rows(&self, tensors: &[Tensor]) -> Result<usize> {
+        let inputs = || self.inputs.iter().zip(tensors);
+        let per_row = inputs().find(|(s, _)| !s.broadcast);
+        let (rows, by) = match per_row {
+            Some((s, t)) => (t.rows(), s),
+            None => {
+                // `validate` refuses a request without every input, and a graph without
+                // inputs is refused at load (`runtime::read_spec`).
+                let (s, t) = inputs()
+                    .max_by_key(|(_, t)| t.rows())
+                    .ok_or_else(|| self.invalid("the model takes no inputs"))?;
+                (t.rows(), s)
+            }
+        };
+        for (spec, t) in inputs() {
+            let n = t.rows();
+            if n == rows || (spec.broadcast && n == 1) {
+                continue;
+            }
+            let why = if rows == 1 || n == 1 {
+                // One side has one row: the one not declared broadcast was likely meant
+                // to be.
+                let (one, other) = if n == 1 { (spec, by) } else { (by, spec) };
+                format!(
+                    "'{}' is not declared broadcast (config.toml: [inputs.{}] broadcast = true), so it must have as many rows as '{}'",
+                    one.name, one.name, other.name
+                )
+            } else if spec.broadcast {
+                format!(
+                    "broadcast input '{}' must have 1 row or the request's {rows}",
+                    spec.name
+                )
+            } else {
+                "every input has one row per batch item".to_string()
+            };
+            return Err(self.invalid(format_args!(
+                "inputs disagree on the batch size: '{}' has {rows} rows but '{}' has {n}; {why}",
+                by.name, spec.name
+            )));
+        }
+        Ok(rows)
     }
 
     /// Dynamic non-batch dims with the same symbolic name must have the same size.
@@ -500,7 +553,8 @@ impl ModelSpec {
             let Some(t) = given.iter().find(|g| g.name == spec.name) else {
                 continue;
             };
-            rows.get_or_insert(t.tensor.rows().max(1));
+            // A broadcast input's one row is repeated to the others' rows in the batch.
+            rows = rows.max(Some(t.tensor.rows().max(1)));
             width = width.saturating_add(self.padded_elements(spec, &t.tensor));
         }
         let rows = rows.unwrap_or(1);

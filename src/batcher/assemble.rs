@@ -11,10 +11,31 @@ use crate::tensor::{
 };
 
 /// Stacks requests along axis 0. `requests[j][i]` is input `i` of request `j`, already
-/// validated against `specs` and of one shape class. A single request is moved, not copied.
-pub fn stack(specs: &[TensorSpec], mut requests: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, String> {
+/// validated against `specs` and of one shape class; request `j` has `rows[j]` rows. An
+/// input of one row in a request of more is a broadcast input: its row is repeated to the
+/// request's rows here, and nowhere earlier. A single request without one is moved, not
+/// copied.
+pub fn stack(
+    specs: &[TensorSpec],
+    mut requests: Vec<Vec<Tensor>>,
+    rows: &[usize],
+) -> Result<Vec<Tensor>, String> {
     if requests.len() == 1 {
-        return Ok(requests.pop().unwrap_or_default());
+        let request = requests.pop().unwrap_or_default();
+        let r = rows.first().copied().unwrap_or(1);
+        return specs
+            .iter()
+            .zip(request)
+            .map(|(spec, t)| {
+                // A graph that cannot batch has no broadcast input (load refuses it), and its
+                // first axis is no row count.
+                if t.rows() == r || !spec.broadcast {
+                    Ok(t)
+                } else {
+                    stack_input(spec.pad_value, std::slice::from_ref(&t), &[r])
+                }
+            })
+            .collect();
     }
     let mut per_input: Vec<Vec<Tensor>> = specs
         .iter()
@@ -28,14 +49,33 @@ pub fn stack(specs: &[TensorSpec], mut requests: Vec<Vec<Tensor>>) -> Result<Vec
     specs
         .iter()
         .zip(per_input)
-        .map(|(spec, parts)| stack_input(spec.pad_value, &parts))
+        .map(|(spec, parts)| stack_input(spec.pad_value, &parts, rows))
         .collect()
 }
 
-fn stack_input(pad_value: f64, parts: &[Tensor]) -> Result<Tensor, String> {
+/// Stacks one input of every request: part `j` fills `rows[j]` rows of the result, by
+/// itself or, with one row, repeated (a broadcast input).
+fn stack_input(pad_value: f64, parts: &[Tensor], rows: &[usize]) -> Result<Tensor, String> {
     let first = parts.first().ok_or("nothing to stack")?;
+    if parts.len() != rows.len() {
+        return Err(format!(
+            "{} parts to stack for {} requests",
+            parts.len(),
+            rows.len()
+        ));
+    }
+    if let Some((p, r)) = parts
+        .iter()
+        .zip(rows)
+        .find(|(p, &r)| p.rows() != r && p.rows() != 1)
+    {
+        return Err(format!(
+            "an input of {} rows in a request of {r} rows: only a broadcast row repeats",
+            p.rows()
+        ));
+    }
     let mut target = first.shape.clone();
-    target[0] = parts.iter().map(Tensor::rows).sum();
+    target[0] = rows.iter().sum();
     for (axis, dim) in target.iter_mut().enumerate().skip(1) {
         *dim = parts
             .iter()
@@ -43,11 +83,11 @@ fn stack_input(pad_value: f64, parts: &[Tensor]) -> Result<Tensor, String> {
             .max()
             .unwrap_or(0);
     }
-    dispatch_dtype!(first.dtype(), T => stack_typed::<T>(parts, target, pad_value),
-        bytes => stack_strings(parts, target))
+    dispatch_dtype!(first.dtype(), T => stack_typed::<T>(parts, rows, target, pad_value),
+        bytes => stack_strings(parts, rows, target))
 }
 
-fn stack_strings(parts: &[Tensor], target: Vec<usize>) -> Result<Tensor, String> {
+fn stack_strings(parts: &[Tensor], rows: &[usize], target: Vec<usize>) -> Result<Tensor, String> {
     let mut out = ByteStrings::with_capacity(
         element_count(&target),
         parts
@@ -56,17 +96,24 @@ fn stack_strings(parts: &[Tensor], target: Vec<usize>) -> Result<Tensor, String>
             .map(ByteStrings::total_bytes)
             .sum(),
     );
-    for p in parts {
+    for (p, &r) in parts.iter().zip(rows) {
         let src = p
             .data
             .as_strings()
             .ok_or("inputs of one batch differ in datatype")?;
+        let repeat = if p.rows() == r { 1 } else { r };
         if p.shape[1..] == target[1..] {
-            out.extend_from(src);
+            for _ in 0..repeat {
+                out.extend_from(src);
+            }
         } else {
             let mut dst = target.clone();
             dst[0] = p.rows();
-            pad_strings(src, 0, &p.shape, &dst, &mut out);
+            let mut padded = ByteStrings::with_capacity(element_count(&dst), src.total_bytes());
+            pad_strings(src, 0, &p.shape, &dst, &mut padded);
+            for _ in 0..repeat {
+                out.extend_from(&padded);
+            }
         }
     }
     Tensor::new(target, TensorData::Bytes(out))
@@ -100,19 +147,28 @@ fn pad_strings(
 
 fn stack_typed<T: Element + FromJson>(
     parts: &[Tensor],
+    rows: &[usize],
     target: Vec<usize>,
     pad: f64,
 ) -> Result<Tensor, String> {
     let pad = T::from_json(JsonNumber::Float(pad)).unwrap_or_default();
     let mut out = Vec::with_capacity(element_count(&target));
-    for p in parts {
+    for (p, &r) in parts.iter().zip(rows) {
         let src = T::slice(&p.data).ok_or("inputs of one batch differ in datatype")?;
+        let start = out.len();
         if p.shape[1..] == target[1..] {
             out.extend_from_slice(src);
         } else {
             let mut dst = target.clone();
             dst[0] = p.rows();
             pad_block(src, &p.shape, &dst, pad, &mut out);
+        }
+        if p.rows() != r {
+            // A broadcast row: the padded copy just written, repeated to the request's rows.
+            let end = out.len();
+            for _ in 1..r {
+                out.extend_from_within(start..end);
+            }
         }
     }
     Tensor::new(target, T::wrap(out))
@@ -141,6 +197,37 @@ fn pad_block<T: Copy>(src: &[T], src_dims: &[usize], dst_dims: &[usize], pad: T,
             out.extend(std::iter::repeat_n(pad, (m - n) * dst_chunk));
         }
     }
+}
+
+/// Splits a request's inputs (`total` rows) into parts of `sizes` rows for batches of
+/// their own. A broadcast input (one row in a request of more) goes whole to every part.
+pub fn split_request(
+    inputs: Vec<Tensor>,
+    total: usize,
+    sizes: &[usize],
+) -> Result<Vec<Vec<Tensor>>, String> {
+    let count = inputs.len();
+    let (per_row, broadcast): (Vec<_>, Vec<_>) = inputs
+        .into_iter()
+        .enumerate()
+        .partition(|(_, t)| t.rows() == total);
+    let (positions, tensors): (Vec<usize>, Vec<Tensor>) = per_row.into_iter().unzip();
+    let mut parts = if tensors.is_empty() {
+        sizes.iter().map(|_| Vec::new()).collect()
+    } else {
+        split(tensors, sizes)?
+    };
+    for part in &mut parts {
+        let mut slots: Vec<Option<Tensor>> = vec![None; count];
+        for (&at, t) in positions.iter().zip(part.drain(..)) {
+            slots[at] = Some(t);
+        }
+        for (at, t) in &broadcast {
+            slots[*at] = Some(t.clone());
+        }
+        *part = slots.into_iter().flatten().collect();
+    }
+    Ok(parts)
 }
 
 /// Splits each batched output into consecutive row ranges of `rows`. Returns one vector of
@@ -189,6 +276,7 @@ mod tests {
             symbols: Vec::new(),
             pad_axes,
             pad_value: -1.0,
+            broadcast: false,
         }
     }
 
@@ -204,6 +292,7 @@ mod tests {
                 vec![t(vec![1, 2], vec![1, 2])],
                 vec![t(vec![2, 2], vec![3, 4, 5, 6])],
             ],
+            &[1, 2],
         )
         .unwrap();
         assert_eq!(out, vec![t(vec![3, 2], vec![1, 2, 3, 4, 5, 6])]);
@@ -217,6 +306,7 @@ mod tests {
                 vec![t(vec![1, 1], vec![7])],
                 vec![t(vec![2, 3], vec![1, 2, 3, 4, 5, 6])],
             ],
+            &[1, 2],
         )
         .unwrap();
         assert_eq!(out, vec![t(vec![3, 3], vec![7, -1, -1, 1, 2, 3, 4, 5, 6])]);
@@ -232,7 +322,7 @@ mod tests {
             pad_value: 0.0,
             ..spec(vec![1])
         };
-        let out = stack(&[s], vec![vec![a], vec![b]]).unwrap();
+        let out = stack(&[s], vec![vec![a], vec![b]], &[1, 1]).unwrap();
         assert_eq!(out[0].shape, vec![2, 2, 2]);
         assert_eq!(
             out[0].data,
@@ -264,6 +354,7 @@ mod tests {
         let out = stack(
             std::slice::from_ref(&s),
             vec![vec![a.clone()], vec![b.clone()]],
+            &[1, 2],
         )
         .unwrap();
         assert_eq!(
@@ -276,8 +367,74 @@ mod tests {
         let back = split(out, &[1, 2]).unwrap();
         assert_eq!(back[0], vec![strings(vec![1, 3], &["a", "", ""])]);
         assert_eq!(back[1], vec![b.clone()]);
-        let same = stack(&[s], vec![vec![b.clone()], vec![b]]).unwrap();
+        let same = stack(&[s], vec![vec![b.clone()], vec![b]], &[2, 2]).unwrap();
         assert_eq!(same[0].shape, vec![4, 3]);
         assert_eq!(same[0].data.as_strings().unwrap().get(10), Some(&b"e"[..]));
+    }
+
+    #[test]
+    fn a_broadcast_row_repeats_to_its_requests_rows_padded_like_the_rest() {
+        // Request 0 sends its one row for 3 rows; request 1 has 2 rows of its own.
+        let out = stack(
+            &[spec(vec![1])],
+            vec![
+                vec![t(vec![1, 1], vec![7])],
+                vec![t(vec![2, 2], vec![1, 2, 3, 4])],
+            ],
+            &[3, 2],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![t(vec![5, 2], vec![7, -1, 7, -1, 7, -1, 1, 2, 3, 4])]
+        );
+        // Alone, the row is repeated too (nothing else would do it).
+        let declared = TensorSpec {
+            broadcast: true,
+            ..spec(vec![])
+        };
+        let alone = stack(&[declared], vec![vec![t(vec![1, 2], vec![5, 6])]], &[2]).unwrap();
+        assert_eq!(alone, vec![t(vec![2, 2], vec![5, 6, 5, 6])]);
+        let s = TensorSpec {
+            dtype: DataType::Bytes,
+            pad_value: 0.0,
+            ..spec(vec![1])
+        };
+        let words = stack(
+            &[s],
+            vec![
+                vec![strings(vec![1, 1], &["a"])],
+                vec![strings(vec![1, 2], &["b", "c"])],
+            ],
+            &[2, 1],
+        )
+        .unwrap();
+        assert_eq!(
+            words,
+            vec![strings(vec![3, 2], &["a", "", "a", "", "b", "c"])]
+        );
+        // Any other mismatch is a bug upstream, refused rather than guessed at.
+        assert!(stack(
+            &[spec(vec![])],
+            vec![
+                vec![t(vec![2, 1], vec![1, 2])],
+                vec![t(vec![1, 1], vec![3])]
+            ],
+            &[3, 1]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_split_request_sends_its_broadcast_row_to_every_part() {
+        let inputs = vec![t(vec![1, 2], vec![8, 9]), t(vec![3, 1], vec![1, 2, 3])];
+        let parts = split_request(inputs, 3, &[2, 1]).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                vec![t(vec![1, 2], vec![8, 9]), t(vec![2, 1], vec![1, 2])],
+                vec![t(vec![1, 2], vec![8, 9]), t(vec![1, 1], vec![3])],
+            ]
+        );
     }
 }

@@ -208,7 +208,7 @@ impl Batcher {
             // Copying up to max_request_rows rows runs on the blocking pool, not the async
             // threads that drive every model's batches.
             let (sizes, parts) = tokio::task::spawn_blocking(move || {
-                let parts = assemble::split(inputs, &sizes);
+                let parts = assemble::split_request(inputs, rows, &sizes);
                 (sizes, parts)
             })
             .await
@@ -265,9 +265,14 @@ fn merge_chunks(spec: &ModelSpec, parts: Vec<JobOutput>) -> Result<JobOutput> {
     let queue_time = parts.iter().map(|p| p.queue_time).max().unwrap_or_default();
     let compute_time = parts.iter().map(|p| p.compute_time).sum();
     let batch_rows = parts.iter().map(|p| p.batch_rows).max().unwrap_or_default();
+    let rows: Vec<usize> = parts
+        .iter()
+        .map(|p| p.outputs.first().map_or(0, Tensor::rows))
+        .collect();
     let outputs = assemble::stack(
         &spec.outputs,
         parts.into_iter().map(|p| p.outputs).collect(),
+        &rows,
     )
     .map_err(Error::Internal)?;
     Ok(JobOutput {

@@ -400,7 +400,7 @@ fn execute(
     inputs: Vec<Vec<Tensor>>,
     rows: &[usize],
 ) -> Result<Vec<Vec<Tensor>>, String> {
-    let stacked = assemble::stack(&spec.inputs, inputs)?;
+    let stacked = assemble::stack(&spec.inputs, inputs, rows)?;
     let outputs = runtime::execute(session, spec, stacked)?;
     if spec.batched {
         assemble::split(outputs, rows)

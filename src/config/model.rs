@@ -64,6 +64,9 @@ pub struct ModelConfig {
     /// Share of this model's requests the payload log keeps (0..1), instead of the
     /// server's `--payload-log-sample`.
     pub payload_log_sample: Option<f64>,
+    /// The output ranking requests (`top_k`) sort by when they name none; unset = the only
+    /// output of a model that has exactly one.
+    pub rank_by: Option<String>,
 }
 
 /// Which of the versions on disk are served. Default: the highest one.
@@ -156,6 +159,11 @@ pub struct InputConfig {
     /// = the input is sent as a tensor.
     #[serde(default)]
     pub from: Vec<String>,
+    /// A request may send this input with one row while the others have N: the row is
+    /// repeated to N when the batch is assembled (ranking: one user, N candidates). An
+    /// input built `from` fields is broadcast also when all its fields are.
+    #[serde(default)]
+    pub broadcast: bool,
 }
 
 /// Default cap on a padded axis: 2^17, well above real histories, far below what would
@@ -189,6 +197,7 @@ impl Default for ModelConfig {
             labels: BTreeMap::new(),
             traffic: BTreeMap::new(),
             payload_log_sample: None,
+            rank_by: None,
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn translate(value: Value) -> Result<(Value, Vec<String>), String> {
             k if DESCRIPTIVE.contains(&k) => ignored.push(key),
             "dynamic_batching" => dynamic_batching(v, &mut out, &mut ignored)?,
             "instance_group" => instance_group(v, &mut out)?,
+            "parameters" => parameters(v, &mut out, &mut ignored)?,
             "version_policy" => {
                 out.insert(key, version_policy(v)?);
             }
@@ -65,6 +66,48 @@ pub fn translate(value: Value) -> Result<(Value, Vec<String>), String> {
         }
     }
     Ok((Value::Object(out), ignored))
+}
+
+/// Triton's string `parameters` (`{"rank_by": {"string_value": "score"}}`): the ranking
+/// facts the served configuration lists become their keys again (`rank_by`, and
+/// `broadcast_inputs` as `[inputs.NAME] broadcast = true`); any other is ignored.
+fn parameters(
+    v: Value,
+    out: &mut Map<String, Value>,
+    ignored: &mut Vec<String>,
+) -> Result<(), String> {
+    let Value::Object(map) = v else {
+        return Err(format!("parameters: expected an object, got {v}"));
+    };
+    for (key, value) in map {
+        let text = value
+            .get("string_value")
+            .or_else(|| value.get("stringValue"))
+            .and_then(Value::as_str);
+        match (key.as_str(), text) {
+            ("rank_by", Some(name)) => {
+                out.insert("rank_by".into(), Value::String(name.into()));
+            }
+            ("broadcast_inputs", Some(names)) => {
+                let inputs = out
+                    .entry("inputs")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                let Value::Object(inputs) = inputs else {
+                    return Err("inputs: expected an object".into());
+                };
+                for name in names.split(',').filter(|n| !n.is_empty()) {
+                    let entry = inputs
+                        .entry(name)
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(entry) = entry {
+                        entry.insert("broadcast".into(), Value::Bool(true));
+                    }
+                }
+            }
+            _ => ignored.push(format!("parameters.{key}")),
+        }
+    }
+    Ok(())
 }
 
 /// The object with Triton's lowerCamelCase key names in snake_case.

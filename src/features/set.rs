@@ -18,6 +18,8 @@ pub struct Field {
     pub transform: Transform,
     /// Used for every row when a request leaves the field out.
     pub default: Option<OwnedValue>,
+    /// Sent once per request: it feeds a broadcast input (see [`BuiltInput::broadcast`]).
+    pub broadcast: bool,
 }
 
 impl Field {
@@ -43,6 +45,9 @@ pub struct BuiltInput {
     pub dtype: DataType,
     /// Indices into [`FeatureSet::fields`], in column order.
     pub columns: Vec<usize>,
+    /// Built from one row of fields per request (all its fields are `broadcast`, or the
+    /// input is declared so), repeated to the request's rows when its batch is assembled.
+    pub broadcast: bool,
 }
 
 /// What the loader knows of one graph input.
@@ -82,6 +87,7 @@ impl FeatureSet {
                 name: name.clone(),
                 transform,
                 default: config.default.clone(),
+                broadcast: config.broadcast,
             });
         }
         let mut built = Vec::new();
@@ -127,9 +133,27 @@ impl FeatureSet {
                 }
                 columns.push(index);
             }
+            let flagged: Vec<&str> = columns
+                .iter()
+                .filter(|&&i| fields[i].broadcast)
+                .map(|&i| fields[i].name.as_str())
+                .collect();
+            let per_row: Vec<&str> = columns
+                .iter()
+                .filter(|&&i| !fields[i].broadcast)
+                .map(|&i| fields[i].name.as_str())
+                .collect();
+            if !flagged.is_empty() && !per_row.is_empty() {
+                return Err(format!(
+                    "inputs.{input}.from mixes broadcast fields ('{}') with per-row fields ('{}'); the fields of one input are all broadcast or none",
+                    flagged.join("', '"),
+                    per_row.join("', '")
+                ));
+            }
             built.push(BuiltInput {
                 name: input.to_owned(),
                 dtype: g.dtype,
+                broadcast: per_row.is_empty(),
                 columns,
             });
         }
@@ -144,6 +168,39 @@ impl FeatureSet {
             ));
         }
         Ok(Some(FeatureSet { fields, built }))
+    }
+
+    /// Marks graph input `name` broadcast (`[inputs.NAME] broadcast = true`), and with it
+    /// the fields it is built from. A field that also feeds a per-row input is refused.
+    pub fn set_broadcast(&mut self, name: &str) -> Result<(), String> {
+        let Some(input) = self.built.iter_mut().find(|b| b.name == name) else {
+            return Ok(());
+        };
+        input.broadcast = true;
+        for &i in &input.columns {
+            self.fields[i].broadcast = true;
+        }
+        self.check_broadcast_fields()
+    }
+
+    /// A field feeds broadcast inputs only or per-row inputs only: one value per request
+    /// and one per row cannot both be what it sends.
+    fn check_broadcast_fields(&self) -> Result<(), String> {
+        for (i, field) in self.fields.iter().enumerate() {
+            let feeding = |broadcast: bool| {
+                self.built
+                    .iter()
+                    .filter(move |b| b.broadcast == broadcast && b.columns.contains(&i))
+                    .map(|b| b.name.as_str())
+            };
+            if let (Some(b), Some(r)) = (feeding(true).next(), feeding(false).next()) {
+                return Err(format!(
+                    "feature '{}' feeds broadcast input '{b}' and per-row input '{r}'; a field is sent once per request or once per row, not both",
+                    field.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn fields(&self) -> &[Field] {
@@ -190,12 +247,17 @@ impl FeatureSet {
                 None => out.push((name, tensor)),
             }
         }
-        let rows = self.rows(&slots, &out)?;
+        let per_row = self.rows(&slots, &out)?;
         let mut used = vec![false; self.fields.len()];
         for input in &self.built {
             if out.iter().any(|(name, _)| name == &input.name) {
                 continue;
             }
+            let rows = if input.broadcast {
+                broadcast_rows(&self.fields, input, &slots)?
+            } else {
+                per_row
+            };
             let width = input.columns.len();
             let mut data = zeros(input.dtype, rows.saturating_mul(width));
             for (column, &field_index) in input.columns.iter().enumerate() {
@@ -253,7 +315,8 @@ impl FeatureSet {
     }
 
     /// The request's row count: every field sent has one value per row, and the fields
-    /// agree; with no field sent, the first tensor's rows (defaults fill every row).
+    /// agree (broadcast fields aside, see [`broadcast_rows`]); with no per-row field sent,
+    /// the tensors' rows (defaults fill every row).
     fn rows(
         &self,
         slots: &[Option<Tensor>],
@@ -262,19 +325,9 @@ impl FeatureSet {
         let mut rows: Option<(usize, &str)> = None;
         for (field, slot) in self.fields.iter().zip(slots) {
             let Some(t) = slot else { continue };
-            let n = match t.shape.as_slice() {
-                [n] | [n, 1] => *n,
-                other => {
-                    return Err(request_error(
-                        &field.name,
-                        format!(
-                            "takes one value per row (shape [N] or [N, 1]), got shape {other:?}"
-                        ),
-                    ))
-                }
-            };
-            if n == 0 {
-                return Err(request_error(&field.name, "has no values (0 rows)".into()));
+            let n = field_rows(field, t)?;
+            if field.broadcast {
+                continue;
             }
             match rows {
                 Some((m, first)) if m != n => {
@@ -292,19 +345,70 @@ impl FeatureSet {
         }
         // No field sent: the inputs sent as tensors give the row count, and the fields
         // with defaults fill it; otherwise the first field without one is missing.
-        if let Some(n) = others.iter().map(|(_, t)| t.rows()).next() {
+        // Tensors of broadcast inputs may have one row where the others have N.
+        if let Some(n) = others.iter().map(|(_, t)| t.rows()).max() {
             return Ok(n);
+        }
+        // Only broadcast inputs are built from fields: a request of their rows.
+        if self.built.iter().all(|b| b.broadcast) {
+            let sent = self.fields.iter().zip(slots);
+            let n = sent.filter_map(|(_, s)| s.as_ref().map(Tensor::rows)).max();
+            return Ok(n.unwrap_or(1));
         }
         let field = self
             .fields
             .iter()
-            .find(|f| f.default.is_none())
+            .find(|f| f.default.is_none() && !f.broadcast)
+            .or_else(|| self.fields.iter().find(|f| f.default.is_none()))
             .unwrap_or(&self.fields[0]);
         Err(FeatureError::Missing {
             field: field.name.clone(),
             takes: format!("{}, {}", field.datatype(), field.transform.describe()),
         })
     }
+}
+
+/// The values a field's tensor holds: one per row, shape `[N]` or `[N, 1]`, at least one.
+fn field_rows(field: &Field, t: &Tensor) -> Result<usize, FeatureError> {
+    let n = match t.shape.as_slice() {
+        [n] | [n, 1] => *n,
+        other => {
+            return Err(request_error(
+                &field.name,
+                format!("takes one value per row (shape [N] or [N, 1]), got shape {other:?}"),
+            ))
+        }
+    };
+    if n == 0 {
+        return Err(request_error(&field.name, "has no values (0 rows)".into()));
+    }
+    Ok(n)
+}
+
+/// The rows of a broadcast input: those of the fields sent for it (they agree; one value
+/// is the usual, N the explicitly repeated form), or one when all take their defaults.
+/// Validation then holds them to 1 or the request's N.
+fn broadcast_rows(
+    fields: &[Field],
+    input: &BuiltInput,
+    slots: &[Option<Tensor>],
+) -> Result<usize, FeatureError> {
+    let mut rows: Option<(usize, &str)> = None;
+    for &i in &input.columns {
+        let Some(t) = &slots[i] else { continue };
+        let n = field_rows(&fields[i], t)?;
+        match rows {
+            Some((m, first)) if m != n => {
+                return Err(request_error(
+                    &fields[i].name,
+                    format!("has {n} values but field '{first}' has {m}: the broadcast fields of input '{}' are sent with the same count (1, or one per row)", input.name),
+                ))
+            }
+            Some(_) => {}
+            None => rows = Some((n, &fields[i].name)),
+        }
+    }
+    Ok(rows.map_or(1, |(n, _)| n))
 }
 
 fn request_error(field: &str, problem: String) -> FeatureError {

@@ -30,6 +30,10 @@ pub struct FieldConfig {
     pub log1p: Option<bool>,
     /// The value used when a request leaves the field out; without it the field is required.
     pub default: Option<OwnedValue>,
+    /// Sent once per request (one value) while per-row fields have N: the graph input it
+    /// feeds is broadcast (see `[inputs.NAME] broadcast`). All fields of one input agree.
+    #[serde(default)]
+    pub broadcast: bool,
 }
 
 /// A field's value as a request sends it, borrowed from the decoded body.

@@ -167,6 +167,7 @@ mod tests {
             symbols: Vec::new(),
             pad_axes: Vec::new(),
             pad_value: 0.0,
+            broadcast: false,
         }
     }
 

@@ -133,7 +133,7 @@ fn build_features(
         .parent()
         .and_then(std::path::Path::parent)
         .unwrap_or(std::path::Path::new("."));
-    FeatureSet::build(
+    let mut set = FeatureSet::build(
         &spec.config.features,
         spec.config
             .inputs
@@ -142,7 +142,56 @@ fn build_features(
         &graph,
         dir,
     )
-    .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))
+    .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
+    if let Some(set) = &mut set {
+        for (name, _) in spec.config.inputs.iter().filter(|(_, c)| c.broadcast) {
+            set.set_broadcast(name)
+                .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
+        }
+    }
+    Ok(set)
+}
+
+/// Marks the inputs built from broadcast fields broadcast; refuses broadcast on a graph
+/// that cannot batch (its first axis is no batch to repeat a row along), and a `rank_by`
+/// that names no output or one with more than one value per row.
+fn check_ranking(spec: &mut ModelSpec) -> Result<(), String> {
+    if let Some(name) = &spec.config.rank_by {
+        let Some(output) = spec.outputs.iter().find(|o| &o.name == name) else {
+            let names: Vec<String> = spec
+                .outputs
+                .iter()
+                .map(|o| format!("'{}'", o.name))
+                .collect();
+            return Err(format!(
+                "model '{}' config.toml: rank_by = \"{name}\" names no output; the model gives {}",
+                spec.name,
+                names.join(", ")
+            ));
+        };
+        if !crate::spec::one_value_per_row(&output.shape) {
+            return Err(format!(
+                "model '{}' config.toml: rank_by = \"{name}\": output '{name}' has shape {:?}; ranking needs one value per row ([-1] or [-1, 1])",
+                spec.name, output.shape
+            ));
+        }
+    }
+    if let Some(features) = &spec.features {
+        for built in features.built().iter().filter(|b| b.broadcast) {
+            if let Some(input) = spec.inputs.iter_mut().find(|s| s.name == built.name) {
+                input.broadcast = true;
+            }
+        }
+    }
+    if let Some(input) = spec.inputs.iter().find(|s| s.broadcast) {
+        if let Some(blocker) = spec.batch_blocker() {
+            return Err(format!(
+                "model '{}' config.toml: inputs.{}: broadcast needs a batch axis to repeat the row along, but the graph cannot batch: {blocker}",
+                spec.name, input.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The blocking part of a load, shared by the server and `mlpserve check`: builds every
@@ -201,6 +250,7 @@ pub fn prepare(
     spec.features = build_features(&spec, &v.model_file)
         .map_err(ControlError::Unservable)?
         .map(Arc::new);
+    check_ranking(&mut spec).map_err(ControlError::Unservable)?;
     for session in &mut sessions {
         runtime::warm_up(session, &spec)?;
     }

@@ -181,6 +181,7 @@ fn spec_of(
             symbols: dimension_symbols.iter().cloned().collect(),
             pad_axes: Vec::new(),
             pad_value: 0.0,
+            broadcast: false,
         })
     };
     let mut inputs = session
@@ -220,6 +221,7 @@ fn spec_of(
         check_pad_value(input_name, spec.dtype, c.pad_value)?;
         spec.pad_axes = c.pad_axes.clone();
         spec.pad_value = c.pad_value;
+        spec.broadcast = c.broadcast;
     }
     let batched = inputs
         .iter()

@@ -12,8 +12,8 @@ mod views;
 pub use crate::repository::{checked_path, IndexEntry, LoadRequest, Model};
 pub use views::{
     DynamicBatching, FieldColumn, FieldMetadata, InferStatistics, InstanceGroup, ModelMetadata,
-    ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration, TensorConfig,
-    TensorMetadata, TritonConfig,
+    ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration, StringParameter,
+    TensorConfig, TensorMetadata, TritonConfig,
 };
 
 use std::sync::Arc;

@@ -28,6 +28,11 @@ pub struct TensorMetadata {
     pub name: String,
     pub datatype: &'static str,
     pub shape: Vec<i64>,
+    /// An extension key, present (`true`) only on a broadcast input: it may be sent with
+    /// first dimension 1 while the other inputs have N rows. The gRPC message has no such
+    /// field; it reads the model configuration's `broadcast_inputs` parameter instead.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
 }
 
 /// The V2 model metadata. `parameters` holds the card facts from the ONNX
@@ -58,6 +63,9 @@ pub struct FieldMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
     pub feeds: Vec<FieldColumn>,
+    /// Present (`true`) on a field sent once per request (see [`TensorMetadata::broadcast`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
 }
 
 /// A column of a graph input built from fields.
@@ -99,6 +107,7 @@ fn field_metadata(spec: &ModelSpec) -> Vec<FieldMetadata> {
                         })
                 })
                 .collect(),
+            broadcast: field.broadcast,
         })
         .collect()
 }
@@ -119,6 +128,7 @@ impl ModelMetadata {
                     name: s.name.clone(),
                     datatype: s.dtype.name(),
                     shape: s.shape.clone(),
+                    broadcast: false,
                 })
                 .collect()
         };
@@ -128,12 +138,14 @@ impl ModelMetadata {
                 name: s.name.clone(),
                 datatype: s.dtype.name(),
                 shape: s.shape.clone(),
+                broadcast: s.broadcast,
             })
             .collect();
         inputs.extend(features.iter().map(|f| TensorMetadata {
             name: f.name.clone(),
             datatype: f.datatype,
             shape: vec![-1],
+            broadcast: f.broadcast,
         }));
         ModelMetadata {
             name: spec.name.clone(),
@@ -161,7 +173,36 @@ fn parameters(spec: &ModelSpec) -> BTreeMap<String, String> {
         "max_batch_size_source".to_string(),
         spec.max_batch_size_source().to_string(),
     );
+    parameters.extend(ranking_parameters(spec));
     parameters
+}
+
+/// What ranking requests need to know, as string parameters of the model metadata and of
+/// Triton's model configuration (where gRPC clients find them): `broadcast_inputs`, the
+/// inputs and fields that may be sent once per request (comma-separated), and `rank_by`,
+/// the output `top_k` sorts by when a request names none. Each is left out when empty.
+pub fn ranking_parameters(spec: &ModelSpec) -> Vec<(String, String)> {
+    let mut broadcast: Vec<&str> = client_inputs(spec)
+        .filter(|s| s.broadcast)
+        .map(|s| s.name.as_str())
+        .collect();
+    if let Some(features) = &spec.features {
+        broadcast.extend(
+            features
+                .fields()
+                .iter()
+                .filter(|f| f.broadcast)
+                .map(|f| f.name.as_str()),
+        );
+    }
+    let mut out = Vec::new();
+    if !broadcast.is_empty() {
+        out.push(("broadcast_inputs".to_string(), broadcast.join(",")));
+    }
+    if let Some(rank_by) = spec.rank_by() {
+        out.push(("rank_by".to_string(), rank_by.name.clone()));
+    }
+    out
 }
 
 /// One `input`/`output` entry of Triton's model configuration.
@@ -231,6 +272,15 @@ pub struct TritonConfig {
     /// The raw fields (as in the model metadata); gRPC carries them in `parameters`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<FieldMetadata>,
+    /// Triton's string parameters: the ranking facts ([`ranking_parameters`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, StringParameter>,
+}
+
+/// Triton's `ModelParameter`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StringParameter {
+    pub string_value: String,
 }
 
 /// One group per kind of device, from where the instances actually run.
@@ -316,6 +366,10 @@ impl TritonConfig {
                 },
             }),
             features,
+            parameters: ranking_parameters(spec)
+                .into_iter()
+                .map(|(k, v)| (k, StringParameter { string_value: v }))
+                .collect(),
         }
     }
 }

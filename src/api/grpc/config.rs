@@ -91,7 +91,8 @@ pub fn model_config(view: service::TritonConfig) -> ModelConfig {
             .collect(),
         default_model_filename: view.default_model_filename.to_string(),
         scheduling_choice: scheduling,
-        // The raw fields, one parameter each: `feature:<name>` = its JSON description.
+        // The raw fields, one parameter each: `feature:<name>` = its JSON description;
+        // then the ranking facts (`broadcast_inputs`, `rank_by`).
         parameters: view
             .features
             .iter()
@@ -102,6 +103,14 @@ pub fn model_config(view: service::TritonConfig) -> ModelConfig {
                     ModelParameter { string_value: text },
                 )
             })
+            .chain(view.parameters.into_iter().map(|(k, v)| {
+                (
+                    k,
+                    ModelParameter {
+                        string_value: v.string_value,
+                    },
+                )
+            }))
             .collect(),
         ..Default::default()
     }

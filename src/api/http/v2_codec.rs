@@ -490,6 +490,7 @@ mod tests {
             symbols: vec![String::new(); shape.len()],
             pad_axes: Vec::new(),
             pad_value: 0.0,
+            broadcast: false,
         };
         ModelSpec {
             name: "m".into(),
