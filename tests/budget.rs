@@ -75,10 +75,11 @@ fn grpc_messages_draw_from_the_budget_http_bodies_hold() {
             Code::ResourceExhausted,
             &["--max-inflight-bytes", "2097152"],
         );
-        // Once the HTTP body is gone its bytes are given back to gRPC too.
+        // Once the HTTP body is gone its bytes are given back to gRPC too: a message of
+        // 0.9 MB and its decoded tensors (as many bytes) fit.
         drop(holder);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(status) = client.model_infer(support::digits(7000)).await {
+        while let Err(status) = client.model_infer(support::digits(3500)).await {
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
             assert!(Instant::now() < deadline, "budget never given back");
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -130,9 +131,10 @@ fn a_stream_holds_a_bounded_share_and_is_refused_what_never_fits() {
             Code::ResourceExhausted,
             &["--max-inflight-bytes"],
         );
-        // Nothing stayed charged: a message of 1.9 MB fits again.
+        // Nothing stayed charged: a message of 0.95 MB and its decoded tensors (1.9 MB
+        // together) fit again.
         client
-            .model_infer(support::digits(7400))
+            .model_infer(support::digits(3700))
             .await
             .expect("the whole budget is free");
     });
@@ -368,4 +370,180 @@ fn a_refused_body_is_read_so_a_client_writing_it_all_sees_the_answer() {
     let (status, text) = common::read_raw_response(&mut s);
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("--max-inflight-bytes"), "{text}");
+}
+
+/// Resets the kernel's record of the process's peak resident size (`VmHWM`), so the peak
+/// read afterwards is the peak of what the test did, not of the server's start.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+}
+
+/// `rows` rows of 64 ones as a JSON array body (`"1,"` per number: each decodes to a 4-byte
+/// FP32, twice the bytes the body spent on it).
+fn ones_json(rows: usize, nested: bool) -> String {
+    let row = format!("[{}]", vec!["1"; 64].join(","));
+    if nested {
+        let rows = vec![row.as_str(); rows].join(",");
+        format!("[{rows}]")
+    } else {
+        let ones = vec!["1"; rows * 64].join(",");
+        format!("[{ones}]")
+    }
+}
+
+/// Large V2 JSON, V2 binary, `/predict` and gRPC requests at once, with the whole zoo
+/// resident and a 256 MiB budget: a request holds its body, its decoded tensors (JSON
+/// `1,` per number: twice its body) and its encoded answer, so each of them is charged;
+/// the server's peak stays within the budget plus a stated slack over its resident size,
+/// and every client is answered with 200, 413, 429 or 503. Before decoded tensors and
+/// answers were charged the peak was the budget plus about twice that again.
+#[test]
+fn decoded_tensors_and_answers_keep_the_whole_zoo_within_its_budget() {
+    const BUDGET_MIB: u64 = 256;
+    // What the budget does not see: transient buffers (a body collected from its chunks,
+    // an answer's growing buffer), runs under 32 MiB of working memory, allocator slack.
+    const SLACK_MIB: u64 = 128;
+    let process = Process::start(&[
+        "--max-inflight-bytes",
+        &(BUDGET_MIB << 20).to_string(),
+        "--max-body-bytes",
+        &(64usize << 20).to_string(),
+    ]);
+    let pid = process.child.id();
+    let (before, _) = process.memory_mib();
+    reset_peak(pid);
+    let base = format!("http://{}", process.http);
+    // 16 MB bodies: JSON tensors take 32 MB once decoded, binary and gRPC ones 16 MB.
+    let rows = 125_000;
+    let json = format!(
+        r#"{{"inputs": [{{"name": "pixels", "shape": [{rows}, 64], "datatype": "FP32", "data": {}}}]}}"#,
+        ones_json(rows, false)
+    );
+    let predict = format!(
+        r#"{{"model": "mlp_digits", "inputs": {}}}"#,
+        ones_json(rows, true)
+    );
+    let binary_rows = 62_500;
+    let header = format!(
+        r#"{{"inputs": [{{"name": "pixels", "shape": [{binary_rows}, 64], "datatype": "FP32", "parameters": {{"binary_data_size": {}}}}}], "parameters": {{"binary_data_output": true}}}}"#,
+        binary_rows * 64 * 4
+    );
+    let mut binary = header.clone().into_bytes();
+    binary.extend(std::iter::repeat_n(0u8, binary_rows * 64 * 4));
+    let infer = format!("{base}/v2/models/mlp_digits/infer");
+    // Every client sends at once: 8 V2 JSON, 4 `/predict`, 2 binary, 2 gRPC.
+    let mut http = Vec::new();
+    for _ in 0..8 {
+        http.push((
+            infer.clone(),
+            "application/json",
+            None,
+            json.clone().into_bytes(),
+        ));
+    }
+    for _ in 0..4 {
+        let url = format!("{base}/predict");
+        http.push((url, "application/json", None, predict.clone().into_bytes()));
+    }
+    for _ in 0..2 {
+        let octets = "application/octet-stream";
+        http.push((infer.clone(), octets, Some(header.len()), binary.clone()));
+    }
+    drop((json, predict, binary));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut calls = Vec::new();
+        for (url, content_type, header_len, body) in http {
+            let mut request = client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body);
+            if let Some(len) = header_len {
+                request = request.header("inference-header-content-length", len);
+            }
+            calls.push(tokio::spawn(async move {
+                let answer = request.send().await.expect("every HTTP client is answered");
+                let status = answer.status().as_u16();
+                // The whole answer is read, as a client does.
+                answer.bytes().await.expect("the answer is written");
+                status
+            }));
+        }
+        for _ in 0..2 {
+            let grpc = process.grpc;
+            calls.push(tokio::spawn(async move {
+                let mut client = support::Client::connect(format!("http://{grpc}"))
+                    .await
+                    .expect("connect")
+                    .max_decoding_message_size(256 << 20)
+                    .max_encoding_message_size(256 << 20);
+                match client.model_infer(support::digits(binary_rows)).await {
+                    Ok(_) => 200,
+                    Err(s) if s.code() == Code::ResourceExhausted => 413,
+                    Err(s) if s.code() == Code::Unavailable => 503,
+                    Err(s) => panic!("gRPC: {s:?}"),
+                }
+            }));
+        }
+        let mut statuses = Vec::new();
+        for call in calls {
+            statuses.push(call.await.expect("client"));
+        }
+        statuses
+    });
+    let (after, peak) = process.memory_mib();
+    println!(
+        "RSS before {before} MiB, peak {peak} MiB, after {after} MiB; budget {BUDGET_MIB} MiB; statuses {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 413 | 429 | 503)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "nothing was served: {statuses:?}");
+    assert!(
+        peak <= before + BUDGET_MIB + SLACK_MIB,
+        "peak RSS {peak} MiB from {before} MiB with a {BUDGET_MIB} MiB budget (+{SLACK_MIB} MiB slack)"
+    );
+}
+
+/// A body that fits the budget alone but not beside its decoded tensors can never be
+/// admitted: 413 over HTTP, RESOURCE_EXHAUSTED over gRPC, naming the limit.
+#[test]
+fn a_request_whose_decoded_tensors_never_fit_beside_its_body_is_refused_as_too_large() {
+    let server = budget_server(1 << 20, 1 << 20);
+    // 640 KB of `1,` decode to 1.28 MB of FP32.
+    let rows = 5000;
+    let body = format!(
+        r#"{{"inputs": [{{"name": "pixels", "shape": [{rows}, 64], "datatype": "FP32", "data": {}}}]}}"#,
+        ones_json(rows, false)
+    );
+    assert!(body.len() < 1 << 20);
+    let answer = reqwest::blocking::Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("answered");
+    let status = answer.status().as_u16();
+    let text = answer.text().expect("text");
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("--max-inflight-bytes"), "{text}");
+    support::with_client(&server, |mut client| async move {
+        // 640 KB of raw FP32, as many once decoded.
+        support::expect_status(
+            client.model_infer(support::digits(2500)).await,
+            Code::ResourceExhausted,
+            &["--max-inflight-bytes", "1048576"],
+        );
+        // Half of that fits, message and tensors.
+        client
+            .model_infer(support::digits(1200))
+            .await
+            .expect("fits");
+    });
 }

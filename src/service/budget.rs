@@ -3,6 +3,8 @@
 //! they are decoded, and give back when answered. A request that alone is larger than the
 //! budget can never fit (413 / RESOURCE_EXHAUSTED); one that does not fit now could later
 //! (503 + Retry-After / UNAVAILABLE). Knows no transport: the transports map [`Refusal`].
+//! Past its body, a request holds what decoding and answering build (its tensors, its
+//! encoded answer) as [`Hold`]s on the same charge, resized as they change.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -210,6 +212,117 @@ impl Charge {
     }
 }
 
+/// Bytes `tensors` hold, as a request's [`Hold`] charges them.
+pub fn tensor_bytes<'a>(tensors: impl IntoIterator<Item = &'a crate::tensor::Tensor>) -> usize {
+    tensors
+        .into_iter()
+        .map(|t| t.data.memory_bytes() + std::mem::size_of_val(t.shape.as_slice()))
+        .sum()
+}
+
+/// One thing a request holds beyond its body (its decoded tensors, then its answer), as a
+/// part of the request's [`Charge`]: resized as the thing changes, given back on drop, or
+/// left on the charge with [`Hold::keep`] until the whole request is done. A hold without
+/// a charge (a route nothing charges) takes nothing.
+#[derive(Debug)]
+pub struct Hold {
+    charge: Option<Arc<Charge>>,
+    bytes: usize,
+}
+
+impl Hold {
+    pub fn new(charge: Option<Arc<Charge>>) -> Hold {
+        Hold { charge, bytes: 0 }
+    }
+
+    /// A hold of `bytes` already taken on `charge` (a message its transport charged as it
+    /// arrived), given back when the hold drops.
+    pub fn taken(charge: Option<Arc<Charge>>, bytes: usize) -> Hold {
+        Hold { charge, bytes }
+    }
+
+    /// The charge this hold is a part of.
+    pub fn charge(&self) -> Option<Arc<Charge>> {
+        self.charge.clone()
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Makes the hold `n` bytes: takes what it grows by (all or nothing; on a refusal the
+    /// hold is unchanged), gives back what it shrinks by.
+    pub fn resize(&mut self, n: usize) -> Result<(), Refusal> {
+        let Some(charge) = &self.charge else {
+            return Ok(());
+        };
+        if n > self.bytes {
+            charge.take(n - self.bytes)?;
+        } else {
+            charge.give(self.bytes - n);
+        }
+        self.bytes = n;
+        Ok(())
+    }
+
+    /// Reserves an estimate of `n` bytes before the thing is built, so that building it
+    /// cannot run over the budget: refused when it does not fit now; an estimate that
+    /// alone would never fit is not a refusal (the estimate may be high), the actual size
+    /// set by [`Hold::resize`] decides. Nothing is remembered of a refusal here.
+    pub fn reserve(&mut self, n: usize) -> Result<(), Refusal> {
+        let Some(charge) = &self.charge else {
+            return Ok(());
+        };
+        if n <= self.bytes {
+            return Ok(());
+        }
+        let grow = n - self.bytes;
+        if charge.taken().saturating_add(grow) > charge.budget.limit {
+            return Ok(());
+        }
+        if !charge.budget.try_take(grow) {
+            charge.refuse(Refusal::NotNow);
+            return Err(Refusal::NotNow);
+        }
+        charge.taken.fetch_add(grow, Ordering::AcqRel);
+        charge.received.fetch_add(grow, Ordering::AcqRel);
+        self.bytes = n;
+        Ok(())
+    }
+
+    /// [`Hold::resize`], refused with the error the request answers (naming the limit).
+    pub fn set(&mut self, n: usize) -> Result<(), Error> {
+        self.resize(n).map_err(|r| self.error(r))
+    }
+
+    /// [`Hold::reserve`], refused with the error the request answers (naming the limit).
+    pub fn estimate(&mut self, n: usize) -> Result<(), Error> {
+        self.reserve(n).map_err(|r| self.error(r))
+    }
+
+    fn error(&self, refusal: Refusal) -> Error {
+        match &self.charge {
+            Some(charge) => charge.budget.error(refusal),
+            None => Error::Internal("a hold without a charge was refused".to_string()),
+        }
+    }
+
+    /// Leaves the held bytes on the charge, given back when the charge drops (an answer
+    /// held until it is written).
+    pub fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(charge) = &self.charge {
+            charge.give(self.bytes);
+        }
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         self.budget.give(*self.taken.get_mut());
@@ -245,5 +358,47 @@ mod tests {
         assert_eq!(b.take(10), Ok(()));
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_hold_grows_and_shrinks_on_its_charge_and_gives_back_on_drop() {
+        let budget = ByteBudget::new(10);
+        let charge = budget.charge("http");
+        charge.take(4).unwrap();
+        let mut hold = Hold::new(Some(charge.clone()));
+        assert_eq!(hold.resize(5), Ok(()));
+        assert_eq!(budget.used(), 9);
+        assert_eq!(hold.resize(7), Err(Refusal::NeverFits), "4 + 7 is over 10");
+        assert_eq!(hold.bytes(), 5, "unchanged by a refusal");
+        assert_eq!(hold.resize(2), Ok(()));
+        assert_eq!(budget.used(), 6);
+        drop(hold);
+        assert_eq!(budget.used(), 4);
+        let mut kept = Hold::new(Some(charge.clone()));
+        kept.resize(3).unwrap();
+        kept.keep();
+        assert_eq!(budget.used(), 7, "kept on the charge");
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_reservation_refuses_only_what_does_not_fit_now() {
+        let budget = ByteBudget::new(10);
+        let other = budget.charge("http");
+        other.take(6).unwrap();
+        let charge = budget.charge("http");
+        let mut hold = Hold::new(Some(charge.clone()));
+        assert_eq!(
+            hold.reserve(11),
+            Ok(()),
+            "an estimate over the budget decides nothing"
+        );
+        assert_eq!(hold.bytes(), 0);
+        assert_eq!(hold.reserve(5), Err(Refusal::NotNow));
+        assert_eq!(charge.refused(), Some(Refusal::NotNow));
+        assert_eq!(hold.reserve(4), Ok(()));
+        assert_eq!(budget.used(), 10);
+        assert_eq!(Hold::new(None).reserve(100), Ok(()));
     }
 }

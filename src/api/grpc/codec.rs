@@ -36,6 +36,27 @@ pub struct ResponsePlan {
     pub outputs: Vec<String>,
 }
 
+/// About the bytes [`decode`] builds for `request`'s tensors: its raw contents' bytes, or
+/// its typed contents' elements at their in-memory sizes (strings with their offsets).
+pub fn decoded_estimate(request: &ModelInferRequest) -> usize {
+    let raw: usize = request.raw_input_contents.iter().map(Bytes::len).sum();
+    let typed: usize = request
+        .inputs
+        .iter()
+        .filter_map(|i| i.contents.as_ref())
+        .map(|c| {
+            c.bool_contents.len()
+                + 4 * (c.int_contents.len() + c.uint_contents.len() + c.fp32_contents.len())
+                + 8 * (c.int64_contents.len() + c.uint64_contents.len() + c.fp64_contents.len())
+                + c.bytes_contents
+                    .iter()
+                    .map(|b| b.len() + std::mem::size_of::<usize>())
+                    .sum::<usize>()
+        })
+        .sum();
+    raw + typed
+}
+
 /// Decodes `request`. Errors are messages for INVALID_ARGUMENT; the caller adds the model's
 /// name.
 pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {

@@ -79,8 +79,11 @@ pub async fn serve(
             }
             let req = Request::from_parts(parts, admission::Counted::new(body, charge.clone()));
             let response = routes.oneshot(req).await;
-            drop(charge);
-            response
+            // The answer's bytes stay charged until it is written.
+            Ok(response?.map(|body| match charge {
+                Some(charge) => tonic::body::Body::new(admission::Charged::new(body, charge)),
+                None => body,
+            }))
         }
     });
     let shutdown = async move {

@@ -67,7 +67,7 @@ pub fn begin<'a>(
 
 impl Capture<'_> {
     /// Hands the record with `answer` to the log.
-    pub fn finish(self, answer: &Result<ModelInferResponse, Error>) {
+    pub fn finish(self, answer: Result<&ModelInferResponse, &Error>) {
         let (status, response) = match answer {
             Ok(r) => (
                 200,

@@ -15,9 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::*;
-use super::{codec, config, payload, repository, status};
+use super::{admission, codec, config, payload, repository, status};
 use crate::error::Error;
-use crate::service::budget::Charge;
+use crate::service::budget::{tensor_bytes, Charge, Hold};
 use crate::service::{InferCall, ModelRef, Service};
 use crate::telemetry::{self, HeaderSource, RequestTrace};
 
@@ -35,8 +35,9 @@ fn stream_hold_bytes(config: &crate::config::ServerConfig) -> usize {
 }
 
 /// The request messages of one stream, read only while the stream holds less than `hold`
-/// bytes of the in-flight budget (or nothing is in flight). Each message comes with its
-/// [`Held`] bytes, given back when it is answered. Ends after the first error.
+/// bytes of the in-flight budget (or nothing is in flight). Each message comes with the
+/// [`Hold`] of its bytes (given back once it is decoded) and its [`InFlight`] mark. Ends
+/// after the first error.
 struct Gated {
     inner: Streaming<ModelInferRequest>,
     charge: Option<Arc<Charge>>,
@@ -47,24 +48,17 @@ struct Gated {
     done: bool,
 }
 
-/// One stream message's share of the stream's charge; given back on drop.
-struct Held {
-    charge: Option<Arc<Charge>>,
-    bytes: usize,
-    in_flight: Arc<AtomicUsize>,
-}
+/// One stream message in flight (read, not yet answered); counted down on drop.
+struct InFlight(Arc<AtomicUsize>);
 
-impl Drop for Held {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(charge) = &self.charge {
-            charge.give(self.bytes);
-        }
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Stream for Gated {
-    type Item = Result<(ModelInferRequest, Held), Status>;
+    type Item = Result<(ModelInferRequest, Hold, InFlight), Status>;
 
     fn poll_next(
         self: Pin<&mut Self>,
@@ -101,12 +95,9 @@ impl Stream for Gated {
                     bytes
                 });
                 this.in_flight.fetch_add(1, Ordering::AcqRel);
-                let held = Held {
-                    charge: this.charge.clone(),
-                    bytes,
-                    in_flight: this.in_flight.clone(),
-                };
-                Poll::Ready(Some(Ok((request, held))))
+                let message = Hold::taken(this.charge.clone(), bytes);
+                let mark = InFlight(this.in_flight.clone());
+                Poll::Ready(Some(Ok((request, message, mark))))
             }
         }
     }
@@ -126,25 +117,33 @@ impl InferenceService {
 /// One inference, shared by `ModelInfer` and `ModelStreamInfer`. `deadline` is the client's
 /// gRPC deadline, if any; the tighter of it and the `timeout` parameter applies. The span
 /// is DEBUG (at INFO its fields cost ~5% of small-request throughput); failures on the
-/// server's side are logged as over HTTP.
+/// server's side are logged as over HTTP. `message` holds the request's bytes on the
+/// in-flight budget; the answer comes with the [`Hold`] of its bytes on the same charge.
 #[tracing::instrument(level = "debug", name = "grpc_infer", skip_all, fields(model = %request.model_name, version = %request.model_version, id = %request.id))]
 async fn infer(
     service: &Service,
     request: ModelInferRequest,
+    message: Hold,
     deadline: Option<Duration>,
     caller: Option<&opentelemetry::Context>,
     metadata: Option<&MetadataMap>,
-) -> Result<ModelInferResponse, Error> {
+) -> Result<(ModelInferResponse, Hold), Error> {
     let started = std::time::Instant::now();
     let capture = payload::begin(service, &request, metadata);
+    // A captured request keeps a copy of the message: its bytes stay charged till the end.
+    let (message, kept) = match &capture {
+        Some(_) => (Hold::new(None), Some(message)),
+        None => (message, None),
+    };
     // Most clients send no id; only a present one costs a copy.
     let id: Option<Arc<str>> = (!request.id.is_empty()).then(|| request.id.as_str().into());
     let trace = RequestTrace::start(caller, "grpc", &request.id);
-    let work = trace.scope(infer_unlogged(service, request, deadline));
+    let work = trace.scope(infer_unlogged(service, request, message, deadline));
     let result = match &id {
         Some(id) => crate::logging::with_request_id(id.clone(), work).await,
         None => work.await,
     };
+    drop(kept);
     if trace.is_on() {
         trace.finish(match &result {
             Ok(_) => Ok(()),
@@ -155,7 +154,7 @@ async fn infer(
         });
     }
     if let Some(capture) = capture {
-        capture.finish(&result);
+        capture.finish(result.as_ref().map(|(r, _)| r));
     }
     if let Err(e) = &result {
         if e.is_logged_per_request() {
@@ -173,20 +172,27 @@ async fn infer(
 async fn infer_unlogged(
     service: &Service,
     request: ModelInferRequest,
+    message: Hold,
     deadline: Option<Duration>,
-) -> Result<ModelInferResponse, Error> {
+) -> Result<(ModelInferResponse, Hold), Error> {
     let _busy = service.activity.begin();
     let trace = RequestTrace::current();
     let decode_started = std::time::Instant::now();
     let model_ref = ModelRef::new(request.model_name.as_str(), Some(&request.model_version));
     let model = service.model_for_inference(&model_ref)?;
     let spec = &model.spec;
+    // The decoded tensors are held on the message's charge: reserved before they are
+    // built, then set to what they take; the message's own bytes go with the message.
+    let mut hold = Hold::new(message.charge());
+    hold.estimate(codec::decoded_estimate(&request))?;
     let decoded = codec::decode(request).map_err(|e| {
         model.refuse(Error::InvalidInput(format!(
             "model '{}' version {}: {e}",
             spec.name, spec.version
         )))
     })?;
+    hold.set(tensor_bytes(decoded.inputs.iter().map(|i| &i.tensor)))?;
+    drop(message);
     trace.child("decode", decode_started, std::time::Instant::now());
     let timeout = match (decoded.timeout, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -202,10 +208,15 @@ async fn infer_unlogged(
             },
         )
         .await?;
+    // The inputs are gone; the answer's tensors are held, then its message.
+    hold.set(tensor_bytes(answer.outputs.iter().map(|(_, t)| t)))?;
     let encode_started = std::time::Instant::now();
     let encoded = codec::encode(spec, decoded.plan, answer.outputs);
     trace.child("encode", encode_started, std::time::Instant::now());
-    Ok(encoded)
+    // Encoding moved the tensors' buffers into the message; tonic copies it once more
+    // as it writes it, and that copy is what stays held.
+    hold.resize(prost::Message::encoded_len(&encoded)).ok();
+    Ok((encoded, hold))
 }
 
 /// The client's deadline from the `grpc-timeout` header (`<= 8 digits><unit>`), if valid.
@@ -294,18 +305,30 @@ impl GrpcInferenceService for InferenceService {
         // No timing metadata (unlike HTTP's headers): values that change on every response
         // defeat HPACK's table and cost more than the rest of the header block.
         let overload = self.service.config.overload_status;
-        let (metadata, _, message) = request.into_parts();
-        Ok(Response::new(
-            infer(
-                &self.service,
-                message,
-                deadline,
-                caller.as_ref(),
-                Some(&metadata),
-            )
-            .await
-            .map_err(|e| status::infer_status(e, overload))?,
-        ))
+        let (metadata, extensions, message) = request.into_parts();
+        // The whole message is read: what the call's charge holds now is its bytes.
+        let charge = extensions.get::<Arc<Charge>>().cloned();
+        let bytes = charge.as_ref().map_or(0, |c| c.taken());
+        let (answer, hold) = infer(
+            &self.service,
+            message,
+            Hold::taken(charge.clone(), bytes),
+            deadline,
+            caller.as_ref(),
+            Some(&metadata),
+        )
+        .await
+        .map_err(|e| {
+            // What decoding or answering could not take of the budget is refused as the
+            // message itself would have been.
+            match charge.as_ref().and_then(|c| c.refused().map(|r| (c, r))) {
+                Some((charge, refusal)) => admission::status(charge.budget(), refusal),
+                None => status::infer_status(e, overload),
+            }
+        })?;
+        // Held on the call's charge until the answer is written.
+        hold.keep();
+        Ok(Response::new(answer))
     }
 
     type ModelStreamInferStream = Pin<Box<dyn Stream<Item = StreamInferResult> + Send + 'static>>;
@@ -342,29 +365,47 @@ impl GrpcInferenceService for InferenceService {
                 let caller = caller.clone();
                 let metadata = metadata.clone();
                 async move {
-                    let (req, held) = item?;
+                    let (req, message, mark) = item?;
                     let echo = ModelInferResponse {
                         model_name: req.model_name.clone(),
                         model_version: req.model_version.clone(),
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    let answer =
-                        infer(&service, req, None, caller.as_ref(), metadata.as_deref()).await;
-                    drop(held);
+                    let answer = infer(
+                        &service,
+                        req,
+                        message,
+                        None,
+                        caller.as_ref(),
+                        metadata.as_deref(),
+                    )
+                    .await;
+                    drop(mark);
                     Ok(match answer {
-                        Ok(response) => ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(response),
-                        },
-                        Err(e) => ModelStreamInferResponse {
-                            error_message: e.client_message(),
-                            infer_response: Some(echo),
-                        },
+                        Ok((response, hold)) => (
+                            ModelStreamInferResponse {
+                                error_message: String::new(),
+                                infer_response: Some(response),
+                            },
+                            hold,
+                        ),
+                        Err(e) => (
+                            ModelStreamInferResponse {
+                                error_message: e.client_message(),
+                                infer_response: Some(echo),
+                            },
+                            Hold::new(None),
+                        ),
                     })
                 }
             })
-            .buffered(STREAM_CONCURRENCY);
+            .buffered(STREAM_CONCURRENCY)
+            // An answer stays held while it waits for earlier ones, until tonic takes it
+            // to write.
+            .map(|answer: Result<(ModelStreamInferResponse, Hold), Status>| {
+                answer.map(|(response, _written)| response)
+            });
         Ok(Response::new(Box::pin(responses)))
     }
 

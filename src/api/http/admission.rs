@@ -3,13 +3,18 @@
 //! is read or inflated. A declared `Content-Length` is taken from the budget up front; a
 //! body without one (chunked, or inflated from gzip/deflate) is charged as its bytes stream
 //! in. Over budget: 413 when the body alone is larger than the whole budget (it can never
-//! fit), else 503 with `Retry-After`; a JSON error either way, never an OOM. The bytes are
-//! given back once the response is ready. The budget is the service's, shared with gRPC.
-//! This module never decodes a body.
+//! fit), else 503 with `Retry-After`; a JSON error either way, never an OOM. The handlers
+//! add what decoding and answering build to the same charge (see [`Hold`]); the charge
+//! lasts until the answer's body is written. The budget is the service's, shared with
+//! gRPC. This module never decodes a body.
+//!
+//! [`Hold`]: crate::service::budget::Hold
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
@@ -17,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use crate::error::Error;
-use crate::service::budget::ByteBudget;
+use crate::service::budget::{ByteBudget, Charge};
 
 /// The body ran over the in-flight budget while streaming.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +69,46 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
     if let Some(refusal) = charge.refused() {
         return budget.error(refusal).into_response();
     }
-    response
+    // The answer's bytes stay charged until they are written.
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Charged {
+            inner: body,
+            charge: Some(charge),
+        }),
+    )
+}
+
+/// A response body that holds its request's charge until it has been written (or dropped).
+struct Charged {
+    inner: Body,
+    charge: Option<Arc<Charge>>,
+}
+
+impl hyper::body::Body for Charged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.charge = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Most body bytes read and dropped after a refusal, and for how long at most.

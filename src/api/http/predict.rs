@@ -13,16 +13,18 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::lift::{self, Lifted, Resolver};
+use super::v2::Holding;
 use super::{
     body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
 };
 use crate::error::{Error, Result};
+use crate::service::budget::{tensor_bytes, Charge};
 use crate::service::Model;
 use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor};
@@ -129,22 +131,30 @@ impl Serialize for PredictResponse<'_> {
 
 pub async fn predict(
     State(service): State<Arc<Service>>,
+    charge: Option<Extension<Arc<Charge>>>,
     headers: axum::http::HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let charge = charge.map(|Extension(c)| c);
     let Some(log) = &service.payload_log else {
-        return predict_unlogged(service.clone(), body).await;
+        let holding = Holding::freeing_body(charge);
+        return predict_unlogged(service.clone(), holding, body).await;
     };
     let kept = body.as_ref().ok().cloned();
-    let handler = predict_unlogged(service.clone(), body);
+    // The log keeps the body: its bytes stay charged.
+    let handler = predict_unlogged(service.clone(), Holding::new(charge), body);
     super::payload::logged(log, None, &headers, kept, handler).await
 }
 
 async fn predict_unlogged(
     service: Arc<Service>,
+    mut holding: Holding,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_or_error(body, service.config.max_body_bytes)?;
+    let body_len = body.len();
+    // Decoded tensors take about what the body took: reserved before they are built.
+    holding.hold.estimate(body_len)?;
     let large = body.len() > OFF_RUNTIME_BYTES;
     // The arrays are borrowed from the body until the model (and so each input's
     // datatype) is known, so parsing, lookup and decoding happen in one step.
@@ -165,6 +175,10 @@ async fn predict_unlogged(
         parse(&lookup, &body, None)?.into_parts()
     })
     .await??;
+    holding
+        .hold
+        .set(tensor_bytes(inputs.iter().map(|i| &i.tensor)))?;
+    holding.body_freed(body_len);
     let spec = &model.spec;
     let answer = service
         .infer(
@@ -176,6 +190,15 @@ async fn predict_unlogged(
             },
         )
         .await?;
+    // The inputs are gone; the answer's tensors are held, and 16 bytes of JSON per
+    // number are reserved for its text (at most 9 significant digits, a sign, a point, an
+    // exponent and a comma).
+    let tensors = tensor_bytes(answer.outputs.iter().map(|(_, t)| t));
+    holding.hold.set(tensors)?;
+    let numbers: usize = answer.outputs.iter().map(|(_, t)| t.data.len()).sum();
+    holding
+        .hold
+        .estimate(tensors.saturating_add(numbers.saturating_mul(16)))?;
     for (i, t) in &answer.outputs {
         check_json_output(spec, &spec.outputs[*i].name, t)?;
     }
@@ -190,6 +213,13 @@ async fn predict_unlogged(
         outputs,
     };
     let mut response = Json(body).into_response();
+    // Only the encoded answer is left once this returns, held until it is written.
+    let written = hyper::body::Body::size_hint(response.body())
+        .exact()
+        .map_or(0, |n| n as usize);
+    holding.hold.set(tensors.saturating_add(written))?;
+    holding.hold.resize(written).ok();
+    holding.hold.keep();
     timing_headers(response.headers_mut(), &answer);
     response.extensions_mut().insert(super::Compressible);
     Ok(response)

@@ -9,13 +9,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::{
     body_or_error, check_json_output, off_runtime_if, payload, v2_codec, OFF_RUNTIME_BYTES,
 };
 use crate::error::{Error, Result};
+use crate::service::budget::{tensor_bytes, Charge, Hold};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 use crate::telemetry::RequestTrace;
 
@@ -41,21 +42,59 @@ pub async fn model_ready(State(service): State<Arc<Service>>, model: ModelRef) -
 pub async fn infer(
     State(service): State<Arc<Service>>,
     model_ref: ModelRef,
+    charge: Option<Extension<Arc<Charge>>>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let charge = charge.map(|Extension(c)| c);
     let Some(log) = &service.payload_log else {
-        return infer_unlogged(&service, model_ref, headers, body).await;
+        let holding = Holding::freeing_body(charge);
+        return infer_unlogged(&service, model_ref, holding, headers, body).await;
     };
     let (name, sent) = (model_ref.name.clone(), headers.clone());
     let kept = body.as_ref().ok().cloned();
-    let handler = infer_unlogged(&service, model_ref, headers, body);
+    // The log keeps the body: its bytes stay charged.
+    let handler = infer_unlogged(&service, model_ref, Holding::new(charge), headers, body);
     payload::logged(log, Some(&name), &sent, kept, handler).await
+}
+
+/// What a request holds of the in-flight budget past its body (see `admission`).
+pub(super) struct Holding {
+    /// The decoded tensors, then the answer.
+    pub hold: Hold,
+    /// The body's charge, given back once decoding dropped the body; `None` when something
+    /// else keeps the body (the payload log) or nothing charges it.
+    body: Option<Arc<Charge>>,
+}
+
+impl Holding {
+    pub fn new(charge: Option<Arc<Charge>>) -> Holding {
+        Holding {
+            hold: Hold::new(charge),
+            body: None,
+        }
+    }
+
+    /// A request whose body is dropped once decoded, so its bytes are given back then.
+    pub fn freeing_body(charge: Option<Arc<Charge>>) -> Holding {
+        Holding {
+            hold: Hold::new(charge.clone()),
+            body: charge,
+        }
+    }
+
+    /// The body of `len` bytes was decoded and dropped.
+    pub fn body_freed(&mut self, len: usize) {
+        if let Some(charge) = self.body.take() {
+            charge.give(len);
+        }
+    }
 }
 
 async fn infer_unlogged(
     service: &Service,
     model_ref: ModelRef,
+    mut holding: Holding,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
@@ -63,8 +102,13 @@ async fn infer_unlogged(
     let decode_started = Instant::now();
     let model = service.model_for_inference(&model_ref)?;
     let spec = model.spec.clone();
+    let mut body_len = 0;
     let decoded = match body_or_error(body, service.config.max_body_bytes) {
         Ok(body) => {
+            body_len = body.len();
+            // Decoded tensors take about what the body took (JSON numbers a few bytes
+            // each, binary ones the same): reserved before they are built.
+            holding.hold.estimate(body_len)?;
             let large = body.len() > OFF_RUNTIME_BYTES;
             let spec = spec.clone();
             off_runtime_if(large, move || {
@@ -86,6 +130,10 @@ async fn infer_unlogged(
         Err(e) => Err(e),
     };
     let decoded = decoded.map_err(|e| model.refuse(e))?;
+    holding
+        .hold
+        .set(tensor_bytes(decoded.inputs.iter().map(|i| &i.tensor)))?;
+    holding.body_freed(body_len);
     trace.child("decode", decode_started, Instant::now());
     let answer = service
         .infer(
@@ -97,19 +145,33 @@ async fn infer_unlogged(
             },
         )
         .await?;
+    // The inputs are gone; the answer's tensors are held.
+    holding
+        .hold
+        .set(tensor_bytes(answer.outputs.iter().map(|(_, t)| t)))?;
     for (k, (i, t)) in answer.outputs.iter().enumerate() {
         if !decoded.format.is_binary(k) {
             check_json_output(&spec, &spec.outputs[*i].name, t)?;
         }
     }
-    let large = answer
-        .outputs
-        .iter()
-        .map(|(_, t)| t.data.len())
-        .sum::<usize>()
-        // JSON numbers take about 8 bytes or more each.
-        .saturating_mul(8)
-        > OFF_RUNTIME_BYTES;
+    // JSON numbers take about 8 bytes or more each (reserved at 16: at most 9 significant
+    // digits, a sign, a point, an exponent and a comma); binary ones at most 8.
+    let numbers = |binary| {
+        answer
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| decoded.format.is_binary(*k) == binary)
+            .map(|(_, (_, t))| t.data.len())
+            .sum::<usize>()
+    };
+    let large = numbers(false).saturating_mul(8) > OFF_RUNTIME_BYTES;
+    let encoded_estimate = numbers(false)
+        .saturating_mul(16)
+        .saturating_add(numbers(true).saturating_mul(8));
+    holding
+        .hold
+        .estimate(holding.hold.bytes().saturating_add(encoded_estimate))?;
     let (id, format, outputs) = (decoded.id, decoded.format, answer.outputs);
     let encode_spec = spec.clone();
     let encode_started = Instant::now();
@@ -119,7 +181,14 @@ async fn infer_unlogged(
     })
     .await?;
     trace.child("encode", encode_started, Instant::now());
-    let answer = InferAnswer { outputs, ..answer };
+    drop(outputs);
+    let answer = InferAnswer {
+        outputs: Vec::new(),
+        ..answer
+    };
+    // Only the encoded answer is left, held until it is written.
+    holding.hold.set(encoded.body.len())?;
+    holding.hold.keep();
     let mut response = Response::new(Body::from(encoded.body));
     let h = response.headers_mut();
     match encoded.json_len {
