@@ -2,9 +2,9 @@
 //! (`models/ranking_ctr/ranking_samples.json`: one user's context, N = 1, 20 and 200
 //! candidates, unknown tokens on both sides) with the scores ONNX Runtime gave at export for
 //! the explicitly repeated request, built by the training pipeline's reference transforms.
-//! Each sample goes through the real server as the same request a client without broadcast
-//! inputs sends: every field and the history repeated on every row, over V2 JSON and
-//! `/predict`.
+//! Each sample goes through the real server as sent with the context once (the user's
+//! fields and history declared `broadcast`, first dimension 1) and as the same request a
+//! client without broadcast inputs sends: every field and the history repeated on every row.
 
 mod common;
 
@@ -137,5 +137,52 @@ fn the_expected_top_k_is_the_sort_of_the_expected_scores() {
         assert_eq!(top["indices"], json!(order), "sample {i}");
         let scores: Vec<f64> = order.iter().map(|&j| score[j]).collect();
         assert_eq!(top["scores"], json!(scores), "sample {i}");
+    }
+}
+
+fn output<'a>(v2: &'a Value, name: &str) -> &'a Value {
+    v2["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {v2}"))
+}
+
+#[test]
+fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once() {
+    let server = TestServer::start(&zoo());
+    for (i, sample) in ranking_samples().iter().enumerate() {
+        let (columns, n) = candidates(sample);
+        let mut inputs: Vec<Value> = columns
+            .iter()
+            .map(|(name, column)| {
+                let data = column.as_array().expect("column");
+                json!({"name": name, "datatype": datatype(data), "shape": [n], "data": column})
+            })
+            .collect();
+        for (name, value) in sample["request"]["context"].as_object().expect("context") {
+            let (shape, data) = match value {
+                Value::Array(row) => (json!([1, row.len()]), value.clone()),
+                _ => (json!([1]), json!([value])),
+            };
+            let dt = datatype(&flatten(&data));
+            inputs.push(json!({"name": name, "datatype": dt, "shape": shape, "data": data}));
+        }
+        let (status, v2) = server.post_json(
+            &format!("/v2/models/{MODEL}/infer"),
+            &json!({"inputs": inputs}),
+        );
+        assert_eq!(status, 200, "sample {i}: {v2}");
+        let what = format!("v2 ranking sample {i}");
+        let score = output(&v2, "score");
+        assert_eq!(score["shape"], json!([n, 1]), "{what}");
+        assert_close(
+            &flatten(&score["data"]),
+            &expected_score(sample),
+            1e-4,
+            1e-5,
+            &what,
+        );
     }
 }

@@ -2,9 +2,10 @@
 every candidate of a request) and the candidate items.
 
 User side: raw fields `user_id` (hashed), `country` (vocabulary), `age` (bucketized) and the
-graph input `history` INT64 [N, 50] (the ids of the user's last clicked items, 0 = padding).
-Item side: `item_id` (hashed), `category` (vocabulary) and `price` (standardised), one value
-per candidate.
+graph input `history` INT64 [N, 50] (the ids of the user's last clicked items, 0 = padding),
+all declared `broadcast = true` in config.toml, so a ranking request carries them once and the
+server repeats them for every candidate. Item side: `item_id` (hashed), `category`
+(vocabulary) and `price` (standardised), one value per candidate.
 
 The synthetic log (`generate`, seeded) has a catalogue of items in hidden categories with
 latent taste vectors, users with 1-3 interest categories and a click history drawn mostly
@@ -147,20 +148,24 @@ def write_config(catalogue, cand_train):
     prices = np.array([catalogue["price"][i] for i in cand_train])
     mean, std = float(prices.mean().round(2)), float(prices.std().round(2))
     (d / "config.toml").write_text(f"""# A ranking model (models/train/ranking_ctr.py): user_id, country, age and history describe
-# the user (the context), item_id, category and price one candidate. Transforms are those the
-# model was trained with.
+# the user (the context) and are broadcast: a request may send them once while item_id,
+# category and price come once per candidate. Transforms are those the model was trained with.
 max_batch_size = 256
+rank_by = "score"
 
 [features]
-user_id = {{ hash_buckets = {HASH_USERS} }}
-country = {{ vocabulary = "country.txt", oov_buckets = 2 }}
-age = {{ boundaries = {AGE_BOUNDARIES} }}
+user_id = {{ hash_buckets = {HASH_USERS}, broadcast = true }}
+country = {{ vocabulary = "country.txt", oov_buckets = 2, broadcast = true }}
+age = {{ boundaries = {AGE_BOUNDARIES}, broadcast = true }}
 item_id = {{ hash_buckets = {HASH_ITEMS} }}
 category = {{ vocabulary = "category.txt", oov_buckets = 1 }}
 price = {{ mean = {mean}, std = {std} }}
 
 [inputs.user]
 from = ["user_id", "country", "age"]
+
+[inputs.history]
+broadcast = true
 
 [inputs.item_ids]
 from = ["item_id", "category"]
@@ -394,13 +399,22 @@ def main():
         f.write("\n")
 
     body = (
-        "## Context and candidates\n\n"
-        "`user_id`, `country`, `age` and the graph input `history` describe the user (the context); "
-        "`item_id`, `category` and `price` describe one candidate. A request scores N candidates for "
-        "one user with every field sent with N rows, the user's values repeated on each row "
-        "(`samples.json`). `ranking_samples.json` holds ranking requests in the `/predict` form "
-        "`{\"model\": \"ranking_ctr\", \"context\": {...one row...}, \"candidates\": {...N rows...}, "
-        "\"top_k\": 5}` with the expected score of every candidate and the best k.\n\n"
+        "## Ranking: the context once, N candidates\n\n"
+        "`user_id`, `country`, `age` and the graph input `history` describe the user (the context) and "
+        "are declared `broadcast = true` in `config.toml`: a request may send them once (first "
+        "dimension 1) while `item_id`, `category` and `price` have N rows, one per candidate; the server "
+        "repeats the context for every candidate when it assembles the batch. `rank_by = \"score\"` names "
+        "the output `top_k` sorts by. A `/predict` ranking request (`ranking_samples.json` holds three):\n\n"
+        "```json\n"
+        "{\"model\": \"ranking_ctr\",\n"
+        " \"context\": {\"user_id\": \"u00042\", \"country\": \"DE\", \"age\": 31, \"history\": [17, 802, 5, ..., 0, 0]},\n"
+        " \"candidates\": {\"item_id\": [1201, 77, 2950], \"category\": [\"books\", \"toys\", \"audio\"], \"price\": [12.5, 30.0, 99.9]},\n"
+        " \"top_k\": 2}\n"
+        "```\n\n"
+        "Over V2 (JSON, binary) and gRPC the context inputs are sent with shape `[1]` (`history` `[1, 50]`) "
+        "and the request parameter `top_k` adds the outputs `top_k_indices` and `top_k_scores`. Sending "
+        "every field with N rows (the context repeated on each row, `samples.json`) is an ordinary request "
+        "and gives the same scores.\n\n"
         "## Raw features\n\n"
         "| field | side | sent as | transform | column |\n|---|---|---|---|---|\n"
         f"| `user_id` | context | BYTES (`\"u00042\"`) | FarmHash Fingerprint64 mod {HASH_USERS} | `user[:, 0]` |\n"
