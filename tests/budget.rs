@@ -547,3 +547,129 @@ fn a_request_whose_decoded_tensors_never_fit_beside_its_body_is_refused_as_too_l
             .expect("fits");
     });
 }
+
+/// `mlpserve_inflight_refusals_total{refusal, source}` now, 0 when absent.
+fn refusals(server: &TestServer, source: &str, refusal: &str) -> f64 {
+    let text = reqwest::blocking::get(server.url("/metrics"))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    let series =
+        format!("mlpserve_inflight_refusals_total{{refusal=\"{refusal}\",source=\"{source}\"}}");
+    common::series_value(&text, &series).unwrap_or(0.0)
+}
+
+/// A DIN request of one row with a history of `length` items, as JSON.
+fn din_row(length: usize) -> serde_json::Value {
+    serde_json::json!({"inputs": [
+        {"name": "target_item", "datatype": "INT64", "shape": [1], "data": [151]},
+        {"name": "hist_items", "datatype": "INT64", "shape": [1, length], "data": vec![265; length]},
+        {"name": "hist_mask", "datatype": "FP32", "shape": [1, length], "data": vec![1.0; length]},
+    ]})
+}
+
+/// Each source (an HTTP body, a gRPC message, a request's ONNX Runtime working memory) and
+/// each refusal (never fits, not now) moves its own series of the refusal counter by one,
+/// and no other.
+#[test]
+fn every_refusal_is_counted_by_its_source_and_kind() {
+    let repo = common::ScratchRepo::new("refusals");
+    let din_config =
+        std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
+    repo.add("din_ctr", "din_ctr", 1, &din_config);
+    repo.add("mlp_digits", "mlp_digits", 1, "");
+    // 64 MiB: DIN needs ~500 bytes of working memory per padded element, so one row of
+    // 131,072 items (~130 MB) never fits and one of 48,000 (~48 MB) fits alone.
+    let mut config = ServerConfig::for_tests(&repo.path);
+    config.max_inflight_bytes = 64 << 20;
+    config.max_body_bytes = 128 << 20;
+    let server = TestServer::start_with(config);
+    let series = [
+        ("http", "never_fits"),
+        ("http", "not_now"),
+        ("grpc", "never_fits"),
+        ("grpc", "not_now"),
+        ("working_memory", "never_fits"),
+        ("working_memory", "not_now"),
+    ];
+    let counts = |server: &TestServer| series.map(|(s, r)| refusals(server, s, r));
+    let expect = |server: &TestServer, moved: &[(&str, &str)]| {
+        let got = counts(server);
+        for ((source, refusal), n) in series.iter().zip(got) {
+            let want = moved.iter().filter(|m| **m == (*source, *refusal)).count() as f64;
+            assert_eq!(n, want, "{source} {refusal}: {got:?} after {moved:?}");
+        }
+    };
+    expect(&server, &[]);
+    let mut moved = Vec::new();
+
+    // An HTTP body larger than the whole budget.
+    let mut s = hold(&server, 65 << 20);
+    assert_eq!(common::read_raw_response(&mut s).0, 413);
+    moved.push(("http", "never_fits"));
+    expect(&server, &moved);
+
+    // A request whose working memory can never fit (its body and tensors do).
+    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(131_072));
+    assert_eq!(status, 413, "{body}");
+    moved.push(("working_memory", "never_fits"));
+    expect(&server, &moved);
+
+    // A gRPC message declared larger than the whole budget.
+    support::with_client(&server, |mut client| async move {
+        let status = client
+            .max_encoding_message_size(128 << 20)
+            .model_infer(support::digits(270_000))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    });
+    moved.push(("grpc", "never_fits"));
+    expect(&server, &moved);
+
+    // 60 MiB held by an HTTP body that is not sent: 4 MiB are left.
+    let holder = hold(&server, 60 << 20);
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // 5 MiB of body: refused once the holder's head was read (a 400 before).
+        let r = client
+            .post(server.url("/v2/models/mlp_digits/infer"))
+            .header("content-type", "application/json")
+            .body(vec![b' '; 5 << 20])
+            .send()
+            .expect("answered");
+        if r.status().as_u16() == 503 {
+            break;
+        }
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(Instant::now() < deadline, "the holder was never admitted");
+    }
+    moved.push(("http", "not_now"));
+    expect(&server, &moved);
+
+    // ~1.4 MB of body and tensors fit the 4 MiB left, ~48 MB of working memory does not.
+    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(48_000));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("working memory"),
+        "{body}"
+    );
+    moved.push(("working_memory", "not_now"));
+    expect(&server, &moved);
+
+    // 5.1 MB of gRPC message does not fit the 4 MiB left now.
+    support::with_client(&server, |mut client| async move {
+        let status = client
+            .model_infer(support::digits(20_000))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    });
+    moved.push(("grpc", "not_now"));
+    expect(&server, &moved);
+    drop(holder);
+}
