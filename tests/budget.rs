@@ -578,10 +578,10 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
         std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
     repo.add("din_ctr", "din_ctr", 1, &din_config);
     repo.add("mlp_digits", "mlp_digits", 1, "");
-    // 64 MiB: DIN needs ~500 bytes of working memory per padded element, so one row of
-    // 131,072 items (~130 MB) never fits and one of 48,000 (~48 MB) fits alone.
+    // 96 MiB: DIN needs 500-800 bytes of working memory per padded element (measured at
+    // load), so one row of 131,072 items (~130-200 MB) never fits.
     let mut config = ServerConfig::for_tests(&repo.path);
-    config.max_inflight_bytes = 64 << 20;
+    config.max_inflight_bytes = 96 << 20;
     config.max_body_bytes = 128 << 20;
     let server = TestServer::start_with(config);
     let series = [
@@ -604,7 +604,7 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     let mut moved = Vec::new();
 
     // An HTTP body larger than the whole budget.
-    let mut s = hold(&server, 65 << 20);
+    let mut s = hold(&server, 97 << 20);
     assert_eq!(common::read_raw_response(&mut s).0, 413);
     moved.push(("http", "never_fits"));
     expect(&server, &moved);
@@ -612,14 +612,22 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     // A request whose working memory can never fit (its body and tensors do).
     let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(131_072));
     assert_eq!(status, 413, "{body}");
+    // Its estimate, over its padded elements: the measured bytes per element.
+    let message = body["error"].as_str().expect("error");
+    let number_before = |marker: &str| -> f64 {
+        let head = &message[..message.find(marker).expect(marker)];
+        let digits = head.trim_end().rsplit(' ').next().expect("number");
+        digits.parse().expect("number")
+    };
+    let per_element = number_before(" bytes of ONNX Runtime") / number_before(" padded elements");
     moved.push(("working_memory", "never_fits"));
     expect(&server, &moved);
 
     // A gRPC message declared larger than the whole budget.
-    support::with_client(&server, |mut client| async move {
+    support::with_client(&server, |client| async move {
         let status = client
             .max_encoding_message_size(128 << 20)
-            .model_infer(support::digits(270_000))
+            .model_infer(support::digits(400_000))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -627,8 +635,8 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     moved.push(("grpc", "never_fits"));
     expect(&server, &moved);
 
-    // 60 MiB held by an HTTP body that is not sent: 4 MiB are left.
-    let holder = hold(&server, 60 << 20);
+    // 92 MiB held by an HTTP body that is not sent: 4 MiB are left.
+    let holder = hold(&server, 92 << 20);
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -643,13 +651,29 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
             break;
         }
         assert_eq!(r.status().as_u16(), 400);
-        assert!(Instant::now() < deadline, "the holder was never admitted");
+        if Instant::now() > deadline {
+            let mut holder = holder;
+            holder.set_read_timeout(Some(Duration::from_secs(1))).ok();
+            let mut buf = [0u8; 2000];
+            let n = std::io::Read::read(&mut holder, &mut buf).unwrap_or(0);
+            panic!(
+                "the holder was never admitted: {}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
     }
     moved.push(("http", "not_now"));
     expect(&server, &moved);
 
-    // ~1.4 MB of body and tensors fit the 4 MiB left, ~48 MB of working memory does not.
-    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(48_000));
+    // A history (padded to a power of two) whose working memory is charged (over 32 MiB)
+    // and fits the budget alone, ~64 MiB: its body and tensors (~2 MB) fit the 4 MiB left,
+    // its working memory does not.
+    let estimate = |length: usize| (2 * length + 1) as f64 * per_element;
+    let length = (10..=17)
+        .map(|p| 1usize << p)
+        .find(|&l| estimate(l) > (36 << 20) as f64 && estimate(l) < (90 << 20) as f64)
+        .unwrap_or_else(|| panic!("no history fits {per_element} bytes per element"));
+    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(length));
     assert_eq!(status, 503, "{body}");
     assert!(
         body["error"]
