@@ -83,6 +83,12 @@ pub struct ModelSpec {
 /// warm-up at `max_batch_size`), which is no memory in flight.
 pub const LARGE_RUN_BYTES: usize = 32 << 20;
 
+/// The extra output a ranking request (`top_k`) is answered with: the best rows' indices,
+/// INT64 `[k]`. Answers index it as output `outputs.len()` ([`ModelSpec::output_name`]).
+pub const TOP_K_INDICES: &str = "top_k_indices";
+/// The best rows' scores, in the ranked output's datatype, `[k]`; output `outputs.len() + 1`.
+pub const TOP_K_SCORES: &str = "top_k_scores";
+
 /// Whether a tensor of `shape` (a spec's, `-1` dynamic, or a tensor's) can hold one value
 /// per row: `[N]` or `[N, 1]`, where a dynamic second dim may turn out to be 1.
 pub fn one_value_per_row(shape: &[i64]) -> bool {
@@ -234,6 +240,16 @@ impl ModelSpec {
                 self.outputs.first().filter(|o| one_value_per_row(&o.shape))
             }
             None => None,
+        }
+    }
+
+    /// The name of answered output `index`: a graph output, or past them the ranking
+    /// outputs ([`TOP_K_INDICES`], [`TOP_K_SCORES`]).
+    pub fn output_name(&self, index: usize) -> &str {
+        match self.outputs.get(index) {
+            Some(o) => &o.name,
+            None if index == self.outputs.len() => TOP_K_INDICES,
+            None => TOP_K_SCORES,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod budget;
 mod control;
+pub mod rank;
 mod views;
 
 /// The repository's types the transports name: they reach the repository only through
@@ -137,11 +138,15 @@ pub struct InferCall {
     pub outputs: Vec<String>,
     /// The client's deadline; `None` uses the model's `default_timeout_ms`.
     pub timeout: Option<Duration>,
+    /// `top_k` (and `rank_by`): answer the best rows too, as the outputs
+    /// [`crate::spec::TOP_K_INDICES`] and [`crate::spec::TOP_K_SCORES`].
+    pub ranking: Option<rank::Ranking>,
 }
 
 /// The answer of one inference: the selected outputs in the order asked.
 pub struct InferAnswer {
-    /// (index into the spec's outputs, tensor), in the order the client asked.
+    /// (index into the spec's outputs, tensor), in the order the client asked; indices
+    /// past the graph's outputs are the ranking outputs (`ModelSpec::output_name`).
     pub outputs: Vec<(usize, Tensor)>,
     pub queue_time: Duration,
     pub compute_time: Duration,
@@ -185,6 +190,62 @@ fn raw_fields(
         .into_iter()
         .map(|(name, tensor)| NamedTensor { name, tensor })
         .collect())
+}
+
+/// The answered outputs, as indices for [`InferAnswer::outputs`], in the order asked:
+/// graph outputs by [`crate::spec::ModelSpec::select_outputs`]'s rules, and with `ranking`
+/// the two ranking outputs (listed by name, or after every graph output when the request
+/// names none). Naming a ranking output without `top_k` is refused.
+fn select(spec: &crate::spec::ModelSpec, asked: &[String], ranking: bool) -> Result<Vec<usize>> {
+    use crate::spec::{TOP_K_INDICES, TOP_K_SCORES};
+    let extra = |name: &str| match name {
+        TOP_K_INDICES => Some(spec.outputs.len()),
+        TOP_K_SCORES => Some(spec.outputs.len() + 1),
+        _ => None,
+    };
+    // A graph output of the same name wins: the model's own outputs are never shadowed.
+    let is_extra =
+        |name: &str| extra(name).is_some() && spec.outputs.iter().all(|o| o.name != name);
+    if let Some(name) = asked.iter().find(|n| is_extra(n)).filter(|_| !ranking) {
+        return Err(Error::InvalidInput(format!(
+            "model '{}' version {}: output '{name}' is answered only to a ranking request (parameter 'top_k')",
+            spec.name, spec.version
+        )));
+    }
+    if asked.is_empty() {
+        let mut selected = spec.select_outputs([])?;
+        if ranking {
+            selected.extend([spec.outputs.len(), spec.outputs.len() + 1]);
+        }
+        return Ok(selected);
+    }
+    let graph: Vec<&str> = asked
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !is_extra(n))
+        .collect();
+    // Checked by the one rule for graph outputs (unknown or repeated names); an empty
+    // list would mean every output.
+    let mut graph = if graph.is_empty() {
+        Vec::new()
+    } else {
+        spec.select_outputs(graph)?
+    }
+    .into_iter();
+    let mut selected = Vec::with_capacity(asked.len());
+    for name in asked {
+        match extra(name).filter(|_| is_extra(name)) {
+            Some(index) if selected.contains(&index) => {
+                return Err(Error::InvalidInput(format!(
+                    "model '{}' version {}: output '{name}' requested more than once",
+                    spec.name, spec.version
+                )))
+            }
+            Some(index) => selected.push(index),
+            None => selected.extend(graph.next()),
+        }
+    }
+    Ok(selected)
 }
 
 impl Service {
@@ -234,10 +295,19 @@ impl Service {
             trace.set(|| crate::telemetry::kv("mlpserve.version", model.spec.version.clone()));
             trace.set(|| crate::telemetry::kv_count("mlpserve.rows", rows));
         }
-        let selected = model
-            .spec
-            .select_outputs(call.outputs.iter().map(String::as_str))
-            .map_err(|e| model.refuse(e))?;
+        let spec = &model.spec;
+        let invalid = |e: String| {
+            model.refuse(Error::InvalidInput(format!(
+                "model '{}' version {}: {e}",
+                spec.name, spec.version
+            )))
+        };
+        let ranked = match &call.ranking {
+            Some(r) => Some((r.top_k, r.output(spec).map_err(invalid)?)),
+            None => None,
+        };
+        let selected =
+            select(spec, &call.outputs, ranked.is_some()).map_err(|e| model.refuse(e))?;
         let inputs = match &model.spec.features {
             Some(features) => raw_fields(
                 features,
@@ -269,6 +339,14 @@ impl Service {
             })
             .await?;
         let mut slots: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+        if let Some((k, index)) = ranked {
+            let scores = slots.get(index).and_then(Option::as_ref).ok_or_else(|| {
+                Error::Internal(format!("model '{}' produced no output #{index}", spec.name))
+            })?;
+            let (indices, best) =
+                rank::top_k(&spec.outputs[index].name, scores, k).map_err(invalid)?;
+            slots.extend([Some(indices), Some(best)]);
+        }
         let outputs = selected
             .into_iter()
             .map(|i| {

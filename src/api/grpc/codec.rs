@@ -17,6 +17,7 @@ use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::InferInputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::service::rank::Ranking;
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{decode_binary, element_count, encode_binary, DataType, Tensor, TensorData};
 
@@ -25,6 +26,8 @@ pub struct Decoded {
     pub inputs: Vec<NamedTensor>,
     /// From the request's `timeout` parameter (microseconds; 0 or absent = none).
     pub timeout: Option<Duration>,
+    /// The `top_k` and `rank_by` request parameters.
+    pub ranking: Option<Ranking>,
     pub plan: ResponsePlan,
 }
 
@@ -91,6 +94,7 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
     Ok(Decoded {
         inputs: tensors,
         timeout: timeout(&parameters)?,
+        ranking: ranking(&parameters)?,
         plan: ResponsePlan {
             id,
             outputs: outputs.into_iter().map(|o| o.name).collect(),
@@ -127,6 +131,30 @@ fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Durati
         }
     };
     Ok((micros > 0).then(|| Duration::from_micros(micros)))
+}
+
+/// The `top_k` (int64 or uint64, at least 1) and `rank_by` (string) request parameters;
+/// `rank_by` alone is refused, as it would be silently ignored.
+fn ranking(parameters: &HashMap<String, InferParameter>) -> Result<Option<Ranking>, String> {
+    let rank_by = match parameters.get("rank_by").map(|p| &p.parameter_choice) {
+        None => None,
+        Some(Some(ParameterChoice::StringParam(name))) => Some(name.clone()),
+        Some(other) => {
+            return Err(format!(
+                "parameter 'rank_by' must be an output name (string_param), got {other:?}"
+            ))
+        }
+    };
+    let top_k = match parameters.get("top_k").map(|p| &p.parameter_choice) {
+        None if rank_by.is_some() => {
+            return Err("parameter 'rank_by' needs 'top_k' (how many rows to return)".into())
+        }
+        None => return Ok(None),
+        Some(Some(ParameterChoice::Int64Param(k))) => Ranking::top_k(Some(*k), k)?,
+        Some(Some(ParameterChoice::Uint64Param(k))) => Ranking::top_k(i64::try_from(*k).ok(), k)?,
+        Some(other) => Ranking::top_k(None, format_args!("{other:?}"))?,
+    };
+    Ok(Some(Ranking { top_k, rank_by }))
 }
 
 fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTensor, String> {
@@ -257,7 +285,7 @@ pub fn encode(
     };
     for (i, tensor) in outputs {
         response.outputs.push(InferOutputTensor {
-            name: spec.outputs[i].name.clone(),
+            name: spec.output_name(i).to_string(),
             datatype: tensor.dtype().name().to_string(),
             shape: tensor.shape.iter().map(|&d| d as i64).collect(),
             ..Default::default()

@@ -205,6 +205,7 @@ async fn infer_unlogged(
                 inputs: decoded.inputs,
                 outputs: decoded.plan.outputs.clone(),
                 timeout,
+                ranking: decoded.ranking,
             },
         )
         .await?;

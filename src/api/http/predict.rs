@@ -187,6 +187,7 @@ async fn predict_unlogged(
                 inputs,
                 outputs: outputs.unwrap_or_default(),
                 timeout: timeout_ms.map(Duration::from_millis),
+                ranking: None,
             },
         )
         .await?;
@@ -200,12 +201,12 @@ async fn predict_unlogged(
         .hold
         .estimate(tensors.saturating_add(numbers.saturating_mul(16)))?;
     for (i, t) in &answer.outputs {
-        check_json_output(spec, &spec.outputs[*i].name, t)?;
+        check_json_output(spec, spec.output_name(*i), t)?;
     }
     let outputs = answer
         .outputs
         .iter()
-        .map(|(i, t)| (spec.outputs[*i].name.as_str(), t))
+        .map(|(i, t)| (spec.output_name(*i), t))
         .collect();
     let body = PredictResponse {
         model: &spec.name,

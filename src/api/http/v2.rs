@@ -142,6 +142,7 @@ async fn infer_unlogged(
                 inputs: decoded.inputs,
                 outputs: decoded.outputs,
                 timeout: decoded.timeout,
+                ranking: decoded.ranking,
             },
         )
         .await?;
@@ -151,7 +152,7 @@ async fn infer_unlogged(
         .set(tensor_bytes(answer.outputs.iter().map(|(_, t)| t)))?;
     for (k, (i, t)) in answer.outputs.iter().enumerate() {
         if !decoded.format.is_binary(k) {
-            check_json_output(&spec, &spec.outputs[*i].name, t)?;
+            check_json_output(&spec, spec.output_name(*i), t)?;
         }
     }
     // JSON numbers take about 8 bytes or more each (reserved at 16: at most 9 significant

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::lift::{self, Lifted, Resolver};
 use super::v2_params::{capped, capped_option, capped_shape, Parameters};
+use crate::service::rank::Ranking;
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
     check_depth, decode_array_expecting, decode_binary, decode_strings, element_count,
@@ -60,6 +61,32 @@ pub struct DecodedRequest {
     /// How each answered output is encoded.
     pub format: OutputFormat,
     pub timeout: Option<Duration>,
+    /// The `top_k` and `rank_by` parameters.
+    pub ranking: Option<Ranking>,
+}
+
+/// The request's `top_k` (an integer of at least 1) and `rank_by` (an output name);
+/// `rank_by` alone is refused, as it would be silently ignored.
+fn ranking(params: &Parameters) -> Result<Option<Ranking>, String> {
+    let rank_by = match params.get("rank_by") {
+        None => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(other) => {
+            return Err(format!(
+                "parameter 'rank_by' must be an output name (a string), got {other}"
+            ))
+        }
+    };
+    match params.get("top_k") {
+        Some(v) => Ok(Some(Ranking {
+            top_k: Ranking::top_k(v.as_i64(), v)?,
+            rank_by,
+        })),
+        None if rank_by.is_some() => {
+            Err("parameter 'rank_by' needs 'top_k' (how many rows to return)".to_string())
+        }
+        None => Ok(None),
+    }
 }
 
 /// Which answered outputs go as binary tensors instead of JSON.
@@ -195,6 +222,7 @@ pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, Strin
             tensor,
         }],
         outputs: Vec::new(),
+        ranking: None,
         format: OutputFormat {
             binary: Vec::new(),
             all_binary: true,
@@ -293,6 +321,7 @@ fn decode_json(
     };
     Ok(DecodedRequest {
         id: request.id,
+        ranking: ranking(&request.parameters)?,
         inputs,
         outputs,
         format,
@@ -360,7 +389,7 @@ pub fn encode(
             (None, Some(Flat(&t.data)))
         };
         bodies.push(OutputBody {
-            name: &spec.outputs[i].name,
+            name: spec.output_name(i),
             datatype: t.dtype().name(),
             shape: &t.shape,
             parameters,

@@ -21,11 +21,13 @@ pub const MAX_TENSORS: usize = 4096;
 pub struct Parameters(Vec<(&'static str, Value)>);
 
 impl Parameters {
-    /// The keys kept: `binary_data_output`, `timeout` (request), `binary_data_size`
-    /// (input), `binary_data` (output).
-    const KNOWN: [&'static str; 4] = [
+    /// The keys kept: `binary_data_output`, `timeout`, `top_k`, `rank_by` (request),
+    /// `binary_data_size` (input), `binary_data` (output).
+    const KNOWN: [&'static str; 6] = [
         "binary_data_output",
         "timeout",
+        "top_k",
+        "rank_by",
         "binary_data_size",
         "binary_data",
     ];
