@@ -54,7 +54,7 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CEILING_DURATION="${CEILING_DURATION:-3s}"
-scenarios="${*:-a b c d e f g}"
+scenarios="${*:-a b c d e f g h}"
 
 scripts/fetch-onnxruntime.sh
 if [[ -n "${BENCH_BIN:-}" ]]; then

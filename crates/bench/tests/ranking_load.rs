@@ -110,3 +110,44 @@ fn an_unknown_context_input_is_refused_naming_it_and_the_inputs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn compare_context_measures_both_forms_and_prints_the_ratios() {
+    let (ok, stdout, stderr) = bench(&[
+        "--rows",
+        "20",
+        "--context",
+        CONTEXT,
+        "--compare-context",
+        "--rounds",
+        "1",
+        "--concurrency",
+        "2",
+        "--duration",
+        "300ms",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("context-once vs repeated context")
+            && stdout.contains("request body: repeated"),
+        "{stdout}"
+    );
+    // round, clients, form, rows/s, ...: both forms answered at the level
+    for form in ["repeated", "once"] {
+        let line: Vec<&str> = stdout
+            .lines()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>)
+            .find(|w| w.len() > 3 && w[0] == "1" && w[1] == "2" && w[2] == form)
+            .unwrap_or_else(|| panic!("no {form} line in {stdout}"));
+        assert!(line[3].parse::<f64>().unwrap() > 0.0, "{stdout}");
+    }
+    assert!(
+        stdout.contains("2 clients: once ÷ repeated rows/s = "),
+        "{stdout}"
+    );
+    // the usual report is the context-once form's: the body carries the context once
+    let main_line = stdout.lines().next().unwrap_or_default();
+    assert!(main_line.contains("rows/request 20"), "{stdout}");
+    assert_eq!(level(&stdout, "2")[7], "0", "errors in {stdout}");
+}
