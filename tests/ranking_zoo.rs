@@ -3,8 +3,9 @@
 //! candidates, unknown tokens on both sides) with the scores ONNX Runtime gave at export for
 //! the explicitly repeated request, built by the training pipeline's reference transforms.
 //! Each sample goes through the real server as sent with the context once (the user's
-//! fields and history declared `broadcast`, first dimension 1) and as the same request a
-//! client without broadcast inputs sends: every field and the history repeated on every row.
+//! fields and history declared `broadcast`, first dimension 1) with `top_k`, and as the same
+//! request a client without broadcast inputs sends: every field and the history repeated on
+//! every row.
 
 mod common;
 
@@ -150,7 +151,7 @@ fn output<'a>(v2: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once() {
+fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once_and_top_k() {
     let server = TestServer::start(&zoo());
     for (i, sample) in ranking_samples().iter().enumerate() {
         let (columns, n) = candidates(sample);
@@ -169,9 +170,10 @@ fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once() {
             let dt = datatype(&flatten(&data));
             inputs.push(json!({"name": name, "datatype": dt, "shape": shape, "data": data}));
         }
+        let k = sample["request"]["top_k"].clone();
         let (status, v2) = server.post_json(
             &format!("/v2/models/{MODEL}/infer"),
-            &json!({"inputs": inputs}),
+            &json!({"inputs": inputs, "parameters": {"top_k": k}}),
         );
         assert_eq!(status, 200, "sample {i}: {v2}");
         let what = format!("v2 ranking sample {i}");
@@ -183,6 +185,17 @@ fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once() {
             1e-4,
             1e-5,
             &what,
+        );
+        let want = &sample["expected"]["top_k"];
+        let indices = output(&v2, "top_k_indices");
+        assert_eq!(indices["datatype"], "INT64", "{what}");
+        assert_eq!(indices["data"], want["indices"], "{what}");
+        assert_close(
+            &flatten(&output(&v2, "top_k_scores")["data"]),
+            &flatten(&want["scores"]),
+            1e-4,
+            1e-5,
+            &format!("{what} top_k scores"),
         );
     }
 }
