@@ -149,7 +149,11 @@ struct Process {
 
 impl Process {
     fn start(args: &[&str]) -> Process {
-        let mut child = serve_command(&zoo())
+        Process::start_on(&zoo(), args)
+    }
+
+    fn start_on(repo: &std::path::Path, args: &[&str]) -> Process {
+        let mut child = serve_command(repo)
             .args(["--log-level", "info"])
             .args(args)
             .spawn()
@@ -191,6 +195,37 @@ impl Process {
         process
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `POST path` with a JSON body: the status and the JSON answer.
+    fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("answered");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Runs `call` with a gRPC client of the server.
+    fn grpc_call<F: std::future::Future<Output = ()>>(
+        &self,
+        call: impl FnOnce(support::Client) -> F,
+    ) {
+        let url = format!("http://{}", self.grpc);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                let client = support::Client::connect(url).await.expect("connect");
+                call(client).await
+            });
+    }
+
     /// `VmRSS` and `VmHWM` (peak) of the server, in MiB.
     fn memory_mib(&self) -> (u64, u64) {
         common::memory_mib(self.child.id())
@@ -215,6 +250,9 @@ fn concurrent_large_grpc_messages_keep_the_server_within_its_budget() {
         &(32usize << 20).to_string(),
     ]);
     let (before, _) = process.memory_mib();
+    // The peak read afterwards is this test's, not that of the server's start (loading the
+    // zoo and measuring its models can peak above the resident size once ready).
+    reset_peak(process.child.id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -549,7 +587,7 @@ fn a_request_whose_decoded_tensors_never_fit_beside_its_body_is_refused_as_too_l
 }
 
 /// `mlpserve_inflight_refusals_total{refusal, source}` now, 0 when absent.
-fn refusals(server: &TestServer, source: &str, refusal: &str) -> f64 {
+fn refusals(server: &Process, source: &str, refusal: &str) -> f64 {
     let text = reqwest::blocking::get(server.url("/metrics"))
         .expect("metrics")
         .text()
@@ -574,16 +612,24 @@ fn din_row(length: usize) -> serde_json::Value {
 #[test]
 fn every_refusal_is_counted_by_its_source_and_kind() {
     let repo = common::ScratchRepo::new("refusals");
-    let din_config =
-        std::fs::read_to_string(zoo().join("din_ctr").join("config.toml")).expect("din config");
-    repo.add("din_ctr", "din_ctr", 1, &din_config);
+    // DIN's histories pad to a power of two, here up to 2^20 items.
+    let din_config = "[inputs.hist_items]\npad_axes = [1]\nmax_pad_length = 1048576\n\
+        [inputs.hist_mask]\npad_axes = [1]\nmax_pad_length = 1048576\n";
+    repo.add("din_ctr", "din_ctr", 1, din_config);
     repo.add("mlp_digits", "mlp_digits", 1, "");
-    // 96 MiB: DIN needs 500-800 bytes of working memory per padded element (measured at
-    // load), so one row of 131,072 items (~130-200 MB) never fits.
-    let mut config = ServerConfig::for_tests(&repo.path);
-    config.max_inflight_bytes = 96 << 20;
-    config.max_body_bytes = 128 << 20;
-    let server = TestServer::start_with(config);
+    // 96 MiB: DIN needs 500-800 bytes of working memory per padded element here (measured
+    // at load; 64 when it cannot be measured), so one row of 2^20 items never fits.
+    // Its own process: the bytes per element are measured with no other test's server
+    // allocating in the same process.
+    let server = Process::start_on(
+        &repo.path,
+        &[
+            "--max-inflight-bytes",
+            &(96usize << 20).to_string(),
+            "--max-body-bytes",
+            &(96usize << 20).to_string(),
+        ],
+    );
     let series = [
         ("http", "never_fits"),
         ("http", "not_now"),
@@ -592,8 +638,8 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
         ("working_memory", "never_fits"),
         ("working_memory", "not_now"),
     ];
-    let counts = |server: &TestServer| series.map(|(s, r)| refusals(server, s, r));
-    let expect = |server: &TestServer, moved: &[(&str, &str)]| {
+    let counts = |server: &Process| series.map(|(s, r)| refusals(server, s, r));
+    let expect = |server: &Process, moved: &[(&str, &str)]| {
         let got = counts(server);
         for ((source, refusal), n) in series.iter().zip(got) {
             let want = moved.iter().filter(|m| **m == (*source, *refusal)).count() as f64;
@@ -604,13 +650,15 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     let mut moved = Vec::new();
 
     // An HTTP body larger than the whole budget.
-    let mut s = hold(&server, 97 << 20);
+    let mut s = TcpStream::connect(server.http).expect("connect");
+    let head = format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{{", 97 << 20);
+    s.write_all(head.as_bytes()).expect("head");
     assert_eq!(common::read_raw_response(&mut s).0, 413);
     moved.push(("http", "never_fits"));
     expect(&server, &moved);
 
     // A request whose working memory can never fit (its body and tensors do).
-    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(131_072));
+    let (status, body) = server.post_json("/v2/models/din_ctr/infer", &din_row(1 << 20));
     assert_eq!(status, 413, "{body}");
     // Its estimate, over its padded elements: the measured bytes per element.
     let message = body["error"].as_str().expect("error");
@@ -624,7 +672,7 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     expect(&server, &moved);
 
     // A gRPC message declared larger than the whole budget.
-    support::with_client(&server, |client| async move {
+    server.grpc_call(|client| async move {
         let status = client
             .max_encoding_message_size(128 << 20)
             .model_infer(support::digits(400_000))
@@ -635,41 +683,32 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     moved.push(("grpc", "never_fits"));
     expect(&server, &moved);
 
-    // 92 MiB held by an HTTP body that is not sent: 4 MiB are left.
-    let holder = hold(&server, 92 << 20);
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // 5 MiB of body: refused once the holder's head was read (a 400 before).
-        let r = client
-            .post(server.url("/v2/models/mlp_digits/infer"))
-            .header("content-type", "application/json")
-            .body(vec![b' '; 5 << 20])
-            .send()
-            .expect("answered");
-        if r.status().as_u16() == 503 {
-            break;
-        }
-        assert_eq!(r.status().as_u16(), 400);
-        if Instant::now() > deadline {
-            let mut holder = holder;
-            holder.set_read_timeout(Some(Duration::from_secs(1))).ok();
-            let mut buf = [0u8; 2000];
-            let n = std::io::Read::read(&mut holder, &mut buf).unwrap_or(0);
-            panic!(
-                "the holder was never admitted: {}",
-                String::from_utf8_lossy(&buf[..n])
-            );
-        }
-    }
+    // 80 MiB held by an HTTP body that is not sent: 16 MiB are left. The server asks for
+    // the body (100 Continue) only once admission took its bytes.
+    let mut holder = TcpStream::connect(server.http).expect("connect");
+    let head = format!("POST /v2/models/mlp_digits/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", 80 << 20);
+    holder.write_all(head.as_bytes()).expect("head");
+    let mut interim = BufReader::new(holder.try_clone().expect("clone"));
+    let mut status = String::new();
+    interim.read_line(&mut status).expect("interim answer");
+    assert!(status.starts_with("HTTP/1.1 100"), "{status}");
+
+    // 17 MiB of body do not fit now.
+    let r = reqwest::blocking::Client::new()
+        .post(server.url("/v2/models/mlp_digits/infer"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 17 << 20])
+        .send()
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 503);
     moved.push(("http", "not_now"));
     expect(&server, &moved);
 
     // A history (padded to a power of two) whose working memory is charged (over 32 MiB)
-    // and fits the budget alone, ~64 MiB: its body and tensors (~2 MB) fit the 4 MiB left,
+    // and fits the budget alone: its body and tensors (under 10 MB) fit the 16 MiB left,
     // its working memory does not.
     let estimate = |length: usize| (2 * length + 1) as f64 * per_element;
-    let length = (10..=17)
+    let length = (10..=20)
         .map(|p| 1usize << p)
         .find(|&l| estimate(l) > (36 << 20) as f64 && estimate(l) < (90 << 20) as f64)
         .unwrap_or_else(|| panic!("no history fits {per_element} bytes per element"));
@@ -685,10 +724,11 @@ fn every_refusal_is_counted_by_its_source_and_kind() {
     moved.push(("working_memory", "not_now"));
     expect(&server, &moved);
 
-    // 5.1 MB of gRPC message does not fit the 4 MiB left now.
-    support::with_client(&server, |mut client| async move {
+    // 17.9 MB of gRPC message do not fit the 16 MiB left now.
+    server.grpc_call(|client| async move {
         let status = client
-            .model_infer(support::digits(20_000))
+            .max_encoding_message_size(128 << 20)
+            .model_infer(support::digits(70_000))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
