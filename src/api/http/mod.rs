@@ -10,6 +10,7 @@ mod lift;
 mod model_ref;
 mod payload;
 pub mod predict;
+mod predict_rank;
 mod repository;
 mod request_id;
 mod triton;

@@ -4,6 +4,9 @@
 //! Rows may come instead as `"instances": [{"name": value, ...}, ...]` (TF Serving's row
 //! form), turned into the same columns. A model with `[features]` also takes its raw fields
 //! by name, one value per row: strings, integers or numbers, typed by what the JSON holds.
+//! A ranking request sends `"context"` (one row of the broadcast inputs or fields) and
+//! `"candidates"` (N rows, as columns or as row objects), and `"top_k"` answers the best
+//! rows beside every row's outputs.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,9 +28,10 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::service::budget::{tensor_bytes, Charge};
+use crate::service::rank::Ranking;
 use crate::service::Model;
 use crate::service::{InferCall, ModelRef, Service};
-use crate::spec::{ModelSpec, NamedTensor};
+use crate::spec::{ModelSpec, NamedTensor, TOP_K_INDICES, TOP_K_SCORES};
 use serde_json::value::RawValue;
 
 use crate::tensor::{
@@ -51,6 +55,18 @@ struct PredictBody<'a> {
     /// Output names to return; all when absent.
     #[serde(default)]
     outputs: Option<Vec<String>>,
+    /// One row of the broadcast inputs and fields, by name (with `candidates`).
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    /// N rows: columns (an object of name to array) or rows (an array of objects).
+    #[serde(borrow, default)]
+    candidates: Option<&'a RawValue>,
+    /// Answer the best rows too (an integer of at least 1).
+    #[serde(default)]
+    top_k: Option<serde_json::Value>,
+    /// The output `top_k` ranks by; the model's default when absent.
+    #[serde(default)]
+    rank_by: Option<serde_json::Value>,
 }
 
 /// `{"name": array, ...}` or a bare array for a single-input model. The arrays stay raw
@@ -96,11 +112,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for PredictInputs<'a> {
     }
 }
 
-/// The answer: outputs as nested arrays in the order requested.
+/// The answer: outputs as nested arrays in the order requested, and for a ranking request
+/// `"top_k": {"indices": [...], "scores": [...]}`.
 struct PredictResponse<'a> {
     model: &'a str,
     version: &'a str,
     outputs: Vec<(&'a str, &'a Tensor)>,
+    top_k: Option<(&'a Tensor, &'a Tensor)>,
 }
 
 impl Serialize for PredictResponse<'_> {
@@ -121,10 +139,14 @@ impl Serialize for PredictResponse<'_> {
                 map.end()
             }
         }
-        let mut map = s.serialize_map(Some(3))?;
+        let mut map = s.serialize_map(Some(3 + usize::from(self.top_k.is_some())))?;
         map.serialize_entry("model", self.model)?;
         map.serialize_entry("version", self.version)?;
         map.serialize_entry("outputs", &Outputs(&self.outputs))?;
+        if let Some((indices, scores)) = self.top_k {
+            let ranked = [("indices", indices), ("scores", scores)];
+            map.serialize_entry("top_k", &Outputs(&ranked))?;
+        }
         map.end()
     }
 }
@@ -159,7 +181,7 @@ async fn predict_unlogged(
     // The arrays are borrowed from the body until the model (and so each input's
     // datatype) is known, so parsing, lookup and decoding happen in one step.
     let lookup = service.clone();
-    let (model, outputs, timeout_ms, inputs) = off_runtime_if(large, move || {
+    let (model, outputs, timeout_ms, ranking, inputs) = off_runtime_if(large, move || {
         check_depth(&body)
             .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
         // Large arrays under input names skip serde's scan of every number (see `lift`;
@@ -185,9 +207,16 @@ async fn predict_unlogged(
             &model,
             InferCall {
                 inputs,
-                outputs: outputs.unwrap_or_default(),
+                // A listed selection still gets the ranking outputs this answer shows.
+                outputs: match (outputs, ranking.is_some()) {
+                    (Some(mut listed), true) => {
+                        listed.extend([TOP_K_INDICES.to_string(), TOP_K_SCORES.to_string()]);
+                        listed
+                    }
+                    (listed, _) => listed.unwrap_or_default(),
+                },
                 timeout: timeout_ms.map(Duration::from_millis),
-                ranking: None,
+                ranking,
             },
         )
         .await?;
@@ -203,15 +232,25 @@ async fn predict_unlogged(
     for (i, t) in &answer.outputs {
         check_json_output(spec, spec.output_name(*i), t)?;
     }
+    let graph_outputs = spec.outputs.len();
     let outputs = answer
         .outputs
         .iter()
+        .filter(|(i, _)| *i < graph_outputs)
         .map(|(i, t)| (spec.output_name(*i), t))
         .collect();
+    let ranked = |index: usize| {
+        answer
+            .outputs
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, t)| t)
+    };
     let body = PredictResponse {
         model: &spec.name,
         version: &spec.version,
         outputs,
+        top_k: ranked(graph_outputs).zip(ranked(graph_outputs + 1)),
     };
     let mut response = Json(body).into_response();
     // Only the encoded answer is left once this returns, held until it is written.
@@ -231,6 +270,7 @@ struct Parsed {
     model: Arc<Model>,
     outputs: Option<Vec<String>>,
     timeout_ms: Option<u64>,
+    ranking: Option<Ranking>,
     inputs: Result<Vec<NamedTensor>>,
 }
 
@@ -243,10 +283,17 @@ impl Parsed {
         Arc<Model>,
         Option<Vec<String>>,
         Option<u64>,
+        Option<Ranking>,
         Vec<NamedTensor>,
     )> {
         let inputs = self.inputs.map_err(|e| self.model.refuse(e))?;
-        Ok((self.model, self.outputs, self.timeout_ms, inputs))
+        Ok((
+            self.model,
+            self.outputs,
+            self.timeout_ms,
+            self.ranking,
+            inputs,
+        ))
     }
 }
 
@@ -259,23 +306,73 @@ fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Pars
         request.model.as_str(),
         request.version.as_deref(),
     ))?;
-    let inputs = match (request.inputs, request.instances) {
-        (Some(inputs), None) => decode_inputs(&model.spec, inputs, lifted),
-        (None, Some(rows)) => instances_to_columns(&model.spec, rows, lifted).and_then(|columns| {
-            let named = columns.iter().map(|(n, raw)| (n.clone(), &**raw)).collect();
-            decode_inputs(&model.spec, PredictInputs::Named(named), None)
-        }),
+    let spec = &model.spec;
+    let ranking = ranking(request.top_k.as_ref(), request.rank_by.as_ref());
+    let inputs = match (
+        request.inputs,
+        request.instances,
+        request.candidates,
+        request.context,
+    ) {
+        _ if ranking.is_err() => Err(Error::InvalidInput(format!(
+            "model '{}' version {}: {}",
+            spec.name,
+            spec.version,
+            ranking.as_ref().err().map_or("", String::as_str)
+        ))),
+        (Some(inputs), None, None, None) => decode_inputs(spec, inputs, lifted),
+        (None, Some(rows), None, None) => {
+            instances_to_columns(spec, rows, lifted).and_then(|columns| {
+                let named = columns.iter().map(|(n, raw)| (n.clone(), &**raw)).collect();
+                decode_inputs(spec, PredictInputs::Named(named), None)
+            })
+        }
+        (None, None, Some(candidates), context) => {
+            super::predict_rank::context_and_candidates(spec, context, candidates, lifted)
+                .and_then(|columns| {
+                    let named = columns.iter().map(|(n, raw)| (n.clone(), &**raw)).collect();
+                    decode_inputs(spec, PredictInputs::Named(named), None)
+                })
+        }
         _ => Err(Error::InvalidInput(
-            "invalid /predict JSON: give either \"inputs\" (columns) or \"instances\" (rows)"
+            "invalid /predict JSON: give one of \"inputs\" (columns), \"instances\" (rows), or \"candidates\" (with \"context\" for a ranking request)"
                 .to_string(),
         )),
     };
     Ok(Parsed {
-        model,
         outputs: request.outputs,
         timeout_ms: request.timeout_ms,
+        ranking: ranking.ok().flatten(),
         inputs,
+        model,
     })
+}
+
+/// The `top_k` and `rank_by` keys: an integer of at least 1 and an output name; `rank_by`
+/// alone is refused, as it would be silently ignored.
+fn ranking(
+    top_k: Option<&serde_json::Value>,
+    rank_by: Option<&serde_json::Value>,
+) -> std::result::Result<Option<Ranking>, String> {
+    let rank_by = match rank_by {
+        None => None,
+        Some(serde_json::Value::String(name)) => Some(name.clone()),
+        Some(other) => {
+            return Err(format!(
+                "\"rank_by\" must be an output name (a string), got {other}"
+            ))
+        }
+    };
+    match top_k {
+        Some(v) => Ok(Some(Ranking {
+            top_k: Ranking::top_k(v.as_i64(), v).map_err(|e| e.replace("parameter ", ""))?,
+            rank_by,
+        })),
+        None if rank_by.is_some() => {
+            Err("'rank_by' needs 'top_k' (how many rows to return)".to_string())
+        }
+        None => Ok(None),
+    }
 }
 
 /// The body's inputs as (name, raw JSON text of the array), without a model: what the
@@ -358,7 +455,7 @@ fn decode_inputs(
 /// `instances` (rows) to columns: for each name any row gives, the JSON text of the array
 /// of that name's values in row order (a field a row leaves out takes its `default`). The
 /// arrays are then decoded exactly as `inputs` columns are.
-fn instances_to_columns(
+pub(super) fn instances_to_columns(
     spec: &ModelSpec,
     rows: &RawValue,
     lifted: Option<&Lifted>,
