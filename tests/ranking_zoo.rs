@@ -3,9 +3,9 @@
 //! candidates, unknown tokens on both sides) with the scores ONNX Runtime gave at export for
 //! the explicitly repeated request, built by the training pipeline's reference transforms.
 //! Each sample goes through the real server as sent with the context once (the user's
-//! fields and history declared `broadcast`, first dimension 1) with `top_k`, and as the same
-//! request a client without broadcast inputs sends: every field and the history repeated on
-//! every row.
+//! fields and history declared `broadcast`, first dimension 1) with `top_k`, over `/predict`
+//! as written and over V2, and as the same request a client without broadcast inputs sends:
+//! every field and the history repeated on every row.
 
 mod common;
 
@@ -148,6 +148,34 @@ fn output<'a>(v2: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|o| o["name"] == name)
         .unwrap_or_else(|| panic!("no output {name} in {v2}"))
+}
+
+#[test]
+fn the_ranking_samples_reproduce_over_predict_with_the_context_once() {
+    let server = TestServer::start(&zoo());
+    for (i, sample) in ranking_samples().iter().enumerate() {
+        let mut body = sample["request"].clone();
+        body["model"] = json!(MODEL);
+        let (status, got) = server.post_json("/predict", &body);
+        assert_eq!(status, 200, "sample {i}: {got}");
+        let what = format!("predict ranking sample {i}");
+        assert_close(
+            &flatten(&got["outputs"]["score"]),
+            &expected_score(sample),
+            1e-4,
+            1e-5,
+            &what,
+        );
+        let want = &sample["expected"]["top_k"];
+        assert_eq!(got["top_k"]["indices"], want["indices"], "{what}");
+        assert_close(
+            &flatten(&got["top_k"]["scores"]),
+            &flatten(&want["scores"]),
+            1e-4,
+            1e-5,
+            &format!("{what} top_k scores"),
+        );
+    }
 }
 
 #[test]
