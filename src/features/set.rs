@@ -506,10 +506,10 @@ fn each_value(
         TensorData::F32(v) => floats!(v),
         TensorData::F64(v) => floats!(v),
         TensorData::Bytes(strings) => {
-            for (row, s) in strings.iter().enumerate() {
-                let text = std::str::from_utf8(s).map_err(|e| {
-                    request_error(field, format!("row {row} is not UTF-8 text ({e})"))
-                })?;
+            let texts = strings
+                .texts()
+                .map_err(|row| request_error(field, format!("row {row} is not UTF-8 text")))?;
+            for (row, text) in texts.enumerate() {
                 f(row, FieldValue::Text(text))?;
             }
         }

@@ -75,6 +75,26 @@ impl ByteStrings {
         Some(&self.bytes[self.start(i)..end])
     }
 
+    /// The elements as text when every one is UTF-8, else the index of the first that is
+    /// not. The buffer is checked once, not element by element (for short strings the
+    /// per-call cost dominated), and each element is then a slice of it that starts and
+    /// ends on character boundaries.
+    pub fn texts(&self) -> Result<impl Iterator<Item = &str> + '_, usize> {
+        let all = match std::str::from_utf8(&self.bytes) {
+            Ok(all) => all,
+            Err(e) => return Err(self.ends.partition_point(|&end| end <= e.valid_up_to())),
+        };
+        // A multi-byte character split between two elements leaves both invalid.
+        if let Some(i) = self.ends.iter().position(|&end| !all.is_char_boundary(end)) {
+            return Err(i);
+        }
+        Ok(self.ends.iter().scan(0, move |start, &end| {
+            let text = &all[*start..end];
+            *start = end;
+            Some(text)
+        }))
+    }
+
     /// The elements in order.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
