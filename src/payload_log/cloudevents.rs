@@ -3,7 +3,9 @@
 //! alike: type `org.kubeflow.serving.inference.request` with the request body and
 //! `…response` with the answer, `ce-id` the request id (shared by the pair), the model in
 //! `ce-inferenceservicename` (KServe's name for it), `ce-modelname` and `ce-modelversion`.
-//! Allow-listed request headers travel as headers of the POST. Up to [`CONCURRENCY`]
+//! Allow-listed request headers travel as headers of the POST. An `https://` sink is
+//! verified against the system's CA certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` name
+//! others, e.g. a cluster's private CA). Up to [`CONCURRENCY`]
 //! records are delivered at once over kept-alive connections; a failed POST (connection
 //! error, timeout, 429 or 5xx) is retried with doubling backoff, then dropped (counted).
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -32,23 +35,49 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TYPE: &str = "org.kubeflow.serving.inference.request";
 pub const RESPONSE_TYPE: &str = "org.kubeflow.serving.inference.response";
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Starts the delivery task; an unusable URL is an error at start.
+/// Starts the delivery task; an unusable URL, or an `https://` one with no CA certificate
+/// to verify it by, is an error at start.
 pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "payload_log = {url:?}: https sinks are not supported; use an http:// URL (a cluster-local broker or a TLS-terminating sidecar)"
-        ));
-    }
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("payload_log = {url:?} is not a URL: {e}"))?;
+    let tls = tls_config(uri.scheme_str() == Some("https"))
+        .map_err(|e| format!("payload_log = {url:?}: {e}"))?;
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build_http();
+        .build(connector);
     tokio::spawn(serve(client, uri, rx));
     Ok(())
+}
+
+/// The client's TLS settings: the system's CA certificates (those `SSL_CERT_FILE` or
+/// `SSL_CERT_DIR` name when set). Required only when the sink is `https://`.
+fn tls_config(https: bool) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if https && added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_string(), ToString::to_string);
+        return Err(format!(
+            "no CA certificate to verify the sink with ({why}); set SSL_CERT_FILE to a PEM bundle holding the sink's CA"
+        ));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .map_err(|e| e.to_string())
 }
 
 async fn serve(client: HttpClient, uri: Uri, mut rx: mpsc::Receiver<Message>) {
@@ -117,6 +146,18 @@ fn event_headers(record: &Record, kind: &'static str, payload: &Payload) -> Head
     h
 }
 
+/// An error and its causes ("client error (Connect): invalid peer certificate: ...").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// One event POST with retries.
 async fn post(
     client: &HttpClient,
@@ -142,7 +183,7 @@ async fn post(
                     return Err(last);
                 }
             }
-            Ok(Err(e)) => last = e.to_string(),
+            Ok(Err(e)) => last = with_causes(&e),
             Err(_) => last = format!("no answer within {POST_TIMEOUT:?}"),
         }
         if attempt < ATTEMPTS {

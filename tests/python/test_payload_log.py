@@ -5,9 +5,12 @@ ratio and per-model override) within tolerance, a dead sink that loses no infere
 counts its drops, and file rotation within its size and count limits.
 """
 
+import concurrent.futures
 import http.server
 import json
 import shutil
+import ssl
+import subprocess
 import threading
 import time
 import urllib.error
@@ -25,7 +28,7 @@ API_KEY = "sk-very-secret-key-123"
 class Sink:
     """An HTTP endpoint that parses each request as a CloudEvent and keeps it."""
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
         self.events = []
         self.raw_headers = []
         self.lock = threading.Lock()
@@ -49,7 +52,11 @@ class Sink:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        scheme = "http"
+        if ssl_context:
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_for(self, count: int, timeout_s: float = 20.0) -> list:
@@ -277,3 +284,89 @@ def test_grpc_requests_are_logged_as_their_protobuf_messages(repository):
     finally:
         s.stop()
         sink.server.shutdown()
+
+
+def certificates(directory: Path) -> tuple:
+    """A CA and a server certificate for 127.0.0.1 it signed (with its key), made with the
+    openssl command line; returns (ca, cert, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, csr = directory / "sink.pem", directory / "sink.key", directory / "sink.csr"
+    ext = directory / "sink.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for args in (
+        ["req", "-x509", *ec, "-days", "2", "-subj", "/CN=test CA",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-new", *ec, "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "2", "-extfile", ext, "-out", cert],
+    ):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+def test_an_https_sink_is_verified_by_the_ca_it_is_given(repository, tmp_path):
+    ca, cert, key = certificates(tmp_path / "sink")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    sink = Sink(context)
+    url = sink.url
+
+    # Trusted through SSL_CERT_FILE: every event arrives over TLS.
+    s = Server(binary_path(), repository, extra=["--payload-log", url, "--api-key", API_KEY],
+               env={"SSL_CERT_FILE": str(ca)})
+    try:
+        for i in range(3):
+            assert post(s, "/v2/models/mlp_always/infer", body(), {"x-request-id": f"tls-{i}"})[0] == 200
+        events = sink.wait_for(6)
+        assert {e["id"] for e in events} == {f"tls-{i}" for i in range(3)}
+    finally:
+        s.stop()
+
+    # A CA bundle that does not hold the sink's CA: the handshake fails, every answer is
+    # still given, and the lost records are counted.
+    other, _, _ = certificates(tmp_path / "other")
+    s = Server(binary_path(), repository, extra=["--payload-log", url, "--api-key", API_KEY],
+               env={"SSL_CERT_FILE": str(other)})
+    try:
+        for i in range(3):
+            assert post(s, "/v2/models/mlp_always/infer", body(), {"x-request-id": f"bad-{i}"})[0] == 200
+        deadline = time.monotonic() + 30
+        while metric(s, "mlpserve_payload_log_dropped_total") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(s, "mlpserve_payload_log_dropped_total") == 3
+        assert len(sink.events) == 6
+    finally:
+        s.stop()
+
+
+def test_an_https_sink_without_any_ca_certificate_stops_the_start(repository, tmp_path):
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+    with pytest.raises(RuntimeError, match="no CA certificate to verify the sink with"):
+        Server(binary_path(), repository, extra=["--payload-log", "https://127.0.0.1:9/"],
+               env={"SSL_CERT_FILE": str(empty), "SSL_CERT_DIR": str(tmp_path / "none")})
+
+
+def test_a_full_queue_is_logged_with_the_status_the_client_got(tmp_path):
+    """With `--overload-status 503` the records of refused requests say 503, as the
+    clients were answered, never the 429 the queue reports inside."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "models" / "mlp_digits", repo / "overload_probe")
+    (repo / "overload_probe" / "config.toml").write_text(
+        "max_queue_size = 1\nmax_queue_delay_us = 200000\npreferred_batch_sizes = [64]\n")
+    logs = tmp_path / "payloads"
+    s = Server(binary_path(), repo, extra=[
+        "--payload-log", f"file:{logs}", "--overload-status", "503", "--api-key", API_KEY])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answered = list(pool.map(
+                lambda i: post(s, "/v2/models/overload_probe/infer", body(),
+                               {"x-request-id": f"o-{i}"})[0], range(8)))
+    finally:
+        assert s.stop() == 0
+    assert 503 in answered and 429 not in answered, answered
+    records = [json.loads(line) for line in (logs / "payload.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r["status"] for r in records}
+    assert by_id == {f"o-{i}": status for i, status in enumerate(answered)}

@@ -4,7 +4,17 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::config::OverloadStatus;
 use crate::error::Error;
+
+/// The status a client is answered with: [`status`], except that a full queue is answered
+/// as `--overload-status` says (429, or 503 as Triton answers it).
+pub fn answered_status(error: &Error, overload: OverloadStatus) -> StatusCode {
+    match (error, overload) {
+        (Error::Overloaded { .. }, OverloadStatus::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => status(error),
+    }
+}
 
 /// HTTP status for `error`.
 pub fn status(error: &Error) -> StatusCode {

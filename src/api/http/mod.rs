@@ -18,7 +18,7 @@ mod v2;
 pub mod v2_codec;
 mod v2_params;
 
-pub use error::status;
+pub use error::{answered_status, status};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +41,6 @@ use tracing::Instrument;
 
 use crate::api::conn::{self, Port};
 use crate::api::Transport;
-use crate::config::OverloadStatus;
 use crate::error::Error;
 use crate::service::Service;
 use crate::spec::ModelSpec;
@@ -248,15 +247,8 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
         }
         None => trace.scope(next.run(req).instrument(span.clone())).await,
     };
-    if response.status() == StatusCode::TOO_MANY_REQUESTS
-        && front.service.config.overload_status == OverloadStatus::Unavailable
-        && matches!(
-            response.extensions().get::<Error>(),
-            Some(Error::Overloaded { .. })
-        )
-    {
-        // Triton's answer to a full queue (`--overload-status 503`).
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    if let Some(e @ Error::Overloaded { .. }) = response.extensions().get::<Error>() {
+        *response.status_mut() = answered_status(e, front.service.config.overload_status);
     }
     let status = response.status();
     if trace.is_on() {

@@ -9,13 +9,16 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 
 use super::REQUEST_ID;
+use crate::config::OverloadStatus;
 use crate::error::{Error, Result};
 use crate::payload_log::{self, Payload, PayloadLog, Record};
 
 /// Runs `handler` and logs its request and answer when sampled. `model` names the model
-/// a failed request asked for when the service noted none (the path's, over V2).
+/// a failed request asked for when the service noted none (the path's, over V2); the
+/// status recorded is the one the client gets (`overload`: `--overload-status`).
 pub async fn logged(
     log: &PayloadLog,
+    overload: OverloadStatus,
     model: Option<&str>,
     headers: &HeaderMap,
     body: Option<Bytes>,
@@ -60,7 +63,7 @@ pub async fn logged(
             )
         }
         Err(e) => {
-            let status = super::status(&e).as_u16();
+            let status = super::answered_status(&e, overload).as_u16();
             let payload = log.keeps_response().then(|| error_payload(&e));
             (Err(e), status, payload)
         }

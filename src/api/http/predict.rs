@@ -165,7 +165,8 @@ pub async fn predict(
     let kept = body.as_ref().ok().cloned();
     // The log keeps the body: its bytes stay charged.
     let handler = predict_unlogged(service.clone(), Holding::new(charge), body);
-    super::payload::logged(log, None, &headers, kept, handler).await
+    let overload = service.config.overload_status;
+    super::payload::logged(log, overload, None, &headers, kept, handler).await
 }
 
 async fn predict_unlogged(

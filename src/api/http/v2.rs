@@ -55,7 +55,8 @@ pub async fn infer(
     let kept = body.as_ref().ok().cloned();
     // The log keeps the body: its bytes stay charged.
     let handler = infer_unlogged(&service, model_ref, Holding::new(charge), headers, body);
-    payload::logged(log, Some(&name), &sent, kept, handler).await
+    let overload = service.config.overload_status;
+    payload::logged(log, overload, Some(&name), &sent, kept, handler).await
 }
 
 /// What a request holds of the in-flight budget past its body (see `admission`).
