@@ -523,8 +523,9 @@ pub(super) fn instances_to_columns(
     Ok(columns)
 }
 
-/// One row of `instances`: names in the order given, values as raw JSON.
-struct Row<'a>(Vec<(String, &'a RawValue)>);
+/// One row of `instances` (or a ranking request's context or candidate): names in the
+/// order given, values as raw JSON.
+pub(super) struct Row<'a>(pub(super) Vec<(String, &'a RawValue)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

@@ -114,35 +114,10 @@ fn broadcast_names(spec: &ModelSpec) -> String {
     }
 }
 
-/// A JSON object's entries in order, values as raw text borrowed from `raw`.
+/// A JSON object's entries in order, values as raw text borrowed from `raw`: the same
+/// reading as one row of `/predict`'s `instances`.
 fn object(raw: &RawValue) -> std::result::Result<Vec<(String, &RawValue)>, serde_json::Error> {
-    let map: Vec<(String, &RawValue)> = serde_json::from_str::<Entries>(raw.get())?.0;
-    Ok(map)
-}
-
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Entries<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push((k, v));
-                }
-                Ok(Entries(entries))
-            }
-        }
-        d.deserialize_map(V)
-    }
+    Ok(serde_json::from_str::<super::predict::Row>(raw.get())?.0)
 }
 
 /// The row form's messages say "instances"; here the rows are the candidates.
