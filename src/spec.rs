@@ -75,6 +75,86 @@ pub struct ModelSpec {
     /// Most bytes one batch's estimated working memory may reach (a share of the server's
     /// in-flight budget): batches are cut, and requests split by rows, to stay under it.
     pub max_batch_work_bytes: usize,
+    /// The context graph (`[context]`) and how its outputs feed the graph's inputs; `None`
+    /// for a model of one graph. With it, [`ModelSpec::inputs`] are what clients send: the
+    /// context graph's inputs (broadcast) and the graph's inputs it does not feed.
+    pub context: Option<ContextSpec>,
+}
+
+/// A model of two graphs: the context graph runs once per request on the request's
+/// context rows, and its outputs feed `model.onnx` (the scorer) as broadcast inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextSpec {
+    /// The context graph's file name in the version folder.
+    pub file: String,
+    /// The context graph's inputs, in its order, as indices into [`ModelSpec::inputs`].
+    pub inputs: Vec<usize>,
+    /// The same inputs' specs, in the context graph's order (for stacking).
+    pub input_specs: Vec<TensorSpec>,
+    /// The context graph's outputs.
+    pub outputs: Vec<TensorSpec>,
+    /// `model.onnx`'s inputs in its order; those the context graph feeds are broadcast.
+    pub scorer_inputs: Vec<TensorSpec>,
+    /// Where each of `scorer_inputs` comes from.
+    pub feeds: Vec<Feed>,
+}
+
+/// What feeds one input of the scorer of a context model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// The client input at this index of [`ModelSpec::inputs`].
+    Client(usize),
+    /// The context graph's output at this index of [`ContextSpec::outputs`].
+    Context(usize),
+}
+
+impl ContextSpec {
+    /// Padded elements of one row of the scorer, for a request's client `tensors`: its
+    /// client inputs at their padding bucket's length, and each context-fed input's
+    /// trailing dims (a dynamic one counted as 1).
+    fn scorer_row_elements(&self, spec: &ModelSpec, tensors: &[Option<&Tensor>]) -> usize {
+        self.feeds
+            .iter()
+            .map(|feed| match *feed {
+                Feed::Client(i) => {
+                    tensors[i].map_or(0, |t| spec.padded_elements(&spec.inputs[i], t))
+                }
+                Feed::Context(o) => self.outputs[o]
+                    .shape
+                    .iter()
+                    .skip(1)
+                    .map(|&d| d.max(1) as usize)
+                    .fold(1usize, usize::saturating_mul),
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
+    /// Padded elements of one context row of a request and the rows of context it sent (1
+    /// when sent once, else the request's rows).
+    fn context_elements(&self, spec: &ModelSpec, tensors: &[Option<&Tensor>]) -> (usize, usize) {
+        let mut width = 0usize;
+        let mut rows = 0usize;
+        for &i in &self.inputs {
+            if let Some(t) = tensors[i] {
+                width = width.saturating_add(spec.padded_elements(&spec.inputs[i], t));
+                rows = rows.max(t.rows());
+            }
+        }
+        (width, rows.max(1))
+    }
+
+    /// Padded elements per row of a request of `rows` rows, counting what its batch will
+    /// hold: the scorer's expanded row, plus the context rows it sent spread over its rows
+    /// (one context row per request adds a rounded-up share; context repeated on every
+    /// row adds the whole context width).
+    fn row_elements(&self, spec: &ModelSpec, tensors: &[Option<&Tensor>], rows: usize) -> usize {
+        let scorer = self.scorer_row_elements(spec, tensors);
+        let (width, context_rows) = self.context_elements(spec, tensors);
+        let context = width
+            .saturating_mul(context_rows.min(rows.max(1)))
+            .div_ceil(rows.max(1));
+        scorer.saturating_add(context)
+    }
 }
 
 /// A run estimated to need more working memory than this is large: ORT's arena gives it
@@ -162,10 +242,18 @@ impl ModelSpec {
     /// Why requests to this graph cannot be stacked into batches: the first input or
     /// output whose first axis is not dynamic (`None` when the graph batches).
     pub fn batch_blocker(&self) -> Option<String> {
+        let context_fed = self.context.iter().flat_map(|c| {
+            c.scorer_inputs
+                .iter()
+                .zip(&c.feeds)
+                .filter(|(_, f)| matches!(f, Feed::Context(_)))
+                .map(|(s, _)| ("input of model.onnx", s))
+        });
         let fixed = self
             .inputs
             .iter()
             .map(|s| ("input", s))
+            .chain(context_fed)
             .chain(self.outputs.iter().map(|s| ("output", s)))
             .find(|(_, s)| s.shape.first() != Some(&-1))?;
         let (kind, s) = fixed;
@@ -250,6 +338,15 @@ impl ModelSpec {
             Some(o) => &o.name,
             None if index == self.outputs.len() => TOP_K_INDICES,
             None => TOP_K_SCORES,
+        }
+    }
+
+    /// The inputs of `model.onnx` itself, in its order: [`ModelSpec::inputs`] for a model of
+    /// one graph, the scorer's inputs (some fed by the context graph) for a context model.
+    pub fn graph_inputs(&self) -> &[TensorSpec] {
+        match &self.context {
+            Some(context) => &context.scorer_inputs,
+            None => &self.inputs,
         }
     }
 
@@ -522,7 +619,14 @@ impl ModelSpec {
     /// Elements one row of these inputs can take in a batch of its shape class: every
     /// input's non-batch dims with padded axes at their bucket's upper bound. Equal for all
     /// requests of one class, and never below what padding really allocates.
+    /// For a context model: the scorer's row plus the request's share of its context rows
+    /// (see [`ContextSpec`]), which may differ between requests of one class by that share.
     pub fn padded_row_elements(&self, tensors: &[Tensor]) -> usize {
+        if let Some(context) = &self.context {
+            let given: Vec<Option<&Tensor>> = tensors.iter().map(Some).collect();
+            let rows = tensors.iter().map(Tensor::rows).max().unwrap_or(1);
+            return context.row_elements(self, &given, rows);
+        }
         self.inputs
             .iter()
             .zip(tensors)
@@ -531,7 +635,7 @@ impl ModelSpec {
     }
 
     /// Elements of one row of input `t` once its padded axes are at their bucket's length.
-    fn padded_elements(&self, spec: &TensorSpec, t: &Tensor) -> usize {
+    pub(crate) fn padded_elements(&self, spec: &TensorSpec, t: &Tensor) -> usize {
         t.shape
             .iter()
             .enumerate()
@@ -574,6 +678,19 @@ impl ModelSpec {
             width = width.saturating_add(self.padded_elements(spec, &t.tensor));
         }
         let rows = rows.unwrap_or(1);
+        if let Some(context) = &self.context {
+            let tensors: Vec<Option<&Tensor>> = self
+                .inputs
+                .iter()
+                .map(|spec| {
+                    given
+                        .iter()
+                        .find(|g| g.name == spec.name)
+                        .map(|g| &g.tensor)
+                })
+                .collect();
+            width = context.row_elements(self, &tensors, rows);
+        }
         // A graph that cannot batch runs the request whole (its first axis is no batch).
         let per_batch = if self.batched {
             rows.min(self.batch_rows_limit(width))

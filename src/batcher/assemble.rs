@@ -4,7 +4,7 @@
 //! empty string, whatever `pad_value` says (it is a number; load refuses any other for
 //! strings).
 
-use crate::spec::TensorSpec;
+use crate::spec::{ContextSpec, Feed, TensorSpec};
 use crate::tensor::{
     dispatch_dtype, element_count, with_tensor_data, ByteStrings, Element, FromJson, JsonNumber,
     Tensor, TensorData,
@@ -197,6 +197,76 @@ fn pad_block<T: Copy>(src: &[T], src_dims: &[usize], dst_dims: &[usize], pad: T,
             out.extend(std::iter::repeat_n(pad, (m - n) * dst_chunk));
         }
     }
+}
+
+/// The context step of a context model's batch: stacks the context inputs of every request
+/// (one row from a request that sent its context once, its rows from one that repeated
+/// it), runs the context graph once on them (`run`), and returns each request's scorer
+/// inputs in the scorer's order: its own per-row inputs and its rows of the context
+/// outputs (one row, repeated to the request's rows by [`stack`] like any broadcast row).
+pub fn run_context(
+    context: &ContextSpec,
+    requests: Vec<Vec<Tensor>>,
+    rows: &[usize],
+    run: impl FnOnce(Vec<Tensor>) -> Result<Vec<Tensor>, String>,
+) -> Result<Vec<Vec<Tensor>>, String> {
+    // A request's context rows: 1 when every context input came once, else its rows (an
+    // input sent once beside one sent repeated is repeated to match).
+    let context_rows: Vec<usize> = requests
+        .iter()
+        .zip(rows)
+        .map(|(inputs, &r)| {
+            let sent_once = context
+                .inputs
+                .iter()
+                .all(|&i| inputs.get(i).is_some_and(|t| t.rows() == 1));
+            if sent_once {
+                1
+            } else {
+                r
+            }
+        })
+        .collect();
+    let context_inputs: Vec<Vec<Tensor>> = requests
+        .iter()
+        .map(|inputs| {
+            context
+                .inputs
+                .iter()
+                .map(|&i| {
+                    inputs
+                        .get(i)
+                        .cloned()
+                        .ok_or("a request lacks a context input")
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    let stacked = stack(&context.input_specs, context_inputs, &context_rows)?;
+    let outputs = run(stacked)?;
+    let mut per_request = split(outputs, &context_rows)?.into_iter();
+    let mut scorer = Vec::with_capacity(requests.len());
+    for mut inputs in requests {
+        let mut fed = per_request
+            .next()
+            .ok_or("the context graph answered fewer requests than it ran")?
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
+        let mut own: Vec<Option<Tensor>> = inputs.drain(..).map(Some).collect();
+        let mut request = Vec::with_capacity(context.feeds.len());
+        for (at, feed) in context.feeds.iter().enumerate() {
+            let t = match *feed {
+                // An input only the scorer takes is moved; one both graphs take is shared.
+                Feed::Client(i) if !context.inputs.contains(&i) => own[i].take(),
+                Feed::Client(i) => own[i].clone(),
+                Feed::Context(o) => fed.get_mut(o).and_then(Option::take),
+            };
+            request.push(t.ok_or_else(|| format!("scorer input {at} has no tensor"))?);
+        }
+        scorer.push(request);
+    }
+    Ok(scorer)
 }
 
 /// Splits a request's inputs (`total` rows) into parts of `sizes` rows for batches of
@@ -423,6 +493,59 @@ mod tests {
             &[3, 1]
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_context_graph_runs_once_on_every_requests_context_rows() {
+        // Client inputs: 0 = context (broadcast), 1 = per-row; the scorer takes the
+        // per-row input and the context output, in that order.
+        let context_input = TensorSpec {
+            broadcast: true,
+            ..spec(vec![])
+        };
+        let fed = TensorSpec {
+            name: "c".into(),
+            broadcast: true,
+            ..spec(vec![])
+        };
+        let context = ContextSpec {
+            file: "context.onnx".into(),
+            inputs: vec![0],
+            input_specs: vec![context_input],
+            outputs: vec![fed.clone()],
+            scorer_inputs: vec![spec(vec![]), fed],
+            feeds: vec![Feed::Client(1), Feed::Context(0)],
+        };
+        // Request 0 sends its context once for 3 rows, request 1 repeats it on 2 rows.
+        let requests = vec![
+            vec![t(vec![1, 1], vec![5]), t(vec![3, 1], vec![1, 2, 3])],
+            vec![t(vec![2, 1], vec![6, 6]), t(vec![2, 1], vec![4, 5])],
+        ];
+        let mut ran = Vec::new();
+        let scorer = run_context(&context, requests, &[3, 2], |stacked| {
+            ran.push(stacked[0].clone());
+            // The "context graph": ten times its input.
+            let TensorData::I64(v) = &stacked[0].data else {
+                return Err("not INT64".into());
+            };
+            let v = v.iter().map(|x| x * 10).collect();
+            Ok(vec![t(stacked[0].shape.clone(), v)])
+        })
+        .unwrap();
+        assert_eq!(
+            ran,
+            vec![t(vec![3, 1], vec![5, 6, 6])],
+            "1 + 2 context rows, one run"
+        );
+        assert_eq!(
+            scorer,
+            vec![
+                vec![t(vec![3, 1], vec![1, 2, 3]), t(vec![1, 1], vec![50])],
+                vec![t(vec![2, 1], vec![4, 5]), t(vec![2, 1], vec![60, 60])],
+            ]
+        );
+        let stacked = stack(&context.scorer_inputs, scorer, &[3, 2]).unwrap();
+        assert_eq!(stacked[1], t(vec![5, 1], vec![50, 50, 50, 60, 60]));
     }
 
     #[test]

@@ -400,7 +400,13 @@ fn execute(
     inputs: Vec<Vec<Tensor>>,
     rows: &[usize],
 ) -> Result<Vec<Vec<Tensor>>, String> {
-    let stacked = assemble::stack(&spec.inputs, inputs, rows)?;
+    let inputs = match &spec.context {
+        Some(context) => assemble::run_context(context, inputs, rows, |stacked| {
+            runtime::execute_context(session, spec, stacked)
+        })?,
+        None => inputs,
+    };
+    let stacked = assemble::stack(spec.graph_inputs(), inputs, rows)?;
     let outputs = runtime::execute(session, spec, stacked)?;
     if spec.batched {
         assemble::split(outputs, rows)

@@ -67,6 +67,20 @@ pub struct ModelConfig {
     /// The output ranking requests (`top_k`) sort by when they name none; unset = the only
     /// output of a model that has exactly one.
     pub rank_by: Option<String>,
+    /// A second graph that runs once per request on the request's context (`[context]`):
+    /// its outputs feed inputs of `model.onnx` of the same names.
+    pub context: Option<ContextConfig>,
+}
+
+/// `[context]`: the context graph of a version, a file in the version folder beside
+/// `model.onnx`. Its inputs are client inputs sent once per request (broadcast); each of
+/// its outputs feeds the input of `model.onnx` with the same name, datatype and trailing
+/// shape, which clients then never send.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextConfig {
+    /// The context graph's file name in the version folder (`context.onnx`).
+    pub model: String,
 }
 
 /// Which of the versions on disk are served. Default: the highest one.
@@ -198,6 +212,7 @@ impl Default for ModelConfig {
             traffic: BTreeMap::new(),
             payload_log_sample: None,
             rank_by: None,
+            context: None,
         }
     }
 }
@@ -243,7 +258,26 @@ impl ModelConfig {
         }
         config.check_routing()?;
         config.check_features()?;
+        config.check_context()?;
         Ok(config)
+    }
+
+    /// `[context] model` names a file of the version folder: a plain file name, not a path
+    /// that could leave the folder.
+    fn check_context(&self) -> Result<(), String> {
+        let Some(context) = &self.context else {
+            return Ok(());
+        };
+        let name = context.model.as_str();
+        let plain = Path::new(name)
+            .file_name()
+            .is_some_and(|f| f == std::ffi::OsStr::new(name));
+        if !plain || name == "model.onnx" {
+            return Err(format!(
+                "[context] model = \"{name}\" must be the file name of the context graph in the version folder (e.g. \"context.onnx\"), not a path and not model.onnx"
+            ));
+        }
+        Ok(())
     }
 
     /// What `[features]` and `from` must satisfy without the graph or the files: every
@@ -520,6 +554,25 @@ mod tests {
             }
         }
         assert!(ModelConfig::parse("instances = 2\nmax_queue_delay_us = 10000000").is_ok());
+    }
+
+    #[test]
+    fn context_names_a_file_of_the_version_folder() {
+        let c = ModelConfig::parse("[context]\nmodel = \"context.onnx\"").unwrap();
+        assert_eq!(c.context.unwrap().model, "context.onnx");
+        assert_eq!(ModelConfig::parse("").unwrap().context, None);
+        for bad in [
+            "../context.onnx",
+            "/tmp/context.onnx",
+            "model.onnx",
+            "",
+            "a/b.onnx",
+        ] {
+            let err = ModelConfig::parse(&format!("[context]\nmodel = \"{bad}\"")).unwrap_err();
+            assert!(err.contains("[context]"), "{bad}: {err}");
+        }
+        let err = ModelConfig::parse("[context]\nfile = \"c.onnx\"").unwrap_err();
+        assert!(err.contains("file"), "{err}");
     }
 
     #[test]

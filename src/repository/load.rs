@@ -144,7 +144,8 @@ fn build_features(
     )
     .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
     if let Some(set) = &mut set {
-        for (name, _) in spec.config.inputs.iter().filter(|(_, c)| c.broadcast) {
+        // Declared broadcast, or an input of the context graph (sent once per request).
+        for name in spec.inputs.iter().filter(|s| s.broadcast).map(|s| &s.name) {
             set.set_broadcast(name)
                 .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
         }
@@ -216,6 +217,7 @@ pub fn prepare(
         return Err(ControlError::Unservable("model.onnx is empty".to_string()));
     }
     let c = &v.config;
+    let context_file = context_file(v)?;
     let mut sessions = Vec::with_capacity(c.instances);
     let mut placements = Vec::with_capacity(c.instances);
     let mut first_options = defaults.clone();
@@ -229,7 +231,11 @@ pub fn prepare(
         if index == 0 {
             first_options = options.clone();
         }
-        let (session, placement) = runtime::build_session(runtime.env(), &v.model_file, &options)?;
+        let (mut session, placement) =
+            runtime::build_session(runtime.env(), &v.model_file, &options)?;
+        if let Some(file) = &context_file {
+            session.attach_context(build_context(runtime, v, file, &options)?);
+        }
         if placement.provider != options.execution_provider {
             tracing::warn!(
                 model = %v.name, version = v.version, instance = index,
@@ -259,6 +265,8 @@ pub fn prepare(
         // grows ORT's memory arena, which a serving session would keep for good (about
         // 21 MB per small model), however small the runs it then has.
         let started = Instant::now();
+        // The scorer alone: it runs the expanded batch, the context graph one row per
+        // request (or per row of a request that repeats its context).
         let (mut probe, _) = runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
         measure_footprint(&mut probe, &mut spec);
         if spec.batched {
@@ -273,6 +281,52 @@ pub fn prepare(
         );
     }
     Ok((sessions, spec))
+}
+
+/// The context graph's file of a version with `[context]`, checked to exist.
+fn context_file(v: &VersionToLoad) -> Result<Option<PathBuf>, ControlError> {
+    let Some(context) = &v.config.context else {
+        return Ok(None);
+    };
+    let dir = v.model_file.parent().unwrap_or(std::path::Path::new("."));
+    let file = dir.join(&context.model);
+    match std::fs::metadata(&file) {
+        Ok(m) if m.is_file() && m.len() > 0 => Ok(Some(file)),
+        Ok(_) => Err(ControlError::Unservable(format!(
+            "model '{}' [context] model = \"{}\": {} is empty or not a file",
+            v.name,
+            context.model,
+            file.display()
+        ))),
+        Err(e) => Err(ControlError::Unservable(format!(
+            "model '{}' [context] model = \"{}\": cannot read {}: {e} (the context graph belongs in the version folder beside model.onnx)",
+            v.name,
+            context.model,
+            file.display()
+        ))),
+    }
+}
+
+/// One instance's context session, built with the scorer's options; ONNX Runtime's refusal
+/// names the model and the file.
+fn build_context(
+    runtime: &Runtime,
+    v: &VersionToLoad,
+    file: &std::path::Path,
+    options: &SessionOptions,
+) -> Result<runtime::Session, ControlError> {
+    let (session, _) = runtime::build_session(runtime.env(), file, options).map_err(|e| {
+        let why = format!(
+            "model '{}' [context] {}: ONNX Runtime cannot load the context graph: {e}",
+            v.name,
+            file.file_name().unwrap_or_default().to_string_lossy()
+        );
+        match e {
+            runtime::SessionError::ProviderUnavailable(_) => ControlError::ProviderUnavailable(why),
+            runtime::SessionError::Unservable(_) => ControlError::Unservable(why),
+        }
+    })?;
+    Ok(session)
 }
 
 /// Whether load needs the throwaway session: to time batch sizes (`max_batch_size =
@@ -380,8 +434,9 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
 /// was not timed, nothing runs inline beyond the calibrated rows at length 1.
 fn inline_elements(spec: &ModelSpec, inline: Duration) -> usize {
     let first = usize::from(spec.batched);
+    // The calibration timed model.onnx alone (a context model's scorer).
     let width: usize = spec
-        .inputs
+        .graph_inputs()
         .iter()
         .map(|s| {
             s.shape

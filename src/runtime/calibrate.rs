@@ -89,19 +89,19 @@ fn choose(samples: &[(usize, Duration)], budget: Duration, cap: usize) -> usize 
 }
 
 fn time_runs(session: &mut Session, spec: &ModelSpec, rows: usize) -> Result<Duration, String> {
-    let inputs: Vec<Tensor> = spec.inputs.iter().map(|s| zeros(s, rows)).collect();
+    let inputs: Vec<Tensor> = spec.graph_inputs().iter().map(|s| zeros(s, rows)).collect();
     let mut best = Duration::MAX;
     // One untimed run first: a new batch size makes ORT allocate.
     for i in 0..=RUNS {
         let mut values = Vec::with_capacity(inputs.len());
-        for (s, t) in spec.inputs.iter().zip(&inputs) {
+        for (s, t) in spec.graph_inputs().iter().zip(&inputs) {
             values.push((
                 s.name.as_str(),
                 to_ort_value(t.clone()).map_err(|e| e.to_string())?,
             ));
         }
         let started = Instant::now();
-        session.0.run(values).map_err(|e| e.to_string())?;
+        session.graph.run(values).map_err(|e| e.to_string())?;
         if i > 0 {
             best = best.min(started.elapsed());
         }

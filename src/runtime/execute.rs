@@ -3,19 +3,54 @@
 
 use super::value::{from_ort_value, to_ort_value};
 use super::Session;
-use crate::spec::{ModelSpec, LARGE_RUN_BYTES};
+use crate::spec::{ModelSpec, TensorSpec, LARGE_RUN_BYTES};
 use crate::tensor::{element_count, Tensor};
 
-/// Runs `inputs` (graph input order) and returns the outputs in graph output order.
-/// Errors are strings for the log and the 500 message.
+/// Runs `inputs` (the order of `model.onnx`'s inputs, [`ModelSpec::graph_inputs`]) and
+/// returns the outputs in graph output order. Errors are strings for the log and the 500
+/// message.
 pub fn execute(
     session: &mut Session,
     spec: &ModelSpec,
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, String> {
+    run(
+        &mut session.graph,
+        spec,
+        spec.graph_inputs(),
+        inputs,
+        &spec.outputs,
+    )
+}
+
+/// Runs the context graph of a context model on `inputs` (its inputs' order, stacked
+/// context rows) and returns its outputs in its order.
+pub fn execute_context(
+    session: &mut Session,
+    spec: &ModelSpec,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, String> {
+    let context = spec
+        .context
+        .as_ref()
+        .ok_or("the model has no context graph")?;
+    let graph = session
+        .context
+        .as_mut()
+        .ok_or("the instance has no context session")?;
+    run(graph, spec, &context.input_specs, inputs, &context.outputs)
+}
+
+fn run(
+    graph: &mut ort::session::Session,
+    spec: &ModelSpec,
+    input_specs: &[TensorSpec],
+    inputs: Vec<Tensor>,
+    output_specs: &[TensorSpec],
+) -> Result<Vec<Tensor>, String> {
     let elements: usize = inputs.iter().map(|t| element_count(&t.shape)).sum();
     let mut values = Vec::with_capacity(inputs.len());
-    for (s, t) in spec.inputs.iter().zip(inputs) {
+    for (s, t) in input_specs.iter().zip(inputs) {
         values.push((s.name.as_str(), to_ort_value(t).map_err(|e| e.to_string())?));
     }
     // A large run asks ORT to shrink its arena when it ends: the arena otherwise keeps its
@@ -27,12 +62,12 @@ pub fn execute(
         None
     };
     let outputs = match &shrink {
-        Some(options) => session.0.run_with_options(values, options),
-        None => session.0.run(values),
+        Some(options) => graph.run_with_options(values, options),
+        None => graph.run(values),
     }
     .map_err(|e| e.to_string())?;
-    let mut tensors = Vec::with_capacity(spec.outputs.len());
-    for o in &spec.outputs {
+    let mut tensors = Vec::with_capacity(output_specs.len());
+    for o in output_specs {
         let value = outputs
             .get(&o.name)
             .ok_or_else(|| format!("ONNX Runtime returned no output '{}'", o.name))?;

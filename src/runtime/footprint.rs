@@ -49,9 +49,13 @@ static PROBE: Mutex<()> = Mutex::new(());
 /// the inline gate needs for such models alone. Err when a run fails; the caller keeps
 /// the fallback.
 pub fn measure(session: &mut Session, spec: &ModelSpec) -> Result<Footprint, String> {
-    let dims: Vec<Vec<usize>> = spec.inputs.iter().map(|s| probe_dims(spec, s)).collect();
+    let dims: Vec<Vec<usize>> = spec
+        .graph_inputs()
+        .iter()
+        .map(|s| probe_dims(spec, s))
+        .collect();
     let width: usize = dims.iter().map(|d| element_count(d)).sum::<usize>().max(1);
-    let variable = spec.inputs.iter().any(|s| {
+    let variable = spec.graph_inputs().iter().any(|s| {
         s.shape
             .iter()
             .skip(usize::from(spec.batched))
@@ -114,15 +118,15 @@ fn probe(
     } else {
         1
     };
-    let mut values = Vec::with_capacity(spec.inputs.len());
-    for (s, d) in spec.inputs.iter().zip(dims) {
+    let mut values = Vec::with_capacity(spec.graph_inputs().len());
+    for (s, d) in spec.graph_inputs().iter().zip(dims) {
         let t = ones(s, rows, d, spec.batched);
         values.push((s.name.as_str(), to_ort_value(t).map_err(|e| e.to_string())?));
     }
     // The inputs exist before the reset: only what the run itself allocates counts.
     let before = reset_peak();
     let started = Instant::now();
-    let outputs = session.0.run(values).map_err(|e| e.to_string())?;
+    let outputs = session.graph.run(values).map_err(|e| e.to_string())?;
     let time = started.elapsed();
     let peak = read_status("VmHWM:");
     drop(outputs);
@@ -170,7 +174,7 @@ fn ones(s: &TensorSpec, rows: usize, dims: &[usize], batched: bool) -> Tensor {
 }
 
 fn largest_element(spec: &ModelSpec) -> usize {
-    spec.inputs
+    spec.graph_inputs()
         .iter()
         .map(|s| s.dtype.fixed_size().unwrap_or(1))
         .max()

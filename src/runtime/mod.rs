@@ -3,6 +3,7 @@
 //! knows nothing of requests, queues or threads.
 
 mod calibrate;
+mod context;
 mod execute;
 mod footprint;
 mod library;
@@ -14,7 +15,7 @@ mod value;
 pub use value::to_ort_value;
 
 pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
-pub use execute::execute;
+pub use execute::{execute, execute_context};
 pub use footprint::measure as measure_footprint;
 pub use library::find_library;
 pub use session::{build_session, read_spec, warm_up, Session, SessionError, SessionOptions};

@@ -11,15 +11,32 @@ use crate::config::{BatchSize, ExecutionProvider, ModelConfig, Placement, Provid
 use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{dispatch_dtype, DataType, Element, FromJson, JsonNumber, Tensor, TensorData};
 
-/// One ONNX Runtime session. Its worker thread owns it; only `runtime` looks inside, so
-/// no other module depends on ORT's types.
-pub struct Session(pub(super) ort::session::Session);
+/// One ONNX Runtime session of `model.onnx`, with the session of its context graph for a
+/// model that has one (`[context]`): both belong to one instance and run on its worker
+/// thread. Only `runtime` looks inside, so no other module depends on ORT's types.
+pub struct Session {
+    pub(super) graph: ort::session::Session,
+    pub(super) context: Option<ort::session::Session>,
+}
 
 impl Session {
     /// The ORT session, for the load generator's ceiling (a bare `run` with nothing of
     /// ours around it). The server's own modules go through `runtime`'s functions.
     pub fn ort(&mut self) -> &mut ort::session::Session {
-        &mut self.0
+        &mut self.graph
+    }
+
+    /// Makes `context` (a session of the context graph, built with the same options) this
+    /// instance's context session.
+    pub fn attach_context(&mut self, context: Session) {
+        self.context = Some(context.graph);
+    }
+
+    fn of(graph: ort::session::Session) -> Session {
+        Session {
+            graph,
+            context: None,
+        }
     }
 }
 
@@ -62,7 +79,7 @@ pub fn build_session(
 ) -> Result<(Session, Placement), SessionError> {
     let cpu = || -> Result<Session, SessionError> {
         let build = || -> ort::Result<Session> {
-            Ok(Session(builder(env, options)?.commit_from_file(path)?))
+            Ok(Session::of(builder(env, options)?.commit_from_file(path)?))
         };
         build().map_err(|e| SessionError::Unservable(e.to_string()))
     };
@@ -86,7 +103,7 @@ pub fn build_session(
             .build()
             .error_on_failure();
         let build = || -> ort::Result<Session> {
-            Ok(Session(
+            Ok(Session::of(
                 builder(env, options)?
                     .with_execution_providers([ep])?
                     .commit_from_file(path)?,
@@ -184,23 +201,52 @@ fn spec_of(
             broadcast: false,
         })
     };
-    let mut inputs = session
-        .0
+    let graph_inputs = session
+        .graph
         .inputs()
         .iter()
         .map(tensor_spec)
         .collect::<Result<Vec<_>, _>>()?;
-    if inputs.is_empty() {
+    if graph_inputs.is_empty() {
         return Err("the graph has no inputs; a served model takes at least one".to_string());
     }
     let outputs = session
-        .0
+        .graph
         .outputs()
         .iter()
         .map(tensor_spec)
         .collect::<Result<Vec<_>, _>>()?;
+    let graph = match (&session.context, &config.context) {
+        (Some(context), Some(c)) => {
+            let context_inputs = context
+                .inputs()
+                .iter()
+                .map(tensor_spec)
+                .collect::<Result<Vec<_>, _>>()?;
+            let context_outputs = context
+                .outputs()
+                .iter()
+                .map(tensor_spec)
+                .collect::<Result<Vec<_>, _>>()?;
+            super::context::join(
+                name,
+                &c.model,
+                context_inputs,
+                context_outputs,
+                graph_inputs,
+            )?
+        }
+        _ => super::context::Joined::single(graph_inputs),
+    };
+    let mut inputs = graph.inputs;
     let names: Vec<String> = inputs.iter().map(|s| format!("'{}'", s.name)).collect();
     for (input_name, c) in &config.inputs {
+        if let Some(why) = graph.fed.iter().find(|f| f.as_str() == input_name) {
+            return Err(format!(
+                "model '{name}' config.toml: inputs.{why}: the context graph ({}) feeds this input of model.onnx; clients never send it, so it takes no settings",
+                config.context.as_ref().map_or("", |c| c.model.as_str())
+            ));
+        }
         let spec = inputs
             .iter_mut()
             .find(|s| &s.name == input_name)
@@ -221,14 +267,21 @@ fn spec_of(
         check_pad_value(input_name, spec.dtype, c.pad_value)?;
         spec.pad_axes = c.pad_axes.clone();
         spec.pad_value = c.pad_value;
-        spec.broadcast = c.broadcast;
+        // A context graph's input is sent once per request whatever the config says.
+        spec.broadcast = spec.broadcast || c.broadcast;
     }
+    let context = graph.context.map(|plan| plan.finish(&inputs));
     let batched = inputs
         .iter()
         .chain(&outputs)
+        .chain(
+            context
+                .iter()
+                .flat_map(|c| c.scorer_inputs.iter().chain(&c.outputs)),
+        )
         .all(|s| s.shape.first() == Some(&-1));
     let mut properties = BTreeMap::new();
-    if let Ok(meta) = session.0.metadata() {
+    if let Ok(meta) = session.graph.metadata() {
         for key in meta.custom_keys().unwrap_or_default() {
             if let Some(value) = meta.custom(&key) {
                 properties.insert(key, value);
@@ -253,6 +306,7 @@ fn spec_of(
         inline_elements: 0,
         footprint: crate::spec::Footprint::default(),
         max_batch_work_bytes: usize::MAX,
+        context,
     })
 }
 
@@ -266,7 +320,9 @@ pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), SessionErr
     warm_up_runs(session, spec).map_err(SessionError::Unservable)
 }
 
-/// [`warm_up`], its reason a message.
+/// [`warm_up`], its reason a message. A context model warms both graphs up at the same
+/// sizes: a batch of context-once requests runs the context graph on fewer rows, of
+/// repeated ones on as many.
 fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     let mut sizes = vec![1];
     if spec.batched {
@@ -275,16 +331,34 @@ fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     }
     sizes.sort_unstable();
     sizes.dedup();
+    if let (Some(context), Some(graph)) = (&spec.context, session.context.as_mut()) {
+        warm_up_graph(graph, &context.input_specs, spec.batched, &sizes)
+            .map_err(|e| format!("context graph {}: {e}", context.file))?;
+    }
+    warm_up_graph(
+        &mut session.graph,
+        spec.graph_inputs(),
+        spec.batched,
+        &sizes,
+    )
+}
+
+fn warm_up_graph(
+    graph: &mut ort::session::Session,
+    inputs: &[TensorSpec],
+    batched: bool,
+    sizes: &[usize],
+) -> Result<(), String> {
     for (run, &rows) in sizes.iter().enumerate() {
         let fill = if run == 0 { 0.0 } else { 1.0 };
-        let mut values = Vec::with_capacity(spec.inputs.len());
-        for s in &spec.inputs {
+        let mut values = Vec::with_capacity(inputs.len());
+        for s in inputs {
             let shape: Vec<usize> = s
                 .shape
                 .iter()
                 .enumerate()
                 .map(|(axis, &d)| match (axis, d) {
-                    (0, _) if spec.batched => rows,
+                    (0, _) if batched => rows,
                     (_, d) => d.max(1) as usize,
                 })
                 .collect();
@@ -296,8 +370,7 @@ fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
                 .map_err(|e| format!("warm-up input '{}': {e}", s.name))?;
             values.push((s.name.as_str(), value));
         }
-        session
-            .0
+        graph
             .run(values)
             .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
     }

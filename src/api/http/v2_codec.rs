@@ -536,6 +536,7 @@ mod tests {
             inline_elements: 0,
             footprint: crate::spec::Footprint::default(),
             max_batch_work_bytes: usize::MAX,
+            context: None,
         }
     }
 
