@@ -1,5 +1,6 @@
-//! The zoo's ranking model (`ranking_ctr`) answers its ranking samples
-//! (`models/ranking_ctr/ranking_samples.json`: one user's context, N = 1, 20 and 200
+//! The zoo's ranking models (`ranking_ctr`, and `ranking_towers`, whose user tower is a
+//! context graph run once per request) answer their ranking samples
+//! (`models/<model>/ranking_samples.json`: one user's context, N = 1, 20 and 200
 //! candidates, unknown tokens on both sides) with the scores ONNX Runtime gave at export for
 //! the explicitly repeated request, built by the training pipeline's reference transforms.
 //! Each sample goes through the real server as sent with the context once (the user's
@@ -12,17 +13,28 @@ mod common;
 use common::{assert_close, flatten, zoo, TestServer};
 use serde_json::{json, Map, Value};
 
-const MODEL: &str = "ranking_ctr";
+const MODELS: [&str; 2] = ["ranking_ctr", "ranking_towers"];
 
-fn ranking_samples() -> Vec<Value> {
-    let path = zoo().join(MODEL).join("ranking_samples.json");
-    let text = std::fs::read_to_string(&path).expect("ranking_samples.json");
-    let all: Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(all["model"], MODEL);
-    let samples = all["samples"].as_array().expect("samples").clone();
-    let sizes: Vec<usize> = samples.iter().map(|s| candidates(s).1).collect();
-    assert_eq!(sizes, [1, 20, 200], "the samples' candidate counts");
-    samples
+/// Every ranking sample of every ranking model: (model, "model #index", sample).
+fn ranking_samples() -> Vec<(&'static str, String, Value)> {
+    let mut out = Vec::new();
+    for model in MODELS {
+        let path = zoo().join(model).join("ranking_samples.json");
+        let text = std::fs::read_to_string(&path).expect("ranking_samples.json");
+        let all: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(all["model"], model);
+        let samples = all["samples"].as_array().expect("samples").clone();
+        let sizes: Vec<usize> = samples.iter().map(|s| candidates(s).1).collect();
+        assert_eq!(
+            sizes,
+            [1, 20, 200],
+            "{model}: the samples' candidate counts"
+        );
+        for (i, sample) in samples.into_iter().enumerate() {
+            out.push((model, format!("{model} #{i}"), sample));
+        }
+    }
+    out
 }
 
 /// A sample's candidates as columns (they come as columns or as rows) and their count.
@@ -78,7 +90,7 @@ fn expected_score(sample: &Value) -> Vec<Value> {
 #[test]
 fn the_ranking_samples_with_their_context_repeated_reproduce_over_v2_and_predict() {
     let server = TestServer::start(&zoo());
-    for (i, sample) in ranking_samples().iter().enumerate() {
+    for (model, i, sample) in &ranking_samples() {
         let (columns, n) = repeated_columns(sample);
         let inputs: Vec<Value> = columns
             .iter()
@@ -92,7 +104,7 @@ fn the_ranking_samples_with_their_context_repeated_reproduce_over_v2_and_predict
             })
             .collect();
         let (status, v2) = server.post_json(
-            &format!("/v2/models/{MODEL}/infer"),
+            &format!("/v2/models/{model}/infer"),
             &json!({"inputs": inputs}),
         );
         assert_eq!(status, 200, "sample {i}: {v2}");
@@ -109,7 +121,7 @@ fn the_ranking_samples_with_their_context_repeated_reproduce_over_v2_and_predict
 
         let (status, predict) = server.post_json(
             "/predict",
-            &json!({"model": MODEL, "inputs": Value::Object(columns)}),
+            &json!({"model": model, "inputs": Value::Object(columns)}),
         );
         assert_eq!(status, 200, "sample {i}: {predict}");
         assert_close(
@@ -124,7 +136,7 @@ fn the_ranking_samples_with_their_context_repeated_reproduce_over_v2_and_predict
 
 #[test]
 fn the_expected_top_k_is_the_sort_of_the_expected_scores() {
-    for (i, sample) in ranking_samples().iter().enumerate() {
+    for (_, i, sample) in &ranking_samples() {
         let score: Vec<f64> = expected_score(sample)
             .iter()
             .map(|v| v.as_f64().expect("score"))
@@ -153,9 +165,9 @@ fn output<'a>(v2: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn the_ranking_samples_reproduce_over_predict_with_the_context_once() {
     let server = TestServer::start(&zoo());
-    for (i, sample) in ranking_samples().iter().enumerate() {
+    for (model, i, sample) in &ranking_samples() {
         let mut body = sample["request"].clone();
-        body["model"] = json!(MODEL);
+        body["model"] = json!(model);
         let (status, got) = server.post_json("/predict", &body);
         assert_eq!(status, 200, "sample {i}: {got}");
         let what = format!("predict ranking sample {i}");
@@ -181,7 +193,7 @@ fn the_ranking_samples_reproduce_over_predict_with_the_context_once() {
 #[test]
 fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once_and_top_k() {
     let server = TestServer::start(&zoo());
-    for (i, sample) in ranking_samples().iter().enumerate() {
+    for (model, i, sample) in &ranking_samples() {
         let (columns, n) = candidates(sample);
         let mut inputs: Vec<Value> = columns
             .iter()
@@ -200,7 +212,7 @@ fn the_ranking_samples_reproduce_over_v2_with_the_context_sent_once_and_top_k() 
         }
         let k = sample["request"]["top_k"].clone();
         let (status, v2) = server.post_json(
-            &format!("/v2/models/{MODEL}/infer"),
+            &format!("/v2/models/{model}/infer"),
             &json!({"inputs": inputs, "parameters": {"top_k": k}}),
         );
         assert_eq!(status, 200, "sample {i}: {v2}");

@@ -5,6 +5,7 @@ model with `[features]` hold raw fields; they go through the reference transform
 A model's `ranking_samples.json` (`/predict` ranking requests: context once, candidates in
 columns or rows) is checked on the explicitly repeated request, top-k order included."""
 import json
+import tomllib
 
 import numpy as np
 
@@ -15,6 +16,34 @@ from make_index import ORDER
 NP = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64,
       "INT32": np.int32, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_,
       "BYTES": np.object_}
+
+
+class ContextModel:
+    """A model with `[context]`: its context graph runs first and its outputs join the
+    feed of model.onnx, as the server runs them (the context repeated on every row)."""
+
+    def __init__(self, d, path, context_file):
+        self.context = common.session(d / "1" / context_file)
+        self.scorer = common.session(path)
+
+    def get_outputs(self):
+        return self.scorer.get_outputs()
+
+    def run(self, names, feed):
+        inputs = {i.name: feed[i.name] for i in self.context.get_inputs()}
+        fed = zip([o.name for o in self.context.get_outputs()], self.context.run(None, inputs))
+        full = {**feed, **dict(fed)}
+        return self.scorer.run(names, {i.name: full[i.name] for i in self.scorer.get_inputs()})
+
+
+def session_of(d, path):
+    """model.onnx's session, or both graphs' for a model with a context graph."""
+    cfg = d / "config.toml"
+    context = tomllib.loads(cfg.read_text()).get("context") if cfg.exists() else None
+    if context:
+        common.check_dynamic_batch(d / "1" / context["model"])
+        return ContextModel(d, path, context["model"])
+    return common.session(path)
 
 
 def check_ranking(d, features, sess):
@@ -59,7 +88,7 @@ def main():
             features = raw_features.Features(d / "config.toml")
         s = json.loads((d / "samples.json").read_text())
         assert s["model"] == name and 3 <= len(s["samples"]) <= 4
-        sess = common.session(path)
+        sess = session_of(d, path)
         outs = [o.name for o in sess.get_outputs()]
         for smp in s["samples"]:
             if features:

@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 PY="${PYTHON:-python}"
 for script in \
     dtype_echo string_echo mlp_digits churn_pipeline \
-    finalmlp_ctr dcnv2_ctr widedeep_ctr din_ctr features_ctr ranking_ctr \
+    finalmlp_ctr dcnv2_ctr widedeep_ctr din_ctr features_ctr ranking_ctr ranking_towers \
     mixer_digits gmlp_digits tsmixer_macro fastkan_cancer field_china; do
     echo "== ${script}"
     "$PY" "${script}.py"

@@ -4,7 +4,8 @@ import onnx
 import common
 
 ORDER = ["mlp_digits", "mixer_digits", "gmlp_digits", "tsmixer_macro", "finalmlp_ctr", "dcnv2_ctr",
-         "widedeep_ctr", "din_ctr", "features_ctr", "ranking_ctr", "fastkan_cancer", "field_china", "dtype_echo",
+         "widedeep_ctr", "din_ctr", "features_ctr", "ranking_ctr", "ranking_towers",
+         "fastkan_cancer", "field_china", "dtype_echo",
          "string_echo", "churn_pipeline"]
 
 
@@ -22,7 +23,9 @@ def main():
         "responses from ONNX Runtime, KServe V2 tensor form), `<name>/README.md` (model card) and, "
         "where a model needs server settings, `<name>/config.toml` (" + configs + "). "
         "Each model carries `family`, `paper`, `data`, `metric` and `description` in its ONNX "
-        "metadata. `-1` marks a dynamic axis.",
+        "metadata. `-1` marks a dynamic axis. `ranking_towers` has a second graph, "
+        "`1/context.onnx` (its user tower, run once per request; `[context]` in its config.toml), "
+        "and lists the inputs clients send.",
         "",
         "| model | family | inputs -> outputs | metric |",
         "|---|---|---|---|",
@@ -31,8 +34,17 @@ def main():
     for name in ORDER:
         path = common.onnx_path(name)
         total += path.stat().st_size
+        if (path.parent / "context.onnx").exists():
+            total += (path.parent / "context.onnx").stat().st_size
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         rows = common.io_table(path)
+        context = path.parent / "context.onnx"
+        if context.exists():
+            # A context model: clients send the context graph's inputs and the scorer's
+            # others; the context graph's outputs feed the scorer.
+            ctx = common.io_table(context)
+            fed = {n for k, n, _, _ in ctx if k == "output"}
+            rows = [r for r in ctx if r[0] == "input"] + [r for r in rows if r[1] not in fed]
         family = meta["family"].split(" (")[0]
         lines.append(f"| [`{name}`]({name}/README.md) | {family} | {sig(rows, 'input')} -> "
                      f"{sig(rows, 'output')} | {meta['metric']} |")

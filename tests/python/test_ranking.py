@@ -5,11 +5,15 @@ the same request with the context repeated on every row, and the top k are the s
 of those scores; the model metadata still parses and says what is broadcast.
 """
 
+import json
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+
+from conftest import REPO
 
 MODEL = "ranking_ctr"
 USER = {"user_id": "u01846", "country": "DE", "age": 45}
@@ -110,3 +114,56 @@ def test_metadata_parses_and_says_what_is_broadcast(server):
     assert "history" in config.parameters["broadcast_inputs"].string_value
     assert config.parameters["rank_by"].string_value == "score"
     assert client_for(grpcclient, server).get_model_metadata(MODEL).name == MODEL
+
+
+TOWERS = "ranking_towers"
+
+
+def towers_request(module, sample: dict, once: bool) -> list:
+    """A ranking sample of ranking_towers as V2 inputs: the user's fields and history once
+    (first dimension 1) or repeated, the candidates' fields per row."""
+    req = sample["request"]
+    cands = req["candidates"]
+    if isinstance(cands, list):
+        cands = {k: [row[k] for row in cands] for k in cands[0]}
+    n = len(next(iter(cands.values())))
+    rows = 1 if once else n
+    context = dict(req["context"])
+    arrays = {"history": np.array([context.pop("history")] * rows, dtype=np.int64)}
+    arrays.update({name: column([value], rows) for name, value in context.items()})
+    arrays.update({name: column([float(v) for v in values] if name == "price" else values)
+                   for name, values in cands.items()})
+    inputs = []
+    for name, values in arrays.items():
+        datatype = "BYTES" if values.dtype == np.object_ else module.np_to_triton_dtype(values.dtype)
+        x = module.InferInput(name, list(values.shape), datatype)
+        x.set_data_from_numpy(values)
+        inputs.append(x)
+    return inputs
+
+
+@pytest.mark.parametrize("module", [httpclient, grpcclient], ids=["http", "grpc"])
+def test_a_context_model_answers_its_samples_with_the_context_once_or_repeated(module, server):
+    """ranking_towers runs its user tower (context.onnx) once per request: tritonclient
+    sends the user once, gets the scores the joined graph gave at export and the top k."""
+    client = client_for(module, server)
+    samples = json.loads((REPO / "models" / TOWERS / "ranking_samples.json").read_text())["samples"]
+    for sample in samples:
+        want = np.array(sample["expected"]["score"], dtype=np.float32)
+        k = sample["request"]["top_k"]
+        answer = client.infer(TOWERS, towers_request(module, sample, once=True),
+                              parameters={"top_k": k})
+        np.testing.assert_allclose(answer.as_numpy("score").reshape(-1), want, rtol=1e-4, atol=1e-5)
+        assert list(answer.as_numpy("top_k_indices")) == sample["expected"]["top_k"]["indices"]
+        repeated = client.infer(TOWERS, towers_request(module, sample, once=False))
+        np.testing.assert_allclose(repeated.as_numpy("score").reshape(-1), want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_context_models_metadata_lists_what_clients_send(server):
+    meta = client_for(httpclient, server).get_model_metadata(TOWERS)
+    names = {i["name"] for i in meta["inputs"]}
+    assert names == {"user_id", "country", "age", "history", "item_id", "category", "price"}
+    flagged = {i["name"] for i in meta["inputs"] if i.get("broadcast")}
+    assert flagged == {"user_id", "country", "age", "history"}
+    config = client_for(grpcclient, server).get_model_config(TOWERS).config
+    assert "user_vec" not in str(config)
