@@ -56,11 +56,12 @@ impl State {
 }
 
 /// One row of the repository index.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IndexEntry {
     pub name: String,
     /// Empty when the model has no version to report (never loaded, unloaded, unusable).
     pub version: String,
+    #[schema(value_type = String, pattern = "^(READY|UNAVAILABLE|LOADING|UNLOADING)$")]
     pub state: &'static str,
     pub reason: String,
 }

@@ -12,9 +12,9 @@ mod views;
 /// the service, so these are the service's vocabulary too.
 pub use crate::repository::{checked_path, IndexEntry, LoadRequest, Model};
 pub use views::{
-    DynamicBatching, FieldColumn, FieldMetadata, InferStatistics, InstanceGroup, ModelMetadata,
-    ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration, StringParameter,
-    TensorConfig, TensorMetadata, TritonConfig,
+    Datatype, DynamicBatching, FieldColumn, FieldMetadata, InferStatistics, InstanceGroup,
+    ModelMetadata, ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration,
+    StringParameter, TensorConfig, TensorMetadata, TritonConfig,
 };
 
 use std::sync::Arc;

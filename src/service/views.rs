@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::config::ExecutionProvider;
 use crate::metrics::ModelStats;
@@ -15,18 +16,46 @@ use crate::spec::{ModelSpec, TensorSpec};
 pub const PLATFORM: &str = "onnxruntime_onnx";
 
 /// `GET /v2`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServerMetadata {
+    #[schema(value_type = String, pattern = "^mlpserve$")]
     pub name: &'static str,
+    #[schema(value_type = String)]
     pub version: &'static str,
+    /// `binary_tensor_data`, `model_configuration`, `statistics`.
+    #[schema(value_type = Vec<String>)]
     pub extensions: &'static [&'static str],
 }
 
+/// The V2 datatypes, as the document names them (the views carry the names as strings).
+#[derive(ToSchema)]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+pub enum Datatype {
+    BOOL,
+    UINT8,
+    UINT16,
+    UINT32,
+    UINT64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    FP16,
+    BF16,
+    FP32,
+    FP64,
+    BYTES,
+}
+
 /// One tensor of the V2 model metadata.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = MetadataTensor)]
 pub struct TensorMetadata {
     pub name: String,
+    #[schema(value_type = Datatype)]
     pub datatype: &'static str,
+    /// `-1` marks a dynamic dimension.
+    #[schema(minimum = -1)]
     pub shape: Vec<i64>,
     /// An extension key, present (`true`) only on a broadcast input: it may be sent with
     /// first dimension 1 while the other inputs have N rows. The gRPC message has no such
@@ -38,13 +67,16 @@ pub struct TensorMetadata {
 /// The V2 model metadata. `parameters` holds the card facts from the ONNX
 /// `metadata_props` and `execution_provider`, where each instance runs (`cpu`, `cuda:0`,
 /// comma-separated); the gRPC message has no such field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ModelMetadata {
     pub name: String,
     pub versions: Vec<String>,
+    #[schema(value_type = String, pattern = "^onnxruntime_onnx$")]
     pub platform: &'static str,
     pub inputs: Vec<TensorMetadata>,
     pub outputs: Vec<TensorMetadata>,
+    /// Model card facts from the ONNX `metadata_props` (family, paper, data, metric,
+    /// description) and `execution_provider`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, String>,
     /// The raw fields of a model with `[features]` (also listed among `inputs`, where they
@@ -54,22 +86,37 @@ pub struct ModelMetadata {
 }
 
 /// One raw field: what a client sends, the transform, and the graph input columns it fills.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = FeatureField)]
 pub struct FieldMetadata {
     pub name: String,
+    /// BYTES for text fields (integers accepted too), FP32 for numbers (any integer or
+    /// float datatype accepted).
+    #[schema(value_type = String)]
     pub datatype: &'static str,
+    /// The transform as config.toml declares it.
     pub transform: String,
-    /// Present when the field may be left out.
+    /// The value used when a request leaves the field out; present when the field may be
+    /// left out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = string_or_number)]
     pub default: Option<serde_json::Value>,
     pub feeds: Vec<FieldColumn>,
-    /// Present (`true`) on a field sent once per request (see [`TensorMetadata::broadcast`]).
+    /// Present (`true`) on a field sent once per request (see docs/ranking.md).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub broadcast: bool,
 }
 
+/// A field's default: a string or a number.
+fn string_or_number() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Number]))
+        .build()
+}
+
 /// A column of a graph input built from fields.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct FieldColumn {
     pub input: String,
     pub column: usize,
@@ -206,39 +253,46 @@ pub fn ranking_parameters(spec: &ModelSpec) -> Vec<(String, String)> {
 }
 
 /// One `input`/`output` entry of Triton's model configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ConfigTensor)]
 pub struct TensorConfig {
     pub name: String,
     /// Triton's `TYPE_*` name.
+    #[schema(value_type = String, pattern = "^TYPE_")]
     pub data_type: &'static str,
-    /// Without the batch axis when the model batches; dynamic dims are -1.
+    /// Per-row dims for batched models (the batch axis left out); `-1` is dynamic.
+    #[schema(minimum = -1)]
     pub dims: Vec<i64>,
     /// Triton's `reshape`: a raw field is declared `dims: [1]` and used as one value per
     /// row (shape `[]` after the batch axis), so `[N]` and `[N, 1]` both fit.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reshape: Option<Reshape>,
 }
 
 /// Triton's `ModelTensorReshape`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Reshape {
     pub shape: Vec<i64>,
 }
 
 /// Triton's `instance_group` entry: instances that run on the same kind of device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct InstanceGroup {
     pub name: String,
+    #[schema(minimum = 1)]
     pub count: i32,
     /// `KIND_CPU` or `KIND_GPU`: where the instances actually run, after any fallback.
+    #[schema(value_type = String, pattern = "^KIND_(CPU|GPU)$")]
     pub kind: &'static str,
+    /// GPU ordinals of a `KIND_GPU` group.
     /// The GPUs of a `KIND_GPU` group (one entry per instance).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<i32>,
 }
 
 /// Triton's `default_queue_policy`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct QueuePolicy {
     pub default_timeout_microseconds: u64,
     pub allow_timeout_override: bool,
@@ -246,7 +300,7 @@ pub struct QueuePolicy {
 }
 
 /// Triton's `dynamic_batching`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DynamicBatching {
     pub preferred_batch_size: Vec<i32>,
     pub max_queue_delay_microseconds: u64,
@@ -255,30 +309,38 @@ pub struct DynamicBatching {
 
 /// Triton's model configuration (`model_config.proto`) of one model version. Load tools
 /// (perf_analyzer) read `max_batch_size` and the per-row dims from it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ModelConfig)]
 pub struct TritonConfig {
     pub name: String,
+    #[schema(value_type = String)]
     pub platform: &'static str,
+    #[schema(value_type = String)]
     pub backend: &'static str,
     /// 0 for a model that cannot batch (Triton's convention).
+    #[schema(minimum = 0)]
     pub max_batch_size: i32,
     pub input: Vec<TensorConfig>,
     pub output: Vec<TensorConfig>,
+    #[schema(value_type = String)]
     pub default_model_filename: &'static str,
     pub instance_group: Vec<InstanceGroup>,
     /// Left out for a model that cannot batch: Triton rejects it there, and so do we.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub dynamic_batching: Option<DynamicBatching>,
     /// The raw fields (as in the model metadata); gRPC carries them in `parameters`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<FieldMetadata>,
-    /// Triton's string parameters: the ranking facts ([`ranking_parameters`]).
+    /// Triton's string parameters: `broadcast_inputs` (comma-separated inputs and fields
+    /// that may be sent once per request) and `rank_by` (the output `top_k` sorts by),
+    /// each present when set ([`ranking_parameters`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, StringParameter>,
 }
 
 /// Triton's `ModelParameter`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StringParameter {
     pub string_value: String,
 }
@@ -375,7 +437,7 @@ impl TritonConfig {
 }
 
 /// A count and a total duration, Triton's `StatisticDuration`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct StatDuration {
     pub count: u64,
     pub ns: u64,
@@ -386,7 +448,7 @@ fn duration(count: u64, ns: u64) -> StatDuration {
 }
 
 /// Triton's `InferStatistics`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct InferStatistics {
     pub success: StatDuration,
     pub fail: StatDuration,
@@ -399,7 +461,8 @@ pub struct InferStatistics {
 }
 
 /// One entry of Triton's `model_stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ModelStats)]
 pub struct ModelStatistics {
     pub name: String,
     pub version: String,
@@ -409,6 +472,7 @@ pub struct ModelStatistics {
     pub execution_count: u64,
     pub inference_stats: InferStatistics,
     /// Not tracked: always empty.
+    #[schema(value_type = Vec<Object>)]
     pub batch_stats: Vec<()>,
 }
 

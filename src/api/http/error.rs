@@ -38,7 +38,9 @@ pub fn status(error: &Error) -> StatusCode {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = status(&self);
-        let body = axum::Json(serde_json::json!({ "error": self.client_message() }));
+        let body = axum::Json(super::contract::ErrorBody {
+            error: self.client_message(),
+        });
         let mut response = (status, body).into_response();
         if matches!(self, Error::Overloaded { .. } | Error::Unavailable(_)) {
             response

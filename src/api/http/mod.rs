@@ -4,6 +4,7 @@
 
 mod admission;
 mod auth;
+mod contract;
 mod error;
 mod health;
 mod lift;
@@ -29,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -38,6 +39,9 @@ use tower_http::compression::CompressionLayer;
 use tower_http::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_http::timeout::RequestBodyTimeout;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::conn::{self, Port};
 use crate::api::Transport;
@@ -50,52 +54,58 @@ use crate::tensor::Tensor;
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Every route of the HTTP API, each registered with its documented operation: the
+/// router and the OpenAPI document are two views of this one list.
+fn api() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::with_openapi(contract::ApiDoc::openapi())
+        .routes(routes!(health::server_metadata))
+        .routes(contract::also_at(
+            routes!(health::server_metadata),
+            "/v2/",
+            "Slash",
+        ))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(contract::also_at(
+            routes!(health::live),
+            "/health/live",
+            "Alias",
+        ))
+        .routes(contract::also_at(
+            routes!(health::ready),
+            "/health/ready",
+            "Alias",
+        ))
+        .routes(routes!(metrics))
+        .routes(contract::with_version(routes!(v2::model_metadata)))
+        .routes(contract::with_version(routes!(v2::model_ready)))
+        .routes(contract::with_version(routes!(v2::infer)))
+        .routes(contract::with_version(routes!(triton::model_config)))
+        .routes(routes!(triton::all_stats))
+        .routes(contract::with_version(routes!(triton::model_stats)))
+        .routes(routes!(predict::predict))
+        .routes(routes!(repository::index))
+        .routes(routes!(repository::load))
+        .routes(routes!(repository::unload))
+        .routes(routes!(openapi))
+}
+
+/// The OpenAPI document of [`api`], as JSON (built once).
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, doc) = api().split_for_parts();
+        // A document of derived types and literals always serializes.
+        serde_json::to_string(&contract::finish(doc)).unwrap_or_default()
+    })
+}
+
 /// The full HTTP API.
 pub fn router(state: Arc<Service>) -> Router {
     let body_limit = state.config.max_body_bytes;
     let budget = state.inflight.clone();
-    Router::new()
-        .route("/v2", get(health::server_metadata))
-        .route("/v2/", get(health::server_metadata))
-        .route("/v2/health/live", get(health::live))
-        .route("/v2/health/ready", get(health::ready))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics))
-        .route("/v2/models/{name}", get(v2::model_metadata))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(v2::model_metadata),
-        )
-        .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route(
-            "/v2/models/{name}/versions/{version}/ready",
-            get(v2::model_ready),
-        )
-        .route("/v2/models/{name}/infer", post(v2::infer))
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(v2::infer),
-        )
-        .route("/v2/models/{name}/config", get(triton::model_config))
-        .route(
-            "/v2/models/{name}/versions/{version}/config",
-            get(triton::model_config),
-        )
-        .route("/v2/models/stats", get(triton::all_stats))
-        .route("/v2/models/{name}/stats", get(triton::model_stats))
-        .route(
-            "/v2/models/{name}/versions/{version}/stats",
-            get(triton::model_stats),
-        )
-        .route("/predict", post(predict::predict))
-        .route("/v2/repository/index", post(repository::index))
-        .route("/v2/repository/models/{name}/load", post(repository::load))
-        .route(
-            "/v2/repository/models/{name}/unload",
-            post(repository::unload),
-        )
-        .route("/openapi.json", get(openapi))
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(not_found)
         // One stack, applied once: every `Router::layer` call boxes the route again (a boxed
         // service clone and a boxed future per layer and request), and so does every
@@ -177,6 +187,10 @@ pub async fn serve_metrics(
     conn::serve(listener, port, transport.conns, app, shutdown).await
 }
 
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.",
+        body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<Arc<Service>>) -> impl IntoResponse {
     (
         [(
@@ -187,11 +201,14 @@ async fn metrics(State(state): State<Arc<Service>>) -> impl IntoResponse {
     )
 }
 
-/// The HTTP contract (`openapi/openapi.json`), compiled in so it always matches this build.
+/// This document
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 description of the HTTP API.",
+        body = Object, content_type = "application/json")))]
 async fn openapi() -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("../../../openapi/openapi.json"),
+        openapi_json(),
     )
 }
 

@@ -151,6 +151,34 @@ impl Serialize for PredictResponse<'_> {
     }
 }
 
+/// Application-friendly inference
+///
+/// Inputs are nested arrays keyed by input name (or one bare nested array for a
+/// single-input model); shapes come from the nesting and datatypes from the model.
+#[utoipa::path(post, path = "/predict", operation_id = "predict", tag = "inference",
+    request_body(content(
+        (super::contract::PredictRequest = "application/json", examples(
+            ("named" = (value = json!({"model": "mlp_digits", "inputs": {"pixels": [vec![0.0; 64]]}}))),
+            ("bare" = (value = json!({"model": "fastkan_cancer", "inputs": [vec![0.5; 30]], "timeout_ms": 1000}))),
+        )),
+    )),
+    responses(
+        (status = 200, description = "Outputs as nested arrays keyed by output name, in the order requested.",
+            body = super::contract::PredictResponse,
+            headers(
+                ("x-queue-time-us" = u64, description = "Microseconds the request waited in the model's queue."),
+                ("x-compute-time-us" = u64, description = "Microseconds of ONNX Runtime time for the batch that ran the request."),
+                ("x-batch-rows" = u64, description = "Rows in the batch that ran the request."),
+            )),
+        (status = 400, response = super::contract::BadRequest),
+        (status = 404, response = super::contract::NotFound),
+        (status = 413, response = super::contract::TooLarge),
+        (status = 415, response = super::contract::UnsupportedContentEncoding),
+        (status = 429, response = super::contract::Overloaded),
+        (status = 500, response = super::contract::Internal),
+        (status = 503, response = super::contract::Unavailable),
+        (status = 504, response = super::contract::Timeout),
+    ))]
 pub async fn predict(
     State(service): State<Arc<Service>>,
     charge: Option<Extension<Arc<Charge>>>,

@@ -14,6 +14,10 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::body_or_error;
+use super::contract::{
+    AdminToken, BadRequest, Forbidden, IndexRequest, Internal, LoadBody, ModelPath, NotFound,
+    TooLarge, Unauthorized, Unavailable, UnloadBody,
+};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::service::Service;
@@ -47,6 +51,16 @@ fn object(body: &Bytes) -> Result<Map<String, Value>> {
     }
 }
 
+/// Every model and version the repository knows, with its state and the reason when unavailable (Triton's repository extension)
+#[utoipa::path(post, path = "/v2/repository/index", operation_id = "repositoryIndex", tag = "repository",
+    params(AdminToken),
+    request_body(content = IndexRequest, description = "May be empty."),
+    responses(
+        (status = 200, description = "The index.", body = Vec<IndexEntry>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+    ))]
 pub async fn index(
     State(service): State<Arc<Service>>,
     headers: HeaderMap,
@@ -65,6 +79,20 @@ pub async fn index(
     Ok(Json(service.repository_index(ready_only)))
 }
 
+/// Load or reload a model; answers when done (explicit mode)
+#[utoipa::path(post, path = "/v2/repository/models/{name}/load", operation_id = "repositoryModelLoad", tag = "repository",
+    params(ModelPath, AdminToken),
+    request_body(content = LoadBody, description = "May be empty."),
+    responses(
+        (status = 200, description = "Done."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn load(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
@@ -77,6 +105,20 @@ pub async fn load(
     Ok(StatusCode::OK)
 }
 
+/// Unload a model; answers when done (explicit mode)
+#[utoipa::path(post, path = "/v2/repository/models/{name}/unload", operation_id = "repositoryModelUnload", tag = "repository",
+    params(ModelPath, AdminToken),
+    request_body(content = UnloadBody, description = "May be empty."),
+    responses(
+        (status = 200, description = "Done."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn unload(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,

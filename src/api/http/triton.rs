@@ -6,12 +6,21 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
+use super::contract::{ModelPath, ModelStatsResponse, NotFound, Unavailable};
 use crate::error::Result;
 use crate::service::{ModelRef, Service, TritonConfig};
 
+/// Triton model configuration (the newest loaded version)
+///
 /// `GET /v2/models/{name}[/versions/{version}]/config`.
+#[utoipa::path(get, path = "/v2/models/{name}/config", operation_id = "modelConfig", tag = "triton",
+    params(ModelPath),
+    responses(
+        (status = 200, description = "`model_config.proto` as JSON; read by perf_analyzer for `max_batch_size` and the per-row dims.", body = TritonConfig),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn model_config(
     State(service): State<Arc<Service>>,
     model: ModelRef,
@@ -19,19 +28,31 @@ pub async fn model_config(
     Ok(Json(service.model_config(&model)?))
 }
 
-/// `GET /v2/models/stats`: every loaded model version.
-pub async fn all_stats(State(service): State<Arc<Service>>) -> Result<Json<Value>> {
-    Ok(Json(
-        json!({ "model_stats": service.statistics(None, None)? }),
-    ))
+/// Triton statistics of every loaded model version
+///
+/// `GET /v2/models/stats`.
+#[utoipa::path(get, path = "/v2/models/stats", operation_id = "allModelStats", tag = "triton",
+    responses((status = 200, description = "Statistics per model version.", body = ModelStatsResponse)))]
+pub async fn all_stats(State(service): State<Arc<Service>>) -> Result<Json<ModelStatsResponse>> {
+    let model_stats = service.statistics(None, None)?;
+    Ok(Json(ModelStatsResponse { model_stats }))
 }
 
+/// Triton statistics (every loaded version of the model)
+///
 /// `GET /v2/models/{name}[/versions/{version}]/stats`: every loaded version of one model
 /// (as Triton does), or one version.
+#[utoipa::path(get, path = "/v2/models/{name}/stats", operation_id = "modelStats", tag = "triton",
+    params(ModelPath),
+    responses(
+        (status = 200, description = "Statistics per model version.", body = ModelStatsResponse),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn model_stats(
     State(service): State<Arc<Service>>,
     model: ModelRef,
-) -> Result<Json<Value>> {
-    let stats = service.statistics(Some(&model.name), model.version.as_deref())?;
-    Ok(Json(json!({ "model_stats": stats })))
+) -> Result<Json<ModelStatsResponse>> {
+    let model_stats = service.statistics(Some(&model.name), model.version.as_deref())?;
+    Ok(Json(ModelStatsResponse { model_stats }))
 }

@@ -10,7 +10,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+
+use super::contract::{
+    BadRequest, BinaryHeader, InferRequest, InferResponse, Internal, ModelPath, ModelReady,
+    NotFound, Overloaded, Timeout, TooLarge, Unavailable, UnsupportedContentEncoding,
+};
 
 use super::{
     body_or_error, check_json_output, off_runtime_if, payload, v2_codec, OFF_RUNTIME_BYTES,
@@ -20,6 +24,14 @@ use crate::service::budget::{tensor_bytes, Charge, Hold};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 use crate::telemetry::RequestTrace;
 
+/// Model metadata (the newest loaded version)
+#[utoipa::path(get, path = "/v2/models/{name}", operation_id = "modelMetadata", tag = "models",
+    params(ModelPath),
+    responses(
+        (status = 200, description = "Model metadata; the model card's facts are in `parameters`.", body = ModelMetadata),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn model_metadata(
     State(service): State<Arc<Service>>,
     model: ModelRef,
@@ -27,8 +39,17 @@ pub async fn model_metadata(
     Ok(Json(service.model_metadata(&model)?))
 }
 
+/// Model readiness (the newest loaded version)
+///
 /// 200 when ready; the service's error (404) for an unknown model or version; 503 while
 /// shutting down.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", operation_id = "modelReady", tag = "models",
+    params(ModelPath),
+    responses(
+        (status = 200, description = "The model is ready.", body = ModelReady),
+        (status = 404, response = NotFound),
+        (status = 503, description = "The server is shutting down: `{\"name\": ..., \"ready\": false}`.", body = ModelReady),
+    ))]
 pub async fn model_ready(State(service): State<Arc<Service>>, model: ModelRef) -> Result<Response> {
     let ready = service.model_readiness(&model)?;
     let status = if ready {
@@ -36,9 +57,46 @@ pub async fn model_ready(State(service): State<Arc<Service>>, model: ModelRef) -
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok((status, Json(json!({ "name": model.name, "ready": ready }))).into_response())
+    let name = model.name;
+    Ok((status, Json(ModelReady { name, ready })).into_response())
 }
 
+/// KServe V2 inference (the newest loaded version)
+///
+/// Inputs as JSON (`data`) or, with Triton's binary tensor extension, as raw little-endian
+/// row-major bytes after the JSON (`binary_data_size` per input,
+/// `Inference-Header-Content-Length` giving the JSON length). Raw requests without a JSON
+/// header (`Inference-Header-Content-Length: 0`) are not supported.
+#[utoipa::path(post, path = "/v2/models/{name}/infer", operation_id = "modelInfer", tag = "inference",
+    params(ModelPath, BinaryHeader),
+    request_body(content(
+        (InferRequest = "application/json", examples(
+            ("json" = (value = json!({"id": "42", "inputs": [
+                {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]}))),
+            ("withOutputs" = (value = json!({"inputs": [
+                {"name": "pixels", "shape": [2, 64], "datatype": "FP32", "data": [vec![0.5; 64], vec![1.0; 64]]}],
+                "outputs": [{"name": "logits"}], "parameters": {"timeout": 1_000_000}}))),
+        )),
+        (String = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "The outputs. `application/json` unless an output was asked for as binary (`binary_data`, `binary_data_output`); then `application/octet-stream`: the JSON response (its length in `Inference-Header-Content-Length`) followed by the binary outputs in the order of the JSON `outputs`.",
+            content((InferResponse = "application/json"), (String = "application/octet-stream")),
+            headers(
+                ("x-queue-time-us" = u64, description = "Microseconds the request waited in the model's queue."),
+                ("x-compute-time-us" = u64, description = "Microseconds of ONNX Runtime time for the batch that ran the request."),
+                ("x-batch-rows" = u64, description = "Rows in the batch that ran the request."),
+                ("Inference-Header-Content-Length" = u64, description = "Length of the JSON part of a binary response."),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedContentEncoding),
+        (status = 429, response = Overloaded),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Timeout),
+    ))]
 pub async fn infer(
     State(service): State<Arc<Service>>,
     model_ref: ModelRef,
