@@ -43,7 +43,9 @@
 #      (--compare-context): request bytes, rows/s, p50/p99, server CPU per request, and the
 #      ceiling at batch 64-256 fed the already-expanded batch (targets: context-once >= 1.5 x
 #      the repeated rows/s at 16 clients over V2 JSON; >= 0.85 x the ceiling at the same
-#      batch size)
+#      batch size). Then the same for ranking_towers, whose user tower is a context graph
+#      (context.onnx) the server runs once per request: its ceiling is that graph on one row
+#      per request plus model.onnx on the batch. H_MODELS="ranking_towers" runs only it.
 # The load generator runs on the same machine as the server; read the "cores used" column.
 # BENCH_BIN=path/to/mlpserve-bench uses that build instead of building release (e.g. a
 # quick check of a scenario with a debug build; its numbers are not the server's).
@@ -150,13 +152,15 @@ for s in $scenarios; do
       BIN="$bin" DURATION="$DURATION" WARMUP="$WARMUP" scripts/bench-observe.sh
       ;;
     h)
-      for rows in 200 1000; do
-        for api in "--api v2" "--api v2 --binary" "--api grpc"; do
-          echo "== (h) ranking, context once vs repeated: ranking_ctr, $rows candidates, $api"
-          "$bin" --model-repository models --model ranking_ctr --rows "$rows" $api \
-            --context user_id,country,age,history --compare-context --rounds 2 \
-            --concurrency 1,16 --ceiling --ceiling-batches 64,128,256 "${common[@]}"
-          echo
+      for model in ${H_MODELS:-ranking_ctr ranking_towers}; do
+        for rows in 200 1000; do
+          for api in "--api v2" "--api v2 --binary" "--api grpc"; do
+            echo "== (h) ranking, context once vs repeated: $model, $rows candidates, $api"
+            "$bin" --model-repository models --model "$model" --rows "$rows" $api \
+              --context user_id,country,age,history --compare-context --rounds 2 \
+              --concurrency 1,16 --ceiling --ceiling-batches 64,128,256 "${common[@]}"
+            echo
+          done
         done
       done
       ;;

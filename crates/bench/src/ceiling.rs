@@ -3,6 +3,10 @@
 //! tight loop on pre-built random inputs at several batch sizes. Its best rows/s is what
 //! one instance could do with zero serving overhead; its batch-1 latency is the floor
 //! under the server's low-load latency.
+//!
+//! A context model (`[context]` in its config.toml) is measured as the server runs it:
+//! each run is its context graph on one row per request of the batch (`batch ÷ rows per
+//! request`, rounded up) followed by model.onnx on the batch's rows.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,6 +30,10 @@ pub struct CeilingConfig {
     /// Measured time per batch size (after a short warm-up).
     pub duration: Duration,
     pub random: RandomSpec,
+    /// The context graph of a context model, run before the scorer in every run.
+    pub context_file: Option<PathBuf>,
+    /// Rows per request of the load: a run's context rows are its batch ÷ this.
+    pub rows_per_request: usize,
 }
 
 /// One batch size's result.
@@ -51,6 +59,8 @@ pub struct CeilingPoint {
     /// (after − before) ÷ mean rows/s when measured before and after the load: how much
     /// the machine's speed changed meanwhile (0 for a single measurement).
     pub drift: f64,
+    /// Rows of the context graph each run ran first (0: the model has none).
+    pub context_rows: usize,
 }
 
 /// Sleep before each run of the idle-gap measurement: about what a server spends between
@@ -78,6 +88,7 @@ pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<Ceiling
                 spin_p50_us: (a.spin_p50_us + b.spin_p50_us) / 2.0,
                 cores: (a.cores + b.cores) / 2.0,
                 drift: (b.rows_per_s - a.rows_per_s) / mean.max(1e-9),
+                context_rows: a.context_rows,
             }
         })
         .collect())
@@ -93,42 +104,32 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
         device_id: 0,
     };
     let file = &config.model_file;
-    let (mut session, _) = build_session(runtime.env(), file, &options)
-        .map_err(|e| format!("cannot load {} for the ceiling: {e}", file.display()))?;
-    let spec =
-        read_spec(&session, "ceiling", "1", ModelConfig::default()).map_err(|e| e.to_string())?;
-    let inputs: Vec<InputDesc> = spec
-        .inputs
-        .iter()
-        .map(|s| InputDesc {
-            name: s.name.clone(),
-            dtype: s.dtype,
-            shape: s.shape.clone(),
-        })
-        .collect();
+    let mut graph = Graph::load(&runtime, file, &options)?;
+    let mut context = match &config.context_file {
+        Some(file) => Some(Graph::load(&runtime, file, &options)?),
+        None => None,
+    };
     let mut rng = Rng::new(config.random.seed);
     let mut points = Vec::new();
     for &batch in &config.batch_sizes {
-        if !spec.batched && batch != 1 {
+        if !graph.batched && batch != 1 {
             continue;
         }
-        let mut values = Vec::with_capacity(inputs.len());
-        for i in &inputs {
-            let t = random_tensor(i.dtype, concrete_shape(i, batch), &mut rng, config.random);
-            values.push(to_ort_value(t).map_err(|e| format!("input '{}': {e}", i.name))?);
-        }
+        let context_rows = batch.div_ceil(config.rows_per_request.max(1)).max(1);
+        let values = graph.values(batch, &mut rng, config.random)?;
+        let context_values = match &context {
+            Some(c) => Some(c.values(context_rows, &mut rng, config.random)?),
+            None => None,
+        };
         let mut run = || -> Result<Duration, String> {
-            let feed: Vec<(&str, &ort::value::DynValue)> = inputs
-                .iter()
-                .map(|i| i.name.as_str())
-                .zip(values.iter())
-                .collect();
             let t = Instant::now();
-            let outputs = session
-                .ort()
-                .run(feed)
+            if let (Some(c), Some(v)) = (context.as_mut(), context_values.as_ref()) {
+                c.run(v)
+                    .map_err(|e| format!("context graph at {context_rows} rows: {e}"))?;
+            }
+            graph
+                .run(&values)
                 .map_err(|e| format!("session.run at batch {batch}: {e}"))?;
-            drop(outputs);
             Ok(t.elapsed())
         };
         // Warm-up: ORT plans memory per shape on first use.
@@ -178,9 +179,71 @@ pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
             spin_p50_us: spin.value_at_quantile(0.5) as f64 / 1e3,
             cores,
             drift: 0.0,
+            context_rows: if context.is_some() { context_rows } else { 0 },
         });
     }
     Ok(points)
+}
+
+/// One graph of the ceiling: its session and the inputs it takes.
+struct Graph {
+    session: mlpserve::runtime::Session,
+    inputs: Vec<InputDesc>,
+    batched: bool,
+}
+
+impl Graph {
+    fn load(
+        runtime: &Runtime,
+        file: &std::path::Path,
+        options: &SessionOptions,
+    ) -> Result<Graph, String> {
+        let (session, _) = build_session(runtime.env(), file, options)
+            .map_err(|e| format!("cannot load {} for the ceiling: {e}", file.display()))?;
+        let spec = read_spec(&session, "ceiling", "1", ModelConfig::default())
+            .map_err(|e| e.to_string())?;
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|s| InputDesc {
+                name: s.name.clone(),
+                dtype: s.dtype,
+                shape: s.shape.clone(),
+            })
+            .collect();
+        Ok(Graph {
+            session,
+            inputs,
+            batched: spec.batched,
+        })
+    }
+
+    /// Random inputs of `rows` rows, built once before the timed runs.
+    fn values(
+        &self,
+        rows: usize,
+        rng: &mut Rng,
+        random: RandomSpec,
+    ) -> Result<Vec<ort::value::DynValue>, String> {
+        let mut values = Vec::with_capacity(self.inputs.len());
+        for i in &self.inputs {
+            let t = random_tensor(i.dtype, concrete_shape(i, rows), rng, random);
+            values.push(to_ort_value(t).map_err(|e| format!("input '{}': {e}", i.name))?);
+        }
+        Ok(values)
+    }
+
+    fn run(&mut self, values: &[ort::value::DynValue]) -> Result<(), String> {
+        let feed: Vec<(&str, &ort::value::DynValue)> = self
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .zip(values.iter())
+            .collect();
+        let outputs = self.session.ort().run(feed).map_err(|e| e.to_string())?;
+        drop(outputs);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +261,7 @@ mod tests {
             spin_p50_us: 1.0,
             cores: 1.0,
             drift: 0.0,
+            context_rows: 0,
         }
     }
 

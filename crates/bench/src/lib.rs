@@ -337,11 +337,12 @@ fn ceiling_config(
     args: &BenchArgs,
     in_process: Option<&server::InProcess>,
 ) -> Result<ceiling::CeilingConfig, String> {
-    let (model_file, intra, provider) = match (in_process, &args.model_file) {
+    let (model_file, intra, provider, context_file) = match (in_process, &args.model_file) {
         (_, Some(file)) => (
             file.clone(),
             args.intra_op_threads.unwrap_or(1),
             ExecutionProvider::Cpu,
+            None,
         ),
         (Some(s), None) => {
             let repo = &s.config.model_repository;
@@ -350,7 +351,12 @@ fn ceiling_config(
             let intra = model_config
                 .intra_op_threads
                 .unwrap_or(s.config.intra_op_threads);
-            (file, intra, s.config.execution_provider)
+            // A context model's ceiling runs its context graph too, as the server does.
+            let context = model_config
+                .context
+                .as_ref()
+                .and_then(|c| Some(file.parent()?.join(&c.model)));
+            (file, intra, s.config.execution_provider, context)
         }
         (None, None) => {
             return Err("--ceiling against an external server needs --model-file".into())
@@ -367,6 +373,8 @@ fn ceiling_config(
             int_range: args.int_range,
             seed: args.seed,
         },
+        context_file,
+        rows_per_request: args.rows,
     })
 }
 

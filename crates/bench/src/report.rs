@@ -127,8 +127,14 @@ fn print_ceiling(r: &Report<'_>, points: &[CeilingPoint]) {
         "batch", "runs", "rows/s", "p50 µs", "p99 µs", "cores", "drift"
     );
     for p in points {
+        // A context model's run is its context graph on these rows, then model.onnx.
+        let context = if p.context_rows > 0 {
+            format!("  (+ context graph on {} rows)", p.context_rows)
+        } else {
+            String::new()
+        };
         println!(
-            "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2} {:>+6.0}%",
+            "{:>7} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>6.2} {:>+6.0}%{context}",
             p.batch,
             p.runs,
             p.rows_per_s,
@@ -317,6 +323,7 @@ mod tests {
             spin_p50_us: 0.0,
             cores: 1.0,
             drift: 0.0,
+            context_rows: 0,
         }
     }
 

@@ -1,7 +1,9 @@
 //! Ranking requests end to end: the bench binary starts the real server in-process on the
 //! committed zoo and sends `ranking_ctr` requests whose user context (`--context`) is drawn
 //! once and repeated on every row, over V2 JSON, binary tensors and gRPC; the options that
-//! shape such requests are checked before anything starts.
+//! shape such requests are checked before anything starts. `ranking_towers`, whose user
+//! tower is a context graph, is compared with its ceiling: that graph on one row per
+//! request and model.onnx on the batch.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,15 +15,19 @@ fn root() -> PathBuf {
 }
 
 fn bench(args: &[&str]) -> (bool, String, String) {
+    bench_model("ranking_ctr", args)
+}
+
+fn bench_model(model: &str, args: &[&str]) -> (bool, String, String) {
     let root = root();
     // Only the model under test loads, so each run starts in a moment.
     let config = std::env::temp_dir().join(format!(
-        "mlpserve-bench-ranking-{}.toml",
+        "mlpserve-bench-ranking-{model}-{}.toml",
         std::process::id()
     ));
     std::fs::write(
         &config,
-        "model_control_mode = \"explicit\"\nload_model = [\"ranking_ctr\"]\n",
+        format!("model_control_mode = \"explicit\"\nload_model = [\"{model}\"]\n"),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mlpserve-bench"))
@@ -33,7 +39,7 @@ fn bench(args: &[&str]) -> (bool, String, String) {
                 .to_str()
                 .unwrap(),
         ])
-        .args(["--model", "ranking_ctr", "--warmup", "100ms"])
+        .args(["--model", model, "--warmup", "100ms"])
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -149,5 +155,44 @@ fn compare_context_measures_both_forms_and_prints_the_ratios() {
     // the usual report is the context-once form's: the body carries the context once
     let main_line = stdout.lines().next().unwrap_or_default();
     assert!(main_line.contains("rows/request 20"), "{stdout}");
+    assert_eq!(level(&stdout, "2")[7], "0", "errors in {stdout}");
+}
+
+#[test]
+fn a_context_models_ceiling_runs_both_graphs_and_the_comparison_reads_it() {
+    let (ok, stdout, stderr) = bench_model(
+        "ranking_towers",
+        &[
+            "--rows",
+            "20",
+            "--context",
+            CONTEXT,
+            "--compare-context",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--duration",
+            "300ms",
+            "--ceiling",
+            "--ceiling-batches",
+            "1,20,40,400",
+            "--ceiling-duration",
+            "200ms",
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("best ceiling:"), "{stdout}");
+    // 20 rows per request: a batch of 40 rows holds 2 requests, so 2 context rows.
+    assert!(
+        stdout.contains("(+ context graph on 2 rows)")
+            && stdout.contains("(+ context graph on 20 rows)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 clients: once ÷ repeated rows/s = ")
+            && stdout.contains("2 clients: once ÷ ceiling at batch"),
+        "{stdout}"
+    );
     assert_eq!(level(&stdout, "2")[7], "0", "errors in {stdout}");
 }
