@@ -6,6 +6,8 @@
 //! messages (V2 inference, `/predict`, the repository extension) are described here by
 //! schema types of their own. Served at `GET /openapi.json`; nothing here runs per request.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem, Paths};
@@ -14,7 +16,7 @@ use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
 };
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Required};
-use utoipa::{IntoParams, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToResponse, ToSchema};
 use utoipa_axum::router::UtoipaMethodRouter;
 
 /// The document's header, tags and shared components; the router adds the paths.
@@ -178,6 +180,57 @@ error_answer!(
 error_answer!(
     Forbidden,
     "Not allowed in this control mode (load and unload need `--model-control-mode explicit`)."
+);
+
+/// Declares a set of error answers several operations share, as references to the named
+/// answers above.
+macro_rules! error_set {
+    ($name:ident, $doc:expr, [$(($status:literal, $answer:ident)),*]) => {
+        #[doc = $doc]
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                BTreeMap::from([$((
+                    $status.to_string(),
+                    RefOr::Ref(Ref::from_response_name(stringify!($answer))),
+                )),*])
+            }
+        }
+    };
+}
+
+error_set!(
+    ModelErrors,
+    "A model route's errors: the model or version is unknown, or the server is shutting down.",
+    [("404", NotFound), ("503", Unavailable)]
+);
+error_set!(
+    InferenceErrors,
+    "An inference's errors, from the body to the deadline.",
+    [
+        ("400", BadRequest),
+        ("404", NotFound),
+        ("413", TooLarge),
+        ("415", UnsupportedContentEncoding),
+        ("429", Overloaded),
+        ("500", Internal),
+        ("503", Unavailable),
+        ("504", Timeout)
+    ]
+);
+error_set!(
+    ControlErrors,
+    "A load's or unload's errors.",
+    [
+        ("400", BadRequest),
+        ("401", Unauthorized),
+        ("403", Forbidden),
+        ("404", NotFound),
+        ("413", TooLarge),
+        ("500", Internal),
+        ("503", Unavailable)
+    ]
 );
 
 /// 415: answered before the body is read, with an empty body.

@@ -170,14 +170,7 @@ impl Serialize for PredictResponse<'_> {
                 ("x-compute-time-us" = u64, description = "Microseconds of ONNX Runtime time for the batch that ran the request."),
                 ("x-batch-rows" = u64, description = "Rows in the batch that ran the request."),
             )),
-        (status = 400, response = super::contract::BadRequest),
-        (status = 404, response = super::contract::NotFound),
-        (status = 413, response = super::contract::TooLarge),
-        (status = 415, response = super::contract::UnsupportedContentEncoding),
-        (status = 429, response = super::contract::Overloaded),
-        (status = 500, response = super::contract::Internal),
-        (status = 503, response = super::contract::Unavailable),
-        (status = 504, response = super::contract::Timeout),
+        super::contract::InferenceErrors,
     ))]
 pub async fn predict(
     State(service): State<Arc<Service>>,

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 use super::body_or_error;
 use super::contract::{
-    AdminToken, BadRequest, Forbidden, IndexRequest, Internal, LoadBody, ModelPath, NotFound,
-    TooLarge, Unauthorized, Unavailable, UnloadBody,
+    AdminToken, BadRequest, ControlErrors, IndexRequest, LoadBody, ModelPath, TooLarge,
+    Unauthorized, UnloadBody,
 };
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -85,13 +85,7 @@ pub async fn index(
     request_body(content = LoadBody, description = "May be empty."),
     responses(
         (status = 200, description = "Done."),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        ControlErrors,
     ))]
 pub async fn load(
     State(service): State<Arc<Service>>,
@@ -111,13 +105,7 @@ pub async fn load(
     request_body(content = UnloadBody, description = "May be empty."),
     responses(
         (status = 200, description = "Done."),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        ControlErrors,
     ))]
 pub async fn unload(
     State(service): State<Arc<Service>>,

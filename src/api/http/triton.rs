@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 
-use super::contract::{ModelPath, ModelStatsResponse, NotFound, Unavailable};
+use super::contract::{ModelErrors, ModelPath, ModelStatsResponse};
 use crate::error::Result;
 use crate::service::{ModelRef, Service, TritonConfig};
 
@@ -18,8 +18,7 @@ use crate::service::{ModelRef, Service, TritonConfig};
     params(ModelPath),
     responses(
         (status = 200, description = "`model_config.proto` as JSON; read by perf_analyzer for `max_batch_size` and the per-row dims.", body = TritonConfig),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        ModelErrors,
     ))]
 pub async fn model_config(
     State(service): State<Arc<Service>>,
@@ -46,8 +45,7 @@ pub async fn all_stats(State(service): State<Arc<Service>>) -> Result<Json<Model
     params(ModelPath),
     responses(
         (status = 200, description = "Statistics per model version.", body = ModelStatsResponse),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        ModelErrors,
     ))]
 pub async fn model_stats(
     State(service): State<Arc<Service>>,

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::contract::{
-    BadRequest, BinaryHeader, InferRequest, InferResponse, Internal, ModelPath, ModelReady,
-    NotFound, Overloaded, Timeout, TooLarge, Unavailable, UnsupportedContentEncoding,
+    BinaryHeader, InferRequest, InferResponse, InferenceErrors, ModelErrors, ModelPath, ModelReady,
+    NotFound,
 };
 
 use super::{
@@ -29,8 +29,7 @@ use crate::telemetry::RequestTrace;
     params(ModelPath),
     responses(
         (status = 200, description = "Model metadata; the model card's facts are in `parameters`.", body = ModelMetadata),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        ModelErrors,
     ))]
 pub async fn model_metadata(
     State(service): State<Arc<Service>>,
@@ -88,14 +87,7 @@ pub async fn model_ready(State(service): State<Arc<Service>>, model: ModelRef) -
                 ("x-batch-rows" = u64, description = "Rows in the batch that ran the request."),
                 ("Inference-Header-Content-Length" = u64, description = "Length of the JSON part of a binary response."),
             )),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedContentEncoding),
-        (status = 429, response = Overloaded),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
-        (status = 504, response = Timeout),
+        InferenceErrors,
     ))]
 pub async fn infer(
     State(service): State<Arc<Service>>,
