@@ -9,7 +9,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{expect_error, header_usize, ScratchRepo, TestServer};
+use common::{assert_unavailable, expect_error, header_usize, v2_output, ScratchRepo, TestServer};
 use mlpserve::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
 use mlpserve::api::grpc::proto::{InferTensorContents, ModelInferRequest, ModelInferResponse};
@@ -37,15 +37,6 @@ fn unframe(mut bytes: &[u8]) -> Vec<String> {
         bytes = &rest[len..];
     }
     out
-}
-
-fn output<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .find(|o| o["name"] == name)
-        .unwrap_or_else(|| panic!("output {name} in {body}"))
 }
 
 fn text_request(shape: &[usize], data: Value) -> Value {
@@ -84,11 +75,11 @@ fn strings_travel_as_json_binary_raw_bodies_and_predict() {
         &text_request(&[2, 2], json!([["red", "grün ☕"], ["", "a\"b\\n"]])),
     );
     assert_eq!(status, 200, "{body}");
-    let echo = output(&body, "echo");
+    let echo = v2_output(&body, "echo");
     assert_eq!(echo["datatype"], "BYTES");
     assert_eq!(echo["shape"], json!([2, 2]));
     assert_eq!(echo["data"], json!(["red", "grün ☕", "", "a\"b\\n"]));
-    assert_eq!(output(&body, "code")["data"], json!([0, -1, -1, -1]));
+    assert_eq!(v2_output(&body, "code")["data"], json!([0, -1, -1, -1]));
 
     // The binary extension: a length-prefixed input, binary outputs back.
     let items: [&[u8]; 3] = [b"blue", b"", "naïve".as_bytes()];
@@ -113,13 +104,13 @@ fn strings_travel_as_json_binary_raw_bodies_and_predict() {
     let raw = r.bytes().expect("body");
     let (head, tail) = raw.split_at(json_len);
     let head: Value = serde_json::from_slice(head).expect("JSON part");
-    let echo = output(&head, "echo");
+    let echo = v2_output(&head, "echo");
     assert_eq!(
         echo["parameters"]["binary_data_size"],
         json!(framed(&items).len())
     );
     assert_eq!(unframe(tail), ["blue", "", "naïve"]);
-    assert_eq!(output(&head, "code")["data"], json!([2, -1, -1]));
+    assert_eq!(v2_output(&head, "code")["data"], json!([2, -1, -1]));
 
     // A raw binary body: the one input's elements, the shape deduced as [1, n].
     let r = client
@@ -132,7 +123,7 @@ fn strings_travel_as_json_binary_raw_bodies_and_predict() {
     let json_len = header_usize(r.headers(), "inference-header-content-length");
     let raw = r.bytes().expect("body");
     let head: Value = serde_json::from_slice(&raw[..json_len]).expect("JSON part");
-    assert_eq!(output(&head, "echo")["shape"], json!([1, 2]));
+    assert_eq!(v2_output(&head, "echo")["shape"], json!([1, 2]));
     assert_eq!(unframe(&raw[json_len..raw.len() - 16]), ["green", "red"]);
     let codes: Vec<i64> = raw[raw.len() - 16..]
         .chunks_exact(8)
@@ -361,7 +352,10 @@ fn bad_strings_are_refused_naming_the_input_and_element() {
         &["tenure_months", "FP32", "BYTES"],
     );
     let (status, body) = server.post_json(infer, &text_request(&[1, 1], json!(["red"])));
-    assert_eq!((status, &output(&body, "code")["data"]), (200, &json!([0])));
+    assert_eq!(
+        (status, &v2_output(&body, "code")["data"]),
+        (200, &json!([0]))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +404,7 @@ async fn concurrent_string_requests_batch_padded_with_empty_strings_and_get_thei
         let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut padded = row.clone();
         padded.resize(longest, "");
-        let echo = output(body, "echo");
+        let echo = v2_output(body, "echo");
         assert_eq!(echo["shape"], json!([1, longest]), "{body}");
         assert_eq!(echo["data"], json!(padded));
         let codes: Vec<i64> = padded
@@ -422,7 +416,7 @@ async fn concurrent_string_requests_batch_padded_with_empty_strings_and_get_thei
                     .map_or(-1, |i| i as i64)
             })
             .collect();
-        assert_eq!(output(body, "code")["data"], json!(codes));
+        assert_eq!(v2_output(body, "code")["data"], json!(codes));
     }
 }
 
@@ -440,14 +434,6 @@ fn a_pad_value_for_a_string_input_fails_the_load_with_the_reason() {
     let server = TestServer::start_with(config);
     let (status, index) = server.post_json("/v2/repository/index", &json!({}));
     assert_eq!(status, 200, "{index}");
-    let entry = index
-        .as_array()
-        .expect("index")
-        .iter()
-        .find(|e| e["name"] == "echo" && e["state"] == "UNAVAILABLE")
-        .unwrap_or_else(|| panic!("echo is not UNAVAILABLE: {index}"));
-    let reason = entry["reason"].as_str().unwrap_or_default();
-    for needle in ["[inputs.text] pad_value = 3", "BYTES", "empty string"] {
-        assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
-    }
+    let needles = ["[inputs.text] pad_value = 3", "BYTES", "empty string"];
+    assert_unavailable(&index, "echo", &needles);
 }

@@ -495,3 +495,44 @@ pub fn memory_mib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// A V2 JSON body of one-dimensional inputs: (name, datatype, values), each of shape [N]
+/// (a scalar value is one element).
+pub fn v2_columns(inputs: &[(&str, &str, serde_json::Value)]) -> serde_json::Value {
+    let inputs: Vec<serde_json::Value> = inputs
+        .iter()
+        .map(|(name, datatype, data)| {
+            let n = data.as_array().map_or(1, Vec::len);
+            serde_json::json!({"name": name, "datatype": datatype, "shape": [n], "data": data})
+        })
+        .collect();
+    serde_json::json!({ "inputs": inputs })
+}
+
+/// The output `name` of a V2 JSON answer.
+pub fn v2_output<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    body["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {body}"))
+}
+
+/// Asserts the repository `index` lists model `name` UNAVAILABLE with a reason holding
+/// every one of `needles`.
+pub fn assert_unavailable(index: &serde_json::Value, name: &str, needles: &[&str]) {
+    let entry = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .find(|e| e["name"] == name && e["state"] == "UNAVAILABLE")
+        .unwrap_or_else(|| panic!("{name} is not UNAVAILABLE: {index}"));
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    for needle in needles {
+        assert!(
+            reason.contains(needle),
+            "{name}: {reason:?} should contain {needle:?}"
+        );
+    }
+}

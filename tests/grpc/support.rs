@@ -76,9 +76,47 @@ pub fn typed(datatype: &str, values: &[Value]) -> InferTensorContents {
                 .collect()
         }
         "BOOL" => c.bool_contents = values.iter().map(|v| v.as_bool().expect("bool")).collect(),
+        "BYTES" => {
+            c.bytes_contents = values
+                .iter()
+                .map(|v| Bytes::from(v.as_str().expect("string").as_bytes().to_vec()))
+                .collect()
+        }
         other => panic!("{other} has no typed contents"),
     }
     c
+}
+
+/// An input with typed contents.
+// Not every test binary that includes this file builds inputs one by one.
+#[allow(dead_code)]
+pub fn input(name: &str, datatype: &str, shape: Vec<i64>, values: &[Value]) -> InferInputTensor {
+    InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape,
+        contents: Some(typed(datatype, values)),
+        ..Default::default()
+    }
+}
+
+/// A request of one-dimensional inputs with typed contents: (name, datatype, values), each
+/// of shape [N] (as `common::v2_columns` over JSON).
+// Not every test binary that includes this file builds such requests.
+#[allow(dead_code)]
+pub fn columns(model: &str, inputs: &[(&str, &str, Value)]) -> ModelInferRequest {
+    let inputs = inputs
+        .iter()
+        .map(|(name, datatype, data)| {
+            let values = flatten(data);
+            input(name, datatype, vec![values.len() as i64], &values)
+        })
+        .collect();
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs,
+        ..Default::default()
+    }
 }
 
 /// A request for every input of a `samples.json` entry, in the raw or the typed form.
