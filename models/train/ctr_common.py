@@ -68,33 +68,51 @@ def predict(net, cat, dense, batch=8192):
     return np.concatenate(out)[:, 0]
 
 
-def train(net, data, epochs=10, lr=2e-3, batch=1024, wd=0.0, emb_l2=3e-4, seed=0):
-    """Adam on binary cross-entropy; keeps the epoch with the best validation AUC."""
+# The raw fields the synthetic click logs of features_ctr and ranking_ctr draw from.
+COUNTRIES = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "MX", "NL", "SE", "PL", "KR"]
+RARE_COUNTRIES = ["IS", "LU", "MT", "EE", "LV"]  # in the log, not in the vocabulary
+AGE_BOUNDARIES = [18, 25, 35, 50, 65]
+
+
+def fit(net, n_rows, batch_loss, val_auc, epochs, lr, batch, seed, wd=0.0):
+    """Adam over shuffled mini-batches of ``n_rows`` training rows (``batch_loss(idx)`` is a
+    batch's loss); keeps the epoch with the best validation AUC (``val_auc()``) and returns it."""
     g = torch.Generator().manual_seed(seed)
-    cat, dense, y = (torch.from_numpy(data[k][0]) for k in ("cat", "dense", "click"))
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
     best, best_state = -1.0, None
     for ep in range(epochs):
         net.train()
-        perm = torch.randperm(len(y), generator=g)
+        perm = torch.randperm(n_rows, generator=g)
         for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            logit = net(cat[idx], dense[idx])[:, 0]
-            loss = F.binary_cross_entropy_with_logits(logit, y[idx])
-            if emb_l2:
-                loss = loss + emb_l2 * sum(m.table.weight.pow(2).sum() for m in net.modules()
-                                           if isinstance(m, HashedEmbedding))
+            loss = batch_loss(perm[i:i + batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
-        p = predict(net, data["cat"][1], data["dense"][1])
-        auc = roc_auc_score(data["click"][1], p)
+        auc = val_auc()
         print(f"  epoch {ep + 1}: train loss {loss.item():.4f} val AUC {auc:.4f}")
         if auc > best:
             best, best_state = auc, copy.deepcopy(net.state_dict())
     net.load_state_dict(best_state)
     net.eval()
     return best
+
+
+def train(net, data, epochs=10, lr=2e-3, batch=1024, wd=0.0, emb_l2=3e-4, seed=0):
+    """Adam on binary cross-entropy; keeps the epoch with the best validation AUC."""
+    cat, dense, y = (torch.from_numpy(data[k][0]) for k in ("cat", "dense", "click"))
+
+    def batch_loss(idx):
+        logit = net(cat[idx], dense[idx])[:, 0]
+        loss = F.binary_cross_entropy_with_logits(logit, y[idx])
+        if emb_l2:
+            loss = loss + emb_l2 * sum(m.table.weight.pow(2).sum() for m in net.modules()
+                                       if isinstance(m, HashedEmbedding))
+        return loss
+
+    def val_auc():
+        return roc_auc_score(data["click"][1], predict(net, data["cat"][1], data["dense"][1]))
+
+    return fit(net, len(y), batch_loss, val_auc, epochs, lr, batch, seed, wd)
 
 
 def evaluate(net, data):

@@ -6,7 +6,6 @@ that user's interest categories. The click probability grows with how similar th
 is to the history. The model attends over the history with DIN's local activation unit,
 masks padding, and sum-pools.
 """
-import copy
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss, roc_auc_score
 
 import common
+import ctr_common
 
 NAME = "din_ctr"
 N_ITEMS, N_CATS, LATENT = 2000, 25, 8
@@ -122,30 +122,20 @@ def predict(net, t, h, m, batch=4096):
 
 
 def train(net, data, epochs=EPOCHS, lr=2e-3, batch=512, reg=MBA_REG, seed=0):
-    g = torch.Generator().manual_seed(seed)
     t, h, m, y = (torch.from_numpy(data[k][0]) for k in ("target", "hist", "mask", "click"))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    best, best_state = -1, None
-    for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = F.binary_cross_entropy_with_logits(net.logit(t[idx], h[idx], m[idx])[:, 0], y[idx])
-            if reg:
-                # mini-batch aware regularisation: L2 only on the item embeddings this batch uses
-                ids = torch.unique(torch.cat([t[idx], h[idx][m[idx] > 0]]))
-                loss = loss + reg * net.item_emb(ids).pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        p = predict(net, data["target"][1], data["hist"][1], data["mask"][1])
-        auc = roc_auc_score(data["click"][1], p)
-        print(f"  epoch {ep + 1}: train loss {loss.item():.4f} val AUC {auc:.4f}")
-        if auc > best:
-            best, best_state = auc, copy.deepcopy(net.state_dict())
-    net.load_state_dict(best_state)
-    net.eval()
+
+    def batch_loss(idx):
+        loss = F.binary_cross_entropy_with_logits(net.logit(t[idx], h[idx], m[idx])[:, 0], y[idx])
+        if reg:
+            # mini-batch aware regularisation: L2 only on the item embeddings this batch uses
+            ids = torch.unique(torch.cat([t[idx], h[idx][m[idx] > 0]]))
+            loss = loss + reg * net.item_emb(ids).pow(2).sum()
+        return loss
+
+    def val_auc():
+        return roc_auc_score(data["click"][1], predict(net, data["target"][1], data["hist"][1], data["mask"][1]))
+
+    ctr_common.fit(net, len(y), batch_loss, val_auc, epochs, lr, batch, seed)
 
 
 def unpadded(data, r):

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 import common
 import ctr_common
+from ctr_common import AGE_BOUNDARIES, COUNTRIES, RARE_COUNTRIES
 import raw_features
 
 NAME = "features_ctr"
@@ -28,10 +29,7 @@ USERS = 5000
 HASH_USERS = 1000
 ADS = 800
 HASH_ADS = 500
-COUNTRIES = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "MX", "NL", "SE", "PL", "KR"]
-RARE_COUNTRIES = ["IS", "LU", "MT", "EE", "LV"]  # in the log, not in the vocabulary
 DEVICES = ["ios", "android", "web"]
-AGE_BOUNDARIES = [18, 25, 35, 50, 65]
 DATA_DESC = (f"seeded synthetic click log ({N_ROWS // 1000}k rows of raw columns: user id strings "
              f"({USERS} users, Zipf), 20 country codes (15 in the vocabulary), 3 devices, integer ad ids "
              f"({ADS}), age, income, clicks in the last 7 days; clicks from a hidden logistic model); "

@@ -16,7 +16,6 @@ by the model's own config.toml; the samples hold raw fields, in the per-row V2 f
 (`samples.json`) and in the `/predict` ranking form (`ranking_samples.json`, context once,
 candidates in columns or rows, `top_k`).
 """
-import copy
 import json
 
 import numpy as np
@@ -27,6 +26,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 import common
 import ctr_common
+from ctr_common import AGE_BOUNDARIES, COUNTRIES, RARE_COUNTRIES
 import raw_features
 
 NAME = "ranking_ctr"
@@ -43,12 +43,9 @@ EMB_USER = 8
 EMB_ITEM = 16
 EPOCHS = 8
 TOP_K = 5
-COUNTRIES = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "MX", "NL", "SE", "PL", "KR"]
-RARE_COUNTRIES = ["IS", "LU", "MT", "EE", "LV"]  # in the log, not in the vocabulary
 CATEGORIES = ["books", "music", "movies", "games", "phones", "laptops", "cameras", "audio",
               "kitchen", "garden", "tools", "toys", "baby", "beauty", "health", "sports",
               "outdoor", "fashion", "shoes", "jewelry", "pets", "grocery", "office", "auto"]
-AGE_BOUNDARIES = [18, 25, 35, 50, 65]
 DATA_DESC = (f"seeded synthetic impression log ({IMPRESSIONS // 1000}k impressions of {USERS} users: user id "
              f"strings, 20 country codes (15 in the vocabulary), age, a click history of 5-{HIST_LEN} items "
              f"from a {N_ITEMS}-item catalogue in {N_CATS} categories; candidates with item id, category and "
@@ -223,33 +220,24 @@ def predict(net, x, batch=8192):
 
 def train(net, data, epochs=EPOCHS, lr=2e-3, batch=1024, emb_l2=3e-4, seed=0):
     """Adam on binary cross-entropy; keeps the epoch with the best validation AUC."""
-    g = torch.Generator().manual_seed(seed)
     x = {k: torch.from_numpy(data["train"][k]) for k in INPUTS}
     y = torch.from_numpy(data["train"]["click"])
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    best, best_state = -1.0, None
-    for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = F.binary_cross_entropy_with_logits(net.logit(*(x[k][idx] for k in INPUTS))[:, 0], y[idx])
-            if emb_l2:
-                # L2 on the user and item tables, and (DIN's mini-batch aware form) on the
-                # history embeddings this batch uses
-                used = torch.unique(x["history"][idx])
-                loss = loss + emb_l2 * (net.user_emb.table.weight.pow(2).sum()
-                                        + net.item_emb.table.weight.pow(2).sum()
-                                        + net.hist_emb(used).pow(2).sum())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        auc = roc_auc_score(data["val"]["click"], predict(net, data["val"]))
-        print(f"  epoch {ep + 1}: train loss {loss.item():.4f} val AUC {auc:.4f}")
-        if auc > best:
-            best, best_state = auc, copy.deepcopy(net.state_dict())
-    net.load_state_dict(best_state)
-    net.eval()
+
+    def batch_loss(idx):
+        loss = F.binary_cross_entropy_with_logits(net.logit(*(x[k][idx] for k in INPUTS))[:, 0], y[idx])
+        if emb_l2:
+            # L2 on the user and item tables, and (DIN's mini-batch aware form) on the
+            # history embeddings this batch uses
+            used = torch.unique(x["history"][idx])
+            loss = loss + emb_l2 * (net.user_emb.table.weight.pow(2).sum()
+                                    + net.item_emb.table.weight.pow(2).sum()
+                                    + net.hist_emb(used).pow(2).sum())
+        return loss
+
+    def val_auc():
+        return roc_auc_score(data["val"]["click"], predict(net, data["val"]))
+
+    ctr_common.fit(net, len(y), batch_loss, val_auc, epochs, lr, batch, seed)
 
 
 def feeds_for(features, columns, history):
