@@ -10,7 +10,9 @@ mod transport;
 mod triton_json;
 
 pub use memory::MemoryLimit;
-pub use model::{BatchSize, InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH};
+pub use model::{
+    BatchSize, ConfigError, InputConfig, ModelConfig, VersionPolicy, DEFAULT_MAX_PAD_LENGTH,
+};
 pub use provider::{ExecutionProvider, Placement, ProviderFallback};
 pub use server::{
     ControlMode, LogFormat, OverloadStatus, ServerArgs, ServerConfig, DEFAULT_MAX_STRING_BYTES,

@@ -217,19 +217,54 @@ impl Default for ModelConfig {
     }
 }
 
+/// Why a model's configuration was refused; the message names the file or key, the value
+/// and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.toml` exists but cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+    /// Not TOML (or JSON) of the known keys and types.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value out of its range, or values that contradict each other.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    /// The same cause with its message rewritten by `f` (to say which file or request).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> ConfigError {
+        match self {
+            ConfigError::Unreadable(m) => ConfigError::Unreadable(f(m)),
+            ConfigError::Syntax(m) => ConfigError::Syntax(f(m)),
+            ConfigError::Invalid(m) => ConfigError::Invalid(f(m)),
+        }
+    }
+}
+
 impl ModelConfig {
     /// Reads `path` if it exists; a missing file means all defaults.
-    pub fn load(path: &Path) -> Result<ModelConfig, String> {
+    pub fn load(path: &Path) -> Result<ModelConfig, ConfigError> {
+        let at = |m: String| format!("{}: {m}", path.display());
         match std::fs::read_to_string(path) {
-            Ok(text) => ModelConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => ModelConfig::parse(&text).map_err(|e| e.map_message(at)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelConfig::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(ConfigError::Unreadable(at(e.to_string()))),
         }
     }
 
     /// Parses and range-checks every value; errors name the key, its value and the range.
-    pub fn parse(text: &str) -> Result<ModelConfig, String> {
-        let config: ModelConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<ModelConfig, ConfigError> {
+        let config: ModelConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.check().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Every range and every agreement between values.
+    fn check(&self) -> Result<(), String> {
+        let config = self;
         config.check_ranges()?;
         let limit = match config.max_batch_size {
             BatchSize::Fixed(n) => n,
@@ -258,8 +293,7 @@ impl ModelConfig {
         }
         config.check_routing()?;
         config.check_features()?;
-        config.check_context()?;
-        Ok(config)
+        config.check_context()
     }
 
     /// `[context] model` names a file of the version folder: a plain file name, not a path
@@ -327,13 +361,14 @@ impl ModelConfig {
     /// strings, `dynamic_batching`, `instance_group`, `version_policy`; see
     /// [`super::triton_json`]). Returns the config and the keys it ignored (Triton's
     /// descriptive keys such as `name` or `input`, and settings with no meaning here).
-    pub fn parse_json(text: &str) -> Result<(ModelConfig, Vec<String>), String> {
+    pub fn parse_json(text: &str) -> Result<(ModelConfig, Vec<String>), ConfigError> {
+        let syntax = |e: String| ConfigError::Syntax(format!("config override: {e}"));
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("config override: {e}"))?;
-        let (value, ignored) =
-            super::triton_json::translate(value).map_err(|e| format!("config override: {e}"))?;
-        let toml_text = toml::to_string(&value).map_err(|e| format!("config override: {e}"))?;
-        let config = ModelConfig::parse(&toml_text).map_err(|e| format!("config override: {e}"))?;
+            serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let (value, ignored) = super::triton_json::translate(value).map_err(syntax)?;
+        let toml_text = toml::to_string(&value).map_err(|e| syntax(e.to_string()))?;
+        let config = ModelConfig::parse(&toml_text)
+            .map_err(|e| e.map_message(|m| format!("config override: {m}")))?;
         Ok((config, ignored))
     }
 
@@ -468,9 +503,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_key() {
-        let err = ModelConfig::parse("max_batch = 4").unwrap_err();
+        let err = ModelConfig::parse("max_batch = 4").unwrap_err().to_string();
         assert!(err.contains("max_batch"), "{err}");
-        let err = ModelConfig::parse("[inputs.x]\npad_axis = [1]").unwrap_err();
+        let err = ModelConfig::parse("[inputs.x]\npad_axis = [1]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pad_axis"), "{err}");
     }
 
@@ -545,7 +582,7 @@ mod tests {
                 &["inputs.h.max_pad_length", "1..="],
             ),
         ] {
-            let err = ModelConfig::parse(text).unwrap_err();
+            let err = ModelConfig::parse(text).unwrap_err().to_string();
             for needle in needles {
                 assert!(
                     err.contains(needle),
@@ -568,10 +605,14 @@ mod tests {
             "",
             "a/b.onnx",
         ] {
-            let err = ModelConfig::parse(&format!("[context]\nmodel = \"{bad}\"")).unwrap_err();
+            let err = ModelConfig::parse(&format!("[context]\nmodel = \"{bad}\""))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("[context]"), "{bad}: {err}");
         }
-        let err = ModelConfig::parse("[context]\nfile = \"c.onnx\"").unwrap_err();
+        let err = ModelConfig::parse("[context]\nfile = \"c.onnx\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("file"), "{err}");
     }
 
@@ -625,7 +666,7 @@ mod tests {
                 &["inputs.x", "pad"],
             ),
         ] {
-            let err = ModelConfig::parse(text).unwrap_err();
+            let err = ModelConfig::parse(text).unwrap_err().to_string();
             for needle in needles {
                 assert!(err.contains(needle), "{text}: {err:?} should contain {needle:?}");
             }
@@ -651,7 +692,9 @@ mod tests {
         ] {
             assert!(ModelConfig::parse(bad).is_err(), "{bad}");
         }
-        let err = ModelConfig::parse("max_batch_size = \"big\"").unwrap_err();
+        let err = ModelConfig::parse("max_batch_size = \"big\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auto"), "{err}");
     }
 }

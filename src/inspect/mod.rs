@@ -138,7 +138,7 @@ fn locate(path: &Path, name: Option<&str>) -> Result<Located, String> {
         .map(|d| d.join("config.toml"))
         .filter(|p| p.is_file());
     let config = match &config_file {
-        Some(p) => ModelConfig::load(p)?,
+        Some(p) => ModelConfig::load(p).map_err(|e| e.to_string())?,
         None => ModelConfig::default(),
     };
     let model = name

@@ -126,7 +126,7 @@ pub fn check(root: &Path, runtime: &Runtime, options: &LoadOptions) -> CheckRepo
                 file: ".".to_string(),
                 key: None,
                 line: None,
-                problem: e,
+                problem: e.to_string(),
                 fix: "point the check at the model repository directory (<repo>/<model>/<version>/model.onnx)".to_string(),
             });
             return report;
@@ -193,9 +193,12 @@ fn check_model(
         Ok(c) => c,
         Err(e) => {
             let text = std::fs::read_to_string(dir.join("config.toml")).ok();
-            report
-                .problems
-                .push(config_problem(name, &config_file, text.as_deref(), &e));
+            report.problems.push(config_problem(
+                name,
+                &config_file,
+                text.as_deref(),
+                &e.to_string(),
+            ));
             return;
         }
     };
@@ -465,7 +468,7 @@ mod tests {
     use super::*;
 
     fn problem(text: &str) -> Problem {
-        let e = ModelConfig::parse(text).unwrap_err();
+        let e = ModelConfig::parse(text).unwrap_err().to_string();
         config_problem("m", "m/config.toml", Some(text), &e)
     }
 

@@ -8,11 +8,34 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::ModelConfig;
+use crate::config::{ConfigError, ModelConfig};
 
 /// The files of a version directory: (relative path, size, modification time), sorted.
 /// Two equal fingerprints taken a poll interval apart mean nobody wrote meanwhile.
 pub type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+
+/// Why a directory of the repository could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoverError {
+    /// A directory that cannot be listed (the root, or one inside a version).
+    #[error("cannot read {}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    /// An entry of a listed directory that cannot be read.
+    #[error("cannot list {}: {reason}", path.display())]
+    Unlistable { path: PathBuf, reason: String },
+    /// More entries under a version directory than a model's files could be.
+    #[error("version directory has too many entries")]
+    TooManyEntries,
+}
+
+impl DiscoverError {
+    fn unreadable(path: &Path, e: std::io::Error) -> DiscoverError {
+        DiscoverError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
 
 /// A path that was skipped, with the reason (logged at WARN by the caller).
 pub type Skipped = (PathBuf, String);
@@ -32,7 +55,7 @@ pub struct FoundVersion {
 /// What one model directory holds.
 pub struct ModelScan {
     /// `config.toml` (defaults when absent), or why it cannot be used.
-    pub config: Result<ModelConfig, String>,
+    pub config: Result<ModelConfig, ConfigError>,
     /// Loadable versions by number.
     pub versions: BTreeMap<u64, FoundVersion>,
     /// Paths skipped, each with the reason (to log at WARN).
@@ -44,9 +67,8 @@ pub struct ModelScan {
 /// The model directories under `root`. Hidden entries, plain files and directories that
 /// hold only plain files other than `config.toml`/`model.onnx` (e.g. a `train/` folder of
 /// scripts) are not models. Unreadable entries come back in `skipped`.
-pub fn model_dirs(root: &Path) -> Result<(Vec<ModelDir>, Vec<Skipped>), String> {
-    let entries =
-        std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+pub fn model_dirs(root: &Path) -> Result<(Vec<ModelDir>, Vec<Skipped>), DiscoverError> {
+    let entries = std::fs::read_dir(root).map_err(|e| DiscoverError::unreadable(root, e))?;
     let mut dirs = Vec::new();
     let mut skipped = Vec::new();
     for entry in entries {
@@ -163,7 +185,7 @@ pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelSca
                         },
                     );
                 }
-                Err(why) => scan.skipped.push((path, why)),
+                Err(why) => scan.skipped.push((path, why.to_string())),
             },
             Err(why) => scan.skipped.push((path, why)),
         }
@@ -210,21 +232,22 @@ fn version_file(dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Sizes and modification times of every file under `dir` (following links).
-pub fn fingerprint(dir: &Path) -> Result<Fingerprint, String> {
+fn fingerprint(dir: &Path) -> Result<Fingerprint, DiscoverError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        let entries = std::fs::read_dir(&d).map_err(|e| DiscoverError::unreadable(&d, e))?;
         for entry in entries {
             let path = entry
-                .map_err(|e| format!("cannot list {}: {e}", d.display()))?
+                .map_err(|e| DiscoverError::Unlistable {
+                    path: d.clone(),
+                    reason: e.to_string(),
+                })?
                 .path();
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let meta = std::fs::metadata(&path).map_err(|e| DiscoverError::unreadable(&path, e))?;
             if meta.is_dir() {
                 if stack.len() + out.len() > 10_000 {
-                    return Err("version directory has too many entries".to_string());
+                    return Err(DiscoverError::TooManyEntries);
                 }
                 stack.push(path);
             } else {

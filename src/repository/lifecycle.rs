@@ -31,7 +31,7 @@ impl Repository {
     /// unreadable root, or (mode none) a root without models, fails start-up.
     pub async fn start(&self, load_models: &[String], exit_on_error: bool) -> Result<(), String> {
         let root = &self.options.root;
-        let (dirs, skipped) = discover::model_dirs(root)?;
+        let (dirs, skipped) = discover::model_dirs(root).map_err(|e| e.to_string())?;
         for (path, why) in &skipped {
             tracing::warn!(path = %path.display(), reason = %why, "skipped repository entry");
         }
@@ -224,7 +224,7 @@ impl Repository {
                 tracing::warn!(model = %name, path = %path.display(), reason = %why, "skipped version");
             }
         }
-        let config = match (scan.error, scan.config) {
+        let config = match (scan.error, scan.config.map_err(|e| e.to_string())) {
             (None, Ok(c)) => c,
             (Some(e), _) | (None, Err(e)) => {
                 if op.warned.insert(e.clone()) {

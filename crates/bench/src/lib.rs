@@ -346,7 +346,8 @@ fn ceiling_config(
         ),
         (Some(s), None) => {
             let repo = &s.config.model_repository;
-            let model_config = ModelConfig::load(&repo.join(&args.model).join("config.toml"))?;
+            let model_config = ModelConfig::load(&repo.join(&args.model).join("config.toml"))
+                .map_err(|e| e.to_string())?;
             let file = server::model_file(repo, &args.model, args.model_version.as_deref())?;
             let intra = model_config
                 .intra_op_threads

@@ -17,7 +17,8 @@ pub fn load_request(
     for (key, value) in parameters {
         match (key.as_str(), value.parameter_choice) {
             ("config", Some(ParameterChoice::StringParam(text))) => {
-                let (config, ignored) = ModelConfig::parse_json(&text).map_err(Error::InvalidInput)?;
+                let (config, ignored) = ModelConfig::parse_json(&text)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
                 request.config = Some(config);
                 request.ignored_keys = ignored;
             }

@@ -131,7 +131,8 @@ fn load_request(parameters: Option<&Value>) -> Result<LoadRequest> {
     for (key, value) in parameters {
         match (key.as_str(), value) {
             ("config", Value::String(text)) => {
-                let (config, ignored) = ModelConfig::parse_json(text).map_err(Error::InvalidInput)?;
+                let (config, ignored) = ModelConfig::parse_json(text)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
                 request.config = Some(config);
                 request.ignored_keys = ignored;
             }
