@@ -27,6 +27,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod features;
+pub(crate) mod handoff;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

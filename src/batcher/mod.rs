@@ -35,7 +35,7 @@ pub struct Job {
     pub enqueued: Instant,
     pub deadline: Option<Instant>,
     /// The request's span when it is traced: the batch's run is recorded in it.
-    pub trace: Option<opentelemetry::trace::SpanContext>,
+    pub trace: Option<crate::telemetry::SpanRef>,
     /// The request's id, for the log line of a failed run.
     pub request_id: Option<Arc<str>>,
     reply: oneshot::Sender<Result<JobOutput>>,
@@ -228,7 +228,7 @@ impl Batcher {
                 width,
                 enqueued,
                 deadline,
-                trace: trace.clone(),
+                trace,
                 request_id: request_id.clone(),
                 reply,
                 _admission: admission.clone(),

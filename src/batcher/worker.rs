@@ -12,7 +12,6 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::SpanContext;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::health::{panic_message, Health, TEST_PANIC_ROWS};
@@ -199,7 +198,7 @@ pub fn run_inline(
     metrics: &ModelMetrics,
     inputs: Vec<Tensor>,
     rows: usize,
-    trace: &Option<SpanContext>,
+    trace: &Option<crate::telemetry::SpanRef>,
     request_id: Option<&str>,
 ) -> Result<crate::error::Result<JobOutput>, Vec<Tensor>> {
     let Some((instance, mut session)) = sessions

@@ -1,18 +1,21 @@
-//! The span processor between the tracer and the OTLP exporter. A finished span is handed
-//! to a bounded queue with `try_send` and never waited on: when the queue is full (the
-//! collector is slow, down or unreachable) the span is dropped and counted in
-//! `mlpserve_trace_spans_dropped_total`. One named thread drains the queue in batches and
-//! runs the exporter's future on the server's tokio runtime with a timeout; a failed
-//! export drops its batch (counted too). Shutdown exports what is queued, within a limit.
+//! Between the request path and the collector: a bounded [`Handoff`] of recorded requests
+//! and batches, and one named thread that drains it, writes the OTLP export requests and
+//! sends them. Handing over never waits; when the queue holds [`QUEUE_SPANS`] (the
+//! collector is slow, down or unreachable) new spans are dropped and counted in
+//! `mlpserve_trace_spans_dropped_total`; a failed export drops its spans too (counted).
+//! Shutdown exports what is queued, within a limit.
 
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::sync_channel;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use opentelemetry::Context;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use bytes::Bytes;
 use prometheus::IntCounter;
+
+use super::otlp::{self, Resource};
+use super::record::{self, Batch, Request};
+use super::transport::{Collector, EXPORT_TIMEOUT};
+use crate::handoff::{Flush, Handoff};
 
 /// Spans dropped since the process started: queue full, export failed or timed out.
 pub static SPANS_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -33,176 +36,138 @@ pub static SPANS_EXPORTED: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Spans held while the collector is slow; beyond, new spans are dropped.
-pub const QUEUE_SPANS: usize = 8192;
-/// Most spans in one export request.
-const BATCH_SPANS: usize = 512;
-/// A partial batch is sent after this long.
-const BATCH_DELAY: Duration = Duration::from_millis(500);
-/// One export may take this long before its batch is given up.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const QUEUE_SPANS: usize = 32_768;
+/// Spans in one export request at most; this many waiting wake the thread at once.
+const BATCH_SPANS: usize = 4096;
+/// Spans wait at most this long for company before they are sent.
+const BATCH_DELAY: Duration = Duration::from_millis(200);
 
-enum Message {
-    Span(Box<SpanData>),
-    /// Export everything queued, then answer.
-    Flush(SyncSender<()>),
-    /// Export everything queued, shut the exporter down, answer and end the thread.
-    Shutdown(SyncSender<()>),
+/// A finished record for the export thread.
+pub enum Item {
+    Request(Box<Request>),
+    Batch(Box<Batch>),
 }
 
-/// Bounded, never-blocking span processor (see the module header).
-#[derive(Debug)]
-pub struct BoundedProcessor {
-    queue: SyncSender<Message>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+impl Item {
+    /// The spans it makes.
+    fn spans(&self) -> usize {
+        match self {
+            Item::Request(r) => 1 + r.children.len(),
+            Item::Batch(b) => 1 + b.jobs.len(),
+        }
+    }
 }
 
-impl BoundedProcessor {
-    /// Starts the export thread; `runtime` runs the exporter's futures (the tonic channel
-    /// and the HTTP client live on it).
-    pub fn start<E: SpanExporter + 'static>(
-        exporter: E,
+/// The queue's sending side; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    handoff: Handoff<Item>,
+}
+
+impl Queue {
+    /// Queues a finished request (its server span and children) or batch run (its run
+    /// span and each traced job's queue wait); a full queue drops it, counted.
+    pub fn push(&self, item: Item) {
+        let spans = item.spans();
+        if self.handoff.push(item, spans).is_err() {
+            SPANS_DROPPED.inc_by(spans as u64);
+        }
+    }
+}
+
+/// The running export thread.
+pub struct Exporter {
+    queue: Queue,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// Starts the export thread; `runtime` runs the collector's connection.
+    pub fn start(
+        collector: Collector,
+        resource: Resource,
         runtime: tokio::runtime::Handle,
-    ) -> std::io::Result<BoundedProcessor> {
-        let (queue, rx) = sync_channel(QUEUE_SPANS);
+    ) -> std::io::Result<Exporter> {
+        let queue = Queue {
+            handoff: Handoff::new(QUEUE_SPANS, BATCH_SPANS),
+        };
+        let drained = queue.handoff.clone();
         let thread = std::thread::Builder::new()
             .name("otlp-export".to_string())
-            .spawn(move || drain(exporter, rx, runtime))?;
-        Ok(BoundedProcessor {
+            .spawn(move || drain(&drained, collector, &resource, &runtime))?;
+        Ok(Exporter {
             queue,
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
         })
     }
 
-    /// Sends a control message and waits for its answer at most `timeout`.
-    fn control(&self, make: fn(SyncSender<()>) -> Message, timeout: Duration) -> OTelSdkResult {
-        let (tx, rx) = sync_channel(1);
-        // The queue may be full: a control message waits for room, within the timeout.
-        let deadline = Instant::now() + timeout;
-        let mut message = make(tx);
-        loop {
-            match self.queue.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    message = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => return Err(OTelSdkError::Timeout(timeout)),
-            }
-        }
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|_| OTelSdkError::Timeout(timeout))
-    }
-}
-
-impl SpanProcessor for BoundedProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    /// Never blocks: a full queue drops the span.
-    fn on_end(&self, span: SpanData) {
-        if self.queue.try_send(Message::Span(Box::new(span))).is_err() {
-            SPANS_DROPPED.inc();
-        }
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        self.control(Message::Flush, EXPORT_TIMEOUT)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let result = self.control(Message::Shutdown, timeout);
-        if result.is_ok() {
-            if let Some(t) = self
-                .thread
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
+    /// Exports what is queued and ends the thread, within `timeout`. False when the
+    /// spans were not all handed over in time (they are lost then).
+    pub fn shutdown(mut self, timeout: Duration) -> bool {
+        let (done, wait) = sync_channel(1);
+        self.queue.handoff.flush(Flush::Blocking(done), true);
+        let done = wait.recv_timeout(timeout).is_ok();
+        if done {
+            if let Some(t) = self.thread.take() {
                 let _ = t.join();
             }
         }
-        result
+        done
     }
 }
 
-/// The export thread: batches of up to `BATCH_SPANS`, sent when full or `BATCH_DELAY`
-/// after their first span.
-fn drain<E: SpanExporter>(mut exporter: E, rx: Receiver<Message>, runtime: tokio::runtime::Handle) {
-    let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH_SPANS);
-    let mut first: Option<Instant> = None;
+/// The export thread: takes what is queued when a full export's worth waits or
+/// [`BATCH_DELAY`] after the first span, and sends it in requests of up to [`BATCH_SPANS`].
+fn drain(
+    handoff: &Handoff<Item>,
+    mut collector: Collector,
+    resource: &Resource,
+    runtime: &tokio::runtime::Handle,
+) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut ids = record::span_id;
+    let (mut requests, mut batches) = (Vec::new(), Vec::new());
     loop {
-        let wait = first.map_or(Duration::from_secs(3600), |t| {
-            (t + BATCH_DELAY).saturating_duration_since(Instant::now())
-        });
-        match rx.recv_timeout(wait) {
-            Ok(Message::Span(span)) => {
-                batch.push(*span);
-                first.get_or_insert_with(Instant::now);
-                if batch.len() >= BATCH_SPANS {
-                    export(&exporter, &mut batch, &runtime);
-                    first = None;
+        let taken = handoff.take(BATCH_DELAY);
+        let mut items = taken.items.into_iter().peekable();
+        while items.peek().is_some() {
+            // One export request of about BATCH_SPANS spans.
+            let mut spans = 0;
+            while spans < BATCH_SPANS {
+                let Some(item) = items.next() else { break };
+                spans += item.spans();
+                match item {
+                    Item::Request(r) => requests.push(r),
+                    Item::Batch(b) => batches.push(b),
                 }
             }
-            Ok(Message::Flush(done)) => {
-                export_queued(&exporter, &mut batch, &rx, &runtime);
-                first = None;
-                let _ = done.send(());
-            }
-            Ok(Message::Shutdown(done)) => {
-                export_queued(&exporter, &mut batch, &rx, &runtime);
-                let _ = exporter.shutdown();
-                let _ = done.send(());
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                export(&exporter, &mut batch, &runtime);
-                first = None;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                export(&exporter, &mut batch, &runtime);
-                return;
-            }
+            let n = otlp::encode(resource, &requests, &batches, &mut ids, &mut buf);
+            requests.clear();
+            batches.clear();
+            export(&mut collector, Bytes::copy_from_slice(&buf), n, runtime);
+        }
+        taken.flushes.into_iter().for_each(Flush::done);
+        if taken.closed {
+            return;
         }
     }
 }
 
-/// Exports `batch` and every span already queued behind it.
-fn export_queued<E: SpanExporter>(
-    exporter: &E,
-    batch: &mut Vec<SpanData>,
-    rx: &Receiver<Message>,
-    runtime: &tokio::runtime::Handle,
-) {
-    while let Ok(message) = rx.try_recv() {
-        match message {
-            Message::Span(span) => batch.push(*span),
-            // Answered at once: this flush covers theirs.
-            Message::Flush(done) | Message::Shutdown(done) => {
-                let _ = done.send(());
-            }
-        }
-        if batch.len() >= BATCH_SPANS {
-            export(exporter, batch, runtime);
-        }
-    }
-    export(exporter, batch, runtime);
-}
-
-/// One export request; a failure drops the batch, counted, and is logged at most once a
-/// minute (a dead collector would otherwise log every half second).
-fn export<E: SpanExporter>(
-    exporter: &E,
-    batch: &mut Vec<SpanData>,
-    runtime: &tokio::runtime::Handle,
-) {
-    if batch.is_empty() {
+/// One export request; a failure drops its spans, counted, and is logged at most once a
+/// minute (a dead collector would otherwise log at every look).
+fn export(collector: &mut Collector, body: Bytes, spans: usize, runtime: &tokio::runtime::Handle) {
+    if spans == 0 {
         return;
     }
-    let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_SPANS));
-    let n = spans.len() as u64;
+    let n = spans as u64;
     let result = runtime.block_on(async {
-        match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(spans)).await {
+        match tokio::time::timeout(EXPORT_TIMEOUT, collector.send(body)).await {
             Ok(r) => r,
-            Err(_) => Err(OTelSdkError::Timeout(EXPORT_TIMEOUT)),
+            Err(_) => Err(format!("no answer within {EXPORT_TIMEOUT:?}")),
         }
     });
     match result {

@@ -125,7 +125,7 @@ async fn infer(
     request: ModelInferRequest,
     message: Hold,
     deadline: Option<Duration>,
-    caller: Option<&opentelemetry::Context>,
+    caller: Option<&Option<telemetry::Caller>>,
     metadata: Option<&MetadataMap>,
 ) -> Result<(ModelInferResponse, Hold), Error> {
     let started = std::time::Instant::now();
@@ -137,7 +137,7 @@ async fn infer(
     };
     // Most clients send no id; only a present one costs a copy.
     let id: Option<Arc<str>> = (!request.id.is_empty()).then(|| request.id.as_str().into());
-    let trace = RequestTrace::start(caller, "grpc", &request.id);
+    let mut trace = RequestTrace::start(caller, "grpc", &request.id);
     let work = trace.scope(infer_unlogged(service, request, message, deadline));
     let result = match &id {
         Some(id) => crate::logging::with_request_id(id.clone(), work).await,

@@ -250,11 +250,11 @@ async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Resp
     let refused =
         auth::refusal(&front.gate, &req).or_else(|| admission::encoding_refusal(&mut req));
     // Inference routes get an OpenTelemetry server span (nothing while tracing is off).
-    let trace = match telemetry::caller_context(telemetry::HeaderSource::Http(req.headers())) {
-        Some(caller) if is_inference(route) => {
-            telemetry::RequestTrace::start(Some(&caller), "http", id)
-        }
-        _ => telemetry::RequestTrace::off(),
+    let mut trace = if is_inference(route) {
+        let caller = telemetry::caller_context(telemetry::HeaderSource::Http(req.headers()));
+        telemetry::RequestTrace::start(caller.as_ref(), "http", id)
+    } else {
+        telemetry::RequestTrace::off()
     };
     let mut response = match refused {
         Some(refused) => refused,
