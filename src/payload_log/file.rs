@@ -1,40 +1,47 @@
 //! The `file:DIR` sink: one JSON object per line in `DIR/payload.jsonl`, rotated by size to
 //! `DIR/payload-<microseconds since the epoch>.jsonl`, keeping the newest `max_files`
-//! rotated files. Runs on its own thread (file I/O blocks); a failed write drops its
-//! records (counted) and the next record tries again.
+//! rotated files. Runs on its own thread (file I/O blocks), which takes the queued records
+//! every [`GATHER`] (or as soon as [`WAKE_RECORDS`] wait), writes them through a large
+//! buffer and flushes once per look: a write per record would cost a system call each. A
+//! failed write drops its records (counted) and the next record tries again.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::{dropped, rfc3339, Payload, Record, WRITTEN};
+use crate::handoff::{Flush, Handoff};
 use base64::Engine;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
-
-use super::{dropped, rfc3339, Message, Payload, Record, WRITTEN};
 
 /// The file being written.
 const CURRENT: &str = "payload.jsonl";
+/// Records wait at most this long to be written (after the first of them arrived).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+/// This many waiting wake the writer at once.
+const WAKE_RECORDS: usize = 512;
 
-/// Opens (creates) the directory and starts the writer thread; an unusable directory is
-/// an error at start, naming it.
+/// Opens (creates) the directory and starts the writer thread, which holds at most
+/// `capacity` records; an unusable directory is an error at start, naming it.
 pub fn start(
     dir: &Path,
     max_file_bytes: u64,
     max_files: usize,
-    rx: mpsc::Receiver<Message>,
-) -> Result<(), String> {
+    capacity: usize,
+) -> Result<Handoff<Box<Record>>, String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("payload log directory {}: {e}", dir.display()))?;
     let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files)
         .map_err(|e| format!("payload log file in {}: {e}", dir.display()))?;
+    let handoff = Handoff::new(capacity, WAKE_RECORDS);
+    let taken = handoff.clone();
     std::thread::Builder::new()
         .name("payload-log".to_string())
-        .spawn(move || files.serve(rx))
+        .spawn(move || files.serve(&taken))
         .map_err(|e| format!("cannot start the payload log thread: {e}"))?;
-    Ok(())
+    Ok(handoff)
 }
 
 struct Files {
@@ -55,38 +62,31 @@ impl Files {
         let size = file.metadata()?.len();
         Ok(Files {
             dir,
-            out: BufWriter::with_capacity(256 << 10, file),
+            out: BufWriter::with_capacity(1 << 20, file),
             size,
             max_file_bytes,
             max_files,
         })
     }
 
-    /// Writes records as they come, flushing when the channel is momentarily empty.
-    fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
-        while let Some(message) = rx.blocking_recv() {
-            let mut next = Some(message);
+    /// Writes what each look takes and flushes it, until the log is closed.
+    fn serve(mut self, handoff: &Handoff<Box<Record>>) {
+        loop {
+            let taken = handoff.take(GATHER);
             let mut pending = 0u64;
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Record(record) => {
-                        pending += 1;
-                        if let Err(e) = self.write(&record) {
-                            dropped(pending, &format!("cannot write the payload log: {e}"));
-                            pending = 0;
-                        }
-                    }
-                    Message::Flush(done) => {
-                        self.flush(&mut pending);
-                        let _ = done.send(());
-                    }
+            for record in &taken.items {
+                pending += 1;
+                if let Err(e) = self.write(record) {
+                    dropped(pending, &format!("cannot write the payload log: {e}"));
+                    pending = 0;
                 }
-                next = rx.try_recv().ok();
             }
             self.flush(&mut pending);
+            taken.flushes.into_iter().for_each(Flush::done);
+            if taken.closed {
+                return;
+            }
         }
-        let mut none = 0;
-        self.flush(&mut none);
     }
 
     fn flush(&mut self, pending: &mut u64) {

@@ -1,8 +1,10 @@
 //! Sampled payload logging: what an inference request sent and what it was answered, for
 //! joining with outcomes (clicks) and watching for drift. Off unless `--payload-log` is set.
-//! A transport hands a finished [`Record`] to [`PayloadLog::submit`], which never waits: the
-//! record goes into a bounded channel owned by the sink (`file`: JSON Lines, rotated;
-//! `cloudevents`: CloudEvents over HTTP); when the channel is full the record is dropped and
+//! A transport hands a finished [`Record`] (the bodies as they went over the wire, shared,
+//! not copied) to [`PayloadLog::submit`], which never waits: the record goes into a
+//! bounded queue owned by the sink (`file`: JSON Lines, rotated, written by a thread that
+//! takes the records in batches through a [`Handoff`]; `cloudevents`: CloudEvents over
+//! HTTP); all formatting happens there. When the queue is full the record is dropped and
 //! counted in `mlpserve_payload_log_dropped_total`, with a WARN at most once a minute.
 //! Credentials never reach a record: only allow-listed headers are copied, and never one
 //! that carries a secret (`config::observe::is_secret_header`).
@@ -19,6 +21,7 @@ use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::observe::{is_secret_header, PayloadLogConfig, PayloadLogMode, PayloadSink};
+use crate::handoff::{Flush, Handoff};
 
 /// Records dropped since the process started: buffer full, sink failed.
 pub static DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -39,7 +42,7 @@ pub static WRITTEN: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Records held while the sink is behind; beyond, new records are dropped.
-const BUFFER_RECORDS: usize = 4096;
+const BUFFER_RECORDS: usize = 8192;
 /// How long shutdown waits for the sink to write what is buffered.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
@@ -73,9 +76,15 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// Where records go.
+enum Sink {
+    Files(Handoff<Box<Record>>),
+    Http(mpsc::Sender<Message>),
+}
+
 /// The running payload log; cheap to share behind the service.
 pub struct PayloadLog {
-    tx: mpsc::Sender<Message>,
+    sink: Sink,
     sample: f64,
     mode: PayloadLogMode,
     headers: Vec<String>,
@@ -87,16 +96,22 @@ impl PayloadLog {
         let Some(config) = config else {
             return Ok(None);
         };
-        let (tx, rx) = mpsc::channel(BUFFER_RECORDS);
-        match &config.sink {
-            PayloadSink::Files(dir) => {
-                file::start(dir, config.max_file_bytes, config.max_files, rx)?
+        let sink = match &config.sink {
+            PayloadSink::Files(dir) => Sink::Files(file::start(
+                dir,
+                config.max_file_bytes,
+                config.max_files,
+                BUFFER_RECORDS,
+            )?),
+            PayloadSink::Http(url) => {
+                let (tx, rx) = mpsc::channel(BUFFER_RECORDS);
+                cloudevents::start(url, rx)?;
+                Sink::Http(tx)
             }
-            PayloadSink::Http(url) => cloudevents::start(url, rx)?,
-        }
+        };
         tracing::info!(sink = ?config.sink, sample = config.sample, mode = ?config.mode, headers = ?config.headers, "payload logging on");
         Ok(Some(PayloadLog {
-            tx,
+            sink,
             sample: config.sample,
             mode: config.mode,
             headers: config
@@ -155,7 +170,11 @@ impl PayloadLog {
         if !self.keeps_response() {
             record.response = None;
         }
-        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
+        let refused = match &self.sink {
+            Sink::Files(handoff) => handoff.push(Box::new(record), 1).is_err(),
+            Sink::Http(tx) => tx.try_send(Message::Record(Box::new(record))).is_err(),
+        };
+        if refused {
             dropped(
                 1,
                 "the payload log buffer is full: the sink is slower than the requests",
@@ -168,12 +187,25 @@ impl PayloadLog {
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
-            self.tx.send(Message::Flush(done)).await.ok()?;
+            match &self.sink {
+                Sink::Files(handoff) => handoff.flush(Flush::Async(done), false),
+                Sink::Http(tx) => tx.send(Message::Flush(done)).await.ok()?,
+            }
             wait.await.ok()
         })
         .await;
         if !matches!(flushed, Ok(Some(()))) {
             tracing::warn!("payload log not flushed within {SHUTDOWN_FLUSH:?} at shutdown");
+        }
+    }
+}
+
+impl Drop for PayloadLog {
+    /// Ends the file writer's thread once it has written what is queued.
+    fn drop(&mut self) {
+        if let Sink::Files(handoff) = &self.sink {
+            let (done, _) = oneshot::channel();
+            handoff.flush(Flush::Async(done), true);
         }
     }
 }

@@ -5,13 +5,31 @@
 use std::time::{Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 
 use super::REQUEST_ID;
 use crate::config::OverloadStatus;
 use crate::error::{Error, Result};
 use crate::payload_log::{self, Payload, PayloadLog, Record};
+
+/// What a record keeps of the request's headers, taken before the handler owns them
+/// (shared values, not a copy of the map).
+pub struct Sent {
+    content_type: Option<HeaderValue>,
+    id: Option<HeaderValue>,
+    listed: Vec<(String, String)>,
+}
+
+impl Sent {
+    pub fn of(log: &PayloadLog, headers: &HeaderMap) -> Sent {
+        Sent {
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            id: headers.get(REQUEST_ID).cloned(),
+            listed: log.copy_headers(headers),
+        }
+    }
+}
 
 /// Runs `handler` and logs its request and answer when sampled. `model` names the model
 /// a failed request asked for when the service noted none (the path's, over V2); the
@@ -20,7 +38,7 @@ pub async fn logged(
     log: &PayloadLog,
     overload: OverloadStatus,
     model: Option<&str>,
-    headers: &HeaderMap,
+    sent: Sent,
     body: Option<Bytes>,
     handler: impl std::future::Future<Output = Result<Response>>,
 ) -> Result<Response> {
@@ -34,14 +52,13 @@ pub async fn logged(
     if !log.sampled(served.sample) {
         return result;
     }
-    let content_type = |h: &HeaderMap| {
-        h.get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+    let content_type = |v: Option<&HeaderValue>| {
+        v.and_then(|v| v.to_str().ok())
             .unwrap_or("application/json")
             .to_string()
     };
     let request = body.filter(|_| log.keeps_request()).map(|body| Payload {
-        content_type: content_type(headers),
+        content_type: content_type(sent.content_type.as_ref()),
         body,
     });
     let (result, status, response) = match result {
@@ -52,7 +69,7 @@ pub async fn logged(
                 .await
                 .unwrap_or_default();
             let payload = log.keeps_response().then(|| Payload {
-                content_type: content_type(&parts.headers),
+                content_type: content_type(parts.headers.get(header::CONTENT_TYPE)),
                 body: bytes.clone(),
             });
             let status = parts.status.as_u16();
@@ -70,8 +87,9 @@ pub async fn logged(
     };
     log.submit(Record {
         time,
-        id: headers
-            .get(REQUEST_ID)
+        id: sent
+            .id
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),
@@ -79,7 +97,7 @@ pub async fn logged(
         version: served.version,
         status,
         latency: started.elapsed(),
-        headers: log.copy_headers(headers),
+        headers: sent.listed,
         request,
         response,
     });

@@ -184,10 +184,11 @@ pub async fn predict(
         return predict_unlogged(service.clone(), holding, body).await;
     };
     let kept = body.as_ref().ok().cloned();
+    let sent = super::payload::Sent::of(log, &headers);
     // The log keeps the body: its bytes stay charged.
     let handler = predict_unlogged(service.clone(), Holding::new(charge), body);
     let overload = service.config.overload_status;
-    super::payload::logged(log, overload, None, &headers, kept, handler).await
+    super::payload::logged(log, overload, None, sent, kept, handler).await
 }
 
 async fn predict_unlogged(

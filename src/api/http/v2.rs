@@ -101,12 +101,12 @@ pub async fn infer(
         let holding = Holding::freeing_body(charge);
         return infer_unlogged(&service, model_ref, holding, headers, body).await;
     };
-    let (name, sent) = (model_ref.name.clone(), headers.clone());
+    let (name, sent) = (model_ref.name.clone(), payload::Sent::of(log, &headers));
     let kept = body.as_ref().ok().cloned();
     // The log keeps the body: its bytes stay charged.
     let handler = infer_unlogged(&service, model_ref, Holding::new(charge), headers, body);
     let overload = service.config.overload_status;
-    payload::logged(log, overload, Some(&name), &sent, kept, handler).await
+    payload::logged(log, overload, Some(&name), sent, kept, handler).await
 }
 
 /// What a request holds of the in-flight budget past its body (see `admission`).
