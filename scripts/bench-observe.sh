@@ -7,7 +7,14 @@
 #   trace-0.01 --trace-sample-ratio 0.01 to the same receiver
 #   payload    every request payload-logged to files (rotated at 64 MiB, 2 kept)
 # Prints rows/s per round and, per configuration, the median over rounds and its ratio to
-# the baseline's median (targets: trace-1 and payload >= 0.9, trace-0.01 >= 0.97).
+# the baseline's median (targets: trace-1 and payload >= 0.9, trace-0.01 >= 0.97). Then the
+# CPU each request cost, which a busy shared machine disturbs far less than rows/s: the
+# server's threads (ORT workers, async threads, export / payload-log thread) and the load
+# generator's (the bench's own figures for its window) plus, for the tracing runs, the
+# OTLP receiver's process (its CPU over the whole run, warm-up included, over the
+# requests of the window and warm-up at the window's rate); and the baseline's total over
+# each configuration's: the rows/s ratio that CPU-bound runs of all three on cores of
+# their own would show.
 #
 #   scripts/bench-observe.sh                         # release build, 5 rounds of 10 s
 #   ROUNDS=3 DURATION=5s BIN=target/debug/mlpserve-bench scripts/bench-observe.sh
@@ -49,6 +56,11 @@ printf 'otlp_endpoint = "http://127.0.0.1:%s"\ntrace_sample_ratio = 0.01\n' "$po
 printf 'payload_log = "file:%s/payloads"\npayload_log_max_file_bytes = 67108864\npayload_log_max_files = 2\n' \
   "$work" >"$work/payload.toml"
 configs=(off trace-1 trace-0.01 payload)
+# The receiver's CPU time so far, in clock ticks.
+sink_ticks() { awk '{ print $14 + $15 }' "/proc/$sink_pid/stat"; }
+# Seconds of load in one run (window and warm-up).
+to_s() { awk -v v="$1" 'BEGIN { if (v ~ /ms$/) print v / 1000; else if (v ~ /s$/) print v + 0; else print v }'; }
+secs="$(awk -v a="$(to_s "$DURATION")" -v b="$(to_s "$WARMUP")" 'BEGIN { print a + b }')"
 
 echo "== observability overhead: finalmlp_ctr, 1 row per request, V2 JSON, $CLIENTS clients, $ROUNDS rounds of $DURATION"
 printf '%-6s' round
@@ -57,11 +69,22 @@ echo
 for round in $(seq "$ROUNDS"); do
   printf '%-6s' "$round"
   for c in "${configs[@]}"; do
-    line="$("$BIN" --model-repository models --model finalmlp_ctr --rows 1 \
+    sink_before="$(sink_ticks)"
+    out="$("$BIN" --model-repository models --model finalmlp_ctr --rows 1 \
       --concurrency "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
-      --server-config "$work/$c.toml" 2>/dev/null | awk -v n="$CLIENTS" '$1 == n && NF > 5 { print $3 }')"
+      --server-config "$work/$c.toml" 2>/dev/null | awk -v n="$CLIENTS" '$1 == n && NF > 5')"
+    sink_after="$(sink_ticks)"
+    line="$(awk '{ print $3 }' <<<"$out")"
     [[ -n "$line" ]] || { echo; echo "the $c run printed no result" >&2; exit 1; }
     echo "$c $line" >>"$work/results"
+    # µs per request of the roles in "ort 5.8, server 22.3, client 9.2, other 1.0".
+    role_us() { awk -v roles="$1" '{ s = 0; for (i = 1; i < NF; i++) if (index(" " roles " ", " " $i " ")) { v = $(i + 1); sub(",", "", v); s += v } print s }' <<<"$out"; }
+    server_us="$(role_us "ort server other")"
+    client_us="$(role_us client)"
+    sink_us="$(awk -v t="$((sink_after - sink_before))" -v hz="$(getconf CLK_TCK)" -v r="$line" -v d="$secs" \
+      'BEGIN { printf "%.1f", t / hz * 1e6 / (r * d) }')"
+    [[ "$c" == trace-* ]] || sink_us=0
+    echo "$c $(awk -v a="$server_us" -v b="$client_us" -v c="$sink_us" 'BEGIN { printf "%.1f", a + b + c }') $server_us $client_us $sink_us" >>"$work/cpu"
     printf '%12s' "$line"
   done
   echo
@@ -81,6 +104,15 @@ for c in "${configs[@]}"; do
   printf '%12s' "$(awk -v m="$m" -v b="$base" 'BEGIN { printf "%.3f", m / b }')"
 done
 echo
+echo "CPU µs per request, medians over rounds: server + load generator + OTLP receiver = total; off's total ÷ each"
+for c in "${configs[@]}"; do
+  med() { awk -v c="$c" -v k="$1" '$1 == c { print $k }' "$work/cpu" | sort -n |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  printf '%-11s %6s + %5s + %5s = %6s' "$c" "$(med 3)" "$(med 4)" "$(med 5)" "$(med 2)"
+  base_cpu="$(awk '$1 == "off" { print $2 }' "$work/cpu" | sort -n |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+  awk -v b="$base_cpu" -v m="$(med 2)" 'BEGIN { printf "   %.3f\n", b / m }'
+done
 kill "$sink_pid" && wait "$sink_pid" 2>/dev/null || true
 sink_pid=""
 tail -n 1 "$work/sink.log"
