@@ -51,20 +51,22 @@ fn the_instances_gauge_follows_loads_and_unloads() {
     let repo = ScratchRepo::digits("instances");
     let server = TestServer::start_with(explicit(&repo));
     let series = "mlpserve_model_instances{model=\"mlp_digits\",provider=\"cpu\",version=\"1\"}";
+    // The gauge's value, not a substring of the text: "} 1" would also match 10 or 1.5.
+    let instances = || common::series_value(&metrics(&server), series);
     for _ in 0..3 {
         let (status, body) = server.post_json("/v2/repository/models/mlp_digits/load", &json!({}));
         assert_eq!(status, 200, "{body}");
-        assert!(metrics(&server).contains(&format!("{series} 1")));
+        assert_eq!(instances(), Some(1.0));
         let (status, body) =
             server.post_json("/v2/repository/models/mlp_digits/unload", &json!({}));
         assert_eq!(status, 200, "{body}");
         wait_until("the unloaded instance leaves the gauge", || {
-            !metrics(&server).contains(&format!("{series} 1"))
+            instances().is_none_or(|n| n == 0.0)
         });
     }
     let (status, _) = server.post_json("/v2/repository/models/mlp_digits/load", &json!({}));
     assert_eq!(status, 200);
-    assert!(metrics(&server).contains(&format!("{series} 1")));
+    assert_eq!(instances(), Some(1.0));
 }
 
 #[test]
