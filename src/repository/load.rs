@@ -265,10 +265,15 @@ pub fn prepare(
         // grows ORT's memory arena, which a serving session would keep for good (about
         // 21 MB per small model), however small the runs it then has.
         let started = Instant::now();
-        // The scorer alone: it runs the expanded batch, the context graph one row per
-        // request (or per row of a request that repeats its context).
+        // Batch sizes are timed on the scorer alone: it runs the expanded batch, the
+        // context graph one row per request (or per row of a request that repeats its
+        // context).
         let (mut probe, _) = runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
         measure_footprint(&mut probe, &mut spec);
+        if let Some(file) = &context_file {
+            let (mut context, _) = runtime::build_session(runtime.env(), file, &first_options)?;
+            measure_context_footprint(&mut context, &mut spec);
+        }
         if spec.batched {
             measure_batch_sizes(&mut probe, &mut spec);
         }
@@ -366,6 +371,37 @@ fn measure_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
             model = %spec.name, version = %spec.version, error = %e,
             bytes_per_element = spec.footprint.bytes_per_element,
             "could not measure ONNX Runtime's working memory per element: assumed"
+        ),
+    }
+}
+
+/// A context model's working memory per element is the larger of its two graphs': one
+/// figure covers a batch's scorer rows and context rows alike, and the context graph (an
+/// attention over a history, say) may need far more per element than the scorer.
+fn measure_context_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
+    let Some(context) = &spec.context else {
+        return;
+    };
+    let mut alone = spec.clone();
+    alone.inputs = context.input_specs.clone();
+    alone.outputs = context.outputs.clone();
+    alone.context = None;
+    match runtime::measure_footprint(session, &alone) {
+        Ok(footprint) => {
+            tracing::debug!(
+                model = %spec.name, version = %spec.version,
+                scorer_bytes_per_element = spec.footprint.bytes_per_element,
+                context_bytes_per_element = footprint.bytes_per_element,
+                "working memory per element of both graphs"
+            );
+            let f = &mut spec.footprint;
+            f.bytes_per_element = f.bytes_per_element.max(footprint.bytes_per_element);
+            f.measured = f.measured && footprint.measured;
+        }
+        Err(e) => tracing::warn!(
+            model = %spec.name, version = %spec.version, error = %e,
+            bytes_per_element = spec.footprint.bytes_per_element,
+            "could not measure the context graph's working memory per element: the scorer's is used"
         ),
     }
 }
