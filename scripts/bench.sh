@@ -46,6 +46,12 @@
 #      batch size). Then the same for ranking_towers, whose user tower is a context graph
 #      (context.onnx) the server runs once per request: its ceiling is that graph on one row
 #      per request plus model.onnx on the batch. H_MODELS="ranking_towers" runs only it.
+#   j  JSON decoders (not in the default run): the tensor walker vs sonic-rs (a SIMD JSON
+#      parser) on V2 JSON bodies of [64, 256] FP32 (json_wide) and [200, 39] mixed INT64 [200, 26]
+#      + FP32 [200, 13] (json_mixed), two row-sum models (scripts/make-json-bench-models.py) so
+#      the request dominates; 1 and 64 clients, three interleaved rounds, one build with the
+#      `json-compare` feature (MLPSERVE_JSON_DECODER=sonic switches the decoder)
+#      (rule: keep the walker only if it wins by more than 1.3x end to end)
 # The load generator runs on the same machine as the server; read the "cores used" column.
 # BENCH_BIN=path/to/mlpserve-bench uses that build instead of building release (e.g. a
 # quick check of a scenario with a debug build; its numbers are not the server's).
@@ -61,6 +67,9 @@ scenarios="${*:-a b c d e f g h}"
 scripts/fetch-onnxruntime.sh
 if [[ -n "${BENCH_BIN:-}" ]]; then
   bin="$BENCH_BIN"
+elif [[ " $scenarios " == *" j "* ]]; then
+  cargo build --release --quiet -p mlpserve-bench --features mlpserve/json-compare
+  bin="$root/target/release/mlpserve-bench"
 else
   cargo build --release --quiet -p mlpserve-bench
   bin="$root/target/release/mlpserve-bench"
@@ -164,8 +173,24 @@ for s in $scenarios; do
         done
       done
       ;;
+    j)
+      jdir="$root/target/bench-models-json"
+      [[ -f "$jdir/json_mixed/1/model.onnx" ]] ||
+        "$root/.venv-tools/bin/python" scripts/make-json-bench-models.py --out "$jdir"
+      for round in 1 2 3; do
+        for model in "json_wide 64" "json_mixed 200"; do
+          set -- $model
+          for decoder in walker sonic; do
+            echo "== (j) JSON decoder, round $round: $1, $2 rows per request, V2 JSON, $decoder"
+            MLPSERVE_JSON_DECODER="$decoder" "$bin" --model-repository "$jdir" --model "$1" \
+              --rows "$2" --concurrency 1,64 "${common[@]}"
+            echo
+          done
+        done
+      done
+      ;;
     *)
-      echo "unknown scenario '$s' (expected a, b, c, d, e, f, g or h)" >&2
+      echo "unknown scenario '$s' (expected a, b, c, d, e, f, g, h or j)" >&2
       exit 2
       ;;
   esac

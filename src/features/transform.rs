@@ -224,7 +224,9 @@ impl Transform {
         )
     }
 
-    /// Transforms one value of `field`.
+    /// Transforms one value of `field`. Inlined into each caller's per-value loop; the
+    /// errors are built out of line (`#[cold]`), so the loop carries only the checks.
+    #[inline]
     pub fn apply(
         &self,
         field: &str,
@@ -247,10 +249,7 @@ impl Transform {
                 };
                 match (found, *oov) {
                     (Some(id), _) => Ok(TransformOutput::Id(id)),
-                    (None, 0) => Err(FeatureError::UnknownToken {
-                        field: field.to_owned(),
-                        token: shorten(&display_text(value)),
-                    }),
+                    (None, 0) => Err(unknown_token(field, value)),
                     (None, 1) => Ok(TransformOutput::Id(0)),
                     (None, k) => {
                         let bucket = with_text(field, value, |text| fingerprint64(text) % k)?;
@@ -271,11 +270,7 @@ impl Transform {
             Transform::Log1p => {
                 let x = number(field, value)?;
                 if x <= -1.0 {
-                    return Err(FeatureError::OutOfDomain {
-                        field: field.to_owned(),
-                        value: x,
-                        why: "log1p needs x > -1",
-                    });
+                    return Err(out_of_domain(field, x, "log1p needs x > -1"));
                 }
                 Ok(TransformOutput::Number(x.ln_1p()))
             }
@@ -286,6 +281,7 @@ impl Transform {
 
 /// Runs `f` on the UTF-8 text of a string, or on the decimal text of an integer (what Keras
 /// hashes for an integer input), formatted on the stack.
+#[inline]
 fn with_text<T>(
     field: &str,
     value: FieldValue<'_>,
@@ -301,35 +297,58 @@ fn with_text<T>(
             let len = 20 - cursor.len();
             Ok(f(&buf[..len]))
         }
-        FieldValue::Float(v) => Err(FeatureError::WrongKind {
-            field: field.to_owned(),
-            expected: "a string or an integer",
-            got: format!("the number {v}"),
-        }),
+        FieldValue::Float(v) => Err(wrong_kind(
+            field,
+            "a string or an integer",
+            format_args!("the number {v}"),
+        )),
     }
 }
 
 /// A finite number from an integer or a float; text and non-finite values are refused.
+#[inline]
 fn number(field: &str, value: FieldValue<'_>) -> Result<f64, FeatureError> {
     let x = match value {
         FieldValue::Int(v) => v as f64,
         FieldValue::Float(v) => v,
         FieldValue::Text(text) => {
-            return Err(FeatureError::WrongKind {
-                field: field.to_owned(),
-                expected: "a number",
-                got: format!("the string {:?}", shorten(text)),
-            })
+            return Err(wrong_kind(
+                field,
+                "a number",
+                format_args!("the string {:?}", shorten(text)),
+            ))
         }
     };
     if !x.is_finite() {
-        return Err(FeatureError::OutOfDomain {
-            field: field.to_owned(),
-            value: x,
-            why: "not finite",
-        });
+        return Err(out_of_domain(field, x, "not finite"));
     }
     Ok(x)
+}
+
+#[cold]
+fn wrong_kind(field: &str, expected: &'static str, got: std::fmt::Arguments<'_>) -> FeatureError {
+    FeatureError::WrongKind {
+        field: field.to_owned(),
+        expected,
+        got: got.to_string(),
+    }
+}
+
+#[cold]
+fn out_of_domain(field: &str, value: f64, why: &'static str) -> FeatureError {
+    FeatureError::OutOfDomain {
+        field: field.to_owned(),
+        value,
+        why,
+    }
+}
+
+#[cold]
+fn unknown_token(field: &str, value: FieldValue<'_>) -> FeatureError {
+    FeatureError::UnknownToken {
+        field: field.to_owned(),
+        token: shorten(&display_text(value)),
+    }
 }
 
 fn display_text(value: FieldValue<'_>) -> String {

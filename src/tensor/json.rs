@@ -13,7 +13,7 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 use super::json_scan::{self, Scan};
 use super::json_strings;
-use super::{dispatch_dtype, with_tensor_data, DataType, Element, TensorData};
+use super::{dispatch_dtype, with_tensor_data, ByteStrings, DataType, Element, TensorData};
 
 /// A JSON array decoded into a tensor's parts.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,17 +63,27 @@ fn decode_array_sized(
     capacity: usize,
 ) -> Result<JsonArray, JsonArrayError> {
     fn fast<T: Scan>(text: &[u8], capacity: usize) -> Option<JsonArray> {
-        let mut out = Vec::with_capacity(capacity);
-        let shape = json_scan::walk::<T>(text, &mut out)?;
+        let mut out: Vec<T> = Vec::with_capacity(capacity);
+        let shape = json_scan::walk(text, &mut out)?;
         Some(JsonArray {
             shape,
             data: T::wrap(out),
         })
     }
+    fn fast_strings(text: &[u8], capacity: usize) -> Option<JsonArray> {
+        // The text holds at least the strings' bytes.
+        let mut out = ByteStrings::with_capacity(capacity, text.len());
+        let shape = json_scan::walk(text, &mut out)?;
+        Some(JsonArray {
+            shape,
+            data: TensorData::Bytes(out),
+        })
+    }
     match dispatch_dtype!(dtype, T => fast::<T>(text, capacity),
-        bytes => return json_strings::decode_string_array(text))
+        bytes => fast_strings(text, capacity))
     {
         Some(array) => Ok(array),
+        None if dtype == DataType::Bytes => Err(json_strings::explain(text)),
         None => Err(explain(text, dtype)),
     }
 }

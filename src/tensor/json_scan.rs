@@ -7,7 +7,8 @@
 
 use half::{bf16, f16};
 
-use super::json::{FromJson, JsonNumber};
+use super::json::{FromJson, JsonNumber, MAX_JSON_DEPTH};
+use super::ByteStrings;
 
 /// One JSON scalar token, not yet converted.
 #[derive(Clone, Copy)]
@@ -438,15 +439,165 @@ fn scan_scalar(b: &[u8], i: usize) -> Option<(usize, Token<'_>)> {
     }
 }
 
-/// Walks the JSON text `b` (a number, or arrays nested to any depth), appending every element to
-/// `out` row-major; returns the shape, or `None` on anything the serde path should explain
-/// (syntax, ragged nesting, a value the element type cannot hold).
-pub(super) fn walk<T: Scan>(b: &[u8], out: &mut Vec<T>) -> Option<Vec<usize>> {
+/// What the walker reads at each leaf and where it puts it: numbers into a typed buffer
+/// ([`Vec`] of a [`Scan`] type), or strings into a BYTES buffer ([`ByteStrings`]).
+pub(super) trait Leaves {
+    /// Reads one leaf at `b[i..]` into the buffer; its end, or `None` when it is not a leaf
+    /// of this kind or does not fit.
+    fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize>;
+
+    /// [`Leaves::leaf`] for the rest of an array's leaves, in the walker's tight loop:
+    /// numbers try their common literal's shortcut first.
+    #[inline(always)]
+    fn next_leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
+        self.leaf(b, i)
+    }
+}
+
+impl<T: Scan> Leaves for Vec<T> {
+    #[inline]
+    fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
+        let (end, token) = scan_scalar(b, i)?;
+        self.push(T::from_token(token)?);
+        Some(end)
+    }
+
+    #[inline(always)]
+    fn next_leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
+        let (end, value) = match T::scan_common(b, i) {
+            Some(common) => common,
+            None => {
+                let (end, token) = scan_scalar(b, i)?;
+                (end, T::from_token(token)?)
+            }
+        };
+        self.push(value);
+        Some(end)
+    }
+}
+
+impl Leaves for ByteStrings {
+    #[inline]
+    fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
+        scan_string(b, i, self)
+    }
+}
+
+/// Reads the JSON string at `b[i..]` (from its opening quote) into `out`, escapes decoded;
+/// its end. `None` for anything the serde path refuses or should judge: not a string, no
+/// closing quote, a control character, a bad escape, a lone surrogate, text that is not
+/// UTF-8.
+#[inline]
+fn scan_string(b: &[u8], i: usize, out: &mut ByteStrings) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let mut j = start;
+    let mut ascii = true;
+    // The usual string has no escape: one slice, copied once.
+    loop {
+        match *b.get(j)? {
+            b'"' => {
+                let text = &b[start..j];
+                if !ascii {
+                    std::str::from_utf8(text).ok()?;
+                }
+                out.push(text);
+                return Some(j + 1);
+            }
+            b'\\' => break,
+            0..=0x1f => return None,
+            c => {
+                ascii &= c < 0x80;
+                j += 1;
+            }
+        }
+    }
+    let mut end = None;
+    out.push_with(|buf| {
+        let from = buf.len();
+        buf.extend_from_slice(&b[start..j]);
+        end = unescape(b, j, buf);
+        // Escapes write only valid UTF-8; the text between them is checked here.
+        end.is_some() && std::str::from_utf8(&buf[from..]).is_ok()
+    });
+    end
+}
+
+/// Continues a string at its first backslash `b[j]`, decoding escapes and copying the text
+/// between them into `buf`; the index after the closing quote.
+fn unescape(b: &[u8], mut j: usize, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        match *b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => {
+                let c = match *b.get(j + 1)? {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'/' => b'/',
+                    b'b' => 0x08,
+                    b'f' => 0x0c,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'u' => {
+                        let (ch, next) = unicode_escape(b, j)?;
+                        let mut utf8 = [0u8; 4];
+                        buf.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+                        j = next;
+                        continue;
+                    }
+                    _ => return None,
+                };
+                buf.push(c);
+                j += 2;
+            }
+            0..=0x1f => return None,
+            c => {
+                buf.push(c);
+                j += 1;
+            }
+        }
+    }
+}
+
+/// The `\uXXXX` escape at `b[j..]` (a surrogate pair when it is a high surrogate followed
+/// by a low one): its character and the index after it. A lone surrogate is `None`.
+fn unicode_escape(b: &[u8], j: usize) -> Option<(char, usize)> {
+    let hex = |at: usize| -> Option<u32> {
+        let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
+        if !digits.bytes().all(|d| d.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let first = hex(j + 2)?;
+    match first {
+        0xD800..=0xDBFF => {
+            if b.get(j + 6..j + 8)? != b"\\u" {
+                return None;
+            }
+            let second = hex(j + 8)?;
+            if !(0xDC00..=0xDFFF).contains(&second) {
+                return None;
+            }
+            let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+            Some((char::from_u32(code)?, j + 12))
+        }
+        _ => Some((char::from_u32(first)?, j + 6)),
+    }
+}
+
+/// Walks the JSON text `b` (a leaf, or arrays nested up to [`MAX_JSON_DEPTH`] deep), appending
+/// every leaf to `out` row-major; returns the shape, or `None` on anything the serde path
+/// should explain (syntax, ragged nesting, a value the buffer's type cannot hold).
+pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
     // Length seen at each nesting depth; every array at one depth must agree.
     let mut dims: Vec<Option<usize>> = Vec::new();
     // Elements counted so far in each array still open (its depth is its index).
     let mut open: Vec<usize> = Vec::new();
-    // Depth at which scalars appear; all scalars must sit at the same depth.
+    // Depth at which leaves appear; all leaves must sit at the same depth.
     let mut leaf_depth: Option<usize> = None;
     let mut i = skip_ws(b, 0);
     'value: loop {
@@ -454,7 +605,7 @@ pub(super) fn walk<T: Scan>(b: &[u8], out: &mut Vec<T>) -> Option<Vec<usize>> {
         let depth = open.len();
         let mut value_done = true;
         if b.get(i) == Some(&b'[') {
-            if leaf_depth.is_some_and(|d| d <= depth) || depth >= super::json::MAX_JSON_DEPTH {
+            if leaf_depth.is_some_and(|d| d <= depth) || depth >= MAX_JSON_DEPTH {
                 return None;
             }
             open.push(0);
@@ -465,32 +616,24 @@ pub(super) fn walk<T: Scan>(b: &[u8], out: &mut Vec<T>) -> Option<Vec<usize>> {
             // An empty array: `i` is at its `]`, which the loop below closes.
             value_done = false;
         } else {
-            // An array already closed at this depth or deeper: a number here is ragged
+            // An array already closed at this depth or deeper: a leaf here is ragged
             // (`[[], 0]`), as the serde path says.
             if dims.len() > depth {
                 return None;
             }
-            let (end, token) = scan_scalar(b, i)?;
+            let end = out.leaf(b, i)?;
             match leaf_depth {
                 None => leaf_depth = Some(depth),
                 Some(d) if d != depth => return None,
                 Some(_) => {}
             }
-            out.push(T::from_token(token)?);
             i = skip_ws(b, end);
-            // The rest of this array's scalars in a tight loop, without the bookkeeping
+            // The rest of this array's leaves in a tight loop, without the bookkeeping
             // below (anything unexpected falls out to it, or to the serde path).
             if let Some(count) = open.last_mut() {
                 while b.get(i) == Some(&b',') {
                     let start = skip_ws(b, i + 1);
-                    let (end, value) = match T::scan_common(b, start) {
-                        Some(common) => common,
-                        None => {
-                            let (end, token) = scan_scalar(b, start)?;
-                            (end, T::from_token(token)?)
-                        }
-                    };
-                    out.push(value);
+                    let end = out.next_leaf(b, start)?;
                     *count += 1;
                     i = skip_ws(b, end);
                 }

@@ -1,18 +1,20 @@
-//! JSON codec of BYTES tensors: a JSON string, or a (nested, not ragged) array of them,
-//! decoded straight into one [`ByteStrings`] buffer with the shape the nesting implies.
-//! Encoding writes each element as a JSON string.
+//! JSON codec of BYTES tensors: a JSON string, or a (nested, not ragged) array of them.
+//! Decoding is the tensor walker's (`json_scan.rs`, straight into one [`ByteStrings`]
+//! buffer); text it rejects is re-read here by a serde visitor that owns the error
+//! messages and keeps only a count. Encoding writes each element as a JSON string.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
-use super::json::{JsonArray, JsonArrayError, MAX_JSON_DEPTH};
-use super::{element_count, ByteStrings, TensorData};
+use super::json::{JsonArrayError, MAX_JSON_DEPTH};
+use super::{element_count, ByteStrings};
 
-/// Decodes a JSON string or (nested) array of strings. A number or boolean where a string
-/// belongs is an element error naming its index; a ragged array or bad JSON is `Invalid`.
-pub fn decode_string_array(text: &[u8]) -> Result<JsonArray, JsonArrayError> {
+/// The serde path's verdict on text the walker rejected as a string or (nested) array of
+/// strings: a number or boolean where a string belongs is an element error naming its
+/// index; a ragged array or bad JSON is `Invalid`.
+pub fn explain(text: &[u8]) -> JsonArrayError {
     let mut acc = Acc::default();
     let mut de = serde_json::Deserializer::from_slice(text);
     let parsed = Level {
@@ -21,25 +23,22 @@ pub fn decode_string_array(text: &[u8]) -> Result<JsonArray, JsonArrayError> {
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
-    if let Err(e) = parsed {
-        return Err(match acc.not_a_string.take() {
-            Some((i, what)) => JsonArrayError::Element(format!(
-                "element {i} is {what}, which is not a valid BYTES element (a JSON string)"
-            )),
-            None => JsonArrayError::Invalid(e.to_string()),
-        });
+    match (parsed, acc.not_a_string.take()) {
+        (Err(_), Some((i, what))) => JsonArrayError::Element(format!(
+            "element {i} is {what}, which is not a valid BYTES element (a JSON string)"
+        )),
+        (Err(e), None) => JsonArrayError::Invalid(e.to_string()),
+        // Both paths accept the same language; reaching this would be a walker bug.
+        (Ok(()), _) => JsonArrayError::Invalid(
+            "could not decode the strings (a decoder inconsistency; please report it)".into(),
+        ),
     }
-    let rank = acc.leaf_depth.unwrap_or(acc.dims.len()).min(acc.dims.len());
-    let shape = acc.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
-    Ok(JsonArray {
-        shape,
-        data: TensorData::Bytes(acc.strings),
-    })
 }
 
 #[derive(Default)]
 struct Acc {
-    strings: ByteStrings,
+    /// Strings seen so far.
+    count: usize,
     /// Length seen at each nesting depth; every array at one depth must agree.
     dims: Vec<Option<usize>>,
     /// Depth at which strings appear; all must sit at the same depth.
@@ -54,7 +53,7 @@ struct Level<'a> {
 }
 
 impl Level<'_> {
-    fn leaf<E: de::Error>(self, s: &[u8]) -> Result<(), E> {
+    fn leaf<E: de::Error>(self) -> Result<(), E> {
         if self.acc.dims.len() > self.depth {
             return Err(E::custom(
                 "ragged nested array: a string appears where an array was expected",
@@ -70,12 +69,12 @@ impl Level<'_> {
             }
             Some(_) => {}
         }
-        self.acc.strings.push(s);
+        self.acc.count += 1;
         Ok(())
     }
 
     fn wrong<E: de::Error>(self, what: String) -> Result<(), E> {
-        self.acc.not_a_string = Some((self.acc.strings.len(), what));
+        self.acc.not_a_string = Some((self.acc.count, what));
         Err(E::custom("not a string"))
     }
 }
@@ -93,8 +92,8 @@ impl<'de> Visitor<'de> for Level<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string or a (nested) array of strings")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.leaf(v.as_bytes())
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.leaf()
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
         self.wrong(v.to_string())
@@ -226,6 +225,11 @@ impl Serialize for NestedStrings<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::{decode_array, DataType, TensorData};
+
+    fn decode_string_array(text: &[u8]) -> Result<super::super::JsonArray, JsonArrayError> {
+        decode_array(text, DataType::Bytes)
+    }
 
     fn strings(items: &[&str]) -> TensorData {
         TensorData::Bytes(items.iter().collect())

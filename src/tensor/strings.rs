@@ -42,6 +42,18 @@ impl ByteStrings {
         self.ends.push(self.bytes.len());
     }
 
+    /// Appends one element that `write` appends to the buffer's bytes (decoding it in
+    /// place, without a copy of its own); when `write` answers false, the bytes it wrote
+    /// are dropped and no element is added.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let before = self.bytes.len();
+        if write(&mut self.bytes) {
+            self.ends.push(self.bytes.len());
+        } else {
+            self.bytes.truncate(before);
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.ends.len()

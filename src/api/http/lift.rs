@@ -1,4 +1,5 @@
-//! Large numeric arrays lifted out of a JSON body before serde parses the rest.
+//! Large arrays (of numbers or strings) lifted out of a JSON body before serde parses the
+//! rest.
 //!
 //! To capture an array as a `RawValue`, serde_json scans every number in it; the tensor
 //! walker then reads the same text again. For a body that is mostly one large array that
@@ -7,8 +8,9 @@
 //! rest of the body is copied into a small skeleton with a placeholder string
 //! (`"\u0000<k>"`) in each array's place, and serde parses only the skeleton.
 //!
-//! Arrays holding strings or objects, and bodies with an escaped NUL anywhere (the
-//! placeholder's mark), stay as they are. Callers decode the original body again on any
+//! String arrays are lifted too: serde would scan each string once to capture the array
+//! and the tensor walker again to decode it. Arrays holding objects, and bodies with an
+//! escaped NUL outside the lifted arrays (the placeholder's mark), stay as they are. Callers decode the original body again on any
 //! error, so answers and error messages are exactly those of the plain path.
 
 use std::io::Write;
@@ -21,7 +23,7 @@ pub struct Lifted<'a> {
     /// The body, each lifted array replaced by its placeholder.
     pub skeleton: Vec<u8>,
     /// The lifted arrays' text, by placeholder number (not checked to be UTF-8: the
-    /// tensor decoder reads bytes and takes ASCII digits only).
+    /// tensor decoder reads bytes, takes ASCII digits only for numbers and checks strings).
     pub arrays: Vec<&'a [u8]>,
 }
 
@@ -71,7 +73,7 @@ impl<'l, 'a> Resolver<'l, 'a> {
     }
 }
 
-/// Lifts the large numeric arrays that are values of the keys `wanted` accepts out of
+/// Lifts the large arrays that are values of the keys `wanted` accepts out of
 /// `json`; `None` when there is none (or the body has the placeholder's mark), so the
 /// caller parses `json` as it is.
 pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
@@ -99,7 +101,7 @@ pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
         if !wanted(key) || json.get(i) != Some(&b'[') {
             continue;
         }
-        let Some(end) = numeric_array_end(json, i) else {
+        let Some(end) = array_end(json, i) else {
             continue;
         };
         if end - i < MIN_LIFTED_BYTES {
@@ -164,9 +166,9 @@ fn may_hold_special(block: &[u8; BLOCK]) -> bool {
         != 0
 }
 
-/// The index after the array starting at `json[start] == '['`, if it closes and holds
-/// no string or object (so no bracket inside it can be quoted text).
-fn numeric_array_end(json: &[u8], start: usize) -> Option<usize> {
+/// The index after the array starting at `json[start] == '['`, if it closes and holds no
+/// object; strings in it are skipped whole, so a bracket inside one is text.
+fn array_end(json: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = start;
     while i < json.len() {
@@ -178,22 +180,40 @@ fn numeric_array_end(json: &[u8], start: usize) -> Option<usize> {
             }
         }
         let stop = (i + BLOCK).min(json.len());
-        for (j, &c) in json[i..stop].iter().enumerate() {
-            match c {
+        while i < stop {
+            match json[i] {
                 b'[' => depth += 1,
                 b']' => {
                     depth -= 1;
                     if depth == 0 {
-                        return Some(i + j + 1);
+                        return Some(i + 1);
                     }
                 }
-                b'"' | b'{' | b'}' => return None,
+                // The string's end may lie past this block: the next block starts there.
+                b'"' => {
+                    i = quoted_end(json, i)?;
+                    continue;
+                }
+                b'{' | b'}' => return None,
                 _ => {}
             }
+            i += 1;
         }
-        i = stop;
     }
     None
+}
+
+/// The index after the string starting at `json[start] == '"'` (escapes skipped unread:
+/// the tensor decoder checks them); `None` when it does not end.
+fn quoted_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let at = i + memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
+        if json[at] == b'"' {
+            return Some(at + 1);
+        }
+        i = at + 2;
+    }
 }
 
 #[cfg(test)]
@@ -237,11 +257,22 @@ mod tests {
     }
 
     #[test]
-    fn leaves_small_quoted_and_unclosed_arrays_and_marked_bodies() {
+    fn lifts_string_arrays_whole_whatever_their_strings_hold() {
+        let strings: Vec<String> = (0..100).map(|i| format!(r#""u{i} ] [ \" \\""#)).collect();
+        let data = format!("[{}]", strings.join(","));
+        let body = format!(r#"{{"inputs":[{{"name":"s","data":{data},"shape":[100]}}]}}"#);
+        let lifted = lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        assert_eq!(lifted.arrays, vec![data.as_bytes()]);
+        // A string that never ends: nothing is lifted.
+        let open = format!(r#"{{"data":{}"x]}}"#, &data[..data.len() - 1]);
+        assert!(lift(open.as_bytes(), |k| k == b"data").is_none());
+    }
+
+    #[test]
+    fn leaves_small_object_holding_and_unclosed_arrays_and_marked_bodies() {
         let data = big(300);
         for body in [
             r#"{"data":[1,2,3]}"#.to_string(),
-            format!(r#"{{"data":{}"x"]}}"#, &data[..data.len() - 1]),
             format!(r#"{{"data":{}{{}}]}}"#, &data[..data.len() - 1]),
             format!(r#"{{"data":{}"#, &data[..data.len() - 1]),
             format!(r#"{{"name":"a\u0000","data":{data}}}"#),

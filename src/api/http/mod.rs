@@ -18,6 +18,8 @@ mod triton;
 mod v2;
 pub mod v2_codec;
 mod v2_params;
+#[cfg(feature = "json-compare")]
+mod v2_sonic;
 
 pub use error::{answered_status, status};
 

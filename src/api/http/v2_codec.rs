@@ -130,6 +130,12 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
         None => (body, &[][..]),
     };
     check_depth(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
+    #[cfg(feature = "json-compare")]
+    if binary.is_empty() && super::v2_sonic::enabled() {
+        if let Some(request) = super::v2_sonic::decode(json) {
+            return Ok(request);
+        }
+    }
     // Large `data` arrays skip serde's scan of every number (see `lift`). The plain parse
     // decides every failure, so messages do not depend on whether arrays were lifted.
     if let Some(lifted) = lift::lift(json, |key| key == b"data") {
@@ -421,6 +427,7 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::TensorData;
 
     /// A `data` array large enough to be lifted: `n` FP32 values with one replaced by `odd`.
     fn data(n: usize, odd: Option<(usize, &str)>) -> String {
@@ -508,6 +515,41 @@ mod tests {
             format!(r#"{{"inputs":[{}]}}"#, input("x", "BYTES", "[200]", &good)),
         ] {
             both_ways(&body).expect_err("invalid");
+        }
+    }
+
+    #[test]
+    fn lifted_string_arrays_decode_and_fail_exactly_like_the_plain_path() {
+        let strings = |odd: Option<(usize, &str)>| -> String {
+            let items: Vec<String> = (0..200)
+                .map(|i| match odd {
+                    Some((at, text)) if at == i => text.to_string(),
+                    _ => format!(r#""u{i} \"q\" \u00e9""#),
+                })
+                .collect();
+            format!("[{}]", items.join(","))
+        };
+        let body = format!(
+            r#"{{"inputs":[{}]}}"#,
+            input("s", "BYTES", "[200]", &strings(None))
+        );
+        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_ok());
+        let inputs = both_ways(&body).expect("valid");
+        let TensorData::Bytes(s) = &inputs[0].1.data else {
+            panic!("BYTES")
+        };
+        assert_eq!(s.get(7), Some("u7 \"q\" é".as_bytes()));
+        for odd in ["7", "null", r#""\ud800""#, r#""\x""#, "[\"a\"]"] {
+            let body = format!(
+                r#"{{"inputs":[{}]}}"#,
+                input("s", "BYTES", "[200]", &strings(Some((150, odd))))
+            );
+            let err = both_ways(&body).expect_err(odd);
+            assert!(
+                err.contains("input 's'") || err.contains("JSON"),
+                "{odd}: {err}"
+            );
         }
     }
 
