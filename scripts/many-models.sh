@@ -2,7 +2,8 @@
 # Many small models: serves N copies of models/mlp_digits (default 100) from a temporary
 # repository and prints the seconds until the server is ready and its resident memory then
 # (VmRSS from /proc). What each loaded model keeps (sessions, ORT arenas, calibration
-# leftovers) shows up here multiplied by N.
+# leftovers) shows up here multiplied by N. tests/many_models.rs holds 100 of them (debug
+# build) under 600 MB in CI; this script gives the release build's figures.
 #
 #   scripts/many-models.sh [BIN] [N]     # BIN defaults to target/release/mlpserve
 set -euo pipefail

@@ -23,6 +23,9 @@ echo "== real-client conformance (tritonclient over HTTP and gRPC)"
 scripts/setup-python-tools.sh
 MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python -m pytest tests/python -q
 
+echo "== soak, quick: 64 clients on every zoo model over V2 JSON, binary and gRPC, 5% bad requests, two swaps, RSS from outside (about 30 s)"
+.venv-tools/bin/python scripts/soak.py --quick --bin target/debug/mlpserve
+
 echo "== docs examples: the runnable blocks of README.md and docs/ against a live server (seconds)"
 MLPSERVE_BIN=target/debug/mlpserve .venv-tools/bin/python scripts/run-docs.py
 

@@ -123,18 +123,76 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                print_stderr(&format!("mlpserve: {e}"));
-                ExitCode::FAILURE
+        Command::Serve(args) => {
+            fixed_mmap_threshold();
+            match serve(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    print_stderr(&format!("mlpserve: {e}"));
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Check(args) => check(args),
         Command::Inspect(args) => inspect(args),
         Command::Config(args) => print_config(args),
     }
 }
+
+/// glibc's malloc variable that fixes its mmap threshold.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+
+/// Blocks of this size and larger come from `mmap` and go back to the kernel when freed
+/// (glibc's initial threshold, kept fixed).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_BYTES: &str = "131072";
+
+/// Makes `serve` run with glibc's mmap threshold fixed, re-executing itself once with
+/// `MALLOC_MMAP_THRESHOLD_` set when the environment does not set it (or its
+/// `GLIBC_TUNABLES` equivalent): glibc reads it only when a process starts.
+///
+/// Why: ONNX Runtime allocates through glibc's malloc (mimalloc serves only this crate's
+/// allocations). glibc raises its threshold each time a large mmapped block is freed (up
+/// to 32 MiB), after which such blocks (a model's load, its calibration probe, a large
+/// run) come from the heap, whose freed holes stay resident: every model swap kept
+/// another ~25 MB, without bound. A fixed threshold returns them. An operator's own value,
+/// whatever it is, is left as it is; where re-executing fails the server says so and runs
+/// without it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fixed_mmap_threshold() {
+    use std::os::unix::process::CommandExt;
+    let tuned = std::env::var_os(MMAP_THRESHOLD_VAR).is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+    if tuned {
+        return;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            print_stderr(&format!(
+                "mlpserve: cannot find its own executable to set {MMAP_THRESHOLD_VAR} ({e}); memory freed by ONNX Runtime may stay resident"
+            ));
+            return;
+        }
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // Returns only when the exec failed.
+    let e = command
+        .args(args)
+        .env(MMAP_THRESHOLD_VAR, MMAP_THRESHOLD_BYTES)
+        .exec();
+    print_stderr(&format!(
+        "mlpserve: cannot re-execute with {MMAP_THRESHOLD_VAR} set ({e}); memory freed by ONNX Runtime may stay resident"
+    ));
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fixed_mmap_threshold() {}
 
 /// The resolved configuration as JSON: the defaults come from the one place that
 /// declares them (`ServerConfig::resolve`), so the docs that show this cannot drift.

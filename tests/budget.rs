@@ -390,6 +390,61 @@ fn a_pad_value_outside_its_input_datatype_fails_the_load_naming_the_key() {
     }
 }
 
+/// The narrow datatypes too: a pad value an unsigned, 8-bit, boolean or half input cannot
+/// hold (−1 for UINT8 would wrap to 255) fails the load naming the key and the datatype;
+/// values at the edges of each range load.
+#[test]
+fn a_pad_value_a_narrow_datatype_cannot_hold_fails_the_load_naming_the_key() {
+    let refused = [
+        ("x_uint8", "-1", "UINT8"),
+        ("x_uint8", "256", "UINT8"),
+        ("x_int8", "128", "INT8"),
+        ("x_int32", "2147483648", "INT32"),
+        ("x_bool", "2", "BOOL"),
+        ("x_fp16", "1e5", "FP16"),
+    ];
+    let repo = common::ScratchRepo::new("pad-narrow");
+    for (i, (input, value, _)) in refused.iter().enumerate() {
+        repo.add(
+            "dtype_echo",
+            &format!("refused{i}"),
+            1,
+            &format!("[inputs.{input}]\npad_value = {value}\n"),
+        );
+    }
+    repo.add(
+        "dtype_echo",
+        "edges",
+        1,
+        "[inputs.x_uint8]\npad_value = 255\n[inputs.x_int8]\npad_value = -128\n\
+         [inputs.x_bool]\npad_value = 1\n[inputs.x_fp16]\npad_value = -65504\n",
+    );
+    let server = TestServer::start_with_unready(ServerConfig::for_tests(&repo.path));
+    let (status, index) = server.post_json("/v2/repository/index", &serde_json::json!({}));
+    assert_eq!(status, 200, "{index}");
+    let entry = |name: &str| {
+        index
+            .as_array()
+            .expect("index")
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed in {index}"))
+            .clone()
+    };
+    for (i, (input, value, dtype)) in refused.iter().enumerate() {
+        let e = entry(&format!("refused{i}"));
+        assert_eq!(e["state"], "UNAVAILABLE", "{input} = {value}: {e}");
+        let reason = e["reason"].as_str().expect("reason");
+        for part in [&format!("[inputs.{input}] pad_value = "), *dtype] {
+            assert!(
+                reason.contains(part),
+                "{input} = {value}: {part:?} missing from {reason}"
+            );
+        }
+    }
+    assert_eq!(entry("edges")["state"], "READY", "{index}");
+}
+
 /// A client that writes its whole body before reading (Python's http.client does) gets the
 /// refusal, not a connection reset under its writes: the server reads and drops the body
 /// of a request it refuses before answering.

@@ -317,3 +317,65 @@ fn rss_over_twenty_swaps() {
         println!("{swap},{version},{}", rss_kib());
     }
 }
+
+/// `VmRSS` of another process in MiB, read from outside.
+fn rss_mib_of(pid: u32) -> u64 {
+    common::memory_mib(pid).0
+}
+
+/// Versions published one after another into a poll-mode repository (copied under a
+/// non-numeric name, renamed to the next number, as docs/lifecycle.md tells writers) each
+/// load, calibrate and warm up on fresh sessions while the old one is dropped. What they
+/// free must go back to the kernel: the server process's resident memory after the eighth
+/// swap stays within 64 MiB of the second (glibc's grown mmap threshold kept ~25 MB per
+/// swap, without bound: +150 MiB over these swaps).
+#[test]
+fn swaps_in_poll_mode_leave_resident_memory_flat() {
+    let repo = ScratchRepo::new("swap-rss");
+    repo.add("string_echo", "m", 1, "");
+    let (server, http) = common::spawn_http(
+        &repo.path,
+        &[
+            "--model-control-mode",
+            "poll",
+            "--repository-poll-secs",
+            "1",
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    let mut readings = Vec::new();
+    for version in 2..=9u32 {
+        let model = repo.path.join("m");
+        let staging = model.join(format!("{version}.tmp"));
+        std::fs::create_dir_all(&staging).expect("staging dir");
+        std::fs::copy(model.join("1/model.onnx"), staging.join("model.onnx")).expect("copy");
+        let name = version.to_string();
+        std::fs::rename(&staging, model.join(&name)).expect("publish");
+        wait_for(
+            &format!("version {version} alone"),
+            Duration::from_secs(120),
+            || {
+                let index: Value = client
+                    .post(format!("http://{http}/v2/repository/index"))
+                    .json(&json!({}))
+                    .send()
+                    .and_then(|r| r.json())
+                    .unwrap_or(Value::Null);
+                index.as_array().is_some_and(|entries| {
+                    entries.iter().all(|e| {
+                        e["name"] != "m"
+                            || (e["version"].as_str() == Some(name.as_str())
+                                && e["state"] == "READY")
+                    })
+                })
+            },
+        );
+        readings.push(rss_mib_of(server.0.id()));
+    }
+    let (second, last) = (readings[0], readings[readings.len() - 1]);
+    eprintln!("RSS after each swap (MiB): {readings:?}");
+    assert!(
+        last <= second + 64,
+        "resident memory grew with the swaps: {readings:?} MiB"
+    );
+}

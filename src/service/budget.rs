@@ -4,10 +4,15 @@
 //! budget can never fit (413 / RESOURCE_EXHAUSTED); one that does not fit now could later
 //! (503 + Retry-After / UNAVAILABLE). Knows no transport: the transports map [`Refusal`].
 //! Past its body, a request holds what decoding and answering build (its tensors, its
-//! encoded answer) as [`Hold`]s on the same charge, resized as they change.
+//! encoded answer) as [`Hold`]s on the same charge, resized as they change, and its
+//! answer's body ([`Charged`], any transport's) holds the charge until it is written.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::error::Error;
 
@@ -326,6 +331,50 @@ impl Drop for Hold {
 impl Drop for Charge {
     fn drop(&mut self) {
         self.budget.give(*self.taken.get_mut());
+    }
+}
+
+/// A response body that holds its request's charge until it has been written to its end
+/// (or dropped, when the client went away first): what the answer's bytes and the
+/// request's tensors took stays taken while the transport still holds them. One wrapper
+/// for every transport's body type (HTTP's and gRPC's).
+pub struct Charged<B> {
+    inner: B,
+    charge: Option<Arc<Charge>>,
+}
+
+impl<B> Charged<B> {
+    pub fn new(inner: B, charge: Arc<Charge>) -> Charged<B> {
+        Charged {
+            inner,
+            charge: Some(charge),
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Charged<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            // Written: the charge is given back now, not when the connection drops the body.
+            this.charge = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -4,8 +4,10 @@
 //! call answers: RESOURCE_EXHAUSTED when the message alone is larger than the budget,
 //! UNAVAILABLE when it could fit later. The call's [`Charge`] rides in the request's
 //! extensions, so the handlers add what decoding and answering build to it and a stream
-//! gives back each message's bytes once it is decoded; the response body ([`Charged`])
-//! holds the charge until the answer is written.
+//! gives back each message's bytes once it is decoded; the response body
+//! ([`Charged`], shared with HTTP) holds the charge until the answer is written.
+//!
+//! [`Charged`]: crate::service::budget::Charged
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -117,46 +119,6 @@ impl Body for Counted {
             }
         }
         Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that holds its call's charge until it has been written (or dropped).
-pub struct Charged {
-    inner: tonic::body::Body,
-    charge: Option<Arc<Charge>>,
-}
-
-impl Charged {
-    pub fn new(inner: tonic::body::Body, charge: Arc<Charge>) -> Charged {
-        Charged {
-            inner,
-            charge: Some(charge),
-        }
-    }
-}
-
-impl Body for Charged {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.charge = None;
-        }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -28,6 +28,7 @@ use crate::api::auth::Keys;
 use crate::api::conn::{self, Port};
 use crate::api::Transport;
 
+use crate::service::budget::Charged;
 use crate::service::Service;
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 pub use service::InferenceService;
@@ -81,7 +82,7 @@ pub async fn serve(
             let response = routes.oneshot(req).await;
             // The answer's bytes stay charged until it is written.
             Ok(response?.map(|body| match charge {
-                Some(charge) => tonic::body::Body::new(admission::Charged::new(body, charge)),
+                Some(charge) => tonic::body::Body::new(Charged::new(body, charge)),
                 None => body,
             }))
         }

@@ -10,11 +10,9 @@
 //!
 //! [`Hold`]: crate::service::budget::Hold
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
@@ -22,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use crate::error::Error;
-use crate::service::budget::{ByteBudget, Charge};
+use crate::service::budget::{ByteBudget, Charged};
 
 /// The body ran over the in-flight budget while streaming.
 #[derive(Debug, thiserror::Error)]
@@ -71,44 +69,7 @@ pub async fn admit(State(budget): State<Arc<ByteBudget>>, req: Request, next: Ne
     }
     // The answer's bytes stay charged until they are written.
     let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(Charged {
-            inner: body,
-            charge: Some(charge),
-        }),
-    )
-}
-
-/// A response body that holds its request's charge until it has been written (or dropped).
-struct Charged {
-    inner: Body,
-    charge: Option<Arc<Charge>>,
-}
-
-impl hyper::body::Body for Charged {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.charge = None;
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
+    Response::from_parts(parts, Body::new(Charged::new(body, charge)))
 }
 
 /// Most body bytes read and dropped after a refusal, and for how long at most.
