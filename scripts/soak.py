@@ -4,7 +4,7 @@
 Starts a server (default target/release/mlpserve) on a copy of the committed zoo (models/) in
 poll mode, or attaches to one already running. CLIENTS closed-loop clients (default 64), one
 asyncio loop in this process, each request picking a zoo model, one of its committed samples
-(models/*/samples.json; ranking_ctr's ranking_samples.json over /predict) and a protocol: V2
+(models/*/samples.json; the ranking models' ranking_samples.json over /predict) and a protocol: V2
 JSON, V2 binary tensors (the binary extension, bodies built by tritonclient.http) or gRPC
 ModelInfer (tritonclient's generated messages). About 5% of requests are deliberately bad
 (wrong shape, wrong datatype, unknown model, truncated body, oversized string, data count
@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from array import array
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -122,13 +123,13 @@ class Bad:
 
 
 def load_samples():
-    """{model: [sample]} for every zoo model with samples, and ranking_ctr's /predict ones."""
+    """{model: [sample]} for every zoo model with samples, and the ranking samples
+    (models/*/ranking_samples.json, /predict requests) as (model, sample) pairs."""
     models, ranking = {}, []
     for path in sorted(ZOO.glob("*/samples.json")):
         models[path.parent.name] = json.loads(path.read_text())["samples"]
-    ranking_path = ZOO / "ranking_ctr" / "ranking_samples.json"
-    if ranking_path.exists():
-        ranking = json.loads(ranking_path.read_text())["samples"]
+    for path in sorted(ZOO.glob("*/ranking_samples.json")):
+        ranking += [(path.parent.name, s) for s in json.loads(path.read_text())["samples"]]
     return models, ranking
 
 
@@ -179,9 +180,9 @@ def build_requests(models, ranking):
                 request.inputs.add(name=n, datatype=t["datatype"], shape=t["shape"])
                 request.raw_input_contents.append(raw_bytes(t))
             good.append(Good(model, "grpc", request.SerializeToString(), expected))
-    for s in ranking:
-        body = dict(s["request"], model="ranking_ctr")
-        good.append(Good("ranking_ctr", "predict", json.dumps(body).encode(),
+    for model, s in ranking:
+        body = dict(s["request"], model=model)
+        good.append(Good(model, "predict", json.dumps(body).encode(),
                          {"score": ("FP32", flat(s["expected"]["score"]))},
                          {"Content-Type": "application/json"}))
 
@@ -189,26 +190,25 @@ def build_requests(models, ranking):
     pixels = flat(digits["data"])[:64]
     j = {"Content-Type": "application/json"}
 
-    def infer(model, tensors):
+    def infer(tensors):
         return json.dumps({"inputs": tensors}).encode()
 
     path = "/v2/models/mlp_digits/infer"
-    valid = infer("mlp_digits", [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
-                                  "data": pixels}])
+    valid = infer([{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": pixels}])
     bad = [
-        Bad("wrong shape", "json", path, infer("mlp_digits", [
+        Bad("wrong shape", "json", path, infer([
             {"name": "pixels", "datatype": "FP32", "shape": [1, 63], "data": pixels[:63]}]), j),
-        Bad("wrong datatype", "json", path, infer("mlp_digits", [
+        Bad("wrong datatype", "json", path, infer([
             {"name": "pixels", "datatype": "INT64", "shape": [1, 64],
              "data": [int(x) for x in pixels]}]), j),
-        Bad("data count unlike shape", "json", path, infer("mlp_digits", [
+        Bad("data count unlike shape", "json", path, infer([
             {"name": "pixels", "datatype": "FP32", "shape": [2, 64], "data": pixels}]), j),
         Bad("unknown model", "json", "/v2/models/no_such_model/infer", valid, j),
-        Bad("unknown input", "json", path, infer("mlp_digits", [
+        Bad("unknown input", "json", path, infer([
             {"name": "pixelz", "datatype": "FP32", "shape": [1, 64], "data": pixels}]), j),
         Bad("truncated body", "json", path, valid[: len(valid) // 2], j),
         Bad("not JSON", "json", path, b"\x00\x01binary", j),
-        Bad("oversized string", "json", "/v2/models/string_echo/infer", infer("string_echo", [
+        Bad("oversized string", "json", "/v2/models/string_echo/infer", infer([
             {"name": "text", "datatype": "BYTES", "shape": [1, 3],
              "data": ["x" * 5000, "a", "b"]}]), j),
         Bad("binary header longer than body", "binary", path, valid + b"\x00" * 16, {
@@ -324,7 +324,7 @@ async def client(args, start, stop, good, bad, session, channels, stats, url):
         if status in (200, "OK"):
             stats.latency[kind].append(elapsed)
             n = stats.statuses[kind][status]
-            if n % args.check_every == 1:
+            if (n - 1) % args.check_every == 0:
                 stats.checked[kind] += 1
                 try:
                     problem = check_answer(r, body, headers)
@@ -453,7 +453,6 @@ def start_server(args, workdir):
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{http_port}"
     t0 = time.monotonic()
-    import urllib.request
     while time.monotonic() - t0 < args.ready_timeout:
         if proc.poll() is not None:
             break

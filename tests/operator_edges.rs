@@ -1,7 +1,8 @@
 //! Operator and API edges: metrics that follow live instances and forget retired versions,
 //! the admin token's scheme, loads of absent names, load failures answered by their cause
-//! on both transports, poll mode with a model's last version
-//! folder deleted, and the Open Inference Protocol's paths as the spec writes them.
+//! on both transports, a load's file override aimed through a symbolic link, poll mode with
+//! a model's last version folder deleted, and the Open Inference Protocol's paths as the
+//! spec writes them.
 
 mod common;
 
@@ -110,6 +111,35 @@ fn the_admin_token_scheme_is_case_insensitive() {
         .send()
         .expect("request");
     assert_eq!(r.status(), 401);
+}
+
+/// A version folder that is a symbolic link to a directory outside the repository: the
+/// load API's `file:` override into it is refused (400 naming the link) and nothing is
+/// written outside.
+#[test]
+fn a_file_override_is_never_written_through_a_symbolic_link() {
+    use base64::Engine;
+    let repo = ScratchRepo::digits("override-link");
+    let outside = repo.path.with_extension("outside");
+    std::fs::create_dir_all(&outside).expect("outside dir");
+    std::os::unix::fs::symlink(&outside, repo.path.join("mlp_digits/2")).expect("symlink");
+    let server = TestServer::start_with(explicit(&repo));
+    let model = std::fs::read(common::zoo().join("mlp_digits/1/model.onnx")).expect("model");
+    let load = json!({"parameters": {
+        "config": "{}",
+        "file:2/model.onnx": base64::engine::general_purpose::STANDARD.encode(model),
+    }});
+    let (status, body) = server.post_json("/v2/repository/models/mlp_digits/load", &load);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("symbolic link")),
+        "{body}"
+    );
+    let written = std::fs::read_dir(&outside).expect("outside").count();
+    let _ = std::fs::remove_dir_all(&outside);
+    assert_eq!(written, 0, "a file was written outside the repository");
 }
 
 #[test]
