@@ -38,7 +38,9 @@ pub static SPANS_EXPORTED: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Spans held while the collector is slow; beyond, new spans are dropped.
 pub const QUEUE_SPANS: usize = 32_768;
 /// Spans in one export request at most; this many waiting wake the thread at once.
-const BATCH_SPANS: usize = 4096;
+/// About 120 kB of protobuf: far larger requests made every export allocate (and the
+/// kernel zero) fresh pages for the gRPC client's buffers.
+const BATCH_SPANS: usize = 1024;
 /// Spans wait at most this long for company before they are sent.
 const BATCH_DELAY: Duration = Duration::from_millis(200);
 
