@@ -67,7 +67,7 @@ fn tensor_binary() {
 /// arrays). Now a decode error, for /predict and for V2 `data` alike.
 #[test]
 fn numbers_after_an_empty_array_are_ragged() {
-    use mlpserve::tensor::{decode_array, DataType, FlatJson, JsonArrayError};
+    use mlpserve::tensor::{decode_array, DataType, JsonArrayError};
     let ragged = |text: &str| match decode_array(text, DataType::F32) {
         Err(JsonArrayError::Invalid(e)) => e.contains("ragged"),
         _ => false,
@@ -77,8 +77,6 @@ fn numbers_after_an_empty_array_are_ragged() {
     assert!(ragged(&inputs[0].1), "{:?}", inputs[0]);
     for text in ["[[], 1]", "[[[]], [1]]", "[[1], [[]], 2]"] {
         assert!(ragged(text), "{text}");
-        let err = serde_json::from_str::<FlatJson>(text).unwrap_err();
-        assert!(err.to_string().contains("ragged"), "{text}: {err}");
     }
     let v2 = br#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [[], 1]}]}"#;
     let err = match mlpserve::api::http::v2_codec::decode(&Default::default(), v2) {

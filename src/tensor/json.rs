@@ -1,14 +1,10 @@
 //! JSON tensor codec. [`decode_array`] turns a (possibly nested) JSON array into a typed
-//! buffer plus the shape its nesting implies, rejecting ragged arrays: the fast walker in
-//! `json_scan.rs` parses numbers straight into the buffer, and anything it rejects is
-//! re-read here by the serde visitor, which owns every error message (and keeps nothing
-//! but a count while doing so, so decoding never holds more than the typed buffer).
-//! Encoding writes flat or nested arrays straight from the typed buffer.
-
-use std::fmt;
+//! buffer plus the shape its nesting implies, rejecting ragged arrays. The walker in
+//! `json_scan.rs` does the reading, straight into the buffer, and words every refusal; it
+//! is the one path for tensor data in JSON. Encoding writes flat or nested arrays straight
+//! from the typed buffer.
 
 use half::{bf16, f16};
-use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 use super::json_scan::{self, Scan};
@@ -26,11 +22,12 @@ pub struct JsonArray {
 /// Why a JSON array could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonArrayError {
-    /// Not a (nested) array of numbers and booleans (of strings for BYTES), or ragged:
-    /// serde_json's message.
+    /// Not a (nested) array of numbers and booleans (of strings for BYTES), ragged, or
+    /// nested too deep: what was expected, what came, and where ("expected ',' or ']' at
+    /// line 1 column 9, found 'x'").
     Invalid(String),
-    /// Well-formed, but element `i` does not fit the datatype ("element 2 is 256, which
-    /// is not a valid UINT8").
+    /// A value the datatype cannot hold, named by its row-major index ("element 2 is 256,
+    /// which is not a valid UINT8").
     Element(String),
 }
 
@@ -62,108 +59,34 @@ fn decode_array_sized(
     dtype: DataType,
     capacity: usize,
 ) -> Result<JsonArray, JsonArrayError> {
-    fn fast<T: Scan>(text: &[u8], capacity: usize) -> Option<JsonArray> {
+    fn numbers<T: Scan>(text: &[u8], capacity: usize) -> Result<JsonArray, JsonArrayError> {
         let mut out: Vec<T> = Vec::with_capacity(capacity);
         let shape = json_scan::walk(text, &mut out)?;
-        Some(JsonArray {
+        Ok(JsonArray {
             shape,
             data: T::wrap(out),
         })
     }
-    fn fast_strings(text: &[u8], capacity: usize) -> Option<JsonArray> {
+    fn strings(text: &[u8], capacity: usize) -> Result<JsonArray, JsonArrayError> {
         // The text holds at least the strings' bytes.
         let mut out = ByteStrings::with_capacity(capacity, text.len());
         let shape = json_scan::walk(text, &mut out)?;
-        Some(JsonArray {
+        Ok(JsonArray {
             shape,
             data: TensorData::Bytes(out),
         })
     }
-    match dispatch_dtype!(dtype, T => fast::<T>(text, capacity),
-        bytes => fast_strings(text, capacity))
-    {
-        Some(array) => Ok(array),
-        None if dtype == DataType::Bytes => Err(json_strings::explain(text)),
-        None => Err(explain(text, dtype)),
-    }
+    dispatch_dtype!(dtype, T => numbers::<T>(text, capacity),
+        bytes => strings(text, capacity))
 }
 
-/// The serde path's verdict on text the fast walker rejected, without collecting values.
-fn explain(text: &[u8], dtype: DataType) -> JsonArrayError {
-    let mut acc = Acc {
-        collect: false,
-        check: Some(dtype),
-        ..Acc::default()
-    };
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let parsed = Level {
-        acc: &mut acc,
-        depth: 0,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end());
-    match (parsed, acc.first_bad) {
-        (Err(e), _) => JsonArrayError::Invalid(e.to_string()),
-        (Ok(()), Some((i, n))) => JsonArrayError::Element(element_error(i, n, dtype)),
-        // Both paths accept the same language; reaching this would be a walker bug.
-        (Ok(()), None) => JsonArrayError::Invalid(format!(
-            "could not decode the array as {dtype} (a decoder inconsistency; please report it)"
-        )),
-    }
-}
-
-fn element_error(i: usize, n: JsonNumber, dtype: DataType) -> String {
-    format!("element {i} is {n}, which is not a valid {dtype}")
-}
-
-/// One JSON scalar as it came, before conversion to the model's datatype.
+/// One JSON scalar, before conversion to a datatype.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum JsonNumber {
     Int(i64),
     UInt(u64),
     Float(f64),
     Bool(bool),
-}
-
-impl fmt::Display for JsonNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JsonNumber::Int(v) => write!(f, "{v}"),
-            JsonNumber::UInt(v) => write!(f, "{v}"),
-            JsonNumber::Float(v) => write!(f, "{v}"),
-            JsonNumber::Bool(v) => write!(f, "{v}"),
-        }
-    }
-}
-
-/// A JSON array (nested or flat) flattened row-major, with the shape its nesting implies.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlatJson {
-    pub values: Vec<JsonNumber>,
-    pub shape: Vec<usize>,
-}
-
-impl FlatJson {
-    /// Converts the numbers to `dtype`, rejecting values that do not fit (300 as UINT8,
-    /// 1.5 as INT64, `true` as FP32, any number as BYTES). The error names the offending
-    /// element.
-    pub fn to_data(&self, dtype: DataType) -> Result<TensorData, String> {
-        fn convert<T: FromJson>(values: &[JsonNumber]) -> Result<TensorData, String> {
-            let mut out = Vec::with_capacity(values.len());
-            for (i, &n) in values.iter().enumerate() {
-                match T::from_json(n) {
-                    Some(v) => out.push(v),
-                    None => return Err(element_error(i, n, T::DTYPE)),
-                }
-            }
-            Ok(T::wrap(out))
-        }
-        dispatch_dtype!(dtype, T => convert::<T>(&self.values),
-        bytes => match self.values.first() {
-            Some(&n) => Err(element_error(0, n, dtype)),
-            None => Ok(TensorData::Bytes(Default::default())),
-        })
-    }
 }
 
 /// Conversion of a JSON scalar into an element type, `None` when it does not fit.
@@ -231,40 +154,11 @@ impl FromJson for bool {
     }
 }
 
-/// Accumulator shared by every level of the recursive decode.
-struct Acc {
-    values: Vec<JsonNumber>,
-    /// Keep the numbers (`FlatJson`), or only check them (`explain`).
-    collect: bool,
-    /// Datatype to check each number against; the first misfit is kept.
-    check: Option<DataType>,
-    count: usize,
-    first_bad: Option<(usize, JsonNumber)>,
-    /// Length seen at each nesting depth; every array at one depth must agree.
-    dims: Vec<Option<usize>>,
-    /// Depth at which scalars appear; all scalars must sit at the same depth.
-    leaf_depth: Option<usize>,
-}
-
-impl Default for Acc {
-    fn default() -> Self {
-        Acc {
-            values: Vec::new(),
-            collect: true,
-            check: None,
-            count: 0,
-            first_bad: None,
-            dims: Vec::new(),
-            leaf_depth: None,
-        }
-    }
-}
-
 /// Deepest nesting of arrays and objects any JSON body may have (serde_json's own limit
 /// is 128, and deep nesting costs memory long before that is reached).
 pub const MAX_JSON_DEPTH: usize = 64;
 
-fn depth_error() -> String {
+pub(super) fn depth_error() -> String {
     format!("JSON nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
 }
 
@@ -296,152 +190,6 @@ pub fn check_depth(text: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn fits(n: JsonNumber, dtype: DataType) -> bool {
-    dispatch_dtype!(dtype, T => T::from_json(n).is_some(), bytes => false)
-}
-
-struct Level<'a> {
-    acc: &'a mut Acc,
-    depth: usize,
-}
-
-impl Level<'_> {
-    fn leaf<E: de::Error>(self, n: JsonNumber) -> Result<(), E> {
-        // An array already closed at this depth or deeper (`[[], 1]`) means numbers and
-        // arrays are mixed at one level.
-        if self.acc.dims.len() > self.depth {
-            return Err(E::custom(
-                "ragged nested array: a number appears where an array was expected",
-            ));
-        }
-        match self.acc.leaf_depth {
-            None => self.acc.leaf_depth = Some(self.depth),
-            Some(d) if d != self.depth => {
-                return Err(E::custom(format!(
-                    "ragged nested array: numbers appear at nesting depths {d} and {}",
-                    self.depth
-                )))
-            }
-            Some(_) => {}
-        }
-        let acc = self.acc;
-        if acc.collect {
-            acc.values.push(n);
-        }
-        if let Some(dtype) = acc.check {
-            if acc.first_bad.is_none() && !fits(n, dtype) {
-                acc.first_bad = Some((acc.count, n));
-            }
-        }
-        acc.count += 1;
-        Ok(())
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Level<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Level<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number, a boolean or a (nested) array of them")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.leaf(JsonNumber::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.leaf(JsonNumber::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        match i64::try_from(v) {
-            Ok(v) => self.leaf(JsonNumber::Int(v)),
-            Err(_) => self.leaf(JsonNumber::UInt(v)),
-        }
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.leaf(JsonNumber::Float(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.acc.leaf_depth.is_some_and(|d| d <= self.depth) {
-            return Err(de::Error::custom(
-                "ragged nested array: an array appears where a number was expected",
-            ));
-        }
-        if self.depth >= MAX_JSON_DEPTH {
-            return Err(de::Error::custom(depth_error()));
-        }
-        let depth = self.depth;
-        let mut len = 0usize;
-        while seq
-            .next_element_seed(Level {
-                acc: &mut *self.acc,
-                depth: depth + 1,
-            })?
-            .is_some()
-        {
-            len += 1;
-        }
-        let dims = &mut self.acc.dims;
-        if dims.len() <= depth {
-            dims.resize(depth + 1, None);
-        }
-        match dims[depth] {
-            None => dims[depth] = Some(len),
-            Some(seen) if seen != len => {
-                return Err(de::Error::custom(format!(
-                    "ragged nested array: dimension {depth} has lengths {seen} and {len}"
-                )))
-            }
-            Some(_) => {}
-        }
-        Ok(())
-    }
-}
-
-impl Acc {
-    fn finish(self) -> FlatJson {
-        let rank = self
-            .leaf_depth
-            .unwrap_or(self.dims.len())
-            .min(self.dims.len());
-        let shape = self.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
-        FlatJson {
-            values: self.values,
-            shape,
-        }
-    }
-}
-
-impl FlatJson {
-    /// Decodes from a JSON array whose opening bracket a caller's visitor already consumed.
-    pub fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<FlatJson, A::Error> {
-        let mut acc = Acc::default();
-        Level {
-            acc: &mut acc,
-            depth: 0,
-        }
-        .visit_seq(seq)?;
-        Ok(acc.finish())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for FlatJson {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut acc = Acc::default();
-        Level {
-            acc: &mut acc,
-            depth: 0,
-        }
-        .deserialize(d)?;
-        Ok(acc.finish())
-    }
 }
 
 /// Serializes a typed buffer as a JSON array nested by `shape` (flat when `shape` has one

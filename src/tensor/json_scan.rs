@@ -1,14 +1,14 @@
-//! The fast path of JSON tensor decoding: a hand-rolled walker over (nested) arrays that
-//! parses each number straight into the typed buffer, with no per-number intermediate and
-//! no serde visitor calls. It only answers "here is the tensor" or "no": every rejection
-//! is re-explained by the serde path in `json.rs`, so error messages come from one place.
-//! It must accept exactly what that path accepts (JSON numbers, `true`/`false`, arrays,
-//! whitespace), and never more.
+//! JSON tensor decoding: a hand-rolled walker over (nested) arrays that parses each number
+//! (or string) straight into the typed buffer, with no per-value intermediate and no serde
+//! visitor calls. It is the only reader of tensor data in JSON bodies, so it also words every
+//! refusal: what was expected, what came and where (see `errors` below). It accepts what
+//! serde_json accepts for such text (JSON numbers, `true`/`false`, strings, arrays,
+//! whitespace), and never more: the tests hold it to serde_json's verdict.
 
 use half::{bf16, f16};
 
-use super::json::{FromJson, JsonNumber, MAX_JSON_DEPTH};
-use super::ByteStrings;
+use super::json::{FromJson, JsonArrayError, JsonNumber, MAX_JSON_DEPTH};
+use super::{ByteStrings, DataType};
 
 /// One JSON scalar token, not yet converted.
 #[derive(Clone, Copy)]
@@ -84,7 +84,7 @@ fn parse_finite(text: &[u8]) -> Option<f64> {
     text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// Conversion from a token; `None` sends the whole decode to the serde path for its message.
+/// Conversion from a token; `None` when the value does not fit (the walker then words why).
 pub(super) trait Scan: FromJson {
     fn from_token(t: Token) -> Option<Self> {
         Self::from_json(t.number()?)
@@ -342,7 +342,13 @@ fn scan_number(b: &[u8], start: usize) -> Option<(usize, Token<'_>)> {
     let mut magnitude: u64 = 0;
     let mut overflow = false;
     match b.get(i) {
-        Some(b'0') => i += 1,
+        Some(b'0') => {
+            i += 1;
+            // A leading zero (`01`): not a JSON number, as serde_json says too.
+            if let Some(b'0'..=b'9') = b.get(i) {
+                return None;
+            }
+        }
         Some(b'1'..=b'9') => {
             // Below 10^11, eight more digits still fit 64 bits.
             take_digits(b, &mut i, &mut magnitude, 100_000_000_000);
@@ -442,6 +448,9 @@ fn scan_scalar(b: &[u8], i: usize) -> Option<(usize, Token<'_>)> {
 /// What the walker reads at each leaf and where it puts it: numbers into a typed buffer
 /// ([`Vec`] of a [`Scan`] type), or strings into a BYTES buffer ([`ByteStrings`]).
 pub(super) trait Leaves {
+    /// What one leaf is, for messages ("number", "string").
+    const NOUN: &'static str;
+
     /// Reads one leaf at `b[i..]` into the buffer; its end, or `None` when it is not a leaf
     /// of this kind or does not fit.
     fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize>;
@@ -452,9 +461,15 @@ pub(super) trait Leaves {
     fn next_leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
         self.leaf(b, i)
     }
+
+    /// Why [`Leaves::leaf`] refused the value at `b[i..]`: it reads that one value again,
+    /// never the rest of the text.
+    fn leaf_error(&self, b: &[u8], i: usize) -> JsonArrayError;
 }
 
 impl<T: Scan> Leaves for Vec<T> {
+    const NOUN: &'static str = "number";
+
     #[inline]
     fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
         let (end, token) = scan_scalar(b, i)?;
@@ -474,65 +489,127 @@ impl<T: Scan> Leaves for Vec<T> {
         self.push(value);
         Some(end)
     }
+
+    #[cold]
+    #[inline(never)]
+    fn leaf_error(&self, b: &[u8], i: usize) -> JsonArrayError {
+        let expected = "a number, true, false or an array";
+        match scan_scalar(b, i) {
+            Some((end, token)) if token.number().is_some() => {
+                errors::element(self.len(), &b[i..end], T::DTYPE)
+            }
+            Some((end, _)) => errors::out_of_range(b, i, end),
+            None => errors::not_a_leaf(b, i, self.len(), T::DTYPE, expected),
+        }
+    }
 }
 
 impl Leaves for ByteStrings {
+    const NOUN: &'static str = "string";
+
     #[inline]
     fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
-        scan_string(b, i, self)
+        scan_string(b, i, self).ok()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn leaf_error(&self, b: &[u8], i: usize) -> JsonArrayError {
+        match scan_string(b, i, &mut ByteStrings::new()) {
+            Err(StringFault::NotAString) => match scan_scalar(b, i) {
+                Some((end, _)) => errors::element(self.len(), &b[i..end], DataType::Bytes),
+                None => {
+                    errors::not_a_leaf(b, i, self.len(), DataType::Bytes, "a string or an array")
+                }
+            },
+            Err(fault) => errors::bad_string(b, i, fault),
+            // Read again alone, the string is fine: `leaf` cannot have refused it.
+            Ok(_) => errors::bad_string(b, i, StringFault::NotAString),
+        }
+    }
+}
+
+/// Why a JSON string was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum StringFault {
+    NotAString,
+    Unterminated,
+    ControlCharacter,
+    BadEscape,
+    LoneSurrogate,
+    NotUtf8,
+}
+
+impl StringFault {
+    fn describe(self) -> &'static str {
+        match self {
+            StringFault::NotAString => "not a string",
+            StringFault::Unterminated => "it has no closing quote",
+            StringFault::ControlCharacter => {
+                "it holds a control character (below U+0020), which JSON requires escaped"
+            }
+            StringFault::BadEscape => {
+                "it holds an unknown escape (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)"
+            }
+            StringFault::LoneSurrogate => {
+                "it holds a \\u escape of a lone UTF-16 surrogate, which is no character"
+            }
+            StringFault::NotUtf8 => "it is not valid UTF-8",
+        }
     }
 }
 
 /// Reads the JSON string at `b[i..]` (from its opening quote) into `out`, escapes decoded;
-/// its end. `None` for anything the serde path refuses or should judge: not a string, no
-/// closing quote, a control character, a bad escape, a lone surrogate, text that is not
-/// UTF-8.
+/// its end, or why it is not a valid JSON string (then `out` keeps nothing of it).
 #[inline]
-fn scan_string(b: &[u8], i: usize, out: &mut ByteStrings) -> Option<usize> {
+fn scan_string(b: &[u8], i: usize, out: &mut ByteStrings) -> Result<usize, StringFault> {
     if b.get(i) != Some(&b'"') {
-        return None;
+        return Err(StringFault::NotAString);
     }
     let start = i + 1;
     let mut j = start;
     let mut ascii = true;
     // The usual string has no escape: one slice, copied once.
     loop {
-        match *b.get(j)? {
+        match *b.get(j).ok_or(StringFault::Unterminated)? {
             b'"' => {
                 let text = &b[start..j];
                 if !ascii {
-                    std::str::from_utf8(text).ok()?;
+                    std::str::from_utf8(text).map_err(|_| StringFault::NotUtf8)?;
                 }
                 out.push(text);
-                return Some(j + 1);
+                return Ok(j + 1);
             }
             b'\\' => break,
-            0..=0x1f => return None,
+            0..=0x1f => return Err(StringFault::ControlCharacter),
             c => {
                 ascii &= c < 0x80;
                 j += 1;
             }
         }
     }
-    let mut end = None;
+    let mut end = Err(StringFault::Unterminated);
     out.push_with(|buf| {
         let from = buf.len();
         buf.extend_from_slice(&b[start..j]);
         end = unescape(b, j, buf);
         // Escapes write only valid UTF-8; the text between them is checked here.
-        end.is_some() && std::str::from_utf8(&buf[from..]).is_ok()
+        if end.is_ok() && std::str::from_utf8(&buf[from..]).is_err() {
+            end = Err(StringFault::NotUtf8);
+        }
+        end.is_ok()
     });
     end
 }
 
 /// Continues a string at its first backslash `b[j]`, decoding escapes and copying the text
 /// between them into `buf`; the index after the closing quote.
-fn unescape(b: &[u8], mut j: usize, buf: &mut Vec<u8>) -> Option<usize> {
+fn unescape(b: &[u8], mut j: usize, buf: &mut Vec<u8>) -> Result<usize, StringFault> {
     loop {
-        match *b.get(j)? {
-            b'"' => return Some(j + 1),
+        match *b.get(j).ok_or(StringFault::Unterminated)? {
+            b'"' => return Ok(j + 1),
             b'\\' => {
-                let c = match *b.get(j + 1)? {
+                let c = match *b.get(j + 1).ok_or(StringFault::Unterminated)? {
                     b'"' => b'"',
                     b'\\' => b'\\',
                     b'/' => b'/',
@@ -548,12 +625,12 @@ fn unescape(b: &[u8], mut j: usize, buf: &mut Vec<u8>) -> Option<usize> {
                         j = next;
                         continue;
                     }
-                    _ => return None,
+                    _ => return Err(StringFault::BadEscape),
                 };
                 buf.push(c);
                 j += 2;
             }
-            0..=0x1f => return None,
+            0..=0x1f => return Err(StringFault::ControlCharacter),
             c => {
                 buf.push(c);
                 j += 1;
@@ -563,36 +640,42 @@ fn unescape(b: &[u8], mut j: usize, buf: &mut Vec<u8>) -> Option<usize> {
 }
 
 /// The `\uXXXX` escape at `b[j..]` (a surrogate pair when it is a high surrogate followed
-/// by a low one): its character and the index after it. A lone surrogate is `None`.
-fn unicode_escape(b: &[u8], j: usize) -> Option<(char, usize)> {
-    let hex = |at: usize| -> Option<u32> {
-        let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
-        if !digits.bytes().all(|d| d.is_ascii_hexdigit()) {
-            return None;
+/// by a low one): its character and the index after it.
+fn unicode_escape(b: &[u8], j: usize) -> Result<(char, usize), StringFault> {
+    let hex = |at: usize| -> Result<u32, StringFault> {
+        let digits = b.get(at..at + 4).ok_or(StringFault::Unterminated)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(StringFault::BadEscape);
         }
-        u32::from_str_radix(digits, 16).ok()
+        // Four ASCII hex digits: valid UTF-8 and at most 0xFFFF.
+        let digits = std::str::from_utf8(digits).map_err(|_| StringFault::BadEscape)?;
+        u32::from_str_radix(digits, 16).map_err(|_| StringFault::BadEscape)
     };
     let first = hex(j + 2)?;
     match first {
         0xD800..=0xDBFF => {
-            if b.get(j + 6..j + 8)? != b"\\u" {
-                return None;
+            if b.get(j + 6..j + 8) != Some(b"\\u") {
+                return Err(StringFault::LoneSurrogate);
             }
             let second = hex(j + 8)?;
             if !(0xDC00..=0xDFFF).contains(&second) {
-                return None;
+                return Err(StringFault::LoneSurrogate);
             }
             let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
-            Some((char::from_u32(code)?, j + 12))
+            char::from_u32(code)
+                .map(|c| (c, j + 12))
+                .ok_or(StringFault::LoneSurrogate)
         }
-        _ => Some((char::from_u32(first)?, j + 6)),
+        _ => char::from_u32(first)
+            .map(|c| (c, j + 6))
+            .ok_or(StringFault::LoneSurrogate),
     }
 }
 
 /// Walks the JSON text `b` (a leaf, or arrays nested up to [`MAX_JSON_DEPTH`] deep), appending
-/// every leaf to `out` row-major; returns the shape, or `None` on anything the serde path
-/// should explain (syntax, ragged nesting, a value the buffer's type cannot hold).
-pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
+/// every leaf to `out` row-major; returns the shape, or the first thing wrong with the text
+/// (syntax, ragged nesting, a value the buffer's type cannot hold), in the order it comes.
+pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Result<Vec<usize>, JsonArrayError> {
     // Length seen at each nesting depth; every array at one depth must agree.
     let mut dims: Vec<Option<usize>> = Vec::new();
     // Elements counted so far in each array still open (its depth is its index).
@@ -605,8 +688,14 @@ pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
         let depth = open.len();
         let mut value_done = true;
         if b.get(i) == Some(&b'[') {
-            if leaf_depth.is_some_and(|d| d <= depth) || depth >= MAX_JSON_DEPTH {
-                return None;
+            if leaf_depth.is_some_and(|d| d <= depth) {
+                return Err(errors::ragged(format!(
+                    "an array appears where a {} was expected",
+                    L::NOUN
+                )));
+            }
+            if depth >= MAX_JSON_DEPTH {
+                return Err(JsonArrayError::Invalid(super::json::depth_error()));
             }
             open.push(0);
             i = skip_ws(b, i + 1);
@@ -617,23 +706,42 @@ pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
             value_done = false;
         } else {
             // An array already closed at this depth or deeper: a leaf here is ragged
-            // (`[[], 0]`), as the serde path says.
+            // (`[[], 0]`).
             if dims.len() > depth {
-                return None;
+                return Err(errors::ragged(format!(
+                    "a {} appears where an array was expected",
+                    L::NOUN
+                )));
             }
-            let end = out.leaf(b, i)?;
+            let Some(end) = out.leaf(b, i) else {
+                return Err(out.leaf_error(b, i));
+            };
             match leaf_depth {
                 None => leaf_depth = Some(depth),
-                Some(d) if d != depth => return None,
+                Some(d) if d != depth => {
+                    return Err(errors::ragged(format!(
+                        "{}s appear at nesting depths {d} and {depth}",
+                        L::NOUN
+                    )))
+                }
                 Some(_) => {}
             }
             i = skip_ws(b, end);
             // The rest of this array's leaves in a tight loop, without the bookkeeping
-            // below (anything unexpected falls out to it, or to the serde path).
+            // below (anything unexpected falls out to it).
             if let Some(count) = open.last_mut() {
                 while b.get(i) == Some(&b',') {
                     let start = skip_ws(b, i + 1);
-                    let end = out.next_leaf(b, start)?;
+                    let Some(end) = out.next_leaf(b, start) else {
+                        return Err(if b.get(start) == Some(&b'[') {
+                            errors::ragged(format!(
+                                "an array appears where a {} was expected",
+                                L::NOUN
+                            ))
+                        } else {
+                            out.leaf_error(b, start)
+                        });
+                    };
                     *count += 1;
                     i = skip_ws(b, end);
                 }
@@ -642,7 +750,10 @@ pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
         // After a complete value: a comma, the end of enclosing arrays, or the end.
         loop {
             let Some(count) = open.last_mut() else {
-                return (i == b.len()).then(|| shape(&dims, leaf_depth));
+                return match b.get(i) {
+                    None => Ok(shape(&dims, leaf_depth)),
+                    Some(_) => Err(errors::unexpected(b, i, "the end of the text")),
+                };
             };
             if value_done {
                 *count += 1;
@@ -661,22 +772,143 @@ pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Option<Vec<usize>> {
                     }
                     match dims[depth] {
                         None => dims[depth] = Some(len),
-                        Some(seen) if seen != len => return None,
+                        Some(seen) if seen != len => {
+                            return Err(errors::ragged(format!(
+                                "dimension {depth} has lengths {seen} and {len}"
+                            )))
+                        }
                         Some(_) => {}
                     }
                     i = skip_ws(b, i + 1);
                     value_done = true;
                 }
-                _ => return None,
+                _ => return Err(errors::unexpected(b, i, "',' or ']'")),
             }
         }
     }
 }
 
-/// The shape the nesting implies (same rule as the serde path's `Acc::finish`).
+/// The shape the nesting implies: one dimension per level down to the leaves (all of them
+/// when there is none, `[[], []]` being `[2, 0]`).
 fn shape(dims: &[Option<usize>], leaf_depth: Option<usize>) -> Vec<usize> {
     let rank = leaf_depth.unwrap_or(dims.len()).min(dims.len());
     dims[..rank].iter().map(|d| d.unwrap_or(0)).collect()
+}
+
+/// The walker's messages, built only once something is wrong. Each names what was
+/// expected, what came, and where (line and column in the array's own text, as serde_json
+/// words the rest of a body's errors).
+mod errors {
+    use super::super::json::JsonArrayError;
+    use super::super::DataType;
+    use super::StringFault;
+
+    /// Characters of a refused value quoted in a message, at most.
+    const QUOTED: usize = 40;
+
+    pub fn ragged(what: String) -> JsonArrayError {
+        JsonArrayError::Invalid(format!("ragged nested array: {what}"))
+    }
+
+    /// "at line 1 column 7" for byte `i` of `b`.
+    pub fn position(b: &[u8], i: usize) -> String {
+        let before = &b[..i.min(b.len())];
+        let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+        let column = 1 + before.iter().rev().take_while(|&&c| c != b'\n').count();
+        format!("at line {line} column {column}")
+    }
+
+    /// `text` for a message: lossy UTF-8, cut at [`QUOTED`] characters.
+    fn quote(text: &[u8]) -> String {
+        let text = String::from_utf8_lossy(text);
+        match text.char_indices().nth(QUOTED) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.into_owned(),
+        }
+    }
+
+    /// What starts at `b[i..]`, for "found …".
+    fn found(b: &[u8], i: usize) -> String {
+        match b.get(i) {
+            None => "the end of the text".to_string(),
+            Some(b'{') => "an object ('{')".to_string(),
+            Some(&c) if c.is_ascii_graphic() => format!("'{}'", c as char),
+            Some(&c) => format!("the byte 0x{c:02x}"),
+        }
+    }
+
+    pub fn unexpected(b: &[u8], i: usize, expected: &str) -> JsonArrayError {
+        JsonArrayError::Invalid(format!(
+            "expected {expected} {}, found {}",
+            position(b, i),
+            found(b, i)
+        ))
+    }
+
+    /// A well-formed value that the datatype cannot hold (`literal` as it was written).
+    pub fn element(index: usize, literal: &[u8], dtype: DataType) -> JsonArrayError {
+        let what = match dtype {
+            DataType::Bytes => "BYTES element (a JSON string)".to_string(),
+            other => other.to_string(),
+        };
+        JsonArrayError::Element(format!(
+            "element {index} is {}, which is not a valid {what}",
+            quote(literal)
+        ))
+    }
+
+    pub fn out_of_range(b: &[u8], i: usize, end: usize) -> JsonArrayError {
+        JsonArrayError::Invalid(format!(
+            "number {} {} is out of the range of a 64-bit float",
+            quote(&b[i..end]),
+            position(b, i)
+        ))
+    }
+
+    /// A leaf position holding neither a number nor a string nor `true`/`false`: `null`
+    /// or a string where numbers belong is an element of the wrong kind; anything else is
+    /// not JSON of an array's form.
+    pub fn not_a_leaf(
+        b: &[u8],
+        i: usize,
+        index: usize,
+        dtype: DataType,
+        expected: &str,
+    ) -> JsonArrayError {
+        let rest = &b[i.min(b.len())..];
+        if rest.starts_with(b"null") {
+            return element(index, b"null", dtype);
+        }
+        if rest.first() == Some(&b'"') && dtype != DataType::Bytes {
+            let end = (1..rest.len())
+                .find(|&k| rest[k] == b'"' && rest[k - 1] != b'\\')
+                .map_or(rest.len(), |k| k + 1);
+            return JsonArrayError::Element(format!(
+                "element {index} is the string {}, which is not a valid {dtype}",
+                quote(&rest[..end])
+            ));
+        }
+        if let Some(b'-' | b'0'..=b'9') = rest.first() {
+            let end = rest
+                .iter()
+                .position(|c| !matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                .unwrap_or(rest.len());
+            return JsonArrayError::Invalid(format!(
+                "invalid number {} {} (JSON numbers are -?digits, an optional .digits and an optional exponent, with no leading zero)",
+                quote(&rest[..end]),
+                position(b, i)
+            ));
+        }
+        unexpected(b, i, expected)
+    }
+
+    pub fn bad_string(b: &[u8], i: usize, fault: StringFault) -> JsonArrayError {
+        JsonArrayError::Invalid(format!(
+            "invalid string {}: {}",
+            position(b, i),
+            fault.describe()
+        ))
+    }
 }
 
 /// An upper bound on the number of scalars in `text`: one more than its commas. Used to

@@ -14,7 +14,7 @@ use sonic_rs::LazyValue;
 
 use super::v2_codec::{DecodedRequest, OutputFormat};
 use crate::spec::NamedTensor;
-use crate::tensor::{ByteStrings, DataType, Element, FlatJson, Tensor, TensorData};
+use crate::tensor::{decode_array, ByteStrings, DataType, Element, Tensor, TensorData};
 
 /// Whether `MLPSERVE_JSON_DECODER=sonic` asked for this decoder (read once).
 pub fn enabled() -> bool {
@@ -82,7 +82,7 @@ pub fn decode(json: &[u8]) -> Option<DecodedRequest> {
 }
 
 /// A flat array straight into `Vec<T>` (sonic-rs's own number parsing), or a nested one
-/// through the serde visitor of the regular decoder's messages.
+/// through the tensor walker.
 fn flat_or_nested<T: Element + for<'de> Deserialize<'de>>(
     raw: &[u8],
     dtype: DataType,
@@ -94,8 +94,7 @@ fn flat_or_nested<T: Element + for<'de> Deserialize<'de>>(
 }
 
 fn nested(raw: &[u8], dtype: DataType) -> Option<TensorData> {
-    let flat: FlatJson = sonic_rs::from_slice(raw).ok()?;
-    flat.to_data(dtype).ok()
+    decode_array(raw, dtype).ok().map(|array| array.data)
 }
 
 /// A flat array of JSON strings appended to a BYTES buffer, each string copied once.

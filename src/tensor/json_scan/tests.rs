@@ -2,7 +2,9 @@ use super::*;
 
 fn walk_f64(s: &str) -> Option<(Vec<usize>, Vec<f64>)> {
     let mut out = Vec::new();
-    walk::<Vec<f64>>(s.as_bytes(), &mut out).map(|shape| (shape, out))
+    walk::<Vec<f64>>(s.as_bytes(), &mut out)
+        .ok()
+        .map(|shape| (shape, out))
 }
 
 #[test]
@@ -30,17 +32,17 @@ fn integers_convert_like_the_serde_path() {
     let mut out = Vec::new();
     assert_eq!(
         walk::<Vec<i64>>(b"[-9223372036854775808, 3.0]", &mut out),
-        Some(vec![2])
+        Ok(vec![2])
     );
     assert_eq!(out, vec![i64::MIN, 3]);
-    assert!(walk::<Vec<i64>>(b"[-18446744073709551617]", &mut Vec::new()).is_none());
-    assert!(walk::<Vec<u8>>(b"[256]", &mut Vec::new()).is_none());
+    assert!(walk::<Vec<i64>>(b"[-18446744073709551617]", &mut Vec::new()).is_err());
+    assert!(walk::<Vec<u8>>(b"[256]", &mut Vec::new()).is_err());
     let mut out = Vec::new();
-    assert!(walk::<Vec<u64>>(b"[18446744073709551615]", &mut out).is_some());
+    assert!(walk::<Vec<u64>>(b"[18446744073709551615]", &mut out).is_ok());
     assert_eq!(out, vec![u64::MAX]);
-    assert!(walk::<Vec<f32>>(b"[true]", &mut Vec::new()).is_none());
+    assert!(walk::<Vec<f32>>(b"[true]", &mut Vec::new()).is_err());
     let mut out = Vec::new();
-    assert!(walk::<Vec<bool>>(b"[true, 0, 1, false]", &mut out).is_some());
+    assert!(walk::<Vec<bool>>(b"[true, 0, 1, false]", &mut out).is_ok());
     assert_eq!(out, vec![true, false, true, false]);
 }
 
@@ -74,7 +76,7 @@ fn f32_narrows_from_f64_like_the_serde_path() {
 
 fn walk_strings(text: &[u8]) -> Option<(Vec<usize>, Vec<Vec<u8>>)> {
     let mut out = ByteStrings::new();
-    let shape = walk(text, &mut out)?;
+    let shape = walk(text, &mut out).ok()?;
     Some((shape, out.iter().map(<[u8]>::to_vec).collect()))
 }
 
