@@ -3,7 +3,10 @@
 # clients, with the server started in-process by mlpserve-bench in four configurations,
 # interleaved round by round so drifting machine load hits all of them alike:
 #   off        neither (the baseline)
-#   trace-1    --trace-sample-ratio 1.0 to a live OTLP/gRPC receiver (scripts/otlp-sink.py)
+#   trace-1    --trace-sample-ratio 1.0 to a live OTLP/gRPC receiver (`otlp-sink`, built with
+#              mlpserve-bench next to it: it accepts every export and counts its spans
+#              without decoding them; a collector on another host would take nothing
+#              from these cores, and one here should take as little as it can)
 #   trace-0.01 --trace-sample-ratio 0.01 to the same receiver
 #   payload    every request payload-logged to files (rotated at 64 MiB, 2 kept)
 # Prints rows/s per round and, per configuration, the median over rounds and its ratio to
@@ -31,7 +34,8 @@ if [[ -z "${BIN:-}" ]]; then
   cargo build --release --quiet -p mlpserve-bench
   BIN="$root/target/release/mlpserve-bench"
 fi
-py="$(scripts/setup-python-tools.sh | tail -n 1)"
+sink_bin="$(dirname "$BIN")/otlp-sink"
+[[ -x "$sink_bin" ]] || { echo "no OTLP receiver at $sink_bin: build it with cargo build -p mlpserve-bench" >&2; exit 1; }
 
 work="$(mktemp -d)"
 sink_pid=""
@@ -41,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$py" scripts/otlp-sink.py >"$work/sink.log" 2>&1 &
+"$sink_bin" >"$work/sink.log" 2>&1 &
 sink_pid=$!
 for _ in $(seq 500); do
   [[ -s "$work/sink.log" ]] && break
