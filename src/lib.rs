@@ -46,6 +46,24 @@ use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
 
+/// Why [`run`] failed: the part that could not start, with its own error (its message
+/// unchanged), or a port's server task that panicked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Runtime(#[from] runtime::LibraryError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+    #[error(transparent)]
+    PayloadLog(#[from] payload_log::PayloadLogError),
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsError),
+    #[error(transparent)]
+    Repository(#[from] repository::StartupError),
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Pre-bound listeners, so tests can bind `127.0.0.1:0` and read the ports back.
 pub struct Listeners {
     pub http: TcpListener,
@@ -87,7 +105,7 @@ pub async fn run(
     config: ServerConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     // First, so a SIGHUP during the model loads does not end the process either.
     let hangups = Hangups::install();
     let runtime = runtime::Runtime::load(config.ort_lib.as_deref())?;
@@ -196,11 +214,7 @@ pub async fn run(
     let timeout = state.config.shutdown_timeout;
     let drain = async {
         while let Some(r) = servers.join_next().await {
-            match r {
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(format!("server task failed: {e}")),
-                Ok(Ok(())) => {}
-            }
+            r?;
         }
         Ok(())
     };
@@ -243,7 +257,7 @@ async fn start_repository(
     runtime: Arc<runtime::Runtime>,
     metrics: &metrics::Metrics,
     rescan: Arc<tokio::sync::Notify>,
-) -> Result<Arc<repository::Repository>, String> {
+) -> Result<Arc<repository::Repository>, repository::StartupError> {
     let loader = repository::Loader {
         runtime,
         options: repository::LoadOptions::from_config(config),

@@ -323,7 +323,7 @@ fn print_report(
 /// The configuration comes first: it says how many threads the async runtime gets.
 fn serve(args: ServerArgs) -> Result<(), String> {
     mlpserve::config::raise_fd_limit();
-    let config = ServerConfig::resolve(args)?;
+    let config = ServerConfig::resolve(args).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.async_threads)
         .enable_all()
@@ -335,6 +335,8 @@ fn serve(args: ServerArgs) -> Result<(), String> {
         let listeners = mlpserve::Listeners::bind(&config)
             .await
             .map_err(|e| e.to_string())?;
-        mlpserve::run(config, listeners, shutdown_signal()).await
+        mlpserve::run(config, listeners, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
     })
 }

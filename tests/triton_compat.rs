@@ -240,7 +240,7 @@ fn overload_status_takes_only_429_or_503() {
     };
     assert_eq!(resolve("429"), Ok(OverloadStatus::TooManyRequests));
     assert_eq!(resolve("503"), Ok(OverloadStatus::Unavailable));
-    let err = resolve("500").unwrap_err();
+    let err = resolve("500").unwrap_err().to_string();
     assert!(err.contains("429") && err.contains("503"), "{err}");
     assert_eq!(
         ServerConfig::resolve(Cli::parse_from(["mlpserve"]).args).map(|c| c.overload_status),

@@ -22,7 +22,10 @@ pub struct Transport {
 
 impl Transport {
     /// Loads the TLS files (if any) and sets up the connection table.
-    pub fn new(config: &TransportConfig, metrics: &TransportMetrics) -> Result<Transport, String> {
+    pub fn new(
+        config: &TransportConfig,
+        metrics: &TransportMetrics,
+    ) -> Result<Transport, tls::TlsError> {
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(tls::Tls::load(files)?)),
             None => None,

@@ -4,7 +4,7 @@
 //! open connections keep the session they negotiated. A reload that fails to parse keeps
 //! the old identity and logs why. The client CA (mTLS) is read once at start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +28,33 @@ pub struct Tls {
     pub grpc: TlsAcceptor,
 }
 
+/// Why the TLS files cannot serve; every message names the file (and the setting that
+/// names it) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// A key or CA file that does not parse, or a CA certificate rustls refuses.
+    #[error("{setting} {}: {reason}", path.display())]
+    File {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A certificate file that cannot be read or is no PEM.
+    #[error("{}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{}: no PEM certificate found", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("tls_key {} does not fit tls_cert {}: {reason}", key.display(), cert.display())]
+    KeyMismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        reason: String,
+    },
+    /// rustls refused the protocol versions or the client verifier's settings.
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
 /// The certificate new handshakes get; swapped whole on reload.
 #[derive(Debug)]
 pub struct CertStore {
@@ -43,7 +70,7 @@ impl ResolvesServerCert for CertStore {
 
 impl CertStore {
     /// Reads `files` again and, if they parse and match, serves them from now on.
-    pub fn reload(&self, files: &TlsFiles) -> Result<(), String> {
+    pub fn reload(&self, files: &TlsFiles) -> Result<(), TlsError> {
         let key = load_certified_key(files, &self.provider)?;
         self.current.store(Arc::new(key));
         Ok(())
@@ -52,16 +79,16 @@ impl CertStore {
 
 impl Tls {
     /// Loads the files and builds the acceptors; errors name the file and the problem.
-    pub fn load(files: &TlsFiles) -> Result<Tls, String> {
+    pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let store = Arc::new(CertStore {
             current: ArcSwap::from_pointee(load_certified_key(files, &provider)?),
             provider: provider.clone(),
         });
-        let config = |alpn: &[&[u8]]| -> Result<TlsAcceptor, String> {
+        let config = |alpn: &[&[u8]]| -> Result<TlsAcceptor, TlsError> {
             let builder = ServerConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup: {e}"))?;
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
             let builder = match &files.client_ca {
                 Some(ca) => builder.with_client_cert_verifier(
                     WebPkiClientVerifier::builder_with_provider(
@@ -69,7 +96,11 @@ impl Tls {
                         provider.clone(),
                     )
                     .build()
-                    .map_err(|e| format!("tls_client_ca {}: {e}", ca.display()))?,
+                    .map_err(|e| TlsError::File {
+                        setting: "tls_client_ca",
+                        path: ca.clone(),
+                        reason: e.to_string(),
+                    })?,
                 ),
                 None => builder.with_no_client_auth(),
             };
@@ -135,35 +166,44 @@ fn stamps(files: &TlsFiles) -> [Option<SystemTime>; 2] {
     [mtime(&files.cert), mtime(&files.key)]
 }
 
-fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+fn load_certified_key(
+    files: &TlsFiles,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
     let certs = read_certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("tls_key {}: {e}", files.key.display()))?;
-    CertifiedKey::from_der(certs, key, provider).map_err(|e| {
-        format!(
-            "tls_key {} does not fit tls_cert {}: {e}",
-            files.key.display(),
-            files.cert.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::File {
+        setting: "tls_key",
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| TlsError::KeyMismatch {
+        key: files.key.clone(),
+        cert: files.cert.clone(),
+        reason: e.to_string(),
     })
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| TlsError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
     Ok(certs)
 }
 
-fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_certs(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("tls_client_ca {}: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| TlsError::File {
+            setting: "tls_client_ca",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     }
     Ok(roots)
 }

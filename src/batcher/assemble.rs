@@ -116,7 +116,7 @@ fn stack_strings(parts: &[Tensor], rows: &[usize], target: Vec<usize>) -> Result
             }
         }
     }
-    Tensor::new(target, TensorData::Bytes(out))
+    Tensor::new(target, TensorData::Bytes(out)).map_err(|e| e.to_string())
 }
 
 /// [`pad_block`] for strings: appends `src` from element `at` on (laid out as `src_dims`)
@@ -171,7 +171,7 @@ fn stack_typed<T: Element + FromJson>(
             }
         }
     }
-    Tensor::new(target, T::wrap(out))
+    Tensor::new(target, T::wrap(out)).map_err(|e| e.to_string())
 }
 
 /// Appends `src` (of `src_dims`) to `out` laid out as `dst_dims`, filling with `pad`.

@@ -401,12 +401,12 @@ fn execute(
 ) -> Result<Vec<Vec<Tensor>>, String> {
     let inputs = match &spec.context {
         Some(context) => assemble::run_context(context, inputs, rows, |stacked| {
-            runtime::execute_context(session, spec, stacked)
+            runtime::execute_context(session, spec, stacked).map_err(|e| e.to_string())
         })?,
         None => inputs,
     };
     let stacked = assemble::stack(spec.graph_inputs(), inputs, rows)?;
-    let outputs = runtime::execute(session, spec, stacked)?;
+    let outputs = runtime::execute(session, spec, stacked).map_err(|e| e.to_string())?;
     if spec.batched {
         assemble::split(outputs, rows)
     } else {

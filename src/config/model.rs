@@ -217,7 +217,7 @@ impl Default for ModelConfig {
     }
 }
 
-/// Why a model's configuration was refused; the message names the file or key, the value
+/// Why a configuration (a model's or the server's) was refused; the message names the file or key, the value
 /// and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

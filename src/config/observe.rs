@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Share of new traces (those without a sampled caller) that are recorded, when
@@ -121,19 +122,19 @@ pub struct ObserveArgs {
 }
 
 /// A ratio setting in 0..=1, or an error naming the key and the value.
-fn ratio(key: &str, value: f64) -> Result<f64, String> {
+fn ratio(key: &str, value: f64) -> Result<f64, ConfigError> {
     if (0.0..=1.0).contains(&value) {
         Ok(value)
     } else {
-        Err(format!(
+        Err(ConfigError::Invalid(format!(
             "{key} = {value} is out of range: allowed 0.0..=1.0"
-        ))
+        )))
     }
 }
 
 impl ObserveArgs {
     /// Checks and fills defaults: (traces, payload log), each `None` when off.
-    pub fn resolve(self) -> Result<(Option<TraceConfig>, Option<PayloadLogConfig>), String> {
+    pub fn resolve(self) -> Result<(Option<TraceConfig>, Option<PayloadLogConfig>), ConfigError> {
         let sample_ratio = ratio(
             "trace_sample_ratio",
             self.trace_sample_ratio
@@ -143,9 +144,9 @@ impl ObserveArgs {
             None => None,
             Some(endpoint) => {
                 if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "otlp_endpoint = {endpoint:?} is not a URL: expected http://host:port (e.g. http://collector:4317 for OTLP/gRPC)"
-                    ));
+                    )));
                 }
                 Some(TraceConfig {
                     endpoint,
@@ -168,32 +169,32 @@ impl ObserveArgs {
             Some(dest) => {
                 let sink = if let Some(dir) = dest.strip_prefix("file:") {
                     if dir.is_empty() {
-                        return Err(
+                        return Err(ConfigError::Invalid(
                             "payload_log = \"file:\" names no directory: expected file:DIR"
                                 .to_string(),
-                        );
+                        ));
                     }
                     PayloadSink::Files(PathBuf::from(dir))
                 } else if dest.starts_with("http://") || dest.starts_with("https://") {
                     PayloadSink::Http(dest)
                 } else {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "payload_log = {dest:?} is not a destination: expected file:DIR or an http(s):// URL"
-                    ));
+                    )));
                 };
                 let headers = self.payload_log_headers.unwrap_or_default();
                 if let Some(secret) = headers.iter().find(|h| is_secret_header(h)) {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "payload_log_headers names {secret:?}, which carries credentials and is never logged"
-                    ));
+                    )));
                 }
                 let max_file_bytes = self
                     .payload_log_max_file_bytes
                     .unwrap_or(DEFAULT_PAYLOAD_LOG_FILE_BYTES);
                 if max_file_bytes < 1024 {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "payload_log_max_file_bytes = {max_file_bytes} is out of range: allowed 1024..="
-                    ));
+                    )));
                 }
                 Some(PayloadLogConfig {
                     sink,
@@ -292,7 +293,7 @@ mod tests {
             ),
         ];
         for (a, expected) in cases {
-            let err = a.resolve().unwrap_err();
+            let err = a.resolve().unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
         }
     }

@@ -13,7 +13,7 @@ use super::observe::{
     self, ObserveArgs, OtlpProtocol, PayloadLogConfig, PayloadLogMode, TraceConfig,
 };
 use super::transport::{TransportArgs, TransportConfig};
-use super::{ExecutionProvider, ProviderFallback};
+use super::{ConfigError, ExecutionProvider, ProviderFallback};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
@@ -282,7 +282,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Merges the CLI/env layer over the file it names (if any) over the defaults.
-    pub fn resolve(cli: ServerArgs) -> Result<ServerConfig, String> {
+    pub fn resolve(cli: ServerArgs) -> Result<ServerConfig, ConfigError> {
         let file = match &cli.config {
             Some(path) => read_file(path)?,
             None => ServerArgs::default(),
@@ -352,18 +352,23 @@ impl ServerConfig {
             max_inflight_bytes: inflight.0,
             max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
-            overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))?,
+            overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))
+                .map_err(ConfigError::Invalid)?,
             traces,
             payload_log,
             max_string_bytes: a.max_string_bytes.unwrap_or(DEFAULT_MAX_STRING_BYTES),
         };
         if config.repository_poll.is_zero() {
-            return Err("repository_poll_secs must be at least 1".to_string());
+            return Err(ConfigError::Invalid(
+                "repository_poll_secs must be at least 1".to_string(),
+            ));
         }
         if config.intra_op_threads == 0 {
-            return Err("intra_op_threads must be at least 1".to_string());
+            return Err(ConfigError::Invalid(
+                "intra_op_threads must be at least 1".to_string(),
+            ));
         }
-        config.check_ranges()?;
+        config.check_ranges().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -463,10 +468,12 @@ fn default_inflight_bytes(max_body_bytes: usize) -> (usize, String) {
     )
 }
 
-fn read_file(path: &Path) -> Result<ServerArgs, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+fn read_file(path: &Path) -> Result<ServerArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Unreadable(format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::Syntax(format!("config file {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -524,7 +531,7 @@ mod tests {
             ),
         ];
         for (args, expected) in cases {
-            let err = ServerConfig::resolve(args).unwrap_err();
+            let err = ServerConfig::resolve(args).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
         }
     }
@@ -560,7 +567,8 @@ mod tests {
             config: Some(file),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("http_prot"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::ConfigError;
 use serde::Serialize;
 
 /// What `--max-connections` may not exceed: the open-file limit minus this share of it
@@ -110,11 +111,13 @@ pub struct TransportArgs {
 impl TransportConfig {
     /// Defaults, range checks (messages name the flag, the value and the allowed range),
     /// and the key file.
-    pub fn resolve(a: TransportArgs) -> Result<TransportConfig, String> {
+    pub fn resolve(a: TransportArgs) -> Result<TransportConfig, ConfigError> {
         let secs = |name: &str, v: Option<u64>, default: u64, min: u64| {
             let v = v.unwrap_or(default);
             if !(min..=86_400).contains(&v) {
-                return Err(format!("{name} = {v} is out of range {min}..=86400"));
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {v} is out of range {min}..=86400"
+                )));
             }
             Ok(Duration::from_secs(v))
         };
@@ -122,11 +125,11 @@ impl TransportConfig {
         let ceiling = max_connections_ceiling();
         let max_connections = a.max_connections.unwrap_or(ceiling as usize);
         if max_connections == 0 || max_connections as u64 > ceiling {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "max_connections = {max_connections} is out of range 1..={ceiling} \
                  (the open-file limit {} minus a reserve)",
                 fd_limit()
-            ));
+            )));
         }
         let tls = match (a.tls_cert, a.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -135,17 +138,25 @@ impl TransportConfig {
                 client_ca: a.tls_client_ca,
             }),
             (None, None) if a.tls_client_ca.is_some() => {
-                return Err("tls_client_ca needs tls_cert and tls_key".to_string())
+                return Err(ConfigError::Invalid(
+                    "tls_client_ca needs tls_cert and tls_key".to_string(),
+                ))
             }
             (None, None) => None,
-            _ => return Err("tls_cert and tls_key must be given together".to_string()),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key must be given together".to_string(),
+                ))
+            }
         };
         let mut keys = a.api_key.unwrap_or_default();
         if let Some(file) = &a.api_key_file {
             keys.extend(read_key_file(file)?);
         }
         if keys.iter().any(|k| k.trim().is_empty()) {
-            return Err("api_key: empty keys are not allowed".to_string());
+            return Err(ConfigError::Invalid(
+                "api_key: empty keys are not allowed".to_string(),
+            ));
         }
         Ok(TransportConfig {
             header_read_timeout: secs(
@@ -206,9 +217,10 @@ pub fn raise_fd_limit() {
 }
 
 /// One key per line; blank lines and lines starting with `#` are skipped.
-fn read_key_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read api_key_file {}: {e}", path.display()))?;
+fn read_key_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Unreadable(format!("cannot read api_key_file {}: {e}", path.display()))
+    })?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -234,7 +246,8 @@ mod tests {
             max_connections: Some(usize::MAX),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("max_connections"), "{err}");
     }
 
@@ -244,7 +257,8 @@ mod tests {
             tls_cert: Some("cert.pem".into()),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("together"), "{err}");
     }
 

@@ -76,13 +76,13 @@ impl FeatureSet {
         from: impl IntoIterator<Item = (&'a str, &'a [String])>,
         graph: &[GraphInput<'_>],
         dir: &Path,
-    ) -> Result<Option<FeatureSet>, String> {
+    ) -> Result<Option<FeatureSet>, FeatureError> {
         if features.is_empty() {
             return Ok(None);
         }
         let mut fields = Vec::with_capacity(features.len());
         for (name, config) in features {
-            let transform = Transform::from_config(name, config, dir).map_err(|e| e.to_string())?;
+            let transform = Transform::from_config(name, config, dir)?;
             fields.push(Field {
                 name: name.clone(),
                 transform,
@@ -95,26 +95,27 @@ impl FeatureSet {
             if names.is_empty() {
                 continue;
             }
-            let g = graph
-                .iter()
-                .find(|g| g.name == input)
-                .ok_or_else(|| format!("inputs.{input}.from: the graph has no input '{input}'"))?;
+            let g = graph.iter().find(|g| g.name == input).ok_or_else(|| {
+                FeatureError::Wiring(format!(
+                    "inputs.{input}.from: the graph has no input '{input}'"
+                ))
+            })?;
             if !BUILDABLE.contains(&g.dtype) {
-                return Err(format!(
+                return Err(FeatureError::Wiring(format!(
                     "inputs.{input}.from: graph input '{input}' has datatype {}; an input built from fields must be INT64, INT32, FP32 or FP64",
                     g.dtype
-                ));
+                )));
             }
             let width_fits = g.shape.len() == 2
                 && g.shape[0] == -1
                 && (g.shape[1] == -1 || g.shape[1] == names.len() as i64);
             if !width_fits {
-                return Err(format!(
+                return Err(FeatureError::Wiring(format!(
                     "inputs.{input}.from lists {} fields, but graph input '{input}' has shape {:?}; it must be [-1, {}] (a batch of rows, one column per field)",
                     names.len(),
                     g.shape,
                     names.len()
-                ));
+                )));
             }
             let mut columns = Vec::with_capacity(names.len());
             for name in names {
@@ -122,14 +123,14 @@ impl FeatureSet {
                     .iter()
                     .position(|f| &f.name == name)
                     .ok_or_else(|| {
-                        format!("inputs.{input}.from names field '{name}', which [features] does not declare")
+                        FeatureError::Wiring(format!("inputs.{input}.from names field '{name}', which [features] does not declare"))
                     })?;
                 let integer_input = matches!(g.dtype, DataType::I64 | DataType::I32);
                 if integer_input && !fields[index].transform.gives_ids() {
-                    return Err(format!(
+                    return Err(FeatureError::Wiring(format!(
                         "feature '{name}' gives numbers, but graph input '{input}' is {}: only ids (hash_buckets, vocabulary, boundaries) fill an integer input",
                         g.dtype
-                    ));
+                    )));
                 }
                 columns.push(index);
             }
@@ -144,11 +145,11 @@ impl FeatureSet {
                 .map(|&i| fields[i].name.as_str())
                 .collect();
             if !flagged.is_empty() && !per_row.is_empty() {
-                return Err(format!(
+                return Err(FeatureError::Wiring(format!(
                     "inputs.{input}.from mixes broadcast fields ('{}') with per-row fields ('{}'); the fields of one input are all broadcast or none",
                     flagged.join("', '"),
                     per_row.join("', '")
-                ));
+                )));
             }
             built.push(BuiltInput {
                 name: input.to_owned(),
@@ -162,17 +163,17 @@ impl FeatureSet {
             .enumerate()
             .find(|(i, _)| !built.iter().any(|b| b.columns.contains(i)))
         {
-            return Err(format!(
+            return Err(FeatureError::Wiring(format!(
                 "feature '{}' is used by no input: name it in some [inputs.NAME] from = [...]",
                 unused.1.name
-            ));
+            )));
         }
         Ok(Some(FeatureSet { fields, built }))
     }
 
     /// Marks graph input `name` broadcast (`[inputs.NAME] broadcast = true`), and with it
     /// the fields it is built from. A field that also feeds a per-row input is refused.
-    pub fn set_broadcast(&mut self, name: &str) -> Result<(), String> {
+    pub fn set_broadcast(&mut self, name: &str) -> Result<(), FeatureError> {
         let Some(input) = self.built.iter_mut().find(|b| b.name == name) else {
             return Ok(());
         };
@@ -185,7 +186,7 @@ impl FeatureSet {
 
     /// A field feeds broadcast inputs only or per-row inputs only: one value per request
     /// and one per row cannot both be what it sends.
-    fn check_broadcast_fields(&self) -> Result<(), String> {
+    fn check_broadcast_fields(&self) -> Result<(), FeatureError> {
         for (i, field) in self.fields.iter().enumerate() {
             let feeding = |broadcast: bool| {
                 self.built
@@ -194,10 +195,10 @@ impl FeatureSet {
                     .map(|b| b.name.as_str())
             };
             if let (Some(b), Some(r)) = (feeding(true).next(), feeding(false).next()) {
-                return Err(format!(
+                return Err(FeatureError::Wiring(format!(
                     "feature '{}' feeds broadcast input '{b}' and per-row input '{r}'; a field is sent once per request or once per row, not both",
                     field.name
-                ));
+                )));
             }
         }
         Ok(())
@@ -297,8 +298,8 @@ impl FeatureSet {
                     }
                 }
             }
-            let tensor =
-                Tensor::new(vec![rows, width], data).map_err(|e| request_error(&input.name, e))?;
+            let tensor = Tensor::new(vec![rows, width], data)
+                .map_err(|e| request_error(&input.name, e.to_string()))?;
             out.push((input.name.clone(), tensor));
         }
         if let Some(i) = (0..self.fields.len()).find(|&i| slots[i].is_some() && !used[i]) {

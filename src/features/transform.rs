@@ -121,6 +121,10 @@ pub enum FeatureError {
     Missing { field: String, takes: String },
     #[error("field '{field}' {problem}")]
     Request { field: String, problem: String },
+    /// `[inputs.NAME] from` lists, `[features]` and the graph's inputs that do not fit
+    /// together; the message names the input or field.
+    #[error("{0}")]
+    Wiring(String),
 }
 
 fn config_error(field: &str, problem: impl Into<String>) -> FeatureError {

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{dropped, rfc3339, Message, Payload, Record, WRITTEN};
+use super::{dropped, rfc3339, Message, Payload, PayloadLogError, Record, WRITTEN};
 
 /// Records delivered at once.
 const CONCURRENCY: usize = 16;
@@ -39,12 +39,18 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Starts the delivery task; an unusable URL, or an `https://` one with no CA certificate
 /// to verify it by, is an error at start.
-pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), String> {
+pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), PayloadLogError> {
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("payload_log = {url:?} is not a URL: {e}"))?;
-    let tls = tls_config(uri.scheme_str() == Some("https"))
-        .map_err(|e| format!("payload_log = {url:?}: {e}"))?;
+        .map_err(|e: http::uri::InvalidUri| PayloadLogError::NotAUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    let tls =
+        tls_config(uri.scheme_str() == Some("https")).map_err(|reason| PayloadLogError::Tls {
+            url: url.to_string(),
+            reason,
+        })?;
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{dropped, rfc3339, Payload, Record, WRITTEN};
+use super::{dropped, rfc3339, Payload, PayloadLogError, Record, WRITTEN};
 use crate::handoff::{Flush, Handoff};
 use base64::Engine;
 use serde::Serialize;
@@ -30,17 +30,23 @@ pub fn start(
     max_file_bytes: u64,
     max_files: usize,
     capacity: usize,
-) -> Result<Handoff<Box<Record>>, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("payload log directory {}: {e}", dir.display()))?;
-    let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files)
-        .map_err(|e| format!("payload log file in {}: {e}", dir.display()))?;
+) -> Result<Handoff<Box<Record>>, PayloadLogError> {
+    std::fs::create_dir_all(dir).map_err(|e| PayloadLogError::Directory {
+        dir: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files).map_err(|e| {
+        PayloadLogError::File {
+            dir: dir.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })?;
     let handoff = Handoff::new(capacity, WAKE_RECORDS);
     let taken = handoff.clone();
     std::thread::Builder::new()
         .name("payload-log".to_string())
         .spawn(move || files.serve(&taken))
-        .map_err(|e| format!("cannot start the payload log thread: {e}"))?;
+        .map_err(|e| PayloadLogError::Thread(e.to_string()))?;
     Ok(handoff)
 }
 

@@ -10,6 +10,7 @@
 //! that carries a secret (`config::observe::is_secret_header`).
 
 mod cloudevents;
+mod error;
 mod file;
 
 use std::cell::Cell;
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot};
+
+pub use error::PayloadLogError;
 
 use crate::config::observe::{is_secret_header, PayloadLogConfig, PayloadLogMode, PayloadSink};
 use crate::handoff::{Flush, Handoff};
@@ -92,7 +95,7 @@ pub struct PayloadLog {
 
 impl PayloadLog {
     /// Starts the sink `config` names (none: off). Inside the tokio runtime.
-    pub fn start(config: Option<&PayloadLogConfig>) -> Result<Option<PayloadLog>, String> {
+    pub fn start(config: Option<&PayloadLogConfig>) -> Result<Option<PayloadLog>, PayloadLogError> {
         let Some(config) = config else {
             return Ok(None);
         };

@@ -2,6 +2,9 @@
 //! both transports give: an absent model, a request or model that cannot work, a provider
 //! the server lacks, the server's own failure.
 
+use std::path::PathBuf;
+
+use super::discover::DiscoverError;
 use crate::runtime::SessionError;
 
 /// A failed load or unload of one model; the message says what failed and why.
@@ -57,6 +60,28 @@ impl ControlError {
             .join("; ");
         Some(first.map_message(|_| message))
     }
+}
+
+/// Why the models loaded at start-up fail the server's start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartupError {
+    /// The repository root cannot be listed.
+    #[error(transparent)]
+    Unreadable(#[from] DiscoverError),
+    /// Control mode `none` with no model under the root: nothing could ever be served.
+    #[error("no models found under {} (expected <model>/<version>/model.onnx)", .0.display())]
+    NoModels(PathBuf),
+    /// `--exit-on-error`, and these models (name, why) failed to load.
+    #[error("--exit-on-error: {}", failed_models(.0))]
+    ModelsFailed(Vec<(String, ControlError)>),
+}
+
+fn failed_models(failures: &[(String, ControlError)]) -> String {
+    failures
+        .iter()
+        .map(|(name, e)| format!("model '{name}': {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<SessionError> for ControlError {

@@ -13,7 +13,9 @@ use super::discover::{self, ModelScan};
 use super::load::VersionToLoad;
 use super::overrides::{self, LoadRequest};
 use super::routing::Routing;
-use super::{read, write, ControlError, Live, OpState, Repository, Slot, State, Version};
+use super::{
+    read, write, ControlError, Live, OpState, Repository, Slot, StartupError, State, Version,
+};
 use crate::config::ControlMode;
 
 /// How one reconciliation treats what it finds.
@@ -29,9 +31,13 @@ impl Repository {
     /// Start-up: none/poll load every model directory, explicit loads `load_models` (`*` =
     /// all). Failures are isolated (the index shows them) unless `exit_on_error`. An
     /// unreadable root, or (mode none) a root without models, fails start-up.
-    pub async fn start(&self, load_models: &[String], exit_on_error: bool) -> Result<(), String> {
+    pub async fn start(
+        &self,
+        load_models: &[String],
+        exit_on_error: bool,
+    ) -> Result<(), StartupError> {
         let root = &self.options.root;
-        let (dirs, skipped) = discover::model_dirs(root).map_err(|e| e.to_string())?;
+        let (dirs, skipped) = discover::model_dirs(root)?;
         for (path, why) in &skipped {
             tracing::warn!(path = %path.display(), reason = %why, "skipped repository entry");
         }
@@ -41,10 +47,7 @@ impl Repository {
             }
             ControlMode::Explicit => load_models.to_vec(),
             _ if dirs.is_empty() && self.options.mode == ControlMode::None => {
-                return Err(format!(
-                    "no models found under {} (expected <model>/<version>/model.onnx)",
-                    root.display()
-                ))
+                return Err(StartupError::NoModels(root.clone()))
             }
             _ => dirs.into_iter().map(|d| d.name).collect(),
         };
@@ -52,11 +55,11 @@ impl Repository {
         for name in names {
             let request = LoadRequest::default();
             if let Err(e) = self.load_model(&name, request).await {
-                failures.push(format!("model '{name}': {e}"));
+                failures.push((name, e));
             }
         }
         if exit_on_error && !failures.is_empty() {
-            return Err(format!("--exit-on-error: {}", failures.join("; ")));
+            return Err(StartupError::ModelsFailed(failures));
         }
         Ok(())
     }

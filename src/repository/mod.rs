@@ -19,8 +19,8 @@ mod overrides;
 mod routing;
 
 pub use check::{check, CheckReport, CheckedVersion, Problem};
-pub use discover::{scan_model, ModelScan};
-pub use error::ControlError;
+pub use discover::{scan_model, DiscoverError, ModelScan};
+pub use error::{ControlError, StartupError};
 pub use load::{prepare, LoadOptions, Loader, VersionToLoad};
 pub use model::{InferRequest, Model};
 pub use overrides::{checked_path, LoadRequest};

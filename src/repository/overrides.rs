@@ -22,19 +22,19 @@ pub struct LoadRequest {
 }
 
 /// `name` as a path inside a model directory, or why it is refused.
-pub fn checked_path(name: &str) -> Result<PathBuf, String> {
+pub fn checked_path(name: &str) -> Result<PathBuf, ControlError> {
     let path = Path::new(name);
     let mut parts = Vec::new();
     for c in path.components() {
         match c {
             Component::Normal(p) => match p.to_str() {
                 Some(s) if !s.starts_with('.') => parts.push(s),
-                _ => return Err(format!("file override '{name}': hidden or non-UTF-8 path component")),
+                _ => return Err(ControlError::BadRequest(format!("file override '{name}': hidden or non-UTF-8 path component"))),
             },
             _ => {
-                return Err(format!(
+                return Err(ControlError::BadRequest(format!(
                     "file override '{name}': only relative paths inside the model directory are allowed"
-                ))
+                )))
             }
         }
     }
@@ -43,9 +43,9 @@ pub fn checked_path(name: &str) -> Result<PathBuf, String> {
         || !first.bytes().all(|b| b.is_ascii_digit())
         || first.parse::<u64>().is_err()
     {
-        return Err(format!(
+        return Err(ControlError::BadRequest(format!(
             "file override '{name}': expected <version>/<file>, e.g. 2/model.onnx"
-        ));
+        )));
     }
     Ok(parts.iter().collect())
 }
@@ -59,8 +59,7 @@ pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), 
     let checked = files
         .iter()
         .map(|(name, bytes)| Ok((checked_path(name)?, bytes)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(ControlError::BadRequest)?;
+        .collect::<Result<Vec<_>, ControlError>>()?;
     for (rel, _) in &checked {
         refuse_links(model_dir, rel).map_err(ControlError::BadRequest)?;
     }

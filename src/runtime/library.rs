@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::LibraryError;
+
 /// The library file name the fetch script installs.
 const LIB_NAME: &str = "libonnxruntime.so";
 /// The folder the fetch script fills, relative to the repository root.
@@ -39,7 +41,7 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
 
 /// Resolves the library path. An explicitly named path (flag or env) must exist; the
 /// fallbacks are tried in order. The error names what was tried and the command to run.
-pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, LibraryError> {
     let candidates = candidates(explicit);
     for (label, path) in &candidates {
         let is_explicit = label == "--ort-lib" || label == "ORT_DYLIB_PATH";
@@ -47,19 +49,17 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
             return Ok(path.clone());
         }
         if is_explicit {
-            return Err(format!(
-                "ONNX Runtime library given by {label} not found at {}",
-                path.display()
-            ));
+            return Err(LibraryError::NotAtGivenPath {
+                given_by: label.clone(),
+                path: path.clone(),
+            });
         }
     }
     let tried: Vec<String> = candidates
         .iter()
         .map(|(_, p)| p.display().to_string())
         .collect();
-    Err(format!(
-        "ONNX Runtime shared library not found (tried {}). Run `scripts/fetch-onnxruntime.sh` \
-         to fetch it from PyPI, or pass --ort-lib /path/to/libonnxruntime.so",
-        tried.join(", ")
-    ))
+    Err(LibraryError::NotFound {
+        tried: tried.join(", "),
+    })
 }

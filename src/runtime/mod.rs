@@ -4,6 +4,7 @@
 
 mod calibrate;
 mod context;
+mod error;
 mod execute;
 mod footprint;
 mod library;
@@ -15,6 +16,7 @@ mod value;
 pub use value::to_ort_value;
 
 pub use calibrate::{calibrate, Calibration, AUTO_CAP, UNMEASURED};
+pub use error::{LibraryError, RunError};
 pub use execute::{execute, execute_context};
 pub use footprint::measure as measure_footprint;
 pub use library::find_library;
@@ -36,19 +38,20 @@ static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 impl Runtime {
     /// Loads the shared library (searching as [`find_library`] does) and builds the
     /// environment on first use; later calls return the same runtime.
-    pub fn load(explicit: Option<&Path>) -> Result<Arc<Runtime>, String> {
-        let mut slot = RUNTIME
-            .lock()
-            .map_err(|_| "ONNX Runtime initialisation panicked earlier".to_string())?;
+    pub fn load(explicit: Option<&Path>) -> Result<Arc<Runtime>, LibraryError> {
+        let mut slot = RUNTIME.lock().map_err(|_| LibraryError::Poisoned)?;
         if let Some(runtime) = slot.as_ref() {
             return Ok(runtime.clone());
         }
         let library = find_library(explicit)?;
         let env = ort::init_from(&library)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+            .map_err(|e| LibraryError::Unloadable {
+                path: library.clone(),
+                reason: e.to_string(),
+            })?
             .with_name("mlpserve")
             .build()
-            .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
+            .map_err(|e| LibraryError::Environment(e.to_string()))?;
         let runtime = Arc::new(Runtime { env, library });
         *slot = Some(runtime.clone());
         Ok(runtime)

@@ -5,6 +5,8 @@
 
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
+use super::RunError;
+
 use crate::tensor::{
     dispatch_dtype, with_tensor_data, ByteStrings, DataType, Element, Tensor, TensorData,
 };
@@ -59,20 +61,19 @@ fn strings_to_ort(shape: Vec<usize>, strings: &ByteStrings) -> ort::Result<DynVa
 }
 
 /// Copies an ORT output tensor into a [`Tensor`]; errors name the unsupported type.
-pub fn from_ort_value(value: &DynValue) -> Result<Tensor, String> {
+pub fn from_ort_value(value: &DynValue) -> Result<Tensor, RunError> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(format!("output is a {}, not a tensor", value.dtype()));
+        return Err(RunError::NotATensor(value.dtype().to_string()));
     };
-    let dtype =
-        data_type(*ty).ok_or_else(|| format!("output element type {ty} is not supported"))?;
+    let dtype = data_type(*ty).ok_or_else(|| RunError::UnsupportedOutput(ty.to_string()))?;
     dispatch_dtype!(dtype, T => {
-        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        let (shape, data) = value.try_extract_tensor::<T>()?;
         Ok(Tensor {
             shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
             data: <T as Element>::wrap(data.to_vec()),
         })
     }, bytes => {
-        let (shape, data) = value.try_extract_strings().map_err(|e| e.to_string())?;
+        let (shape, data) = value.try_extract_strings()?;
         Ok(Tensor {
             shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
             data: TensorData::Bytes(data.iter().collect()),

@@ -97,6 +97,12 @@ fn control_error(name: &str, what: &str, e: ControlError) -> Error {
     }
 }
 
+/// `name`, a load request's `file:<version>/<path>` override, as a path inside the model
+/// directory; one that could leave it is the client's error, refused before any load.
+pub fn checked_path(name: &str) -> Result<std::path::PathBuf> {
+    crate::repository::checked_path(name).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
 /// Equal lengths and bytes, in time that depends only on the lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());

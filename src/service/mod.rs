@@ -10,7 +10,8 @@ mod views;
 
 /// The repository's types the transports name: they reach the repository only through
 /// the service, so these are the service's vocabulary too.
-pub use crate::repository::{checked_path, IndexEntry, LoadRequest, Model};
+pub use crate::repository::{IndexEntry, LoadRequest, Model};
+pub use control::checked_path;
 pub use views::{
     Datatype, DynamicBatching, FieldColumn, FieldMetadata, InferStatistics, InstanceGroup,
     ModelMetadata, ModelStatistics, QueuePolicy, Reshape, ServerMetadata, StatDuration,
@@ -296,7 +297,7 @@ impl Service {
             trace.set(|| crate::telemetry::kv_count("mlpserve.rows", rows));
         }
         let spec = &model.spec;
-        let invalid = |e: String| {
+        let invalid = |e: rank::RankError| {
             model.refuse(Error::InvalidInput(format!(
                 "model '{}' version {}: {e}",
                 spec.name, spec.version

@@ -7,7 +7,31 @@
 use std::cmp::Ordering;
 
 use crate::spec::{one_value_per_row, ModelSpec};
-use crate::tensor::{with_tensor_data, Element, Tensor, TensorData};
+use crate::tensor::{with_tensor_data, DataType, Element, Tensor, TensorData};
+
+/// Why a ranking cannot be done: a `top_k` parameter out of range, or a `rank_by` output
+/// the model does not give or that holds no one number per row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RankError {
+    #[error("parameter 'top_k' is too large: {0}")]
+    TopKTooLarge(i64),
+    /// Not an integer, or less than 1; the text is what came.
+    #[error("parameter 'top_k' must be an integer of at least 1, got {0}")]
+    TopKNotPositive(String),
+    /// `top_k` without `rank_by`, on a model with no default output to rank by.
+    #[error("top_k needs the output to rank by: name it with the parameter 'rank_by' (the model gives {outputs}; none is its default, config.toml rank_by)")]
+    NoRankBy { outputs: String },
+    #[error("rank_by names output '{name}', which the model does not give; it gives {outputs}")]
+    UnknownOutput { name: String, outputs: String },
+    /// The model declares the output with more than one value per row.
+    #[error("rank_by output '{name}' has shape {shape:?}; ranking needs one value per row ([-1] or [-1, 1])")]
+    DeclaredShape { name: String, shape: Vec<i64> },
+    /// The run gave the output with more than one value per row.
+    #[error("rank_by output '{name}' has shape {shape:?}; ranking needs one value per row ([N] or [N, 1])")]
+    Shape { name: String, shape: Vec<usize> },
+    #[error("rank_by output '{name}' is {dtype}; ranking needs numbers")]
+    NotNumeric { name: String, dtype: DataType },
+}
 
 /// What a request asks to be ranked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,20 +45,16 @@ pub struct Ranking {
 impl Ranking {
     /// The `top_k` parameter as a transport read it: an integer of at least 1. `what`
     /// shows what came when it is anything else.
-    pub fn top_k(value: Option<i64>, what: impl std::fmt::Display) -> Result<usize, String> {
+    pub fn top_k(value: Option<i64>, what: impl std::fmt::Display) -> Result<usize, RankError> {
         match value {
-            Some(k) if k >= 1 => {
-                usize::try_from(k).map_err(|_| format!("parameter 'top_k' is too large: {k}"))
-            }
-            _ => Err(format!(
-                "parameter 'top_k' must be an integer of at least 1, got {what}"
-            )),
+            Some(k) if k >= 1 => usize::try_from(k).map_err(|_| RankError::TopKTooLarge(k)),
+            _ => Err(RankError::TopKNotPositive(what.to_string())),
         }
     }
 
     /// The index of the output to sort by, checked against the model: it exists and can
     /// hold one value per row. Messages name the output and what the model has.
-    pub fn output(&self, spec: &ModelSpec) -> Result<usize, String> {
+    pub fn output(&self, spec: &ModelSpec) -> Result<usize, RankError> {
         let outputs = || {
             let names: Vec<String> = spec
                 .outputs
@@ -46,28 +66,22 @@ impl Ranking {
         let name = match (&self.rank_by, spec.rank_by()) {
             (Some(name), _) => name.as_str(),
             (None, Some(default)) => default.name.as_str(),
-            (None, None) => {
-                return Err(format!(
-                    "top_k needs the output to rank by: name it with the parameter 'rank_by' (the model gives {}; none is its default, config.toml rank_by)",
-                    outputs()
-                ))
-            }
+            (None, None) => return Err(RankError::NoRankBy { outputs: outputs() }),
         };
         let index = spec
             .outputs
             .iter()
             .position(|o| o.name == name)
-            .ok_or_else(|| {
-                format!(
-                    "rank_by names output '{name}', which the model does not give; it gives {}",
-                    outputs()
-                )
+            .ok_or_else(|| RankError::UnknownOutput {
+                name: name.to_string(),
+                outputs: outputs(),
             })?;
         let shape = &spec.outputs[index].shape;
         if !one_value_per_row(shape) {
-            return Err(format!(
-                "rank_by output '{name}' has shape {shape:?}; ranking needs one value per row ([-1] or [-1, 1])"
-            ));
+            return Err(RankError::DeclaredShape {
+                name: name.to_string(),
+                shape: shape.clone(),
+            });
         }
         Ok(index)
     }
@@ -76,21 +90,20 @@ impl Ranking {
 /// The best `k` rows of `scores` (output `name`, one value per row): their indices (INT64
 /// `[k']`) and scores (the output's datatype, `[k']`), k' = min(k, rows). Best = largest
 /// first, ties to the lower index, NaN last.
-pub fn top_k(name: &str, scores: &Tensor, k: usize) -> Result<(Tensor, Tensor), String> {
+pub fn top_k(name: &str, scores: &Tensor, k: usize) -> Result<(Tensor, Tensor), RankError> {
     let rows = scores.rows();
     let per_row = matches!(scores.shape.as_slice(), [_] | [_, 1]);
     if !per_row {
-        return Err(format!(
-            "rank_by output '{name}' has shape {:?}; ranking needs one value per row ([N] or [N, 1])",
-            scores.shape
-        ));
+        return Err(RankError::Shape {
+            name: name.to_string(),
+            shape: scores.shape.clone(),
+        });
     }
-    let values = as_f64(&scores.data).ok_or_else(|| {
-        format!(
-            "rank_by output '{name}' is {}; ranking needs numbers",
-            scores.dtype()
-        )
-    })?;
+    let not_numeric = || RankError::NotNumeric {
+        name: name.to_string(),
+        dtype: scores.dtype(),
+    };
+    let values = as_f64(&scores.data).ok_or_else(not_numeric)?;
     let order = |a: &usize, b: &usize| -> Ordering {
         let (x, y) = (values[*a], values[*b]);
         let by_score = match (x.is_nan(), y.is_nan()) {
@@ -112,11 +125,17 @@ pub fn top_k(name: &str, scores: &Tensor, k: usize) -> Result<(Tensor, Tensor), 
     best.sort_unstable_by(order);
     let picked = with_tensor_data!(&scores.data,
         v => Ok(gather(v, &best)),
-        bytes _s => Err(format!("rank_by output '{name}' is BYTES; ranking needs numbers")))?;
+        bytes _s => Err(not_numeric()))?;
     let indices: Vec<i64> = best.iter().map(|&i| i as i64).collect();
     Ok((
-        Tensor::new(vec![k], TensorData::I64(indices))?,
-        Tensor::new(vec![k], picked)?,
+        Tensor {
+            shape: vec![k],
+            data: TensorData::I64(indices),
+        },
+        Tensor {
+            shape: vec![k],
+            data: picked,
+        },
     ))
 }
 
@@ -189,17 +208,18 @@ mod tests {
     #[test]
     fn the_ranked_output_has_one_numeric_value_per_row() {
         let wide = f32s(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
-        let err = top_k("logits", &wide, 1).unwrap_err();
+        let err = top_k("logits", &wide, 1).unwrap_err().to_string();
         assert!(err.contains("'logits'") && err.contains("[2, 2]"), "{err}");
         let words = Tensor::new(vec![1], TensorData::Bytes(["a"].into_iter().collect())).unwrap();
-        assert!(top_k("w", &words, 1).unwrap_err().contains("BYTES"));
+        let err = top_k("w", &words, 1).unwrap_err();
+        assert!(err.to_string().contains("BYTES"), "{err}");
     }
 
     #[test]
     fn top_k_is_an_integer_of_at_least_one() {
         assert_eq!(Ranking::top_k(Some(3), 3), Ok(3));
         for (value, shown) in [(Some(0), "0"), (Some(-2), "-2"), (None, "\"5\"")] {
-            let err = Ranking::top_k(value, shown).unwrap_err();
+            let err = Ranking::top_k(value, shown).unwrap_err().to_string();
             assert!(err.contains("'top_k'") && err.contains(shown), "{err}");
         }
     }

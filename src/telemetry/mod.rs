@@ -12,6 +12,7 @@
 //! sends them ([`transport`]); nothing there blocks or fails a request. Knows no
 //! transport of its own: the servers hand it their headers through [`HeaderSource`].
 
+mod error;
 pub mod export;
 mod otlp;
 mod record;
@@ -23,6 +24,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub use error::TelemetryError;
 pub use record::SpanRef;
 use record::{Attr, BatchJob, Child, Clock, Outcome, Value};
 
@@ -56,7 +58,7 @@ impl Telemetry {
     /// Connects the exporter and installs the tracer; `None` config: tracing stays off.
     /// Must run inside the server's tokio runtime (the collector connection lives there).
     /// A second server in one process (tests) keeps the first one's tracer.
-    pub fn start(config: Option<&TraceConfig>) -> Result<Telemetry, String> {
+    pub fn start(config: Option<&TraceConfig>) -> Result<Telemetry, TelemetryError> {
         let Some(config) = config else {
             return Ok(Telemetry { exporter: None });
         };
@@ -71,7 +73,7 @@ impl Telemetry {
         };
         let exporter =
             export::Exporter::start(collector, resource, tokio::runtime::Handle::current())
-                .map_err(|e| format!("cannot start the span export thread: {e}"))?;
+                .map_err(|e| TelemetryError::Thread(e.to_string()))?;
         let _ = TRACER.set(Tracer {
             threshold: threshold(config.sample_ratio),
             queue: exporter.queue(),

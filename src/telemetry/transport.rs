@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prost::encoding::{DecodeContext, WireType};
 
+use super::TelemetryError;
 use crate::config::observe::{OtlpProtocol, TraceConfig};
 
 /// One export may take this long.
@@ -36,12 +37,10 @@ pub struct HttpCollector {
 
 impl Collector {
     /// Sets up the connection (made on first use, remade when lost). Inside the runtime.
-    pub fn new(config: &TraceConfig) -> Result<Collector, String> {
-        let bad = |e: &dyn std::fmt::Display| {
-            format!(
-                "cannot set up the OTLP exporter for {}: {e}",
-                config.endpoint
-            )
+    pub fn new(config: &TraceConfig) -> Result<Collector, TelemetryError> {
+        let bad = |e: &dyn std::fmt::Display| TelemetryError::Endpoint {
+            endpoint: config.endpoint.clone(),
+            reason: e.to_string(),
         };
         if !config.endpoint.starts_with("http://") {
             return Err(bad(
@@ -161,6 +160,7 @@ mod tests {
             let Err(e) = Collector::new(&config) else {
                 panic!("an https:// collector was accepted");
             };
+            let e = e.to_string();
             assert!(
                 e.contains("https://collector:4317") && e.contains("no TLS"),
                 "{e}"

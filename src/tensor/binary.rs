@@ -3,35 +3,43 @@
 //! form). Used by the HTTP binary-data extension and gRPC `raw_*_contents`.
 
 use super::{
-    dispatch_dtype, element_count, with_tensor_data, ByteStrings, DataType, Element, Tensor,
-    TensorData,
+    dispatch_dtype, element_count, with_tensor_data, ByteStrings, DataType, Element, StringsError,
+    Tensor, TensorData, TensorError,
 };
 
 /// Decodes `bytes` as a tensor of `dtype` and `shape`. The byte count must match exactly,
 /// so a short or long buffer is an error, never an over-read.
-pub fn decode_binary(dtype: DataType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
+pub fn decode_binary(
+    dtype: DataType,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Tensor, TensorError> {
     let count = element_count(shape);
     fn decode<T: Element>(
         bytes: &[u8],
         shape: &[usize],
         count: usize,
-    ) -> Result<TensorData, String> {
+    ) -> Result<TensorData, TensorError> {
         // Every element type's in-memory size is its wire size (`DataType::fixed_size`).
         let size = std::mem::size_of::<T>();
         let expected = count.saturating_mul(size);
         if bytes.len() != expected {
-            return Err(format!(
-                "{} tensor of shape {shape:?} needs {expected} bytes but {} were given",
-                T::DTYPE,
-                bytes.len()
-            ));
+            return Err(TensorError::ByteCount {
+                dtype: T::DTYPE,
+                shape: shape.to_vec(),
+                expected,
+                given: bytes.len(),
+            });
         }
         Ok(T::wrap(bytes.chunks_exact(size).map(T::get_le).collect()))
     }
     let data = dispatch_dtype!(dtype, T => decode::<T>(bytes, shape, count)?,
     bytes => TensorData::Bytes(
         decode_strings(bytes, Some(count))
-            .map_err(|e| format!("BYTES tensor of shape {shape:?}: {e}"))?,
+            .map_err(|source| TensorError::Strings {
+                shape: shape.to_vec(),
+                source,
+            })?,
     ));
     Ok(Tensor {
         shape: shape.to_vec(),
@@ -41,40 +49,44 @@ pub fn decode_binary(dtype: DataType, shape: &[usize], bytes: &[u8]) -> Result<T
 
 /// Splits length-prefixed strings. With `expected`, exactly that many must fill `bytes`
 /// (no more elements, no trailing bytes); without, as many as there are.
-pub fn decode_strings(mut bytes: &[u8], expected: Option<usize>) -> Result<ByteStrings, String> {
+pub fn decode_strings(
+    mut bytes: &[u8],
+    expected: Option<usize>,
+) -> Result<ByteStrings, StringsError> {
     // Every element takes at least its 4-byte length, so the text bounds the count.
     let room = expected.unwrap_or(usize::MAX).min(bytes.len() / 4);
     let mut out = ByteStrings::with_capacity(room, bytes.len().saturating_sub(room * 4));
     while !bytes.is_empty() {
         let i = out.len();
         if expected.is_some_and(|n| i == n) {
-            return Err(format!(
-                "{} bytes follow the last of the {i} elements",
-                bytes.len()
-            ));
+            return Err(StringsError::TrailingBytes {
+                extra: bytes.len(),
+                count: i,
+            });
         }
         let Some((len, rest)) = bytes.split_first_chunk::<4>() else {
-            return Err(format!(
-                "element {i} needs a 4-byte length but only {} bytes remain",
-                bytes.len()
-            ));
+            return Err(StringsError::MissingLength {
+                index: i,
+                remain: bytes.len(),
+            });
         };
         let len = u32::from_le_bytes(*len) as usize;
         if len > rest.len() {
-            return Err(format!(
-                "element {i} has length {len} but only {} bytes remain",
-                rest.len()
-            ));
+            return Err(StringsError::ShortElement {
+                index: i,
+                len,
+                remain: rest.len(),
+            });
         }
         let (element, rest) = rest.split_at(len);
         out.push(element);
         bytes = rest;
     }
     match expected {
-        Some(n) if out.len() != n => Err(format!(
-            "needs {n} length-prefixed elements but {} were given",
-            out.len()
-        )),
+        Some(n) if out.len() != n => Err(StringsError::Count {
+            expected: n,
+            given: out.len(),
+        }),
         _ => Ok(out),
     }
 }
@@ -167,7 +179,7 @@ mod tests {
             ),
         ] {
             let err = decode_binary(DataType::Bytes, shape, bytes).unwrap_err();
-            assert!(err.contains(needle), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
         }
     }
 

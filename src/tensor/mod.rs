@@ -8,6 +8,7 @@
 
 mod binary;
 mod dtype;
+mod error;
 mod json;
 mod json_scan;
 mod json_strings;
@@ -15,6 +16,7 @@ mod strings;
 
 pub use binary::{decode_binary, decode_strings, encode_binary};
 pub use dtype::DataType;
+pub use error::{StringsError, TensorError};
 pub use json::{
     check_depth, decode_array, decode_array_expecting, Flat, FromJson, JsonArray, JsonArrayError,
     JsonNumber, Nested, MAX_JSON_DEPTH,
@@ -279,13 +281,14 @@ pub struct Tensor {
 
 impl Tensor {
     /// Builds a tensor, checking that the element count matches the shape.
-    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor, TensorError> {
         let expected = element_count(&shape);
         if expected != data.len() {
-            return Err(format!(
-                "shape {shape:?} needs {expected} elements but {} were given",
-                data.len()
-            ));
+            return Err(TensorError::ElementCount {
+                shape,
+                expected,
+                given: data.len(),
+            });
         }
         Ok(Tensor { shape, data })
     }

@@ -69,6 +69,7 @@ impl TestServer {
                     let _ = stop_rx.await;
                 })
                 .await
+                .map_err(|e| e.to_string())
             })
         });
         let (http, grpc) = addr_rx

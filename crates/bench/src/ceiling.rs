@@ -96,7 +96,7 @@ pub fn combine(a: Vec<CeilingPoint>, b: Vec<CeilingPoint>) -> Result<Vec<Ceiling
 
 /// Runs the ceiling. Batch sizes a non-batched graph cannot take are skipped.
 pub fn measure(config: &CeilingConfig) -> Result<Vec<CeilingPoint>, String> {
-    let runtime = Runtime::load(config.ort_lib.as_deref())?;
+    let runtime = Runtime::load(config.ort_lib.as_deref()).map_err(|e| e.to_string())?;
     let options = SessionOptions {
         intra_op_threads: config.intra_op_threads,
         execution_provider: config.execution_provider,

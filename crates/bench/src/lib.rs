@@ -46,7 +46,7 @@ mod shared {
         dispatch_dtype, element_count, encode_binary, with_tensor_data, ByteStrings, DataType,
         Element, Flat, FromJson, JsonNumber, Nested, Tensor, TensorData,
     };
-    pub use mlpserve::{run, Listeners};
+    pub use mlpserve::{run, Listeners, ServeError};
 }
 
 /// One measured level, as reported.
@@ -95,7 +95,11 @@ fn server_args(args: &BenchArgs) -> Option<ServerArgs> {
 /// give it for the same options (`None` with `--url`: tokio's default).
 pub fn server_async_threads(args: &BenchArgs) -> Result<Option<usize>, String> {
     server_args(args)
-        .map(|a| ServerConfig::resolve(a).map(|c| c.async_threads))
+        .map(|a| {
+            ServerConfig::resolve(a)
+                .map(|c| c.async_threads)
+                .map_err(|e| e.to_string())
+        })
         .transpose()
 }
 

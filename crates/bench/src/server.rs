@@ -19,7 +19,7 @@ pub struct InProcess {
     pub grpc_addr: String,
     pub config: ServerConfig,
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), crate::shared::ServeError>>,
 }
 
 /// Starts a server on the current tokio runtime, resolved like `mlpserve serve` from
@@ -29,7 +29,7 @@ pub async fn start(mut args: ServerArgs) -> Result<InProcess, String> {
     args.http_port = Some(0);
     args.grpc_port = Some(0);
     args.metrics_port = None;
-    let config = ServerConfig::resolve(args)?;
+    let config = ServerConfig::resolve(args).map_err(|e| e.to_string())?;
     let listeners = crate::shared::Listeners::bind(&config)
         .await
         .map_err(|e| format!("cannot bind: {e}"))?;
@@ -87,6 +87,7 @@ impl InProcess {
         self.task
             .await
             .map_err(|e| format!("server task failed: {e}"))?
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -96,8 +96,7 @@ pub async fn serve<S, B>(
     conns: Arc<Connections>,
     service: S,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String>
-where
+) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
@@ -155,7 +154,6 @@ where
     let _ = stop_tx.send(true);
     tasks.close();
     tasks.wait().await;
-    Ok(())
 }
 
 /// The hyper connection builder of a port: HTTP/1.1 header timer, HTTP/2 PINGs and the

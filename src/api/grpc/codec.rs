@@ -150,10 +150,11 @@ fn ranking(parameters: &HashMap<String, InferParameter>) -> Result<Option<Rankin
             return Err("parameter 'rank_by' needs 'top_k' (how many rows to return)".into())
         }
         None => return Ok(None),
-        Some(Some(ParameterChoice::Int64Param(k))) => Ranking::top_k(Some(*k), k)?,
-        Some(Some(ParameterChoice::Uint64Param(k))) => Ranking::top_k(i64::try_from(*k).ok(), k)?,
-        Some(other) => Ranking::top_k(None, format_args!("{other:?}"))?,
-    };
+        Some(Some(ParameterChoice::Int64Param(k))) => Ranking::top_k(Some(*k), k),
+        Some(Some(ParameterChoice::Uint64Param(k))) => Ranking::top_k(i64::try_from(*k).ok(), k),
+        Some(other) => Ranking::top_k(None, format_args!("{other:?}")),
+    }
+    .map_err(|e| e.to_string())?;
     Ok(Some(Ranking { top_k, rank_by }))
 }
 
@@ -179,8 +180,8 @@ fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTens
                 "input '{name}' sets contents while the request uses raw_input_contents; use one form for all inputs"
             ))
         }
-        (Some(bytes), None) => decode_binary(dtype, &shape, &bytes),
-        (None, Some(contents)) => typed_data(dtype, contents).and_then(|data| Tensor::new(shape, data)),
+        (Some(bytes), None) => decode_binary(dtype, &shape, &bytes).map_err(|e| e.to_string()),
+        (None, Some(contents)) => typed_data(dtype, contents).and_then(|data| Tensor::new(shape, data).map_err(|e| e.to_string())),
         // An empty tensor has nothing to send; validation then names the empty axis.
         (None, None) if element_count(&shape) == 0 => Ok(Tensor { shape, data: TensorData::with_capacity(dtype, 0) }),
         (None, None) => Err(match typed_field(dtype) {

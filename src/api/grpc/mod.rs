@@ -44,7 +44,7 @@ pub async fn serve(
     service: Arc<Service>,
     transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) {
     type Inference = GrpcInferenceServiceServer<InferenceService>;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<Inference>().await;

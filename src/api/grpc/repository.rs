@@ -25,7 +25,7 @@ pub fn load_request(
             ("force", Some(ParameterChoice::BoolParam(b))) => request.force = b,
             (k, Some(ParameterChoice::BytesParam(bytes))) if k.starts_with("file:") => {
                 let path = &k["file:".len()..];
-                checked_path(path).map_err(Error::InvalidInput)?;
+                checked_path(path)?;
                 request.files.push((path.to_string(), bytes.to_vec()));
             }
             (k, _) => {

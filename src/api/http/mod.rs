@@ -154,7 +154,7 @@ pub async fn serve(
     state: Arc<Service>,
     transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) {
     let body_timeout = state.config.transport.body_read_timeout;
     let app = RequestBodyTimeout::new(router(state), body_timeout);
     let port = Port {
@@ -172,7 +172,7 @@ pub async fn serve_metrics(
     state: Arc<Service>,
     transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(

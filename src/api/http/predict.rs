@@ -388,7 +388,8 @@ fn ranking(
     };
     match top_k {
         Some(v) => Ok(Some(Ranking {
-            top_k: Ranking::top_k(v.as_i64(), v).map_err(|e| e.replace("parameter ", ""))?,
+            top_k: Ranking::top_k(v.as_i64(), v)
+                .map_err(|e| e.to_string().replace("parameter ", ""))?,
             rank_by,
         })),
         None if rank_by.is_some() => {
@@ -685,5 +686,5 @@ fn decode_field(text: &[u8]) -> std::result::Result<Tensor, String> {
         FieldColumn::Float(v) => (v.len(), TensorData::F64(v)),
         FieldColumn::Text(v) => (v.len(), TensorData::Bytes(v)),
     };
-    Tensor::new(vec![n], data)
+    Tensor::new(vec![n], data).map_err(|e| e.to_string())
 }

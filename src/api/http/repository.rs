@@ -140,7 +140,7 @@ fn load_request(parameters: Option<&Value>) -> Result<LoadRequest> {
             ("force", Value::String(s)) => request.force = s == "true",
             (key, Value::String(b64)) if key.starts_with("file:") => {
                 let path = &key["file:".len()..];
-                checked_path(path).map_err(Error::InvalidInput)?;
+                checked_path(path)?;
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64)
                     .map_err(|e| Error::InvalidInput(format!("parameter '{key}': invalid base64: {e}")))?;

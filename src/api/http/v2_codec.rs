@@ -79,7 +79,7 @@ fn ranking(params: &Parameters) -> Result<Option<Ranking>, String> {
     };
     match params.get("top_k") {
         Some(v) => Ok(Some(Ranking {
-            top_k: Ranking::top_k(v.as_i64(), v)?,
+            top_k: Ranking::top_k(v.as_i64(), v).map_err(|e| e.to_string())?,
             rank_by,
         })),
         None if rank_by.is_some() => {

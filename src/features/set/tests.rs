@@ -34,6 +34,7 @@ fn build(config: &str, graph: &[(&str, DataType, &[i64])]) -> Result<Option<Feat
         &graph,
         Path::new("/nonexistent"),
     )
+    .map_err(|e| e.to_string())
 }
 
 /// Named tensors as a request sends them.
