@@ -28,8 +28,7 @@ PORT=${ATTACK_PORT:-18600}
 "$BIN" serve --model-repository "$REPO" --host 127.0.0.1 --http-port "$PORT" --grpc-port $((PORT + 1)) \
   --log-level warn ${ATTACK_SERVER_ARGS:-} >"$REPO/server.log" 2>&1 &
 PID=$!
-source scripts/wait-ready.sh
-wait_ready "$PID" "http://127.0.0.1:$PORT/v2/health/ready" ||
+python3 scripts/wait_ready.py "http://127.0.0.1:$PORT/v2/health/ready" --pid "$PID" ||
   { echo "the server did not become ready:" >&2; tail -20 "$REPO/server.log" >&2; exit 1; }
 echo "binary: $BIN ($(nproc) cores)"
 python3 scripts/attack.py "$PORT" "$PID"

@@ -188,7 +188,7 @@ run() {
     "$server" serve --model-repository "$MODELS" --execution-provider "$ep" --ort-lib "$ORT/libonnxruntime.so.$V" \
       --strict-readiness false --host 127.0.0.1 --http-port "$PORT" --grpc-port $((PORT + 1)) >"$RESULTS/serve-$p.log" 2>&1 &
     pid=$!
-    "$PYTHON" scripts/gpu_check.py wait --url "http://127.0.0.1:$PORT" --pid "$pid" --timeout 90 &&
+    "$PYTHON" scripts/wait_ready.py "http://127.0.0.1:$PORT/v2/health/ready" --pid "$pid" --timeout 90 &&
       timeout "$(left)" "$PYTHON" scripts/gpu_check.py samples --url "http://127.0.0.1:$PORT" --models "$MODELS" --expect-provider "$ep" \
         "${tol[@]}" $([[ ${STRICT:-0} == 0 ]] || echo --strict) --out "$RESULTS/samples-$p.json" || status=1
     stop

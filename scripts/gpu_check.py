@@ -15,8 +15,6 @@
       DIR/bench-{heavy,ranking}-{cpu,cuda}.log (the output of `mlpserve-bench`), then notes:
       ONNX Runtime placing nodes on the CPU in a CUDA log, the servers' WARN/ERROR lines,
       models not on the GPU's provider.
-  gpu_check.py wait --url URL --pid PID
-      Waits until the server answers readiness; gives up at once when PID has exited.
 """
 
 import argparse
@@ -25,7 +23,6 @@ import math
 import os
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -299,24 +296,6 @@ def cmd_table(args):
         print(f"- {n}")
 
 
-def cmd_wait(args):
-    """Polls readiness until 2xx; gives up at once when the server process is gone."""
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{args.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    raise FileNotFoundError
-        except FileNotFoundError:
-            sys.exit(f"the server (pid {args.pid}) exited before it was ready; see its log")
-        try:
-            with urllib.request.urlopen(f"{args.url}/v2/health/ready", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    sys.exit(f"the server was not ready after {args.timeout} s")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -338,12 +317,8 @@ def main():
     t.add_argument("--gpu", default="?", help="the GPU's name and driver")
     t.add_argument("--ort", default="?", help="the ONNX Runtime version")
     t.add_argument("--cpu-threads", default="?", help="intra-op threads of the CPU runs")
-    w = sub.add_parser("wait")
-    w.add_argument("--url", required=True)
-    w.add_argument("--pid", type=int, required=True)
-    w.add_argument("--timeout", type=float, default=90)
     args = p.parse_args()
-    {"samples": cmd_samples, "table": cmd_table, "wait": cmd_wait}[args.cmd](args)
+    {"samples": cmd_samples, "table": cmd_table}[args.cmd](args)
 
 
 if __name__ == "__main__":

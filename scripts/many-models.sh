@@ -8,7 +8,6 @@
 #   scripts/many-models.sh [BIN] [N]     # BIN defaults to target/release/mlpserve
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$root/scripts/wait-ready.sh"
 bin="${1:-$root/target/release/mlpserve}"
 n="${2:-100}"
 "$root/scripts/fetch-onnxruntime.sh" >/dev/null
@@ -25,5 +24,5 @@ MLPSERVE_ORT_LIB="$root/.onnxruntime/libonnxruntime.so.1.31.1" "$bin" serve \
   --model-repository "$repo" --http-port "$port" --grpc-port $((port + 1)) \
   --log-level warn &
 pid=$!
-wait_ready "$pid" "http://127.0.0.1:$port/v2/health/ready" 300 || { echo "not ready" >&2; exit 1; }
+python3 "$root/scripts/wait_ready.py" "http://127.0.0.1:$port/v2/health/ready" --pid "$pid" --timeout 300 || exit 1
 echo "$n models: ready after $((SECONDS - start)) s, $(grep VmRSS /proc/$pid/status | tr -s ' \t' ' ')"

@@ -88,9 +88,7 @@ print(*[s.getsockname()[1] for s in ss])')
   "$bin" serve --model-repository models --host 127.0.0.1 \
     --http-port "$http_port" --grpc-port "$grpc_port" --log-level warn >"$log" 2>&1 &
   server_pid=$!
-  # shellcheck source=scripts/wait-ready.sh
-  source "$root/scripts/wait-ready.sh"
-  wait_ready "$server_pid" "http://$http_url/v2/health/ready" 60 ||
+  python3 "$root/scripts/wait_ready.py" "http://$http_url/v2/health/ready" --pid "$server_pid" ||
     { echo "server exited or not ready within 60 s:" >&2; tail -20 "$log" >&2; exit 1; }
 fi
 

@@ -39,8 +39,7 @@ echo "== training load"
   --http-port "$port" --grpc-port "$((port + 1))" --log-level warn &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-source scripts/wait-ready.sh
-wait_ready "$server" "http://127.0.0.1:$port/v2/health/ready" 20 ||
+python3 scripts/wait_ready.py "http://127.0.0.1:$port/v2/health/ready" --pid "$server" --timeout 20 ||
   { echo "the instrumented server did not become ready" >&2; exit 1; }
 train() {
   "$bench" --url "http://127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 1))" \

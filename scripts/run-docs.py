@@ -25,8 +25,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wait_ready import wait_ready  # noqa: E402 - the scripts' shared readiness wait
 
 REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^(`{3,})(.*)$")
@@ -146,15 +148,11 @@ class Server:
             raise RuntimeError("the server did not start listening")
         # Drain the log so the server never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://{self.http}/v2/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.01)
-        self.stop()
-        raise RuntimeError("the server did not become ready")
+        try:
+            wait_ready(f"http://{self.http}/v2/health/ready", self.proc, deadline - time.monotonic())
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self):
         if self.proc.poll() is None:

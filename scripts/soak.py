@@ -49,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from array import array
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -59,6 +58,9 @@ import grpc
 import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.grpc import service_pb2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wait_ready import NotReady, wait_ready  # noqa: E402 - the scripts' shared readiness wait
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models"
@@ -452,21 +454,14 @@ def start_server(args, workdir):
          "--log-format", "json", *args.server_arg],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{http_port}"
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < args.ready_timeout:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url, f"127.0.0.1:{grpc_port}", repository, time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
-    sys.exit(f"the server did not become ready (exit {proc.returncode}):\n{tail}")
+    try:
+        ready_s = wait_ready(url + "/v2/health/ready", proc, args.ready_timeout)
+        return proc, url, f"127.0.0.1:{grpc_port}", repository, ready_s
+    except NotReady as e:
+        proc.kill()
+        proc.wait()
+        tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
+        sys.exit(f"{e}:\n{tail}")
 
 
 def report(args, stats, samples, swaps, elapsed, n_good, n_bad, models, server_log):

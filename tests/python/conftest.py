@@ -10,14 +10,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from wait_ready import wait_ready  # noqa: E402 - the one readiness wait of scripts and tests
 
 
 def free_port() -> int:
@@ -61,21 +62,13 @@ class Server:
         return Path(self.log.name).read_text(errors="replace")[-4000:]
 
     def _wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlpserve exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                scheme = "https" if self._ssl_context else "http"
-                url = f"{scheme}://{self.http}/v2/health/ready"
-                with urllib.request.urlopen(url, timeout=1, context=self._ssl_context) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError(f"mlpserve not ready after {timeout_s} s:\n{self.logs()}")
+        scheme = "https" if self._ssl_context else "http"
+        url = f"{scheme}://{self.http}/v2/health/ready"
+        try:
+            wait_ready(url, self.proc, timeout_s, self._ssl_context)
+        except RuntimeError as e:
+            self.proc.kill()
+            raise RuntimeError(f"mlpserve: {e}:\n{self.logs()}") from None
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, then wait; returns the exit code (kills and fails on timeout)."""

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from conftest import REPO, free_port, samples
+from wait_ready import wait_ready
 
 DEPLOY = REPO / "deploy"
 K8S_VERSION = "1.34.0"
@@ -226,18 +227,6 @@ def model_repository(root: Path) -> Path:
     return repo
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} not up after {timeout_s} s")
-
-
 def post(url: str, body: dict) -> int:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
     try:
@@ -307,8 +296,8 @@ def prometheus():
     load = None
     try:
         base = f"http://127.0.0.1:{http_port}"
-        wait_http(f"{base}/v2/health/ready", server)
-        wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prom)
+        wait_ready(f"{base}/v2/health/ready", server)
+        wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", prom)
         load = Load(base)
 
         def query(expr: str) -> list:
