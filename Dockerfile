@@ -16,10 +16,11 @@
 # not available for lack of a shell) or by building with RUNTIME_BASE=debian:bookworm-slim.
 #
 # GPU image: pass a CUDA runtime image as both bases and the GPU flavour of ONNX Runtime,
-# e.g. (the CUDA image must have glibc >= Debian 12's 2.36, as Ubuntu 24.04 does):
+# e.g. (ONNX Runtime 1.31.1's CUDA build needs CUDA 13 and cuDNN 9; the CUDA image must have
+# glibc >= Debian 12's 2.36, as Ubuntu 24.04 does):
 #   docker build --build-arg ORT_FLAVOR=gpu \
-#     --build-arg LIBS_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
-#     --build-arg RUNTIME_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 -t mlpserve:gpu .
+#     --build-arg LIBS_BASE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 \
+#     --build-arg RUNTIME_BASE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 -t mlpserve:gpu .
 #   docker run --gpus all ... mlpserve:gpu --execution-provider cuda
 # The libraries copied over the CUDA image are then that image's own files (no-op); the
 # driver's libcuda comes from the NVIDIA container toolkit at run time.
