@@ -1,22 +1,20 @@
-//! Large arrays (of numbers or strings) lifted out of a JSON body before serde parses the
-//! rest.
+//! Tensor arrays (of numbers or strings) lifted out of a JSON body before serde parses the
+//! rest, so the tensor walker is the only reader of tensor data.
 //!
 //! To capture an array as a `RawValue`, serde_json scans every number in it; the tensor
-//! walker then reads the same text again. For a body that is mostly one large array that
-//! first pass cost about as much as the decoding itself. Here a scan that looks only for
-//! brackets (in 32-byte blocks the compiler vectorises) finds where each array ends, the
-//! rest of the body is copied into a small skeleton with a placeholder string
-//! (`"\u0000<k>"`) in each array's place, and serde parses only the skeleton.
+//! walker then reads the same text again, and a syntax error inside the array would be
+//! serde's to word. Here a scan that looks only for brackets (in 32-byte blocks the
+//! compiler vectorises) finds where each array ends, the rest of the body is copied into a
+//! skeleton with a placeholder string (`"\u0000<k>"`) in each array's place, and serde
+//! parses only the skeleton.
 //!
-//! String arrays are lifted too: serde would scan each string once to capture the array
-//! and the tensor walker again to decode it. Arrays holding objects, and bodies with an
-//! escaped NUL outside the lifted arrays (the placeholder's mark), stay as they are. Callers decode the original body again on any
-//! error, so answers and error messages are exactly those of the plain path.
+//! Only arrays at the places a caller names (an input's `data`, a `/predict` input) are
+//! lifted, where the request takes raw JSON, so a placeholder is never of a wrong type.
+//! Arrays holding objects, and bodies with an escaped NUL outside the lifted arrays (the
+//! placeholder's mark), stay as they are. [`Lifted::error`] words the skeleton's syntax
+//! errors at the body's own line and column, so messages are those of the plain parse.
 
 use std::io::Write;
-
-/// Arrays shorter than this stay in the skeleton: lifting pays off for large ones only.
-const MIN_LIFTED_BYTES: usize = 512;
 
 /// A body with its large arrays taken out.
 pub struct Lifted<'a> {
@@ -25,10 +23,47 @@ pub struct Lifted<'a> {
     /// The lifted arrays' text, by placeholder number (not checked to be UTF-8: the
     /// tensor decoder reads bytes, takes ASCII digits only for numbers and checks strings).
     pub arrays: Vec<&'a [u8]>,
+    /// Where each placeholder ends in the skeleton, and how many bytes longer its array
+    /// was (fewer for a short array).
+    moved: Vec<(usize, isize)>,
+    body: &'a [u8],
+}
+
+impl Lifted<'_> {
+    /// serde_json's error `e` for the skeleton, worded as the plain parse of the body would
+    /// word it: the same message at the body's own line and column.
+    pub fn error(&self, e: &serde_json::Error) -> String {
+        let message = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        let Some(what) = message.strip_suffix(&at).filter(|_| e.line() > 0) else {
+            return message;
+        };
+        // serde_json counts columns from the start of the line: the byte offset in the
+        // skeleton, then in the body (later by every array lifted before it).
+        let line_start = |text: &[u8], line: usize| -> usize {
+            text.iter()
+                .enumerate()
+                .filter(|&(_, &c)| c == b'\n')
+                .nth(line.wrapping_sub(2))
+                .map_or(0, |(i, _)| i + 1)
+        };
+        let offset = line_start(&self.skeleton, e.line()) + e.column();
+        let shift: isize = self
+            .moved
+            .iter()
+            .take_while(|&&(end, _)| end <= offset)
+            .map(|&(_, longer)| longer)
+            .sum();
+        let offset = offset.saturating_add_signed(shift).min(self.body.len());
+        let before = &self.body[..offset];
+        let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+        let column = offset - line_start(self.body, line);
+        format!("{what} at line {line} column {column}")
+    }
 }
 
 /// The number in a placeholder (`"\u0000<k>"`); `None` for any other raw value.
-fn placeholder(raw: &str) -> Option<usize> {
+pub fn placeholder(raw: &str) -> Option<usize> {
     raw.strip_prefix("\"\\u0000")?
         .strip_suffix('"')?
         .parse()
@@ -73,23 +108,45 @@ impl<'l, 'a> Resolver<'l, 'a> {
     }
 }
 
+/// Where a key sits in the body: under which key of the outermost object, and how many
+/// objects deep (1 for the outermost object's own keys).
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'k> {
+    pub top: &'k [u8],
+    pub key: &'k [u8],
+    pub depth: usize,
+}
+
 /// Lifts the large arrays that are values of the keys `wanted` accepts out of
 /// `json`; `None` when there is none (or the body has the placeholder's mark), so the
 /// caller parses `json` as it is.
-pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
-    // Small bodies (one-row requests) cannot hold a large array: no scan at all.
-    if json.len() < MIN_LIFTED_BYTES {
-        return None;
-    }
+pub fn lift<'a>(json: &'a [u8], wanted: impl Fn(Place) -> bool) -> Option<Lifted<'a>> {
     let mut skeleton = Vec::new();
     let mut arrays = Vec::new();
+    let mut moved = Vec::new();
     // json[..copied] is in the skeleton already.
     let mut copied = 0;
     let mut i = 0;
+    // Objects open around `i`, and the outermost object's key the scan is under.
+    let mut depth = 0usize;
+    let mut top: &[u8] = &[];
     while i < json.len() {
-        if json[i] != b'"' {
-            i += 1;
-            continue;
+        match json[i] {
+            b'"' => {}
+            b'{' => {
+                depth += 1;
+                i += 1;
+                continue;
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         }
         let end = string_end(json, i)?;
         let key = &json[i + 1..end - 1];
@@ -97,21 +154,26 @@ pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
         if json.get(i) != Some(&b':') {
             continue;
         }
+        if depth == 1 {
+            top = key;
+        }
         i = skip_ws(json, i + 1);
-        if !wanted(key) || json.get(i) != Some(&b'[') {
+        if !wanted(Place { top, key, depth }) || json.get(i) != Some(&b'[') {
             continue;
         }
         let Some(end) = array_end(json, i) else {
             continue;
         };
-        if end - i < MIN_LIFTED_BYTES {
-            continue;
-        }
         let text = &json[i..end];
         skeleton.extend_from_slice(&json[copied..i]);
+        let at = skeleton.len();
         // Writing into a Vec cannot fail.
         let _ = write!(skeleton, "\"\\u0000{}\"", arrays.len());
         arrays.push(text);
+        moved.push((
+            skeleton.len(),
+            text.len() as isize - (skeleton.len() - at) as isize,
+        ));
         copied = end;
         i = end;
     }
@@ -119,7 +181,12 @@ pub fn lift(json: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Lifted<'_>> {
         return None;
     }
     skeleton.extend_from_slice(&json[copied..]);
-    Some(Lifted { skeleton, arrays })
+    Some(Lifted {
+        skeleton,
+        arrays,
+        moved,
+        body: json,
+    })
 }
 
 /// The index after the string starting at `json[start] == '"'`; `None` when it does not
@@ -238,22 +305,36 @@ mod tests {
         format!("[{}]", numbers.join(", "))
     }
 
+    fn v2_data(p: Place) -> bool {
+        p.top == b"inputs" && p.depth == 2 && p.key == b"data"
+    }
+
     #[test]
-    fn lifts_large_arrays_under_the_key_and_resolves_them() {
+    fn lifts_arrays_at_the_wanted_places_only_and_resolves_them() {
         let data = big(300);
         let body = format!(
-            r#"{{"inputs":[{{"name":"x","shape":[300],"datatype":"FP32","data":{data}}}],"parameters":{{"data":[1,2]}}}}"#
+            r#"{{"inputs":[{{"name":"x","shape":[300],"datatype":"FP32","data":{data}}},{{"name":"y","data":[1]}}],"parameters":{{"data":[1,2]}},"data":{data}}}"#
         );
-        let lifted = lift(body.as_bytes(), |k| k == b"data").expect("lifted");
-        assert_eq!(lifted.arrays, vec![data.as_bytes()]);
+        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+        assert_eq!(lifted.arrays, vec![data.as_bytes(), b"[1]"]);
         let skeleton = std::str::from_utf8(&lifted.skeleton).unwrap();
         assert!(
-            skeleton.contains(r#""data":"\u00000""#) && skeleton.contains(r#""data":[1,2]"#),
+            skeleton.contains(r#""data":"\u00000""#)
+                && skeleton.contains(r#""data":"\u00001""#)
+                && skeleton.contains(r#""parameters":{"data":[1,2]}"#)
+                && skeleton.ends_with(&format!(r#""data":{data}}}"#)),
             "{skeleton}"
         );
         assert_eq!(placeholder(r#""\u00000""#), Some(0));
         assert_eq!(placeholder(r#""\u000012""#), Some(12));
         assert_eq!(placeholder("[1,2]"), None);
+        // /predict: `inputs` itself, or its values, and nothing under other keys.
+        let body = r#"{"model":"m","instances":[{"x":[1]}],"inputs":{"x":[1,2],"y":{"z":[3]}},"outputs":["a"]}"#;
+        let lifted = lift(body.as_bytes(), |p| p.top == b"inputs" && p.depth <= 2).unwrap();
+        assert_eq!(lifted.arrays, vec![b"[1,2]"]);
+        let bare = r#"{"inputs": [[1, 2]], "model": "m"}"#;
+        let lifted = lift(bare.as_bytes(), |p| p.top == b"inputs" && p.depth <= 2).unwrap();
+        assert_eq!(lifted.arrays, vec![b"[[1, 2]]"]);
     }
 
     #[test]
@@ -261,32 +342,70 @@ mod tests {
         let strings: Vec<String> = (0..100).map(|i| format!(r#""u{i} ] [ \" \\""#)).collect();
         let data = format!("[{}]", strings.join(","));
         let body = format!(r#"{{"inputs":[{{"name":"s","data":{data},"shape":[100]}}]}}"#);
-        let lifted = lift(body.as_bytes(), |k| k == b"data").expect("lifted");
+        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
         assert_eq!(lifted.arrays, vec![data.as_bytes()]);
         // A string that never ends: nothing is lifted.
-        let open = format!(r#"{{"data":{}"x]}}"#, &data[..data.len() - 1]);
-        assert!(lift(open.as_bytes(), |k| k == b"data").is_none());
+        let open = format!(
+            r#"{{"inputs":[{{"data":{}"x]}}]}}"#,
+            &data[..data.len() - 1]
+        );
+        assert!(lift(open.as_bytes(), v2_data).is_none());
     }
 
     #[test]
-    fn leaves_small_object_holding_and_unclosed_arrays_and_marked_bodies() {
+    fn leaves_object_holding_and_unclosed_arrays_and_marked_bodies() {
         let data = big(300);
+        let input = |data: &str| format!(r#"{{"inputs":[{{"name":"x","data":{data}}}]}}"#);
         for body in [
-            r#"{"data":[1,2,3]}"#.to_string(),
-            format!(r#"{{"data":{}{{}}]}}"#, &data[..data.len() - 1]),
-            format!(r#"{{"data":{}"#, &data[..data.len() - 1]),
-            format!(r#"{{"name":"a\u0000","data":{data}}}"#),
-            format!(r#"{{"shape":{data}}}"#),
+            input(&format!("{}{{}}]", &data[..data.len() - 1])),
+            input(&data[..data.len() - 1]),
+            format!(r#"{{"inputs":[{{"name":"a\u0000","data":{data}}}]}}"#),
+            format!(r#"{{"inputs":[{{"shape":{data}}}]}}"#),
         ] {
-            assert!(lift(body.as_bytes(), |k| k == b"data").is_none(), "{body}");
+            assert!(lift(body.as_bytes(), v2_data).is_none(), "{body}");
         }
-        // Other keys: nested arrays, each closing bracket counted; not the bare array.
+        // Nested arrays: each closing bracket counted.
         let nested = format!("[{data}, {data}]");
-        let body = format!(r#"{{"inputs":{{"x":{nested},"y":{data}}}}}"#);
-        assert!(lift(format!(r#"{{"inputs":{nested}}}"#).as_bytes(), |k| k
-            != b"inputs")
-        .is_none());
-        let lifted = lift(body.as_bytes(), |k| k != b"inputs").expect("lifted");
-        assert_eq!(lifted.arrays, vec![nested.as_bytes(), data.as_bytes()]);
+        let body = input(&nested);
+        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+        assert_eq!(lifted.arrays, vec![nested.as_bytes()]);
+    }
+
+    /// serde_json's errors for the skeleton, worded at the body's positions, are exactly
+    /// its errors for the body: before, between and after lifted arrays, on any line.
+    #[test]
+    fn skeleton_errors_read_as_the_bodys_own() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Input<'a> {
+            name: String,
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            inputs: Vec<Input<'a>>,
+        }
+        let data = big(40).replace(", 3", ",\n 3");
+        let x = format!(r#"{{"name": "x", "data": {data}}}"#);
+        let short = r#"{"name": "y", "data": [1]}"#;
+        for body in [
+            format!("{{\"inputs\": [{x},\n {short}, {x}]"),
+            format!("{{\"inputs\": [{x}, {short}]}} x"),
+            format!("{{\"inputs\": [{x}, {{\"name\": 1, \"data\": [2]}}]}}"),
+            format!("{{\"inputs\": [{short},\n{x},\n{x}], \"extra\": 1}}"),
+            format!("{{\"inputs\": [{x}, {{\"data\": [3]}}]}}"),
+            format!("{{\n\"inputs\": [{short}, {x}, {x},]}}"),
+        ] {
+            let want = serde_json::from_str::<Body>(&body).err().expect("an error");
+            let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+            let got = serde_json::from_slice::<Body>(&lifted.skeleton)
+                .err()
+                .expect("an error");
+            assert_eq!(lifted.error(&got), want.to_string(), "{body}");
+        }
     }
 }

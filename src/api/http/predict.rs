@@ -104,7 +104,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for PredictInputs<'a> {
                     .map(PredictInputs::Named)
                     .map_err(de::Error::custom)
             }
+            // A bare array, or the placeholder of one lifted out of the body.
             Some(b'[') => Ok(PredictInputs::Single(raw)),
+            Some(b'"') if lift::placeholder(raw.get()).is_some() => Ok(PredictInputs::Single(raw)),
             _ => Err(de::Error::custom(
                 "inputs must be an object of input name to nested array, or a nested array",
             )),
@@ -207,17 +209,11 @@ async fn predict_unlogged(
     let (model, outputs, timeout_ms, ranking, inputs) = off_runtime_if(large, move || {
         check_depth(&body)
             .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
-        // Large arrays under input names skip serde's scan of every number (see `lift`;
-        // a bare array under `inputs` stays, or `inputs` would turn into a string); the
-        // plain parse decides every failure, so messages and counts do not depend on it.
-        if let Some(lifted) = lift::lift(&body, |key| key != b"inputs") {
-            if let Ok(parsed @ Parsed { inputs: Ok(_), .. }) =
-                parse(&lookup, &lifted.skeleton, Some(&lifted))
-            {
-                return parsed.into_parts();
-            }
-        }
-        parse(&lookup, &body, None)?.into_parts()
+        // The inputs' arrays are read by the tensor walker alone: serde parses the rest
+        // (see `lift`), and words its errors at the body's own positions.
+        let lifted = lift::lift(&body, is_input);
+        let json = lifted.as_ref().map_or(&body[..], |l| &l.skeleton);
+        parse(&lookup, json, lifted.as_ref())?.into_parts()
     })
     .await??;
     holding
@@ -288,6 +284,11 @@ async fn predict_unlogged(
     Ok(response)
 }
 
+/// Where the body keeps tensor data: `inputs` itself (a bare array) or a value in it.
+fn is_input(place: lift::Place) -> bool {
+    place.top == b"inputs" && place.depth <= 2
+}
+
 /// A parsed request with its model; the inputs' decoding may still have failed.
 struct Parsed {
     model: Arc<Model>,
@@ -323,8 +324,10 @@ impl Parsed {
 /// Parses `json` (the body, or its skeleton with `lifted` arrays), finds the model and
 /// decodes the inputs with its datatypes.
 fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Parsed> {
-    let request: PredictBody = serde_json::from_slice(json)
-        .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
+    let request: PredictBody = serde_json::from_slice(json).map_err(|e| {
+        let e = lifted.map_or_else(|| e.to_string(), |l| l.error(&e));
+        Error::InvalidInput(format!("invalid /predict JSON: {e}"))
+    })?;
     let model = service.model_for_inference(&ModelRef::new(
         request.model.as_str(),
         request.version.as_deref(),
@@ -470,8 +473,11 @@ fn decode_inputs(
             .map_err(|e| invalid(format!("input '{name}': {e}")))?;
         tensors.push(NamedTensor { name, tensor });
     }
+    // Only inputs are lifted, so every placeholder is claimed by now.
     if !texts.all_resolved() {
-        return Err(invalid("a lifted array is not an input".to_string()));
+        return Err(invalid(
+            "a lifted array is not an input (a decoder inconsistency)".to_string(),
+        ));
     }
     Ok(tensors)
 }

@@ -136,14 +136,17 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String
             return Ok(request);
         }
     }
-    // Large `data` arrays skip serde's scan of every number (see `lift`). The plain parse
-    // decides every failure, so messages do not depend on whether arrays were lifted.
-    if let Some(lifted) = lift::lift(json, |key| key == b"data") {
-        if let Ok(request) = decode_json(&lifted.skeleton, Some(&lifted), binary) {
-            return Ok(request);
-        }
+    // Every input's `data` array is read by the tensor walker alone: serde parses the rest
+    // (see `lift`), and words its errors at the body's own positions.
+    match lift::lift(json, is_input_data) {
+        Some(lifted) => decode_json(&lifted.skeleton, Some(&lifted), binary),
+        None => decode_json(json, None, binary),
     }
-    decode_json(json, None, binary)
+}
+
+/// Where the body keeps tensor data: `data` in an object of the `inputs` list.
+fn is_input_data(place: lift::Place) -> bool {
+    place.top == b"inputs" && place.depth == 2 && place.key == b"data"
 }
 
 /// A raw binary request: `Inference-Header-Content-Length: 0`, the body is the bytes of
@@ -244,8 +247,10 @@ fn decode_json(
     lifted: Option<&Lifted>,
     mut binary: &[u8],
 ) -> Result<DecodedRequest, String> {
-    let request: RequestBody =
-        serde_json::from_slice(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
+    let request: RequestBody = serde_json::from_slice(json).map_err(|e| {
+        let e = lifted.map_or_else(|| e.to_string(), |l| l.error(&e));
+        format!("invalid inference request JSON: {e}")
+    })?;
     let mut texts = Resolver::new(lifted);
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
@@ -297,9 +302,9 @@ fn decode_json(
         };
         inputs.push(NamedTensor { name, tensor });
     }
-    // An array lifted from elsewhere (a parameter named `data`) has to stay where it was.
+    // Only inputs' `data` is lifted, so every placeholder is claimed by now.
     if !texts.all_resolved() {
-        return Err("a lifted array is not an input's data".to_string());
+        return Err("a lifted array is not an input's data (a decoder inconsistency)".to_string());
     }
     if !binary.is_empty() {
         return Err(format!(
@@ -445,6 +450,10 @@ mod tests {
         let pairs = |r: DecodedRequest| -> Vec<(String, Tensor)> {
             r.inputs.into_iter().map(|t| (t.name, t.tensor)).collect()
         };
+        assert!(
+            lift::lift(body.as_bytes(), is_input_data).is_some(),
+            "{body}"
+        );
         let lifted = decode(&HeaderMap::new(), body.as_bytes()).map(pairs);
         let plain = decode_json(body.as_bytes(), None, &[]).map(pairs);
         assert_eq!(lifted, plain, "{body}");
@@ -463,11 +472,9 @@ mod tests {
             input("x", "FP32", "[200]", &good),
             input("y", "FP32", "[2, 100]", &good)
         );
-        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
-        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_ok());
         let inputs = both_ways(&body).expect("valid");
         assert_eq!(inputs[1].1.shape, vec![2, 100]);
-        // Nested, and next to a small array that stays in the skeleton.
+        // Nested, and next to a small array.
         let nested = format!("[{good},{good}]");
         both_ways(&format!(
             r#"{{"inputs":[{},{}]}}"#,
@@ -475,42 +482,41 @@ mod tests {
             input("y", "INT64", "[2]", "[1, 2]")
         ))
         .expect("valid");
-        // A parameter named `data` keeps its array: the lifted parse is not used.
+        // A parameter named `data` keeps its array.
         let body = format!(
             r#"{{"parameters":{{"data":{good}}},"inputs":[{}]}}"#,
             input("x", "FP32", "[200]", &good)
         );
-        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
-        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_err());
         both_ways(&body).expect("valid");
     }
 
     #[test]
-    fn errors_in_or_around_lifted_arrays_keep_the_plain_paths_messages() {
-        for (odd, datatype) in [
-            ("null", "FP32"),
-            ("1e400", "FP32"),
-            ("true", "FP32"),
-            ("1.5", "INT32"),
-            ("01", "FP32"),
-            ("1,", "FP32"),
-            ("[1]", "FP32"),
+    fn errors_inside_data_arrays_are_the_walkers_naming_the_input() {
+        for (odd, datatype, want) in [
+            ("null", "FP32", "input 'x': element 150 is null, which is not a valid FP32"),
+            ("1e400", "FP32", "input 'x': invalid data: number 1e400 at line 1 column "),
+            ("true", "FP32", "input 'x': element 150 is true, which is not a valid FP32"),
+            // The first misfit is named: the data's own -4.63 comes before the odd value.
+            ("1.5", "INT32", "input 'x': element 1 is -4.63, which is not a valid INT32"),
+            ("01", "FP32", "input 'x': invalid data: invalid number 01 at line 1 column "),
+            ("1,", "FP32", "input 'x': invalid data: expected a number, true, false or an array at line 1 column "),
+            ("[1]", "FP32", "input 'x': invalid data: ragged nested array: an array appears where a number was expected"),
         ] {
-            let body = format!(
-                r#"{{"inputs":[{}]}}"#,
-                input("x", datatype, "[200]", &data(200, Some((150, odd))))
-            );
-            let err = both_ways(&body).expect_err(odd);
-            assert!(
-                err.contains("input 'x'") || err.contains("JSON"),
-                "{odd}: {err}"
-            );
+            for data in [data(200, Some((150, odd))), data(151, Some((150, odd)))] {
+                let body = format!(r#"{{"inputs":[{}]}}"#, input("x", datatype, "[200]", &data));
+                let err = decode(&HeaderMap::new(), body.as_bytes()).err().expect(odd);
+                assert!(err.starts_with(want), "{odd}: {err}");
+            }
         }
-        // Syntax errors after the array, or a wrong shape: the same message and position.
+        // Syntax errors around the array, or a wrong shape: the same message and position.
         let good = data(200, None);
         for body in [
             format!(r#"{{"inputs":[{}]"#, input("x", "FP32", "[200]", &good)),
             format!(r#"{{"inputs":[{}],}}"#, input("x", "FP32", "[200]", &good)),
+            format!(
+                r#"{{"inputs":[{}, 7]}}"#,
+                input("x", "FP32", "[200]", &good)
+            ),
             format!(r#"{{"inputs":[{}]}}"#, input("x", "FP32", "[3, 3]", &good)),
             format!(r#"{{"inputs":[{}]}}"#, input("x", "BYTES", "[200]", &good)),
         ] {
@@ -519,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn lifted_string_arrays_decode_and_fail_exactly_like_the_plain_path() {
+    fn lifted_string_arrays_decode_and_fail_naming_the_input() {
         let strings = |odd: Option<(usize, &str)>| -> String {
             let items: Vec<String> = (0..200)
                 .map(|i| match odd {
@@ -533,23 +539,33 @@ mod tests {
             r#"{{"inputs":[{}]}}"#,
             input("s", "BYTES", "[200]", &strings(None))
         );
-        let lifted = lift::lift(body.as_bytes(), |k| k == b"data").expect("lifted");
-        assert!(decode_json(&lifted.skeleton, Some(&lifted), &[]).is_ok());
         let inputs = both_ways(&body).expect("valid");
         let TensorData::Bytes(s) = &inputs[0].1.data else {
             panic!("BYTES")
         };
         assert_eq!(s.get(7), Some("u7 \"q\" é".as_bytes()));
-        for odd in ["7", "null", r#""\ud800""#, r#""\x""#, "[\"a\"]"] {
+        for (odd, want) in [
+            (
+                "7",
+                "input 's': element 150 is 7, which is not a valid BYTES element",
+            ),
+            ("null", "input 's': element 150 is null"),
+            (
+                r#""\ud800""#,
+                "input 's': invalid data: invalid string at line 1 column ",
+            ),
+            (
+                r#""\x""#,
+                "input 's': invalid data: invalid string at line 1 column ",
+            ),
+            ("[\"a\"]", "input 's': invalid data: ragged nested array"),
+        ] {
             let body = format!(
                 r#"{{"inputs":[{}]}}"#,
                 input("s", "BYTES", "[200]", &strings(Some((150, odd))))
             );
-            let err = both_ways(&body).expect_err(odd);
-            assert!(
-                err.contains("input 's'") || err.contains("JSON"),
-                "{odd}: {err}"
-            );
+            let err = decode(&HeaderMap::new(), body.as_bytes()).err().expect(odd);
+            assert!(err.starts_with(want), "{odd}: {err}");
         }
     }
 
