@@ -54,6 +54,28 @@ pub fn decode_array_expecting(
     decode_array_sized(text, dtype, expected.min(text.len() / 2 + 1))
 }
 
+/// Decodes one raw field's JSON array, one value per row, into a `[rows]` buffer typed by
+/// what it holds: strings are BYTES, integers INT64, and any number with a fraction or
+/// exponent (or beyond INT64) makes the column FP64. Strings and numbers do not mix; an
+/// empty array is INT64.
+pub fn decode_column(text: &(impl AsRef<[u8]> + ?Sized)) -> Result<TensorData, JsonArrayError> {
+    let text = text.as_ref();
+    let mut column = json_scan::Column::Empty(json_scan::max_elements(text));
+    let shape = json_scan::walk(text, &mut column)?;
+    if shape.len() != 1 {
+        return Err(JsonArrayError::Invalid(match shape.len() {
+            0 => "got one value, not an array".to_string(),
+            _ => format!("got an array of shape {shape:?}"),
+        }));
+    }
+    Ok(match column {
+        json_scan::Column::Empty(_) => TensorData::I64(Vec::new()),
+        json_scan::Column::Int(v) => TensorData::I64(v),
+        json_scan::Column::Float(v) => TensorData::F64(v),
+        json_scan::Column::Text(v) => TensorData::Bytes(v),
+    })
+}
+
 fn decode_array_sized(
     text: &[u8],
     dtype: DataType,

@@ -529,6 +529,106 @@ impl Leaves for ByteStrings {
     }
 }
 
+/// One value per row, typed by what the JSON holds: strings (BYTES), integers (INT64), or
+/// numbers (FP64) once any has a fraction or exponent or lies beyond INT64. Strings and
+/// numbers do not mix; `true`, `false` and `null` are no values here.
+pub(super) enum Column {
+    /// No value yet: room for this many.
+    Empty(usize),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Text(ByteStrings),
+}
+
+impl Column {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Column::Empty(_) => 0,
+            Column::Int(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Text(v) => v.len(),
+        }
+    }
+
+    fn push_int(&mut self, v: i64) -> Option<()> {
+        match self {
+            Column::Empty(room) => *self = Column::Int(Vec::with_capacity(*room)),
+            Column::Text(_) => return None,
+            _ => {}
+        }
+        match self {
+            Column::Int(values) => values.push(v),
+            Column::Float(values) => values.push(v as f64),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn push_float(&mut self, v: f64) -> Option<()> {
+        match self {
+            Column::Empty(room) => *self = Column::Float(Vec::with_capacity(*room)),
+            Column::Int(ints) => {
+                let mut floats = Vec::with_capacity(ints.capacity());
+                floats.extend(ints.iter().map(|&i| i as f64));
+                *self = Column::Float(floats);
+            }
+            _ => {}
+        }
+        match self {
+            Column::Float(values) => values.push(v),
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl Leaves for Column {
+    const NOUN: &'static str = "value";
+
+    #[inline]
+    fn leaf(&mut self, b: &[u8], i: usize) -> Option<usize> {
+        match self {
+            Column::Text(strings) => return scan_string(b, i, strings).ok(),
+            Column::Empty(room) if b.get(i) == Some(&b'"') => {
+                let mut strings = ByteStrings::with_capacity(*room, 0);
+                let end = scan_string(b, i, &mut strings).ok()?;
+                *self = Column::Text(strings);
+                return Some(end);
+            }
+            _ => {}
+        }
+        let (end, token) = scan_number(b, i)?;
+        match token.number()? {
+            JsonNumber::Int(v) => self.push_int(v)?,
+            JsonNumber::UInt(v) => self.push_float(v as f64)?,
+            JsonNumber::Float(v) => self.push_float(v)?,
+            JsonNumber::Bool(_) => return None,
+        }
+        Some(end)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn leaf_error(&self, b: &[u8], i: usize) -> JsonArrayError {
+        let row = self.len();
+        if b.get(i) == Some(&b'"') {
+            return match (self, scan_string(b, i, &mut ByteStrings::new())) {
+                (_, Err(fault)) => errors::bad_string(b, i, fault),
+                (_, Ok(end)) => errors::mixed(row, "a number", "the string", &b[i..end]),
+            };
+        }
+        match scan_scalar(b, i) {
+            Some((end, Token::Bool(_))) => errors::not_a_value(row, &b[i..end]),
+            Some((end, token)) if token.number().is_some() => {
+                errors::mixed(row, "a string", "the number", &b[i..end])
+            }
+            Some((end, _)) => errors::out_of_range(b, i, end),
+            None if b[i.min(b.len())..].starts_with(b"null") => errors::not_a_value(row, b"null"),
+            None => errors::not_a_leaf(b, i, row, DataType::F64, "a string, a number or an array"),
+        }
+    }
+}
+
 /// Why a JSON string was refused.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum StringFault {
@@ -900,6 +1000,21 @@ mod errors {
             ));
         }
         unexpected(b, i, expected)
+    }
+
+    /// A column's row of the other kind: `row0` says what row 0 was.
+    pub fn mixed(row: usize, row0: &str, kind: &str, literal: &[u8]) -> JsonArrayError {
+        JsonArrayError::Element(format!(
+            "mixes strings and numbers: row 0 is {row0} but row {row} is {kind} {}; a field takes a number or a string, the same kind for every row",
+            quote(literal)
+        ))
+    }
+
+    pub fn not_a_value(row: usize, literal: &[u8]) -> JsonArrayError {
+        JsonArrayError::Element(format!(
+            "row {row} is {}, which is no field value (a string or a number)",
+            quote(literal)
+        ))
     }
 
     pub fn bad_string(b: &[u8], i: usize, fault: StringFault) -> JsonArrayError {

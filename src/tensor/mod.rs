@@ -18,8 +18,8 @@ pub use binary::{decode_binary, decode_strings, encode_binary};
 pub use dtype::DataType;
 pub use error::{StringsError, TensorError};
 pub use json::{
-    check_depth, decode_array, decode_array_expecting, Flat, FromJson, JsonArray, JsonArrayError,
-    JsonNumber, Nested, MAX_JSON_DEPTH,
+    check_depth, decode_array, decode_array_expecting, decode_column, Flat, FromJson, JsonArray,
+    JsonArrayError, JsonNumber, Nested, MAX_JSON_DEPTH,
 };
 pub use strings::ByteStrings;
 

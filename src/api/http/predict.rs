@@ -34,9 +34,7 @@ use crate::service::{InferCall, ModelRef, Service};
 use crate::spec::{ModelSpec, NamedTensor, TOP_K_INDICES, TOP_K_SCORES};
 use serde_json::value::RawValue;
 
-use crate::tensor::{
-    check_depth, decode_array, ByteStrings, JsonArrayError, Nested, Tensor, TensorData,
-};
+use crate::tensor::{check_depth, decode_array, decode_column, JsonArrayError, Nested, Tensor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -588,109 +586,12 @@ fn default_json(value: &crate::features::OwnedValue) -> String {
     }
 }
 
-/// A raw field's values, typed by what the JSON array holds: strings are BYTES, all
-/// integers INT64, and any number with a fraction or exponent makes the column FP64.
-enum FieldColumn {
-    Int(Vec<i64>),
-    Float(Vec<f64>),
-    Text(ByteStrings),
-}
-
-/// One value of a field column; a string borrows from the body unless it had escapes.
-enum Scalar<'a> {
-    Int(i64),
-    Float(f64),
-    Text(std::borrow::Cow<'a, str>),
-}
-
-impl Scalar<'_> {
-    fn describe(&self) -> String {
-        match self {
-            Scalar::Int(v) => format!("the number {v}"),
-            Scalar::Float(v) => format!("the number {v}"),
-            Scalar::Text(t) => format!("the string {:?}", t.chars().take(64).collect::<String>()),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one value per row: a string or a number")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar<'de>, E> {
-                Ok(Scalar::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar<'de>, E> {
-                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar<'de>, E> {
-                Ok(Scalar::Float(v))
-            }
-            fn visit_borrowed_str<E: de::Error>(
-                self,
-                v: &'de str,
-            ) -> std::result::Result<Scalar<'de>, E> {
-                Ok(Scalar::Text(v.into()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar<'de>, E> {
-                Ok(Scalar::Text(v.to_owned().into()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// Decodes the JSON array `text` of one raw field into a tensor of shape `[N]`: strings
-/// (BYTES), integers (INT64) or numbers (FP64). Strings and numbers do not mix.
+/// (BYTES), integers (INT64) or numbers (FP64), as [`decode_column`] types them.
 fn decode_field(text: &[u8]) -> std::result::Result<Tensor, String> {
-    let values: Vec<Scalar> = serde_json::from_slice(text)
-        .map_err(|e| format!("takes an array of one value per row: {e}"))?;
-    let mut column = match values.first() {
-        Some(Scalar::Text(_)) => FieldColumn::Text(ByteStrings::with_capacity(
-            values.len(),
-            values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Text(t) => t.len(),
-                    _ => 0,
-                })
-                .sum(),
-        )),
-        _ => FieldColumn::Int(Vec::with_capacity(values.len())),
-    };
-    for (row, value) in values.into_iter().enumerate() {
-        match (&mut column, value) {
-            (FieldColumn::Int(v), Scalar::Int(x)) => v.push(x),
-            (FieldColumn::Int(v), Scalar::Float(x)) => {
-                let mut floats: Vec<f64> = v.iter().map(|&i| i as f64).collect();
-                floats.push(x);
-                column = FieldColumn::Float(floats);
-            }
-            (FieldColumn::Float(v), Scalar::Int(x)) => v.push(x as f64),
-            (FieldColumn::Float(v), Scalar::Float(x)) => v.push(x),
-            (FieldColumn::Text(v), Scalar::Text(t)) => v.push(t.as_bytes()),
-            (FieldColumn::Text(_), other) => {
-                return Err(format!(
-                    "mixes strings and numbers: row 0 is a string but row {row} is {}",
-                    other.describe()
-                ))
-            }
-            (_, other) => {
-                return Err(format!(
-                    "mixes numbers and strings: row 0 is a number but row {row} is {}; a field takes a number or a string, the same kind for every row",
-                    other.describe()
-                ))
-            }
-        }
-    }
-    let (n, data) = match column {
-        FieldColumn::Int(v) => (v.len(), TensorData::I64(v)),
-        FieldColumn::Float(v) => (v.len(), TensorData::F64(v)),
-        FieldColumn::Text(v) => (v.len(), TensorData::Bytes(v)),
-    };
-    Tensor::new(vec![n], data).map_err(|e| e.to_string())
+    let data = decode_column(text).map_err(|e| match e {
+        JsonArrayError::Invalid(e) => format!("takes an array of one value per row: {e}"),
+        JsonArrayError::Element(e) => e,
+    })?;
+    Tensor::new(vec![data.len()], data).map_err(|e| e.to_string())
 }

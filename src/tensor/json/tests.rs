@@ -390,3 +390,53 @@ proptest::proptest! {
         proptest::prop_assert_eq!(array.data, data);
     }
 }
+
+#[test]
+fn field_columns_are_typed_by_what_they_hold() {
+    let column = |text: &str| decode_column(text);
+    assert_eq!(column("[1, -2]"), Ok(TensorData::I64(vec![1, -2])));
+    assert_eq!(
+        column("[1, 2.5, 3]"),
+        Ok(TensorData::F64(vec![1.0, 2.5, 3.0]))
+    );
+    assert_eq!(column("[1e2]"), Ok(TensorData::F64(vec![100.0])));
+    assert_eq!(
+        column("[18446744073709551615]"),
+        Ok(TensorData::F64(vec![18446744073709551615.0]))
+    );
+    assert_eq!(column("[]"), Ok(TensorData::I64(vec![])));
+    assert_eq!(
+        column(r#"["a", "\u00e9"]"#),
+        Ok(TensorData::Bytes(["a", "é"].iter().collect()))
+    );
+    let refused = |text: &str| match column(text) {
+        Err(JsonArrayError::Invalid(m) | JsonArrayError::Element(m)) => m,
+        Ok(data) => panic!("{text} was accepted: {data:?}"),
+    };
+    assert_eq!(
+        refused(r#"["u1", 7]"#),
+        "mixes strings and numbers: row 0 is a string but row 1 is the number 7; a field takes a number or a string, the same kind for every row"
+    );
+    assert_eq!(
+        refused(r#"[1.0, "2", 3.0]"#),
+        "mixes strings and numbers: row 0 is a number but row 1 is the string \"2\"; a field takes a number or a string, the same kind for every row"
+    );
+    assert_eq!(
+        refused("[1, true]"),
+        "row 1 is true, which is no field value (a string or a number)"
+    );
+    assert_eq!(
+        refused("[null]"),
+        "row 0 is null, which is no field value (a string or a number)"
+    );
+    assert_eq!(
+        refused("[1.0, [2.0], 3.0]"),
+        "ragged nested array: an array appears where a value was expected"
+    );
+    assert_eq!(refused("[[1], [2]]"), "got an array of shape [2, 1]");
+    assert_eq!(refused("7"), "got one value, not an array");
+    assert_eq!(
+        refused(r#"["a", "b"#),
+        "invalid string at line 1 column 7: it has no closing quote"
+    );
+}
