@@ -113,6 +113,24 @@ def write_config():
     return rc.raw_features.Features(d / "config.toml")
 
 
+def flush_subnormals(path):
+    """Sets the graph's subnormal FP32 weights to zero. Embedding rows that no training example
+    reached (hash buckets no item fell in, the out-of-vocabulary category) decay to values below
+    1.2e-38, and arithmetic on those runs many times slower on x86 CPUs: a batch of candidates
+    whose category is unknown took the scorer about 3x longer. Zero changes no score (the
+    values are far below FP32 rounding of anything they are added to)."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(path)
+    tiny = np.finfo(np.float32).tiny
+    for init in model.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.dtype == np.float32 and ((np.abs(a) < tiny) & (a != 0)).any():
+            flushed = np.where(np.abs(a) < tiny, np.float32(0), a).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(flushed, init.name))
+    onnx.save(model, path)
+
+
 def export_graph(module, args, input_names, output_names, meta, file_name):
     batch = torch.export.Dim("batch")
     path = common.export_torch(module, args, NAME, input_names, output_names,
@@ -120,6 +138,7 @@ def export_graph(module, args, input_names, output_names, meta, file_name):
     target = path.parent / file_name
     if target != path:
         shutil.move(path, target)
+    flush_subnormals(target)
     return target
 
 
@@ -146,6 +165,9 @@ def write_card(m, meta):
         f"(`generate()` in `models/train/ranking_ctr.py`). It ranks less well than `ranking_ctr` (test AUC "
         f"{m['test_auc']:.4f}; the hidden model reaches {m['oracle_auc']:.4f}): the user tower cannot see the "
         "candidate, as DIN's attention does. That is the price of computing the user part once."
+        " Subnormal weights (below 1.2e-38: the embedding rows no training example reached, such as the"
+        " out-of-vocabulary category, decay to them) are stored as zero: arithmetic on them is many times"
+        " slower on x86 CPUs, and zero changes no score."
     )
     meanings = {"user_vec": "the user vector, fed by the context graph (clients do not send it)",
                 "item_ids": "2 item id columns built from the raw candidate fields by the server",
