@@ -153,6 +153,72 @@ fn every_skipped_path_is_logged_at_warn_and_exit_on_error_fails_fast() {
     let _ = lines;
 }
 
+/// The model a JSON log line names, when its message is `message`.
+fn logged_model<'a>(line: &'a Value, message: &str) -> Option<&'a str> {
+    (line["message"] == message)
+        .then(|| line["model"].as_str())
+        .flatten()
+}
+
+#[test]
+fn start_up_loads_models_side_by_side_and_reports_failures_in_name_order() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let repo = ScratchRepo::new("side-by-side");
+    for name in ["m1", "m2", "m3", "m4"] {
+        repo.add("mlp_digits", name, 1, "");
+    }
+    let (lines, child) = run_binary(&repo.path, &[]);
+    let mut child = child.expect("serves");
+    let _ = child.kill();
+    let _ = child.wait();
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let first_ready = events
+        .iter()
+        .position(|e| logged_model(e, "version ready").is_some())
+        .expect("a version became ready");
+    let loading_before: Vec<&str> = events[..first_ready]
+        .iter()
+        .filter_map(|e| logged_model(e, "loading version"))
+        .collect();
+    // One load per core: on a machine with more than one, the second model starts
+    // loading before the first is ready; on one core, strictly one after another.
+    assert_eq!(
+        loading_before.len(),
+        cores.min(4),
+        "models loading before the first was ready: {loading_before:?}"
+    );
+    let ready: Vec<&str> = events
+        .iter()
+        .filter_map(|e| logged_model(e, "version ready"))
+        .collect();
+    assert_eq!(ready.len(), 4, "{ready:?}");
+
+    // Failures are reported in the order of the names, however the loads interleave.
+    for name in ["a_bad", "b_bad", "c_bad"] {
+        let dir = repo.path.join(name).join("1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.onnx"), b"not an onnx graph").unwrap();
+    }
+    let (lines, exited) = run_binary(&repo.path, &["--exit-on-error"]);
+    exited.expect_err("--exit-on-error stops start-up");
+    let fatal = lines
+        .iter()
+        .find(|l| l.contains("--exit-on-error:"))
+        .unwrap_or_else(|| panic!("no start-up error: {lines:#?}"));
+    let at = |name: &str| {
+        fatal
+            .find(&format!("model '{name}'"))
+            .unwrap_or_else(|| panic!("the error does not name {name}: {fatal}"))
+    };
+    assert!(
+        at("a_bad") < at("b_bad") && at("b_bad") < at("c_bad"),
+        "{fatal}"
+    );
+}
+
 fn explicit_server(repo: &ScratchRepo, token: Option<&str>) -> TestServer {
     let mut config = ServerConfig::for_tests(&repo.path);
     config.model_control_mode = ControlMode::Explicit;

@@ -271,7 +271,9 @@ fn batching(session: &mut runtime::Session, spec: &ModelSpec) -> Batching {
     }
     let budget =
         Duration::from_secs_f64(c.max_batch_latency_ms / 1000.0).max(c.inline_run_budget());
-    match runtime::calibrate(session, spec, budget, runtime::AUTO_CAP) {
+    let quiet = runtime::gate::measuring();
+    let floor = c.inline_run_budget();
+    match runtime::calibrate(session, spec, budget, floor, runtime::AUTO_CAP, &quiet) {
         Ok(cal) => {
             b.auto_max_batch_size = Some(cal.max_batch);
             b.timed = cal

@@ -4,10 +4,14 @@
 //! background while the current ones serve, then swap the map entry in one short write
 //! section, then retire what the version policy no longer selects. A failed load leaves
 //! what serves untouched and records the reason for the index. Every transition is logged
-//! and reflected in the state gauge.
+//! and reflected in the state gauge. Start-up and each poll reconcile several models at
+//! once (one per core): the load itself keeps its measurements apart from other loads'
+//! work (see `load::prepare`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use super::discover::{self, ModelScan};
 use super::load::VersionToLoad;
@@ -51,13 +55,19 @@ impl Repository {
             }
             _ => dirs.into_iter().map(|d| d.name).collect(),
         };
-        let mut failures = Vec::new();
-        for name in names {
-            let request = LoadRequest::default();
-            if let Err(e) = self.load_model(&name, request).await {
-                failures.push((name, e));
-            }
-        }
+        // `buffered` keeps the names' order for the failures it reports.
+        let failures: Vec<(String, ControlError)> = futures_util::stream::iter(names)
+            .map(|name| async move {
+                let request = LoadRequest::default();
+                self.load_model(&name, request)
+                    .await
+                    .err()
+                    .map(|e| (name, e))
+            })
+            .buffered(self.loads_at_once())
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         if exit_on_error && !failures.is_empty() {
             return Err(StartupError::ModelsFailed(failures));
         }
@@ -155,18 +165,20 @@ impl Repository {
             Ok(Err(e)) => return tracing::warn!(error = %e, "repository poll failed"),
             Err(e) => return tracing::warn!(error = %e, "repository poll panicked"),
         };
-        for d in &dirs {
-            let slot = self.slot_or_new(&d.name);
-            let mut op = slot.op.lock().await;
-            write(&slot.live).wanted = true;
-            let sync = Sync {
-                require_stable: true,
-                force: false,
-            };
-            if let Err(e) = self.sync(&slot, &mut op, sync).await {
-                tracing::debug!(model = %d.name, error = %e, "poll: model not fully loaded");
-            }
-        }
+        futures_util::stream::iter(&dirs)
+            .for_each_concurrent(self.loads_at_once(), |d| async move {
+                let slot = self.slot_or_new(&d.name);
+                let mut op = slot.op.lock().await;
+                write(&slot.live).wanted = true;
+                let sync = Sync {
+                    require_stable: true,
+                    force: false,
+                };
+                if let Err(e) = self.sync(&slot, &mut op, sync).await {
+                    tracing::debug!(model = %d.name, error = %e, "poll: model not fully loaded");
+                }
+            })
+            .await;
         let missing: Vec<String> = read(&self.models)
             .keys()
             .filter(|n| !dirs.iter().any(|d| &d.name == *n))
@@ -191,6 +203,14 @@ impl Repository {
             let _ = self.unload_model(&name).await;
             write(&self.models).remove(&name);
         }
+    }
+
+    /// How many models start-up and a poll reconcile at once: one load per core (a load
+    /// runs ONNX Runtime on `intra_op_threads` threads), so concurrent loads do not queue
+    /// for the cores (or, through them, for the load's own timed section).
+    fn loads_at_once(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (cores / self.loader.options.session.intra_op_threads.max(1)).max(1)
     }
 
     fn slot_or_new(&self, name: &str) -> Arc<Slot> {

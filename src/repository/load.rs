@@ -217,6 +217,9 @@ pub fn prepare(
         return Err(ControlError::Unservable("model.onnx is empty".to_string()));
     }
     let c = &v.config;
+    let started = Instant::now();
+    // Building and warming up run beside other loads' (not while one measures).
+    let loading = runtime::gate::loading();
     let context_file = context_file(v)?;
     let mut sessions = Vec::with_capacity(c.instances);
     let mut placements = Vec::with_capacity(c.instances);
@@ -257,27 +260,45 @@ pub fn prepare(
         .map_err(ControlError::Unservable)?
         .map(Arc::new);
     check_ranking(&mut spec).map_err(ControlError::Unservable)?;
+    let built = started.elapsed();
     for session in &mut sessions {
         runtime::warm_up(session, &spec)?;
     }
+    let warmed = started.elapsed();
     if measure && needs_probe(&spec) {
-        // Measured on a session of its own, dropped afterwards: the largest run tried
+        // Measured on sessions of their own, dropped afterwards: the largest run tried
         // grows ORT's memory arena, which a serving session would keep for good (about
         // 21 MB per small model), however small the runs it then has.
-        let started = Instant::now();
         // Batch sizes are timed on the scorer alone: it runs the expanded batch, the
         // context graph one row per request (or per row of a request that repeats its
         // context).
         let (mut probe, _) = runtime::build_session(runtime.env(), &v.model_file, &first_options)?;
-        measure_footprint(&mut probe, &mut spec);
-        if let Some(file) = &context_file {
-            let (mut context, _) = runtime::build_session(runtime.env(), file, &first_options)?;
-            measure_context_footprint(&mut context, &mut spec);
+        let mut context_probe = match &context_file {
+            Some(file) => Some(runtime::build_session(runtime.env(), file, &first_options)?.0),
+            None => None,
+        };
+        drop(loading);
+        let waited = Instant::now();
+        let quiet = runtime::gate::measuring();
+        let measuring = Instant::now();
+        measure_footprint(&mut probe, &mut spec, &quiet);
+        if let Some(context) = &mut context_probe {
+            measure_context_footprint(context, &mut spec, &quiet);
         }
+        let footprint = measuring.elapsed();
         if spec.batched {
-            measure_batch_sizes(&mut probe, &mut spec);
+            measure_batch_sizes(&mut probe, &mut spec, &quiet);
         }
-        tracing::debug!(model = %spec.name, version = %spec.version, took_ms = started.elapsed().as_millis() as u64, "measured on a throwaway session");
+        drop(quiet);
+        tracing::debug!(
+            model = %spec.name, version = %spec.version,
+            build_ms = millis(built), warm_up_ms = millis(warmed - built),
+            probe_build_ms = millis(waited.duration_since(started) - warmed),
+            gate_wait_ms = millis(measuring - waited),
+            footprint_ms = millis(footprint),
+            calibration_ms = millis(measuring.elapsed() - footprint),
+            "measured on a throwaway session"
+        );
     } else if measure {
         tracing::info!(
             model = %spec.name, version = %spec.version,
@@ -286,6 +307,11 @@ pub fn prepare(
         );
     }
     Ok((sessions, spec))
+}
+
+/// A duration in milliseconds with microsecond precision, for the load's debug log.
+fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
 }
 
 /// The context graph's file of a version with `[context]`, checked to exist.
@@ -355,8 +381,12 @@ fn has_variable_axis(spec: &ModelSpec) -> bool {
 
 /// ORT's working memory and time per padded element (see `runtime::measure_footprint`);
 /// the spec keeps the fallback when the probe fails.
-fn measure_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
-    match runtime::measure_footprint(session, spec) {
+fn measure_footprint(
+    session: &mut runtime::Session,
+    spec: &mut ModelSpec,
+    quiet: &runtime::gate::Measuring,
+) {
+    match runtime::measure_footprint(session, spec, quiet) {
         Ok(footprint) => {
             spec.footprint = footprint;
             if !footprint.measured {
@@ -378,7 +408,11 @@ fn measure_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
 /// A context model's working memory per element is the larger of its two graphs': one
 /// figure covers a batch's scorer rows and context rows alike, and the context graph (an
 /// attention over a history, say) may need far more per element than the scorer.
-fn measure_context_footprint(session: &mut runtime::Session, spec: &mut ModelSpec) {
+fn measure_context_footprint(
+    session: &mut runtime::Session,
+    spec: &mut ModelSpec,
+    quiet: &runtime::gate::Measuring,
+) {
     let Some(context) = &spec.context else {
         return;
     };
@@ -386,7 +420,7 @@ fn measure_context_footprint(session: &mut runtime::Session, spec: &mut ModelSpe
     alone.inputs = context.input_specs.clone();
     alone.outputs = context.outputs.clone();
     alone.context = None;
-    match runtime::measure_footprint(session, &alone) {
+    match runtime::measure_footprint(session, &alone, quiet) {
         Ok(footprint) => {
             tracing::debug!(
                 model = %spec.name, version = %spec.version,
@@ -409,7 +443,11 @@ fn measure_context_footprint(session: &mut runtime::Session, spec: &mut ModelSpe
 /// Times runs at growing batch sizes on one instance (all instances run the same graph
 /// with the same threads) for `max_batch_size = "auto"` (the largest batch within the
 /// model's latency budget) and for `inline_rows` (the largest within `inline_run_us`).
-fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
+fn measure_batch_sizes(
+    session: &mut runtime::Session,
+    spec: &mut ModelSpec,
+    quiet: &runtime::gate::Measuring,
+) {
     let auto = spec.config.max_batch_size == BatchSize::Auto;
     let inline = spec.config.inline_run_budget();
     if !auto && inline.is_zero() {
@@ -421,7 +459,9 @@ fn measure_batch_sizes(session: &mut runtime::Session, spec: &mut ModelSpec) {
     } else {
         (inline, spec.max_batch)
     };
-    match runtime::calibrate(session, spec, budget, cap) {
+    // Sizes are measured one by one up to the inline budget, so inline_rows below reads
+    // the same doublings whether or not the search extrapolates past them.
+    match runtime::calibrate(session, spec, budget, inline, cap, quiet) {
         Ok(c) => {
             if auto {
                 spec.max_batch = c.max_batch;

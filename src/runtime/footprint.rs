@@ -11,9 +11,9 @@
 //! per-element ones. Where the kernel cannot tell (not Linux, `/proc` read-only) the cost
 //! falls back to [`FALLBACK_BYTES_PER_ELEMENT`] and the log says so.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::gate::Measuring;
 use super::value::to_ort_value;
 use super::Session;
 use crate::spec::{Footprint, ModelSpec, TensorSpec, FALLBACK_BYTES_PER_ELEMENT};
@@ -35,10 +35,6 @@ const MAX_PROBE_ELEMENTS: usize = 1 << 22;
 /// Length the probe gives dynamic non-batch axes (a padding bucket, so padded = given).
 const PROBE_LENGTH: usize = 4096;
 
-/// Probes of different models run one at a time: `clear_refs` resets one process-wide
-/// peak, so two probes at once would each see the other's allocations (or lose their own).
-static PROBE: Mutex<()> = Mutex::new(());
-
 /// Measures `spec`'s footprint on `session`, which should be fresh so the runs allocate
 /// instead of reusing arena memory: a small run sizes a second one that needs about
 /// [`PROBE_TARGET_BYTES`] or runs about [`PROBE_TARGET_TIME`], whichever is smaller; the
@@ -46,9 +42,14 @@ static PROBE: Mutex<()> = Mutex::new(());
 /// second may reuse what the first left in ORT's arena, so counting both errs high, by at
 /// most the small run's share). Dynamic non-batch axes are at [`PROBE_LENGTH`] (at most
 /// the input's `max_pad_length`); only then is the second run repeated for its time, which
-/// the inline gate needs for such models alone. Err when a run fails; the caller keeps
-/// the fallback.
-pub fn measure(session: &mut Session, spec: &ModelSpec) -> Result<Footprint, String> {
+/// the inline gate needs for such models alone. `clear_refs` resets one process-wide peak,
+/// so the caller holds off other loads ([`Measuring`]): their allocations would count as
+/// the probe's. Err when a run fails; the caller keeps the fallback.
+pub fn measure(
+    session: &mut Session,
+    spec: &ModelSpec,
+    _quiet: &Measuring,
+) -> Result<Footprint, String> {
     let dims: Vec<Vec<usize>> = spec
         .graph_inputs()
         .iter()
@@ -61,7 +62,6 @@ pub fn measure(session: &mut Session, spec: &ModelSpec) -> Result<Footprint, Str
             .skip(usize::from(spec.batched))
             .any(|&d| d < 0)
     });
-    let guard = PROBE.lock().unwrap_or_else(|p| p.into_inner());
     let small = probe(session, spec, &dims, width, FIRST_PROBE_ELEMENTS)?;
     let guess = small
         .grown
@@ -73,7 +73,6 @@ pub fn measure(session: &mut Session, spec: &ModelSpec) -> Result<Footprint, Str
         .min(by_time as usize)
         .clamp(small.elements, MAX_PROBE_ELEMENTS);
     let large = probe(session, spec, &dims, width, target)?;
-    drop(guard);
     let nanos_per_element = if variable {
         // Timed apart from the measured run (which allocates).
         let again = probe(session, spec, &dims, width, target)?;
@@ -208,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_peak_after_a_reset_counts_what_was_touched_since() {
-        let _guard = PROBE.lock().unwrap_or_else(|p| p.into_inner());
+        let _quiet = super::super::gate::measuring();
         let before = reset_peak().expect("Linux resets the peak through clear_refs");
         let block = vec![1u8; 64 << 20];
         let peak = read_status("VmHWM:").expect("VmHWM");

@@ -7,6 +7,7 @@ mod context;
 mod error;
 mod execute;
 mod footprint;
+pub mod gate;
 mod library;
 mod session;
 mod value;
