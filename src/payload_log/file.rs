@@ -3,14 +3,16 @@
 //! rotated files. Runs on its own thread (file I/O blocks), which takes the queued records
 //! every [`GATHER`] (or as soon as [`WAKE_RECORDS`] wait), writes them through a large
 //! buffer and flushes once per look: a write per record would cost a system call each. A
-//! failed write drops its records (counted) and the next record tries again.
+//! failed write drops its records (counted) and the next record tries again. Lines are
+//! written by hand into one reused buffer, and a JSON body the server already parsed or
+//! wrote whole ([`Payload::whole_json`]) is copied in as it is, not parsed again.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{dropped, rfc3339, Payload, PayloadLogError, Record, WRITTEN};
+use super::{dropped, write_rfc3339, Payload, PayloadLogError, Record, WRITTEN};
 use crate::handoff::{Flush, Handoff};
 use base64::Engine;
 use serde::Serialize;
@@ -53,6 +55,8 @@ pub fn start(
 struct Files {
     dir: PathBuf,
     out: BufWriter<File>,
+    /// The line being written, reused.
+    line: Vec<u8>,
     /// Bytes in the current file.
     size: u64,
     max_file_bytes: u64,
@@ -69,6 +73,7 @@ impl Files {
         Ok(Files {
             dir,
             out: BufWriter::with_capacity(1 << 20, file),
+            line: Vec::with_capacity(4096),
             size,
             max_file_bytes,
             max_files,
@@ -104,13 +109,21 @@ impl Files {
     }
 
     fn write(&mut self, record: &Record) -> std::io::Result<()> {
-        let mut line = json_line(record);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        write_line(record, &mut line);
         line.push(b'\n');
         let len = line.len() as u64;
+        let written = self.write_line(&line, len);
+        self.line = line;
+        written
+    }
+
+    fn write_line(&mut self, line: &[u8], len: u64) -> std::io::Result<()> {
         if self.size > 0 && self.size + len > self.max_file_bytes {
             self.rotate()?;
         }
-        self.out.write_all(&line)?;
+        self.out.write_all(line)?;
         self.size += len;
         Ok(())
     }
@@ -127,7 +140,9 @@ impl Files {
             self.dir.join(CURRENT),
             self.dir.join(format!("payload-{micros:020}.jsonl")),
         )?;
+        let line = std::mem::take(&mut self.line);
         *self = Files::open(self.dir.clone(), self.max_file_bytes, self.max_files)?;
+        self.line = line;
         let mut rotated: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -180,40 +195,66 @@ impl<'a> Body<'a> {
     }
 }
 
-/// One line of the file.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    id: &'a str,
-    model: &'a str,
-    version: &'a str,
-    status: u16,
-    latency_ms: f64,
-    headers: BTreeMap<&'a str, &'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<Body<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<Body<'a>>,
-}
-
-/// One record as a JSON object.
-pub fn json_line(r: &Record) -> Vec<u8> {
-    let line = Line {
-        time: rfc3339(r.time),
-        id: &r.id,
-        model: &r.model,
-        version: &r.version,
-        status: r.status,
-        latency_ms: r.latency.as_secs_f64() * 1e3,
-        headers: r
+/// One record as a JSON object, appended to `out`: `time`, `id`, `model`, `version`,
+/// `status`, `latency_ms`, `headers` (by name), then `request` and `response` when kept.
+pub fn write_line(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    write_rfc3339(out, r.time);
+    out.extend_from_slice(b"\",\"id\":");
+    json(out, &r.id);
+    out.extend_from_slice(b",\"model\":");
+    json(out, &r.model);
+    out.extend_from_slice(b",\"version\":");
+    json(out, &r.version);
+    out.extend_from_slice(b",\"status\":");
+    json(out, &r.status);
+    out.extend_from_slice(b",\"latency_ms\":");
+    json(out, &(r.latency.as_secs_f64() * 1e3));
+    out.extend_from_slice(b",\"headers\":");
+    if r.headers.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        // By name, one value each (the last), as a JSON object wants them.
+        let headers: BTreeMap<&str, &str> = r
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
-        request: r.request.as_ref().map(Body::of),
-        response: r.response.as_ref().map(Body::of),
-    };
-    serde_json::to_vec(&line).unwrap_or_default()
+            .collect();
+        json(out, &headers);
+    }
+    for (name, payload) in [(&b"request"[..], &r.request), (b"response", &r.response)] {
+        let Some(p) = payload else { continue };
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        write_body(p, out);
+    }
+    out.push(b'}');
+}
+
+/// A body: one the server parsed or wrote whole as JSON, on one line, copied as it is;
+/// any other as [`Body::of`] makes it.
+fn write_body(p: &Payload, out: &mut Vec<u8>) {
+    let one_line = || !p.body.contains(&b'\n') && !p.body.contains(&b'\r');
+    if p.whole_json && p.content_type.starts_with("application/json") && one_line() {
+        out.extend_from_slice(&p.body);
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &Body::of(p));
+    }
+}
+
+/// A string, number or map as serde_json writes it.
+fn json(out: &mut Vec<u8>, v: &impl Serialize) {
+    // Serializing into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, v);
+}
+
+/// One record as a JSON object.
+#[cfg(test)]
+fn json_line(r: &Record) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_line(r, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -233,10 +274,12 @@ mod tests {
             request: Some(Payload {
                 content_type: "application/json".into(),
                 body: bytes::Bytes::from_static(body),
+                whole_json: false,
             }),
             response: Some(Payload {
                 content_type: "application/octet-stream".into(),
                 body: bytes::Bytes::from_static(b"\x00\x01"),
+                whole_json: false,
             }),
         }
     }
@@ -265,6 +308,31 @@ mod tests {
             !line.contains('\n') && line.contains(r#""request":{"inputs":[1]}"#),
             "{line}"
         );
+    }
+
+    #[test]
+    fn bodies_parsed_whole_are_copied_as_they_are_and_read_the_same() {
+        let mut sent = record(br#"{"inputs": [1.50, 2]}"#);
+        let checked = String::from_utf8(json_line(&sent)).unwrap();
+        sent.request.as_mut().unwrap().whole_json = true;
+        let copied = String::from_utf8(json_line(&sent)).unwrap();
+        assert_eq!(copied, checked);
+        assert!(
+            copied.starts_with(r#"{"time":"1970-01-01T00:00:00.000000Z","id":"r1","model":"m","version":"1","status":200,"latency_ms":2.0,"headers":{"x-tenant":"a"},"request":{"inputs": [1.50, 2]},"response":{"#),
+            "{copied}"
+        );
+        // Still one line when the document spans several.
+        sent.request.as_mut().unwrap().body = bytes::Bytes::from_static(b"{\"inputs\":\n[1]}");
+        let line = String::from_utf8(json_line(&sent)).unwrap();
+        assert!(line.contains(r#""request":{"inputs":[1]}"#), "{line}");
+        // Strings are escaped; no headers is an empty object.
+        sent.id = "a\"b\n".into();
+        sent.headers.clear();
+        sent.response = None;
+        let line: serde_json::Value = serde_json::from_slice(&json_line(&sent)).unwrap();
+        assert_eq!(line["id"], "a\"b\n");
+        assert_eq!(line["headers"], serde_json::json!({}));
+        assert!(line.get("response").is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cloudevents;
 mod error;
 mod file;
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -52,8 +53,22 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// A body as it went over the wire.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    pub content_type: String,
+    pub content_type: Cow<'static, str>,
     pub body: Bytes,
+    /// The body is one JSON document that the server parsed whole (a request it answered
+    /// with success) or wrote itself (its answers): the file sink copies such a body into
+    /// its line as it is, without parsing it again.
+    pub whole_json: bool,
+}
+
+impl Payload {
+    /// A content type, borrowed when it is the common JSON one.
+    pub fn content_type(value: &str) -> Cow<'static, str> {
+        match value {
+            "application/json" => Cow::Borrowed("application/json"),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
 }
 
 /// One inference request and its answer.
@@ -290,6 +305,14 @@ fn uniform() -> f64 {
 
 /// RFC 3339 UTC time with microseconds (`2024-05-01T12:00:00.123456Z`).
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339`], appended to `out`.
+pub fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    use std::io::Write;
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -303,13 +326,15 @@ pub fn rfc3339(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         d.subsec_micros()
-    )
+    );
 }
 
 #[cfg(test)]

@@ -292,8 +292,8 @@ impl Service {
         let trace = crate::telemetry::RequestTrace::current();
         if trace.is_on() {
             let rows = call.inputs.first().map_or(0, |t| t.tensor.rows());
-            trace.set(|| crate::telemetry::kv("mlpserve.model", model.spec.name.clone()));
-            trace.set(|| crate::telemetry::kv("mlpserve.version", model.spec.version.clone()));
+            trace.set(|| crate::telemetry::kv_text("mlpserve.model", &model.spec.name));
+            trace.set(|| crate::telemetry::kv_text("mlpserve.version", &model.spec.version));
             trace.set(|| crate::telemetry::kv_count("mlpserve.rows", rows));
         }
         let spec = &model.spec;

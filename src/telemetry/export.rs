@@ -147,7 +147,9 @@ fn drain(
                     Item::Batch(b) => batches.push(b),
                 }
             }
-            let n = otlp::encode(resource, &requests, &batches, &mut ids, &mut buf);
+            // One wall-clock reading per export request, not one per span.
+            let clock = record::Clock::now();
+            let n = otlp::encode(resource, &requests, &batches, &clock, &mut ids, &mut buf);
             requests.clear();
             batches.clear();
             export(&mut collector, Bytes::copy_from_slice(&buf), n, runtime);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 pub use error::TelemetryError;
 pub use record::SpanRef;
-use record::{Attr, BatchJob, Child, Clock, Outcome, Value};
+use record::{Attr, Attrs, BatchJob, Child, Children, Outcome, Value};
 
 use crate::config::observe::TraceConfig;
 
@@ -266,10 +266,10 @@ impl RequestTrace {
                 (id, None, None)
             }
         };
-        let clock = Clock::now();
-        let mut attrs = Vec::with_capacity(8);
+        let start = Instant::now();
+        let mut attrs = Attrs::default();
         attrs.push(kv("mlpserve.transport", transport));
-        attrs.push(kv("mlpserve.request_id", request_id.to_string()));
+        attrs.push(kv_text("mlpserve.request_id", request_id));
         RequestTrace {
             rec: Some(Box::new(record::Request {
                 own: SpanRef {
@@ -278,11 +278,10 @@ impl RequestTrace {
                 },
                 parent,
                 trace_state,
-                clock,
-                start: clock.instant,
-                end: clock.instant,
+                start,
+                end: start,
                 attrs,
-                children: Vec::with_capacity(2),
+                children: Children::default(),
                 outcome: Outcome::Unset,
             })),
         }
@@ -410,17 +409,18 @@ pub fn record_batch(run: &BatchRun<'_>, jobs: &[TracedJob<'_>]) {
     tracer
         .queue
         .push(export::Item::Batch(Box::new(record::Batch {
-            clock: Clock::now(),
             formed: run.formed,
             started: run.started,
             ended: run.ended,
-            attrs: vec![
-                kv("mlpserve.model", run.model.to_string()),
-                kv("mlpserve.version", run.version.to_string()),
+            attrs: [
+                kv_text("mlpserve.model", run.model),
+                kv_text("mlpserve.version", run.version),
                 kv_count("mlpserve.instance", run.instance),
                 kv_count("mlpserve.batch_rows", run.rows),
                 kv_count("mlpserve.batch_requests", run.requests),
-            ],
+            ]
+            .into_iter()
+            .collect(),
             jobs: jobs
                 .iter()
                 .map(|j| BatchJob {
@@ -436,6 +436,15 @@ pub fn kv(key: &'static str, value: impl Into<Cow<'static, str>>) -> Attr {
     Attr {
         key,
         value: Value::Str(value.into()),
+    }
+}
+
+/// An attribute from a static key and a borrowed string: kept inline when short (ids,
+/// model names), so recording it allocates nothing.
+pub fn kv_text(key: &'static str, value: &str) -> Attr {
+    Attr {
+        key,
+        value: Value::text(value),
     }
 }
 

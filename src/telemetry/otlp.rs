@@ -5,7 +5,7 @@
 //! attribute cost more than the writing itself. Field numbers are those of
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`.
 
-use super::record::{Attr, Batch, Clock, Outcome, Request, SpanRef, Value};
+use super::record::{Attrs, Batch, Clock, Outcome, Request, SpanRef, Value};
 
 /// Protobuf wire types.
 const VARINT: u32 = 0;
@@ -40,18 +40,19 @@ struct Span<'a> {
     kind: u64,
     start: u64,
     end: u64,
-    attrs: &'a [Attr],
+    attrs: Option<&'a Attrs>,
     links: &'a [SpanRef],
     status: Option<&'a Outcome>,
 }
 
 /// Writes the export request holding the spans of `requests` and `batches` into `out`
-/// (cleared first); `ids` makes the ids of the spans nothing else refers to. Returns the
-/// number of spans written.
+/// (cleared first), their times read on `clock`; `ids` makes the ids of the spans nothing
+/// else refers to. Returns the number of spans written.
 pub fn encode(
     resource: &Resource,
     requests: &[Box<Request>],
     batches: &[Box<Batch>],
+    clock: &Clock,
     ids: &mut impl FnMut() -> [u8; 8],
     out: &mut Vec<u8>,
 ) -> usize {
@@ -82,10 +83,10 @@ pub fn encode(
                 string(scope, 2, resource.service_version);
             });
             for r in requests {
-                count += request_spans(ss, r, ids);
+                count += request_spans(ss, r, clock, ids);
             }
             for b in batches {
-                count += batch_spans(ss, b, ids);
+                count += batch_spans(ss, b, clock, ids);
             }
         });
     });
@@ -93,7 +94,12 @@ pub fn encode(
 }
 
 /// A request's server span and its decode and encode children.
-fn request_spans(out: &mut Vec<u8>, r: &Request, ids: &mut impl FnMut() -> [u8; 8]) -> usize {
+fn request_spans(
+    out: &mut Vec<u8>,
+    r: &Request,
+    clock: &Clock,
+    ids: &mut impl FnMut() -> [u8; 8],
+) -> usize {
     let state = r.trace_state.as_deref().unwrap_or("");
     span(
         out,
@@ -104,14 +110,14 @@ fn request_spans(out: &mut Vec<u8>, r: &Request, ids: &mut impl FnMut() -> [u8; 
             parent: r.parent.as_ref().map(|p| (p, true)),
             name: "infer",
             kind: KIND_SERVER,
-            start: r.clock.nanos(r.start),
-            end: r.clock.nanos(r.end),
-            attrs: &r.attrs,
+            start: clock.nanos(r.start),
+            end: clock.nanos(r.end),
+            attrs: Some(&r.attrs),
             links: &[],
             status: Some(&r.outcome),
         },
     );
-    for child in &r.children {
+    for child in r.children.iter() {
         let id = ids();
         span(
             out,
@@ -122,9 +128,9 @@ fn request_spans(out: &mut Vec<u8>, r: &Request, ids: &mut impl FnMut() -> [u8; 
                 parent: Some((&r.own.span_id, false)),
                 name: child.name,
                 kind: KIND_INTERNAL,
-                start: r.clock.nanos(child.start),
-                end: r.clock.nanos(child.end),
-                attrs: &[],
+                start: clock.nanos(child.start),
+                end: clock.nanos(child.end),
+                attrs: None,
                 links: &[],
                 status: None,
             },
@@ -135,7 +141,12 @@ fn request_spans(out: &mut Vec<u8>, r: &Request, ids: &mut impl FnMut() -> [u8; 
 
 /// A batch's ORT run (child of its first traced request, linked from all of them) and the
 /// queue wait of each traced request in it.
-fn batch_spans(out: &mut Vec<u8>, b: &Batch, ids: &mut impl FnMut() -> [u8; 8]) -> usize {
+fn batch_spans(
+    out: &mut Vec<u8>,
+    b: &Batch,
+    clock: &Clock,
+    ids: &mut impl FnMut() -> [u8; 8],
+) -> usize {
     let Some(first) = b.jobs.first() else {
         return 0;
     };
@@ -150,9 +161,9 @@ fn batch_spans(out: &mut Vec<u8>, b: &Batch, ids: &mut impl FnMut() -> [u8; 8]) 
             parent: Some((&first.span.span_id, false)),
             name: "ort.run",
             kind: KIND_INTERNAL,
-            start: b.clock.nanos(b.started),
-            end: b.clock.nanos(b.ended),
-            attrs: &b.attrs,
+            start: clock.nanos(b.started),
+            end: clock.nanos(b.ended),
+            attrs: Some(&b.attrs),
             links: &links,
             status: None,
         },
@@ -168,9 +179,9 @@ fn batch_spans(out: &mut Vec<u8>, b: &Batch, ids: &mut impl FnMut() -> [u8; 8]) 
                 parent: Some((&job.span.span_id, false)),
                 name: "queue",
                 kind: KIND_INTERNAL,
-                start: b.clock.nanos(job.enqueued),
-                end: b.clock.nanos(b.formed.max(job.enqueued)),
-                attrs: &[],
+                start: clock.nanos(job.enqueued),
+                end: clock.nanos(b.formed.max(job.enqueued)),
+                attrs: None,
                 links: &[],
                 status: None,
             },
@@ -196,7 +207,7 @@ fn span(out: &mut Vec<u8>, s: &Span<'_>) {
         varint_field(o, 6, s.kind);
         fixed64(o, 7, s.start);
         fixed64(o, 8, s.end.max(s.start));
-        for a in s.attrs {
+        for a in s.attrs.into_iter().flat_map(Attrs::iter) {
             attr(o, 9, a.key, &a.value);
         }
         for l in s.links {
@@ -228,6 +239,7 @@ fn attr(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
         string(kv, 1, key);
         nested(kv, 2, |v| match value {
             Value::Str(s) => string_always(v, 1, s),
+            Value::Short(s) => string_always(v, 1, s.as_str()),
             Value::Int(i) => varint_field(v, 3, *i as u64),
         });
     });
@@ -370,18 +382,22 @@ mod tests {
             own,
             parent: Some([3; 8]),
             trace_state: Some("vendor=1".into()),
-            clock,
             start: at(0),
             end: at(100),
-            attrs: vec![
-                crate::telemetry::kv("mlpserve.request_id", long_id.clone()),
+            attrs: [
+                crate::telemetry::kv_text("mlpserve.request_id", &long_id),
                 crate::telemetry::kv_count("mlpserve.rows", 1),
-            ],
-            children: vec![super::super::record::Child {
+                crate::telemetry::kv_text("mlpserve.model", "ctr"),
+            ]
+            .into_iter()
+            .collect(),
+            children: [super::super::record::Child {
                 name: "decode",
                 start: at(1),
                 end: at(5),
-            }],
+            }]
+            .into_iter()
+            .collect(),
             outcome: Outcome::Error("bad input".into()),
         });
         let other = SpanRef {
@@ -389,11 +405,12 @@ mod tests {
             span_id: [5; 8],
         };
         let batch = Box::new(Batch {
-            clock,
             formed: at(10),
             started: at(11),
             ended: at(60),
-            attrs: vec![crate::telemetry::kv_count("mlpserve.batch_rows", 2)],
+            attrs: [crate::telemetry::kv_count("mlpserve.batch_rows", 2)]
+                .into_iter()
+                .collect(),
             jobs: vec![
                 super::super::record::BatchJob {
                     span: own,
@@ -415,7 +432,7 @@ mod tests {
             [0x10 + next; 8]
         };
         let mut out = Vec::new();
-        let n = encode(&resource, &[request], &[batch], &mut ids, &mut out);
+        let n = encode(&resource, &[request], &[batch], &clock, &mut ids, &mut out);
         assert_eq!(n, 5);
 
         let got = ExportTraceServiceRequest::decode(out.as_slice()).expect("valid OTLP");
@@ -449,6 +466,11 @@ mod tests {
         assert_eq!(
             infer.attributes[1].value.as_ref().unwrap().value,
             Some(Any::IntValue(1))
+        );
+        assert_eq!(
+            infer.attributes[2].value.as_ref().unwrap().value,
+            Some(Any::StringValue("ctr".into())),
+            "a short string, kept inline"
         );
         let status = infer.status.as_ref().unwrap();
         assert_eq!((status.code, status.message.as_str()), (2, "bad input"));

@@ -1,7 +1,10 @@
 //! What a traced request and a traced batch leave behind: plain ids, `Instant`s and
 //! attributes, gathered along the request path and handed to the export thread whole,
 //! which writes them as OTLP spans ([`super::otlp`]). Nothing here locks, and nothing is
-//! built for a request the sampler left out.
+//! built for a request the sampler left out. A request's record is one fixed-size
+//! allocation: its attributes and child spans live inline ([`Attrs`], [`Children`]),
+//! short strings (request ids, model names) inline in their value ([`ShortStr`]), and
+//! its times are `Instant`s that the export thread turns into wall-clock times.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -18,8 +21,106 @@ pub struct SpanRef {
 #[derive(Debug, Clone)]
 pub enum Value {
     Str(Cow<'static, str>),
+    /// A string short enough to keep inline (no allocation).
+    Short(ShortStr),
     Int(i64),
 }
+
+impl Value {
+    /// A string value: inline when short, else an owned copy.
+    pub fn text(s: &str) -> Value {
+        match ShortStr::new(s) {
+            Some(short) => Value::Short(short),
+            None => Value::Str(Cow::Owned(s.to_string())),
+        }
+    }
+}
+
+/// A string of at most [`ShortStr::CAPACITY`] bytes, held inline.
+#[derive(Clone, Copy)]
+pub struct ShortStr {
+    len: u8,
+    bytes: [u8; ShortStr::CAPACITY],
+}
+
+impl ShortStr {
+    pub const CAPACITY: usize = 46;
+
+    pub fn new(s: &str) -> Option<ShortStr> {
+        let len = s.len();
+        (len <= Self::CAPACITY).then(|| {
+            let mut bytes = [0; Self::CAPACITY];
+            bytes[..len].copy_from_slice(s.as_bytes());
+            ShortStr {
+                len: len as u8,
+                bytes,
+            }
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Copied whole from a `&str`, so valid UTF-8 up to `len`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// Up to `N` items kept inline; more are not kept (a record holds a known, small set).
+#[derive(Debug)]
+pub struct Inline<T, const N: usize> {
+    items: [Option<T>; N],
+    len: usize,
+}
+
+impl<T, const N: usize> Default for Inline<T, N> {
+    fn default() -> Self {
+        Inline {
+            items: std::array::from_fn(|_| None),
+            len: 0,
+        }
+    }
+}
+
+impl<T, const N: usize> Inline<T, N> {
+    /// Keeps `item` when there is room.
+    pub fn push(&mut self, item: T) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = Some(item);
+            self.len += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items[..self.len].iter().flatten()
+    }
+}
+
+impl<T, const N: usize> FromIterator<T> for Inline<T, N> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut out = Inline::default();
+        iter.into_iter().for_each(|i| out.push(i));
+        out
+    }
+}
+
+/// A span's attributes: the request span sets at most eight (transport, request id,
+/// model, version, rows, status code, outcome), a batch run five.
+pub type Attrs = Inline<Attr, 8>;
+/// A request's child spans (decode and encode).
+pub type Children = Inline<Child, 4>;
 
 /// A span attribute.
 #[derive(Debug, Clone)]
@@ -29,7 +130,8 @@ pub struct Attr {
 }
 
 /// A pair of clock readings taken together, to turn `Instant`s into wall-clock times
-/// (spans carry Unix nanoseconds) without reading the wall clock for each.
+/// (spans carry Unix nanoseconds) without reading the wall clock for each: the export
+/// thread takes one per export request, for spans at most a few hundred milliseconds old.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     pub instant: Instant,
@@ -73,11 +175,10 @@ pub struct Request {
     /// The caller's span (from `traceparent`), if any.
     pub parent: Option<[u8; 8]>,
     pub trace_state: Option<Box<str>>,
-    pub clock: Clock,
     pub start: Instant,
     pub end: Instant,
-    pub attrs: Vec<Attr>,
-    pub children: Vec<Child>,
+    pub attrs: Attrs,
+    pub children: Children,
     pub outcome: Outcome,
 }
 
@@ -91,11 +192,10 @@ pub struct BatchJob {
 /// One ORT run of a batch that served at least one traced request.
 #[derive(Debug)]
 pub struct Batch {
-    pub clock: Clock,
     pub formed: Instant,
     pub started: Instant,
     pub ended: Instant,
-    pub attrs: Vec<Attr>,
+    pub attrs: Attrs,
     /// The traced jobs; the first one's request is the run's parent.
     pub jobs: Vec<BatchJob>,
 }
@@ -140,6 +240,25 @@ pub fn trace_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_strings_stay_inline_and_long_ones_are_owned() {
+        let id = "0123456789abcdef-0123456789abcdef-0123456789ab";
+        assert_eq!(id.len(), ShortStr::CAPACITY);
+        assert!(matches!(Value::text(id), Value::Short(s) if s.as_str() == id));
+        assert!(matches!(Value::text("é"), Value::Short(s) if s.as_str() == "é"));
+        let long = format!("{id}x");
+        assert!(matches!(Value::text(&long), Value::Str(s) if s == long));
+    }
+
+    #[test]
+    fn inline_lists_keep_what_fits() {
+        let mut kept: Inline<u32, 2> = Inline::default();
+        assert!(kept.is_empty());
+        (1..=3).for_each(|i| kept.push(i));
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept.iter().copied().collect::<Vec<_>>(), [1, 2]);
+    }
 
     #[test]
     fn ids_are_distinct_and_never_zero() {

@@ -59,8 +59,9 @@ pub fn begin<'a>(
         version: model.map_or_else(|| request.model_version.clone(), |m| m.spec.version.clone()),
         headers: metadata.map(|m| log.copy_metadata(m)).unwrap_or_default(),
         request: log.keeps_request().then(|| Payload {
-            content_type: REQUEST_TYPE.to_string(),
+            content_type: REQUEST_TYPE.into(),
             body: Bytes::from(request.encode_to_vec()),
+            whole_json: false,
         }),
     })
 }
@@ -72,17 +73,19 @@ impl Capture<'_> {
             Ok(r) => (
                 200,
                 Payload {
-                    content_type: RESPONSE_TYPE.to_string(),
+                    content_type: RESPONSE_TYPE.into(),
                     body: Bytes::from(r.encode_to_vec()),
+                    whole_json: false,
                 },
             ),
             Err(e) => (
                 crate::api::http::status(e).as_u16(),
                 Payload {
-                    content_type: "application/json".to_string(),
+                    content_type: "application/json".into(),
                     body: Bytes::from(
                         serde_json::json!({ "error": e.client_message() }).to_string(),
                     ),
+                    whole_json: true,
                 },
             ),
         };

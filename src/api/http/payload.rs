@@ -19,6 +19,8 @@ pub struct Sent {
     content_type: Option<HeaderValue>,
     id: Option<HeaderValue>,
     listed: Vec<(String, String)>,
+    /// Binary tensors follow the JSON (Triton's binary extension).
+    binary: bool,
 }
 
 impl Sent {
@@ -27,6 +29,7 @@ impl Sent {
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             id: headers.get(REQUEST_ID).cloned(),
             listed: log.copy_headers(headers),
+            binary: headers.contains_key("inference-header-content-length"),
         }
     }
 }
@@ -53,13 +56,17 @@ pub async fn logged(
         return result;
     }
     let content_type = |v: Option<&HeaderValue>| {
-        v.and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string()
+        Payload::content_type(
+            v.and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json"),
+        )
     };
+    // A request answered with success was parsed whole, so a JSON body is one document.
+    let parsed = !sent.binary && matches!(&result, Ok(answer) if answer.status().is_success());
     let request = body.filter(|_| log.keeps_request()).map(|body| Payload {
         content_type: content_type(sent.content_type.as_ref()),
         body,
+        whole_json: parsed,
     });
     let (result, status, response) = match result {
         Ok(answer) => {
@@ -68,9 +75,11 @@ pub async fn logged(
             let bytes = axum::body::to_bytes(body, usize::MAX)
                 .await
                 .unwrap_or_default();
+            // The handlers write their JSON answers whole.
             let payload = log.keeps_response().then(|| Payload {
                 content_type: content_type(parts.headers.get(header::CONTENT_TYPE)),
                 body: bytes.clone(),
+                whole_json: true,
             });
             let status = parts.status.as_u16();
             (
@@ -107,7 +116,8 @@ pub async fn logged(
 /// An error answer as the client got it.
 fn error_payload(e: &Error) -> Payload {
     Payload {
-        content_type: "application/json".to_string(),
+        content_type: "application/json".into(),
         body: Bytes::from(serde_json::json!({ "error": e.client_message() }).to_string()),
+        whole_json: true,
     }
 }
