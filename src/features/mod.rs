@@ -15,5 +15,6 @@ mod transform;
 pub use fingerprint::fingerprint64;
 pub use set::{BuiltInput, FeatureSet, Field, GraphInput};
 pub use transform::{
-    FeatureError, FieldConfig, FieldValue, OwnedValue, Transform, TransformOutput,
+    ColumnLoop, FeatureError, FieldConfig, FieldValue, Kernel, Modulus, OwnedValue, Transform,
+    TransformOutput,
 };

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::transform::{FeatureError, FieldConfig, FieldValue, OwnedValue, Transform};
+use super::transform::{
+    ColumnLoop, FeatureError, FieldConfig, FieldValue, Kernel, OwnedValue, Transform,
+};
 use super::TransformOutput;
 use crate::tensor::{DataType, Tensor, TensorData};
 
@@ -264,27 +266,9 @@ impl FeatureSet {
             for (column, &field_index) in input.columns.iter().enumerate() {
                 used[field_index] = true;
                 let field = &self.fields[field_index];
-                let mut put = |row: usize, value: FieldValue<'_>| {
-                    let v = field.transform.apply(&field.name, value)?;
-                    store(&mut data, row * width + column, v).map_err(|why| {
-                        request_error(
-                            &field.name,
-                            format!(
-                                "row {row} gives {}, which input '{}' ({}) cannot hold: {why}",
-                                show(v),
-                                input.name,
-                                input.dtype
-                            ),
-                        )
-                    })
-                };
-                match (&slots[field_index], &field.default) {
-                    (Some(tensor), _) => each_value(&field.name, tensor, put)?,
-                    (None, Some(default)) => {
-                        for row in 0..rows {
-                            put(row, default.borrow())?;
-                        }
-                    }
+                let values = match (&slots[field_index], &field.default) {
+                    (Some(tensor), _) => Values::Sent(tensor),
+                    (None, Some(default)) => Values::Default(default.borrow(), rows),
                     (None, None) => {
                         return Err(FeatureError::Missing {
                             field: field.name.clone(),
@@ -296,7 +280,14 @@ impl FeatureSet {
                             ),
                         })
                     }
-                }
+                };
+                field.transform.specialise(Fill {
+                    field,
+                    input,
+                    values,
+                    data: &mut data,
+                    column,
+                })?;
             }
             let tensor = Tensor::new(vec![rows, width], data)
                 .map_err(|e| request_error(&input.name, e.to_string()))?;
@@ -436,12 +427,107 @@ fn zeros(dtype: DataType, n: usize) -> TensorData {
     }
 }
 
+/// A field's values for one request: its tensor, or its default on every row.
+enum Values<'a> {
+    Sent(&'a Tensor),
+    Default(FieldValue<'a>, usize),
+}
+
+/// One column of a field-built input: the field's values, transformed, written at
+/// `column`, `column + width`, … of the input's buffer. Run by
+/// [`Transform::specialise`], so each transform gets its own copy of the loop.
+struct Fill<'a> {
+    field: &'a Field,
+    input: &'a BuiltInput,
+    values: Values<'a>,
+    data: &'a mut TensorData,
+    column: usize,
+}
+
+impl ColumnLoop for Fill<'_> {
+    type Output = Result<(), FeatureError>;
+
+    #[inline(always)]
+    fn run<K: Kernel>(self, kernel: K) -> Self::Output {
+        let Fill {
+            field,
+            input,
+            values,
+            data,
+            column,
+        } = self;
+        let mut put = Put {
+            kernel,
+            field,
+            input,
+            data,
+            column,
+            width: input.columns.len(),
+        };
+        match values {
+            Values::Sent(tensor) => each_value(&field.name, tensor, &mut put),
+            Values::Default(value, rows) => (0..rows).try_for_each(|row| put.visit(row, value)),
+        }
+    }
+}
+
+/// What [`each_value`] does with each value.
+trait Visit {
+    fn visit(&mut self, row: usize, value: FieldValue<'_>) -> Result<(), FeatureError>;
+}
+
+/// Transforms a value and writes it into its row of the column.
+struct Put<'a, K> {
+    kernel: K,
+    field: &'a Field,
+    input: &'a BuiltInput,
+    data: &'a mut TensorData,
+    column: usize,
+    width: usize,
+}
+
+impl<K: Kernel> Visit for Put<'_, K> {
+    /// Inlined into every loop of [`each_value`]: the per-value work is the transform and
+    /// the store, no call.
+    #[inline(always)]
+    fn visit(&mut self, row: usize, value: FieldValue<'_>) -> Result<(), FeatureError> {
+        let Some(v) = self.kernel.apply(value) else {
+            return Err(self.field.transform.refusal(&self.field.name, value));
+        };
+        store(self.data, row * self.width + self.column, v)
+            .map_err(|why| cannot_hold(self.field, self.input, row, v, why))
+    }
+}
+
+#[cold]
+fn cannot_hold(
+    field: &Field,
+    input: &BuiltInput,
+    row: usize,
+    v: TransformOutput,
+    why: &str,
+) -> FeatureError {
+    request_error(
+        &field.name,
+        format!(
+            "row {row} gives {}, which input '{}' ({}) cannot hold: {why}",
+            show(v),
+            input.name,
+            input.dtype
+        ),
+    )
+}
+
 /// Writes `v` at `at`, cast to the buffer's datatype; refuses what the datatype cannot hold.
+#[inline(always)]
 fn store(data: &mut TensorData, at: usize, v: TransformOutput) -> Result<(), &'static str> {
+    // `at` is within the buffer: every field sent has the request's rows (`rows` checks).
+    const PAST_END: &str = "more values than the input has rows";
     match (data, v) {
-        (TensorData::I64(d), TransformOutput::Id(id)) => d[at] = id,
+        (TensorData::I64(d), TransformOutput::Id(id)) => *d.get_mut(at).ok_or(PAST_END)? = id,
         (TensorData::I32(d), TransformOutput::Id(id)) => {
-            d[at] = i32::try_from(id).map_err(|_| "out of the INT32 range")?
+            *d.get_mut(at).ok_or(PAST_END)? =
+                i32::try_from(id).map_err(|_| "out of the INT32 range")?
         }
         (TensorData::F32(d), v) => {
             let x = match v {
@@ -451,10 +537,10 @@ fn store(data: &mut TensorData, at: usize, v: TransformOutput) -> Result<(), &'s
             if !x.is_finite() {
                 return Err("out of the FP32 range");
             }
-            d[at] = x;
+            *d.get_mut(at).ok_or(PAST_END)? = x;
         }
         (TensorData::F64(d), v) => {
-            d[at] = match v {
+            *d.get_mut(at).ok_or(PAST_END)? = match v {
                 TransformOutput::Id(id) => id as f64,
                 TransformOutput::Number(x) => x,
             };
@@ -467,22 +553,19 @@ fn store(data: &mut TensorData, at: usize, v: TransformOutput) -> Result<(), &'s
 
 /// Calls `f(row, value)` for each value of a field's tensor: integers as `Int`, floats
 /// as `Float`, strings as `Text`. Booleans and text that is not UTF-8 are refused.
-fn each_value(
-    field: &str,
-    tensor: &Tensor,
-    mut f: impl FnMut(usize, FieldValue<'_>) -> Result<(), FeatureError>,
-) -> Result<(), FeatureError> {
+#[inline(always)]
+fn each_value(field: &str, tensor: &Tensor, f: &mut impl Visit) -> Result<(), FeatureError> {
     macro_rules! ints {
         ($v:expr) => {
             for (row, &x) in $v.iter().enumerate() {
-                f(row, FieldValue::Int(x as i64))?;
+                f.visit(row, FieldValue::Int(x as i64))?;
             }
         };
     }
     macro_rules! floats {
         ($v:expr) => {
             for (row, &x) in $v.iter().enumerate() {
-                f(row, FieldValue::Float(f64::from(x)))?;
+                f.visit(row, FieldValue::Float(f64::from(x)))?;
             }
         };
     }
@@ -499,7 +582,7 @@ fn each_value(
                 let x = i64::try_from(x).map_err(|_| {
                     request_error(field, format!("row {row} is {x}, beyond the INT64 range"))
                 })?;
-                f(row, FieldValue::Int(x))?;
+                f.visit(row, FieldValue::Int(x))?;
             }
         }
         TensorData::F16(v) => floats!(v),
@@ -511,7 +594,7 @@ fn each_value(
                 .texts()
                 .map_err(|row| request_error(field, format!("row {row} is not UTF-8 text")))?;
             for (row, text) in texts.enumerate() {
-                f(row, FieldValue::Text(text))?;
+                f.visit(row, FieldValue::Text(text))?;
             }
         }
         TensorData::Bool(_) => {

@@ -1,6 +1,7 @@
 //! One raw field's transform: what `[features]` in `config.toml` declares for it, checked
 //! and built once at load ([`Transform::from_config`]), then applied to each value of each
-//! request ([`Transform::apply`]) without allocating.
+//! request without allocating: [`Transform::apply`] for one value, [`Transform::specialise`]
+//! for a column of them (the choice of transform made once per column, not per value).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -74,16 +75,53 @@ pub enum TransformOutput {
 /// lookup of a short token costs a fraction of SipHash's.
 pub type Vocabulary = std::collections::HashMap<String, i64, foldhash::fast::RandomState>;
 
+/// `n % d` for a divisor fixed at load, by multiplications instead of a 64-bit division
+/// (which costs tens of cycles on every hashed value): Lemire, Kaser and Kurz's "fastmod"
+/// (Faster remainder by direct computation, 2019), exact for every `n` and `d >= 1` with a
+/// 128-bit multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modulus {
+    d: u64,
+    /// `ceil(2^128 / d)`, wrapped to 0 for `d = 1` (which then gives 0, as `n % 1` does).
+    m: u128,
+}
+
+impl Modulus {
+    /// The remainder modulo `d`; `d = 0` (no OOV buckets) gives 0 and is left to callers.
+    pub fn new(d: u64) -> Modulus {
+        let m = match d {
+            0 => 0,
+            d => (u128::MAX / u128::from(d)).wrapping_add(1),
+        };
+        Modulus { d, m }
+    }
+
+    /// The divisor.
+    pub fn get(self) -> u64 {
+        self.d
+    }
+
+    /// `n % d`.
+    #[inline(always)]
+    pub fn of(self, n: u64) -> u64 {
+        let low = self.m.wrapping_mul(u128::from(n));
+        // The high 64 bits of the 192-bit product `low * d`.
+        let d = u128::from(self.d);
+        let below = (u128::from(low as u64) * d) >> 64;
+        (((low >> 64) * d + below) >> 64) as u64
+    }
+}
+
 /// A field's transform, ready to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
     Hash {
-        buckets: u64,
+        buckets: Modulus,
     },
     Lookup {
         /// Token → its id (`oov + line`).
         ids: Vocabulary,
-        oov: u64,
+        oov: Modulus,
     },
     Bucketize {
         boundaries: Vec<f64>,
@@ -165,12 +203,14 @@ impl Transform {
             if buckets == 0 {
                 return Err(config_error(field, "hash_buckets must be at least 1"));
             }
-            Transform::Hash { buckets }
+            Transform::Hash {
+                buckets: Modulus::new(buckets),
+            }
         } else if let Some(path) = &config.vocabulary {
             let oov = config.oov_buckets.unwrap_or(1);
             Transform::Lookup {
                 ids: read_vocabulary(field, &dir.join(path), oov)?,
-                oov,
+                oov: Modulus::new(oov),
             }
         } else if let Some(boundaries) = &config.boundaries {
             check_boundaries(field, boundaries)?;
@@ -209,9 +249,13 @@ impl Transform {
     /// The transform as `config.toml` declares it, for metadata and messages.
     pub fn describe(&self) -> String {
         match self {
-            Transform::Hash { buckets } => format!("hash_buckets = {buckets}"),
+            Transform::Hash { buckets } => format!("hash_buckets = {}", buckets.get()),
             Transform::Lookup { ids, oov } => {
-                format!("vocabulary of {} tokens, oov_buckets = {oov}", ids.len())
+                format!(
+                    "vocabulary of {} tokens, oov_buckets = {}",
+                    ids.len(),
+                    oov.get()
+                )
             }
             Transform::Bucketize { boundaries } => format!("boundaries = {boundaries:?}"),
             Transform::Standardize { mean, std } => format!("mean = {mean}, std = {std}"),
@@ -228,105 +272,225 @@ impl Transform {
         )
     }
 
-    /// Transforms one value of `field`. Inlined into each caller's per-value loop; the
-    /// errors are built out of line (`#[cold]`), so the loop carries only the checks.
+    /// Transforms one value of `field`; a refused value gets an error naming the field
+    /// and what came.
     #[inline]
     pub fn apply(
         &self,
         field: &str,
         value: FieldValue<'_>,
     ) -> Result<TransformOutput, FeatureError> {
+        self.try_apply(value)
+            .ok_or_else(|| self.refusal(field, value))
+    }
+
+    /// Transforms one value; `None` when it is refused ([`Transform::refusal`] says why).
+    #[inline(always)]
+    pub fn try_apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
         match self {
-            Transform::Hash { buckets } => {
-                let id = with_text(field, value, |text| fingerprint64(text) % buckets)?;
-                Ok(TransformOutput::Id(id as i64))
-            }
-            Transform::Lookup { ids, oov } => {
-                let found = match value {
-                    FieldValue::Text(token) => ids.get(token).copied(),
-                    // An integer is looked up as its decimal text, which is ASCII.
-                    _ => with_text(field, value, |text| {
-                        std::str::from_utf8(text)
-                            .ok()
-                            .and_then(|t| ids.get(t).copied())
-                    })?,
+            Transform::Hash { buckets } => hash(*buckets, value),
+            Transform::Lookup { ids, oov } => lookup(ids, *oov, value),
+            Transform::Bucketize { boundaries } => bucketize(boundaries, value),
+            Transform::Standardize { mean, std } => standardize(*mean, *std, value),
+            Transform::Log1p => log1p(value),
+            Transform::Identity => identity(value),
+        }
+    }
+
+    /// Runs `column` with this transform's one-value function, specialised to it: a
+    /// column's values then go through straight-line code for its transform, with the
+    /// choice among transforms made once. The function gives `None` exactly where
+    /// [`Transform::try_apply`] does.
+    #[inline]
+    pub fn specialise<C: ColumnLoop>(&self, column: C) -> C::Output {
+        match self {
+            Transform::Hash { buckets } => column.run(HashKernel(*buckets)),
+            Transform::Lookup { ids, oov } => column.run(LookupKernel(ids, *oov)),
+            Transform::Bucketize { boundaries } => column.run(BucketizeKernel(boundaries)),
+            Transform::Standardize { mean, std } => column.run(StandardizeKernel(*mean, *std)),
+            Transform::Log1p => column.run(Log1pKernel),
+            Transform::Identity => column.run(IdentityKernel),
+        }
+    }
+
+    /// Why `value` is refused (for a value [`Transform::try_apply`] gives `None` for).
+    #[cold]
+    #[inline(never)]
+    pub fn refusal(&self, field: &str, value: FieldValue<'_>) -> FeatureError {
+        let takes_text = matches!(self, Transform::Hash { .. } | Transform::Lookup { .. });
+        match value {
+            FieldValue::Float(v) if takes_text => wrong_kind(
+                field,
+                "a string or an integer",
+                format_args!("the number {v}"),
+            ),
+            FieldValue::Text(text) if !takes_text => wrong_kind(
+                field,
+                "a number",
+                format_args!("the string {:?}", shorten(text)),
+            ),
+            FieldValue::Int(_) | FieldValue::Text(_) if takes_text => unknown_token(field, value),
+            _ => {
+                let x = match value {
+                    FieldValue::Int(v) => v as f64,
+                    FieldValue::Float(v) => v,
+                    FieldValue::Text(_) => f64::NAN,
                 };
-                match (found, *oov) {
-                    (Some(id), _) => Ok(TransformOutput::Id(id)),
-                    (None, 0) => Err(unknown_token(field, value)),
-                    (None, 1) => Ok(TransformOutput::Id(0)),
-                    (None, k) => {
-                        let bucket = with_text(field, value, |text| fingerprint64(text) % k)?;
-                        Ok(TransformOutput::Id(bucket as i64))
-                    }
+                if !x.is_finite() {
+                    out_of_domain(field, x, "not finite")
+                } else {
+                    out_of_domain(field, x, "log1p needs x > -1")
                 }
             }
-            Transform::Bucketize { boundaries } => {
-                let x = number(field, value)?;
-                // Keras's `Discretization`: the number of boundaries at or below x.
-                Ok(TransformOutput::Id(
-                    boundaries.partition_point(|b| *b <= x) as i64
-                ))
-            }
-            Transform::Standardize { mean, std } => Ok(TransformOutput::Number(
-                (number(field, value)? - mean) / std,
-            )),
-            Transform::Log1p => {
-                let x = number(field, value)?;
-                if x <= -1.0 {
-                    return Err(out_of_domain(field, x, "log1p needs x > -1"));
-                }
-                Ok(TransformOutput::Number(x.ln_1p()))
-            }
-            Transform::Identity => Ok(TransformOutput::Number(number(field, value)?)),
         }
     }
 }
 
+/// A loop over a column of values that [`Transform::specialise`] gives the transform's
+/// one-value function (a generic method: one copy of the loop per transform).
+pub trait ColumnLoop {
+    type Output;
+    fn run<K: Kernel>(self, kernel: K) -> Self::Output;
+}
+
+/// One transform's one-value function. The implementations are `#[inline(always)]`, so a
+/// column loop holds the transform's code itself rather than a call per value.
+pub trait Kernel {
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput>;
+}
+
+struct HashKernel(Modulus);
+struct LookupKernel<'a>(&'a Vocabulary, Modulus);
+struct BucketizeKernel<'a>(&'a [f64]);
+struct StandardizeKernel(f64, f64);
+struct Log1pKernel;
+struct IdentityKernel;
+
+impl Kernel for HashKernel {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        hash(self.0, value)
+    }
+}
+
+impl Kernel for LookupKernel<'_> {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        lookup(self.0, self.1, value)
+    }
+}
+
+impl Kernel for BucketizeKernel<'_> {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        bucketize(self.0, value)
+    }
+}
+
+impl Kernel for StandardizeKernel {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        standardize(self.0, self.1, value)
+    }
+}
+
+impl Kernel for Log1pKernel {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        log1p(value)
+    }
+}
+
+impl Kernel for IdentityKernel {
+    #[inline(always)]
+    fn apply(&self, value: FieldValue<'_>) -> Option<TransformOutput> {
+        identity(value)
+    }
+}
+
+/// `tf.keras.layers.Hashing`: Fingerprint64 of the text modulo the buckets.
+#[inline(always)]
+fn hash(buckets: Modulus, value: FieldValue<'_>) -> Option<TransformOutput> {
+    let id = with_text(value, |text| buckets.of(fingerprint64(text)))?;
+    Some(TransformOutput::Id(id as i64))
+}
+
+/// `tf.keras.layers.StringLookup`: the token's id, or an OOV bucket.
+#[inline(always)]
+fn lookup(ids: &Vocabulary, oov: Modulus, value: FieldValue<'_>) -> Option<TransformOutput> {
+    let found = match value {
+        FieldValue::Text(token) => ids.get(token).copied(),
+        // An integer is looked up as its decimal text, which is ASCII.
+        _ => with_text(value, |text| {
+            std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| ids.get(t).copied())
+        })?,
+    };
+    let id = match (found, oov.get()) {
+        (Some(id), _) => id,
+        (None, 0) => return None,
+        (None, 1) => 0,
+        (None, _) => with_text(value, |text| oov.of(fingerprint64(text)))? as i64,
+    };
+    Some(TransformOutput::Id(id))
+}
+
+/// Keras's `Discretization`: the number of boundaries at or below x.
+#[inline(always)]
+fn bucketize(boundaries: &[f64], value: FieldValue<'_>) -> Option<TransformOutput> {
+    let x = number(value)?;
+    Some(TransformOutput::Id(
+        boundaries.partition_point(|b| *b <= x) as i64
+    ))
+}
+
+#[inline(always)]
+fn standardize(mean: f64, std: f64, value: FieldValue<'_>) -> Option<TransformOutput> {
+    Some(TransformOutput::Number((number(value)? - mean) / std))
+}
+
+#[inline(always)]
+fn log1p(value: FieldValue<'_>) -> Option<TransformOutput> {
+    let x = number(value)?;
+    if x <= -1.0 {
+        return None;
+    }
+    Some(TransformOutput::Number(x.ln_1p()))
+}
+
+#[inline(always)]
+fn identity(value: FieldValue<'_>) -> Option<TransformOutput> {
+    Some(TransformOutput::Number(number(value)?))
+}
+
 /// Runs `f` on the UTF-8 text of a string, or on the decimal text of an integer (what Keras
-/// hashes for an integer input), formatted on the stack.
-#[inline]
-fn with_text<T>(
-    field: &str,
-    value: FieldValue<'_>,
-    f: impl FnOnce(&[u8]) -> T,
-) -> Result<T, FeatureError> {
+/// hashes for an integer input), formatted on the stack; `None` for a float.
+#[inline(always)]
+fn with_text<T>(value: FieldValue<'_>, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
     match value {
-        FieldValue::Text(text) => Ok(f(text.as_bytes())),
+        FieldValue::Text(text) => Some(f(text.as_bytes())),
         FieldValue::Int(v) => {
             let mut buf = [0u8; 20];
             let mut cursor = &mut buf[..];
             // 20 bytes hold any i64 in decimal ("-9223372036854775808").
             let _ = write!(cursor, "{v}");
             let len = 20 - cursor.len();
-            Ok(f(&buf[..len]))
+            Some(f(&buf[..len]))
         }
-        FieldValue::Float(v) => Err(wrong_kind(
-            field,
-            "a string or an integer",
-            format_args!("the number {v}"),
-        )),
+        FieldValue::Float(_) => None,
     }
 }
 
-/// A finite number from an integer or a float; text and non-finite values are refused.
-#[inline]
-fn number(field: &str, value: FieldValue<'_>) -> Result<f64, FeatureError> {
+/// A finite number from an integer or a float; `None` for text and non-finite values.
+#[inline(always)]
+fn number(value: FieldValue<'_>) -> Option<f64> {
     let x = match value {
         FieldValue::Int(v) => v as f64,
         FieldValue::Float(v) => v,
-        FieldValue::Text(text) => {
-            return Err(wrong_kind(
-                field,
-                "a number",
-                format_args!("the string {:?}", shorten(text)),
-            ))
-        }
+        FieldValue::Text(_) => return None,
     };
-    if !x.is_finite() {
-        return Err(out_of_domain(field, x, "not finite"));
-    }
-    Ok(x)
+    x.is_finite().then_some(x)
 }
 
 #[cold]

@@ -3,6 +3,7 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::features::Modulus;
 
 /// The `[features]` and `from` parts of a `config.toml` (the config layer reads the rest).
 #[derive(serde::Deserialize)]
@@ -70,7 +71,10 @@ fn t(shape: &[usize], data: TensorData) -> Tensor {
 }
 
 fn hashed(buckets: u64, value: FieldValue<'_>) -> i64 {
-    match (Transform::Hash { buckets }).apply("f", value).unwrap() {
+    let t = Transform::Hash {
+        buckets: Modulus::new(buckets),
+    };
+    match t.apply("f", value).unwrap() {
         TransformOutput::Id(id) => id,
         other => panic!("{other:?}"),
     }
@@ -289,4 +293,166 @@ fn graph_mistakes_name_the_input_and_the_problem() {
         err.contains("feature 'c'") && err.contains("one transform"),
         "{err}"
     );
+}
+
+/// One field's column as a request may send it: text, integers or floats.
+#[derive(Debug, Clone)]
+enum Column {
+    Text(Vec<String>),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+}
+
+impl Column {
+    fn tensor(&self) -> Tensor {
+        match self {
+            Column::Text(v) => t(&[v.len()], TensorData::Bytes(v.iter().collect())),
+            Column::Int(v) => t(&[v.len()], TensorData::I64(v.clone())),
+            Column::Float(v) => t(&[v.len()], TensorData::F64(v.clone())),
+        }
+    }
+
+    fn value(&self, row: usize) -> FieldValue<'_> {
+        match self {
+            Column::Text(v) => FieldValue::Text(&v[row]),
+            Column::Int(v) => FieldValue::Int(v[row]),
+            Column::Float(v) => FieldValue::Float(v[row]),
+        }
+    }
+}
+
+fn column(rows: usize) -> impl proptest::strategy::Strategy<Value = Column> {
+    use proptest::prelude::*;
+    let text = prop_oneof![Just("de".to_string()), Just("fr".to_string()), "\\PC{0,12}"];
+    let float = prop_oneof![
+        -100.0f64..100.0,
+        Just(-1.0),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(1e300),
+    ];
+    prop_oneof![
+        proptest::collection::vec(text, rows).prop_map(Column::Text),
+        proptest::collection::vec(-50i64..50, rows).prop_map(Column::Int),
+        proptest::collection::vec(float, rows).prop_map(Column::Float),
+    ]
+}
+
+/// The set with every kind of transform, its vocabulary written to a directory of its own.
+fn every_transform() -> FeatureSet {
+    let dir = std::env::temp_dir().join(format!("mlpserve-set-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("v.txt"), "de\nfr\n").unwrap();
+    let config: Declared = toml::from_str(
+        r#"
+        [features]
+        user = { hash_buckets = 97 }
+        country = { vocabulary = "v.txt", oov_buckets = 3 }
+        device = { vocabulary = "v.txt", oov_buckets = 0 }
+        age = { boundaries = [18, 30, 45] }
+        income = { mean = 10.0, std = 2.0 }
+        clicks = { log1p = true }
+        raw = {}
+        [inputs.ids]
+        from = ["user", "country", "device", "age"]
+        [inputs.dense]
+        from = ["income", "clicks", "raw"]
+        "#,
+    )
+    .unwrap();
+    let graph = [
+        GraphInput {
+            name: "ids",
+            dtype: DataType::I64,
+            shape: &[-1, 4],
+        },
+        GraphInput {
+            name: "dense",
+            dtype: DataType::F32,
+            shape: &[-1, 3],
+        },
+    ];
+    let from = config
+        .inputs
+        .iter()
+        .map(|(name, c)| (name.as_str(), c.from.as_slice()));
+    let set = FeatureSet::build(&config.features, from, &graph, &dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    set.unwrap().unwrap()
+}
+
+use proptest::strategy::Strategy as _;
+
+proptest::proptest! {
+    /// A request's columns, transformed a column at a time, give what the one-value
+    /// transform gives for each value (cast to the input's datatype), or the error the
+    /// first refused value gets, in the order inputs, columns and rows are filled.
+    #[test]
+    fn columns_transform_like_their_values_one_by_one(
+        columns in (1usize..12).prop_flat_map(|rows| proptest::collection::vec(column(rows), 7))
+    ) {
+        let set = every_transform();
+        let given: Fields = set
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| (f.name.clone(), c.tensor()))
+            .collect();
+        let rows = given[0].1.rows();
+        let mut want: Result<Vec<(String, TensorData)>, String> = Ok(Vec::new());
+        'inputs: for input in set.built() {
+            let width = input.columns.len();
+            let mut ids = vec![0i64; rows * width];
+            let mut numbers = vec![0f32; rows * width];
+            for (c, &f) in input.columns.iter().enumerate() {
+                let field = &set.fields()[f];
+                for row in 0..rows {
+                    let value = columns[f].value(row);
+                    match field.transform.apply(&field.name, value) {
+                        Err(e) => {
+                            want = Err(e.to_string());
+                            break 'inputs;
+                        }
+                        Ok(TransformOutput::Id(id)) if input.dtype == DataType::I64 => {
+                            ids[row * width + c] = id
+                        }
+                        Ok(TransformOutput::Number(x)) if (x as f32).is_finite() => {
+                            numbers[row * width + c] = x as f32
+                        }
+                        Ok(v) => {
+                            want = Err(format!("field '{}' row {row} gives {} cannot hold", field.name, show(v)));
+                            break 'inputs;
+                        }
+                    }
+                }
+            }
+            let data = match input.dtype {
+                DataType::I64 => TensorData::I64(ids),
+                _ => TensorData::F32(numbers),
+            };
+            if let Ok(built) = &mut want {
+                built.push((input.name.clone(), data));
+            }
+        }
+        match (set.apply(given), want) {
+            (Ok(out), Ok(want)) => {
+                for (name, data) in want {
+                    let got = get(&out, &name);
+                    proptest::prop_assert_eq!(got.shape.clone(), vec![rows, 4 - usize::from(name == "dense")]);
+                    // NaN never comes out: it is refused, so plain equality holds.
+                    proptest::prop_assert_eq!(&got.data, &data, "input {}", name);
+                }
+            }
+            (Err(got), Err(want)) if want.contains("cannot hold") => {
+                let got = got.to_string();
+                let (field_row, value) = want.split_once(" gives ").unwrap();
+                let value = value.trim_end_matches(" cannot hold");
+                proptest::prop_assert!(got.starts_with(field_row) || got.contains(field_row), "{} vs {}", got, want);
+                proptest::prop_assert!(got.contains(&format!("gives {value}")) && got.contains("cannot hold"), "{} vs {}", got, want);
+            }
+            (got, want) => {
+                proptest::prop_assert_eq!(got.map(|_| ()).map_err(|e| e.to_string()), want.map(|_| ()));
+            }
+        }
+    }
 }

@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use super::*;
 
 fn hash(buckets: u64) -> Transform {
-    Transform::Hash { buckets }
+    Transform::Hash {
+        buckets: Modulus::new(buckets),
+    }
 }
 
 fn id(t: &Transform, v: FieldValue<'_>) -> i64 {
@@ -226,7 +228,53 @@ fn configs_name_the_field_and_the_problem() {
     assert!(toml_err.to_string().contains("hash_bukets"), "{toml_err}");
 }
 
+#[test]
+fn the_modulus_equals_the_remainder_at_the_edges() {
+    let divisors = [
+        1,
+        2,
+        3,
+        7,
+        10,
+        1000,
+        1 << 32,
+        (1 << 32) + 1,
+        u64::MAX / 2,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    let numerators = [
+        0,
+        1,
+        2,
+        999,
+        1000,
+        1001,
+        u64::MAX / 3,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    for d in divisors {
+        let m = Modulus::new(d);
+        assert_eq!(m.get(), d);
+        for n in numerators
+            .into_iter()
+            .chain([d - 1, d, d.wrapping_add(1), d.wrapping_mul(2)])
+        {
+            assert_eq!(m.of(n), n % d, "{n} % {d}");
+        }
+    }
+    assert_eq!(Modulus::new(0).get(), 0, "no OOV buckets stays 0");
+}
+
 proptest! {
+    /// The multiply-based remainder, against `%`, over the whole range of both.
+    #[test]
+    fn the_modulus_equals_the_remainder(n in any::<u64>(), d in 1u64.., small in 1u64..100_000) {
+        prop_assert_eq!(Modulus::new(d).of(n), n % d);
+        prop_assert_eq!(Modulus::new(small).of(n), n % small);
+    }
+
     /// Hashing, against the reference: the fingerprint of the text (integers as their
     /// decimal text) modulo the buckets, for any Unicode string and any integer.
     #[test]
