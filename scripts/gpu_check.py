@@ -31,12 +31,7 @@ EXACT = {"BOOL", "BYTES", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", 
 
 
 def flatten(v):
-    if isinstance(v, list):
-        out = []
-        for x in v:
-            out.extend(flatten(x))
-        return out
-    return [v]
+    return [x for e in v for x in flatten(e)] if isinstance(v, list) else [v]
 
 
 def http(method, url, body=None, timeout=60):
@@ -84,30 +79,33 @@ def model_names(models):
     )
 
 
+class Fail(Exception):
+    """The model fails the check; the message says where and why."""
+
+
 def check_model(base, models, name, args):
     """One model: {'model', 'status', 'samples', 'max_abs', 'max_rel', 'provider', 'detail'}."""
     res = {"model": name, "status": "ok", "samples": 0, "max_abs": 0.0, "max_rel": 0.0, "errors": []}
+    try:
+        check_samples(base, models, name, args, res)
+    except Fail as e:
+        res.update(status="FAIL", detail=str(e))
+    return res
+
+
+def check_samples(base, models, name, args, res):
     status, body = http("GET", f"{base}/v2/models/{name}")
     if status != 200:
-        res.update(status="FAIL", detail=f"metadata: HTTP {status} {body[:300]!r}")
-        return res
-    meta = json.loads(body)
-    placement = (meta.get("parameters") or {}).get("execution_provider")
+        raise Fail(f"metadata: HTTP {status} {body[:300]!r}")
+    placement = (json.loads(body).get("parameters") or {}).get("execution_provider")
     res["provider"] = placement
-    if placement is None:
-        if args.expect_provider != "cpu":
-            res.update(
-                status="FAIL",
-                detail="metadata has no parameters.execution_provider: cannot tell "
-                "where the model runs (server without the execution-provider policy)",
-            )
-            return res
-    elif any(not p.startswith(args.expect_provider) for p in placement.split(",")):
-        res.update(
-            status="FAIL",
-            detail=f"runs on {placement}, expected {args.expect_provider} everywhere",
+    if placement is None and args.expect_provider != "cpu":
+        raise Fail(
+            "metadata has no parameters.execution_provider: cannot tell "
+            "where the model runs (server without the execution-provider policy)"
         )
-        return res
+    if placement is not None and any(not p.startswith(args.expect_provider) for p in placement.split(",")):
+        raise Fail(f"runs on {placement}, expected {args.expect_provider} everywhere")
     with open(os.path.join(models, name, "samples.json")) as f:
         samples = json.load(f)["samples"]
     for i, sample in enumerate(samples):
@@ -117,43 +115,27 @@ def check_model(base, models, name, args):
         ]
         status, body = http("POST", f"{base}/v2/models/{name}/infer", {"inputs": inputs})
         if status != 200:
-            res.update(status="FAIL", detail=f"sample {i}: HTTP {status} {body[:300]!r}")
-            return res
+            raise Fail(f"sample {i}: HTTP {status} {body[:300]!r}")
         outputs = {o["name"]: o for o in json.loads(body)["outputs"]}
         sample_err = 0.0
         for out_name, want in sample["outputs"].items():
             got = outputs.get(out_name)
             where = f"sample {i} {out_name}"
             if got is None:
-                res.update(status="FAIL", detail=f"{where}: missing")
-                return res
+                raise Fail(f"{where}: missing")
             if got["shape"] != want["shape"] or got["datatype"] != want["datatype"]:
-                res.update(
-                    status="FAIL",
-                    detail=f"{where}: {got['datatype']} {got['shape']} "
-                    f"!= {want['datatype']} {want['shape']}",
-                )
-                return res
+                raise Fail(f"{where}: {got['datatype']} {got['shape']} != {want['datatype']} {want['shape']}")
             g, w = flatten(got["data"]), flatten(want["data"])
             max_abs, max_rel, excess = compare(g, w, want["datatype"], args.rtol, args.atol)
             res["max_abs"] = max(res["max_abs"], max_abs)
-            sample_err = max(sample_err, max_abs)
             res["max_rel"] = max(res["max_rel"], max_rel)
+            sample_err = max(sample_err, max_abs)
             if excess > 0:
-                _, _, tf32_excess = compare(
-                    g, w, want["datatype"], args.tf32_rtol, args.tf32_atol
-                )
-                if tf32_excess > 0 or args.strict:
-                    res.update(
-                        status="FAIL",
-                        detail=f"{where}: max abs err {max_abs:.3g}, max rel err {max_rel:.3g}",
-                    )
-                    return res
-                res["status"] = "tf32"
-                res["detail"] = f"{where}: within TF32 tolerance only"
+                if args.strict or compare(g, w, want["datatype"], args.tf32_rtol, args.tf32_atol)[2] > 0:
+                    raise Fail(f"{where}: max abs err {max_abs:.3g}, max rel err {max_rel:.3g}")
+                res.update(status="tf32", detail=f"{where}: within TF32 tolerance only")
         res["samples"] += 1
         res["errors"].append(sample_err)
-    return res
 
 
 def cmd_samples(args):
