@@ -57,7 +57,7 @@ impl Decimal<'_> {
 }
 
 impl Token<'_> {
-    /// The number exactly as the serde path would have seen it.
+    /// The number exactly as serde_json reads it.
     fn number(self) -> Option<JsonNumber> {
         Some(match self {
             Token::Int {
@@ -116,7 +116,7 @@ impl Scan for f64 {
 }
 
 impl Scan for f32 {
-    /// Floats go through f64 and are then narrowed, exactly as the serde path did.
+    /// Floats go through f64 and are then narrowed, as serde_json reads them into `f32`.
     fn from_token(t: Token) -> Option<Self> {
         match t {
             Token::Float(d) => d.to_f64().map(|v| v as f32),
