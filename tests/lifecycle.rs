@@ -175,20 +175,26 @@ fn start_up_loads_models_side_by_side_and_reports_failures_in_name_order() {
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let first_ready = events
-        .iter()
-        .position(|e| logged_model(e, "version ready").is_some())
-        .expect("a version became ready");
-    let loading_before: Vec<&str> = events[..first_ready]
-        .iter()
-        .filter_map(|e| logged_model(e, "loading version"))
-        .collect();
-    // One load per core: on a machine with more than one, the second model starts
-    // loading before the first is ready; on one core, strictly one after another.
-    assert_eq!(
-        loading_before.len(),
-        cores.min(4),
-        "models loading before the first was ready: {loading_before:?}"
+    // How many loads were under way at once, at most: one per core. On a machine with
+    // more than one core, some overlap (over four models, however the scheduler delays
+    // one load's start); on one core, strictly one after another.
+    let mut under_way = 0usize;
+    let mut most = 0usize;
+    for e in &events {
+        if logged_model(e, "loading version").is_some() {
+            under_way += 1;
+            most = most.max(under_way);
+        } else if logged_model(e, "version ready").is_some() {
+            under_way = under_way.saturating_sub(1);
+        }
+    }
+    assert!(
+        most <= cores.min(4),
+        "{most} loads at once on {cores} cores: {lines:#?}"
+    );
+    assert!(
+        cores == 1 || most >= 2,
+        "no two models loaded side by side on {cores} cores: {lines:#?}"
     );
     let ready: Vec<&str> = events
         .iter()
