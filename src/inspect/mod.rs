@@ -282,7 +282,7 @@ fn batching(session: &mut runtime::Session, spec: &ModelSpec) -> Batching {
                 .map(|&(rows, t)| (rows, t.as_micros()))
                 .collect();
         }
-        Err(e) => b.timing_error = Some(e),
+        Err(e) => b.timing_error = Some(e.to_string()),
     }
     b
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::Measuring;
 use super::value::to_ort_value;
-use super::Session;
+use super::{RunError, Session};
 use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{element_count, Tensor, TensorData};
 
@@ -45,7 +45,7 @@ pub fn calibrate(
     floor: Duration,
     cap: usize,
     _quiet: &Measuring,
-) -> Result<Calibration, String> {
+) -> Result<Calibration, RunError> {
     search(budget, floor, cap, |rows, settle| {
         time_size(session, spec, rows, budget, settle)
     })
@@ -56,8 +56,8 @@ fn search(
     budget: Duration,
     floor: Duration,
     cap: usize,
-    mut time: impl FnMut(usize, bool) -> Result<Duration, String>,
-) -> Result<Calibration, String> {
+    mut time: impl FnMut(usize, bool) -> Result<Duration, RunError>,
+) -> Result<Calibration, RunError> {
     let cap = cap.max(1);
     let mut samples: Vec<(usize, Duration)> = Vec::new();
     // An extrapolated size found over budget: the doubling goes on below it, so the
@@ -168,7 +168,7 @@ fn time_size(
     rows: usize,
     budget: Duration,
     settle: bool,
-) -> Result<Duration, String> {
+) -> Result<Duration, RunError> {
     let stop = settle.then_some(budget);
     let time = time_runs(session, spec, rows, stop)?;
     if time <= budget {
@@ -182,19 +182,16 @@ fn time_runs(
     spec: &ModelSpec,
     rows: usize,
     stop_within: Option<Duration>,
-) -> Result<Duration, String> {
+) -> Result<Duration, RunError> {
     let inputs: Vec<Tensor> = spec.graph_inputs().iter().map(|s| zeros(s, rows)).collect();
     let mut best = Duration::MAX;
     for i in 0..=RUNS {
         let mut values = Vec::with_capacity(inputs.len());
         for (s, t) in spec.graph_inputs().iter().zip(&inputs) {
-            values.push((
-                s.name.as_str(),
-                to_ort_value(t.clone()).map_err(|e| e.to_string())?,
-            ));
+            values.push((s.name.as_str(), to_ort_value(t.clone())?));
         }
         let started = Instant::now();
-        session.graph.run(values).map_err(|e| e.to_string())?;
+        session.graph.run(values)?;
         let time = started.elapsed();
         if i > 0 || stop_within.is_some() {
             best = best.min(time);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::Measuring;
 use super::value::to_ort_value;
-use super::Session;
+use super::{RunError, Session};
 use crate::spec::{Footprint, ModelSpec, TensorSpec, FALLBACK_BYTES_PER_ELEMENT};
 use crate::tensor::{
     dispatch_dtype, element_count, DataType, Element, FromJson, JsonNumber, Tensor, TensorData,
@@ -49,7 +49,7 @@ pub fn measure(
     session: &mut Session,
     spec: &ModelSpec,
     _quiet: &Measuring,
-) -> Result<Footprint, String> {
+) -> Result<Footprint, RunError> {
     let dims: Vec<Vec<usize>> = spec
         .graph_inputs()
         .iter()
@@ -110,7 +110,7 @@ fn probe(
     dims: &[Vec<usize>],
     width: usize,
     elements: usize,
-) -> Result<Probe, String> {
+) -> Result<Probe, RunError> {
     // More rows than a served batch may hold is fine: only the cost per element counts.
     let rows = if spec.batched {
         (elements / width).max(1)
@@ -120,12 +120,12 @@ fn probe(
     let mut values = Vec::with_capacity(spec.graph_inputs().len());
     for (s, d) in spec.graph_inputs().iter().zip(dims) {
         let t = ones(s, rows, d, spec.batched);
-        values.push((s.name.as_str(), to_ort_value(t).map_err(|e| e.to_string())?));
+        values.push((s.name.as_str(), to_ort_value(t)?));
     }
     // The inputs exist before the reset: only what the run itself allocates counts.
     let before = reset_peak();
     let started = Instant::now();
-    let outputs = session.graph.run(values).map_err(|e| e.to_string())?;
+    let outputs = session.graph.run(values)?;
     let time = started.elapsed();
     let peak = read_status("VmHWM:");
     drop(outputs);
