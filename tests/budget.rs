@@ -495,7 +495,10 @@ fn decoded_tensors_and_answers_keep_the_whole_zoo_within_its_budget() {
     const BUDGET_MIB: u64 = 256;
     // What the budget does not see: transient buffers (a body collected from its chunks,
     // an answer's growing buffer), runs under 32 MiB of working memory, allocator slack.
-    const SLACK_MIB: u64 = 128;
+    // Measured on the 2-core machine, release and debug builds alike: the peak sits 340-410
+    // MiB above the resident size before, so 256 + 128 failed about one run in three; with
+    // nothing but bodies charged it sat at the budget plus twice that again (+768 MiB).
+    const SLACK_MIB: u64 = 192;
     let process = Process::start(&[
         "--max-inflight-bytes",
         &(BUDGET_MIB << 20).to_string(),
