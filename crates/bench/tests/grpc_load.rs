@@ -3,29 +3,9 @@
 //! succeed (the bench stops with the server's status otherwise) and the level must count
 //! answers without errors.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bench(args: &[&str]) -> std::process::Output {
-    let root = root();
-    Command::new(env!("CARGO_BIN_EXE_mlpserve-bench"))
-        .args(["--model-repository", root.join("models").to_str().unwrap()])
-        .args([
-            "--ort-lib",
-            root.join(".onnxruntime/libonnxruntime.so")
-                .to_str()
-                .unwrap(),
-        ])
-        .args(["--model", "finalmlp_ctr", "--warmup", "100ms"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the bench binary runs")
-}
+use support::bench;
 
 #[test]
 fn grpc_load_counts_answered_calls() {

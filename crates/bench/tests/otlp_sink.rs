@@ -2,13 +2,12 @@
 //! real server in-process with tracing at ratio 1.0 pointed at the sink, and the sink must
 //! accept the server's exports (no export failure logged) and count their spans.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::bench;
 
 #[test]
 fn the_sink_accepts_and_counts_the_servers_spans() {
@@ -29,21 +28,14 @@ fn the_sink_accepts_and_counts_the_servers_spans() {
         format!("otlp_endpoint = \"http://127.0.0.1:{port}\"\ntrace_sample_ratio = 1.0\n"),
     )
     .unwrap();
-    let root = root();
-    let bench = Command::new(env!("CARGO_BIN_EXE_mlpserve-bench"))
-        .args(["--model-repository", root.join("models").to_str().unwrap()])
-        .args([
-            "--ort-lib",
-            root.join(".onnxruntime/libonnxruntime.so")
-                .to_str()
-                .unwrap(),
-        ])
-        .args(["--model", "finalmlp_ctr", "--warmup", "100ms"])
-        .args(["--concurrency", "2", "--duration", "300ms"])
-        .args(["--server-config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the bench binary runs");
+    let bench = bench(&[
+        "--concurrency",
+        "2",
+        "--duration",
+        "300ms",
+        "--server-config",
+        config.to_str().unwrap(),
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
     // The server flushed its spans at shutdown; stop the sink for its counts.
     let stopped = Command::new("kill")
