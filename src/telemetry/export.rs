@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prometheus::IntCounter;
 
+use super::error::ExportError;
 use super::otlp::{self, Resource};
 use super::record::{self, Batch, Request};
 use super::transport::{Collector, EXPORT_TIMEOUT};
@@ -171,7 +172,7 @@ fn export(collector: &mut Collector, body: Bytes, spans: usize, runtime: &tokio:
     let result = runtime.block_on(async {
         match tokio::time::timeout(EXPORT_TIMEOUT, collector.send(body)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {EXPORT_TIMEOUT:?}")),
+            Err(_) => Err(ExportError::Timeout(EXPORT_TIMEOUT)),
         }
     });
     match result {

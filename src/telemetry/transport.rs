@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prost::encoding::{DecodeContext, WireType};
 
+use super::error::ExportError;
 use super::TelemetryError;
 use crate::config::observe::{OtlpProtocol, TraceConfig};
 
@@ -71,34 +72,32 @@ impl Collector {
     }
 
     /// Sends one export request; an error says why the collector did not take it.
-    pub async fn send(&mut self, body: Bytes) -> Result<(), String> {
+    pub async fn send(&mut self, body: Bytes) -> Result<(), ExportError> {
         match self {
             Collector::Grpc(grpc) => {
-                grpc.ready().await.map_err(|e| e.to_string())?;
+                grpc.ready().await?;
                 let codec = tonic_prost::ProstCodec::<Encoded, ()>::default();
                 grpc.unary(
                     tonic::Request::new(Encoded(body)),
                     PathAndQuery::from_static(EXPORT_PATH),
                     codec,
                 )
-                .await
-                .map(drop)
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                .await?;
+                Ok(())
             }
             Collector::Http(h) => {
                 let HttpCollector { client, url } = &**h;
                 let request = Request::post(url.clone())
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                    .body(Full::new(body))
-                    .map_err(|e| e.to_string())?;
-                let answer = client.request(request).await.map_err(|e| e.to_string())?;
+                    .body(Full::new(body))?;
+                let answer = client.request(request).await?;
                 let status = answer.status();
                 // Read the answer to the end, so the connection is kept for the next one.
                 let _ = answer.into_body().collect().await;
                 if status.is_success() {
                     Ok(())
                 } else {
-                    Err(format!("the collector answered {status}"))
+                    Err(ExportError::Status(status))
                 }
             }
         }
@@ -165,6 +164,35 @@ mod tests {
                 e.contains("https://collector:4317") && e.contains("no TLS"),
                 "{e}"
             );
+        }
+    }
+
+    /// A loopback address nothing listens on.
+    fn dead_endpoint() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_dead_collector_fails_the_export_with_a_typed_reason() {
+        let endpoint = dead_endpoint();
+        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+            let config = TraceConfig {
+                endpoint: endpoint.clone(),
+                protocol,
+                service_name: "mlpserve".into(),
+                sample_ratio: 1.0,
+            };
+            let mut collector = Collector::new(&config).unwrap();
+            let e = collector.send(Bytes::from_static(b"")).await.unwrap_err();
+            match (protocol, &e) {
+                (OtlpProtocol::Grpc, ExportError::Connect(_)) => {}
+                (OtlpProtocol::Grpc, ExportError::Grpc { code, .. }) => {
+                    assert_eq!(*code, tonic::Code::Unavailable, "{e}")
+                }
+                (OtlpProtocol::HttpProtobuf, ExportError::Http(_)) => {}
+                _ => panic!("{protocol:?}: unexpected error {e:?}"),
+            }
         }
     }
 
