@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mlpserve::config::{LogFormat, ServerArgs, ServerConfig};
+use mlpserve::config::{ConfigError, LogFormat, ServerArgs, ServerConfig};
 use mlpserve::logging::{print_stderr, LogSink};
 use tracing_subscriber::EnvFilter;
 
@@ -320,23 +320,35 @@ fn print_report(
     }
 }
 
+/// Why `mlpserve serve` exits with an error.
+#[derive(Debug, thiserror::Error)]
+enum ServeFailed {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the async runtime: {0}")]
+    AsyncRuntime(std::io::Error),
+    /// A port that cannot be bound; the message names it.
+    #[error(transparent)]
+    Bind(std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] mlpserve::ServeError),
+}
+
 /// The configuration comes first: it says how many threads the async runtime gets.
-fn serve(args: ServerArgs) -> Result<(), String> {
+fn serve(args: ServerArgs) -> Result<(), ServeFailed> {
     mlpserve::config::raise_fd_limit();
-    let config = ServerConfig::resolve(args).map_err(|e| e.to_string())?;
+    let config = ServerConfig::resolve(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.async_threads)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(ServeFailed::AsyncRuntime)?;
     runtime.block_on(async {
         init_tracing(config.log_format, &config.log_level);
         tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "resolved configuration");
         let listeners = mlpserve::Listeners::bind(&config)
             .await
-            .map_err(|e| e.to_string())?;
-        mlpserve::run(config, listeners, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+            .map_err(ServeFailed::Bind)?;
+        Ok(mlpserve::run(config, listeners, shutdown_signal()).await?)
     })
 }

@@ -81,7 +81,7 @@ fn numbers_after_an_empty_array_are_ragged() {
     let v2 = br#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [[], 1]}]}"#;
     let err = match mlpserve::api::http::v2_codec::decode(&Default::default(), v2) {
         Ok(_) => panic!("a ragged V2 data array was accepted"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     assert!(err.contains("ragged"), "{err}");
 }

@@ -192,6 +192,8 @@ fn load_outcome(
 #[test]
 fn load_failures_answer_by_their_cause_on_both_transports() {
     let repo = ScratchRepo::digits("load-causes");
+    // A version folder without its model.onnx.
+    std::fs::create_dir_all(repo.path.join("nofile/1")).expect("dir");
     // ONNX Runtime refuses the graph.
     std::fs::create_dir_all(repo.path.join("broken/1")).expect("dir");
     std::fs::write(repo.path.join("broken/1/model.onnx"), b"not an onnx graph").expect("write");
@@ -209,6 +211,7 @@ fn load_failures_answer_by_their_cause_on_both_transports() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let cases = [
         ("ghost", 404, tonic::Code::NotFound, "ghost"),
+        ("nofile", 400, tonic::Code::InvalidArgument, "model.onnx"),
         ("broken", 400, tonic::Code::InvalidArgument, "version 1"),
         (
             "slow",

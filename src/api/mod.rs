@@ -3,11 +3,14 @@
 
 pub mod auth;
 pub mod conn;
+pub mod decode_error;
 pub mod grpc;
 pub mod http;
 pub mod tls;
 
 use std::sync::Arc;
+
+pub use decode_error::DecodeError;
 
 use crate::config::TransportConfig;
 use crate::metrics::TransportMetrics;

@@ -4,6 +4,7 @@
 //! empty string, whatever `pad_value` says (it is a number; load refuses any other for
 //! strings).
 
+use super::BatchError;
 use crate::spec::{ContextSpec, Feed, TensorSpec};
 use crate::tensor::{
     dispatch_dtype, element_count, with_tensor_data, ByteStrings, Element, FromJson, JsonNumber,
@@ -19,7 +20,7 @@ pub fn stack(
     specs: &[TensorSpec],
     mut requests: Vec<Vec<Tensor>>,
     rows: &[usize],
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, BatchError> {
     if requests.len() == 1 {
         let request = requests.pop().unwrap_or_default();
         let r = rows.first().copied().unwrap_or(1);
@@ -55,24 +56,26 @@ pub fn stack(
 
 /// Stacks one input of every request: part `j` fills `rows[j]` rows of the result, by
 /// itself or, with one row, repeated (a broadcast input).
-fn stack_input(pad_value: f64, parts: &[Tensor], rows: &[usize]) -> Result<Tensor, String> {
-    let first = parts.first().ok_or("nothing to stack")?;
+fn stack_input(pad_value: f64, parts: &[Tensor], rows: &[usize]) -> Result<Tensor, BatchError> {
+    let first = parts
+        .first()
+        .ok_or_else(|| BatchError::Assemble("nothing to stack".into()))?;
     if parts.len() != rows.len() {
-        return Err(format!(
+        return Err(BatchError::Assemble(format!(
             "{} parts to stack for {} requests",
             parts.len(),
             rows.len()
-        ));
+        )));
     }
     if let Some((p, r)) = parts
         .iter()
         .zip(rows)
         .find(|(p, &r)| p.rows() != r && p.rows() != 1)
     {
-        return Err(format!(
+        return Err(BatchError::Assemble(format!(
             "an input of {} rows in a request of {r} rows: only a broadcast row repeats",
             p.rows()
-        ));
+        )));
     }
     let mut target = first.shape.clone();
     target[0] = rows.iter().sum();
@@ -87,7 +90,11 @@ fn stack_input(pad_value: f64, parts: &[Tensor], rows: &[usize]) -> Result<Tenso
         bytes => stack_strings(parts, rows, target))
 }
 
-fn stack_strings(parts: &[Tensor], rows: &[usize], target: Vec<usize>) -> Result<Tensor, String> {
+fn stack_strings(
+    parts: &[Tensor],
+    rows: &[usize],
+    target: Vec<usize>,
+) -> Result<Tensor, BatchError> {
     let mut out = ByteStrings::with_capacity(
         element_count(&target),
         parts
@@ -97,10 +104,7 @@ fn stack_strings(parts: &[Tensor], rows: &[usize], target: Vec<usize>) -> Result
             .sum(),
     );
     for (p, &r) in parts.iter().zip(rows) {
-        let src = p
-            .data
-            .as_strings()
-            .ok_or("inputs of one batch differ in datatype")?;
+        let src = p.data.as_strings().ok_or_else(mixed_dtypes)?;
         let repeat = if p.rows() == r { 1 } else { r };
         if p.shape[1..] == target[1..] {
             for _ in 0..repeat {
@@ -116,7 +120,7 @@ fn stack_strings(parts: &[Tensor], rows: &[usize], target: Vec<usize>) -> Result
             }
         }
     }
-    Tensor::new(target, TensorData::Bytes(out)).map_err(|e| e.to_string())
+    Ok(Tensor::new(target, TensorData::Bytes(out))?)
 }
 
 /// [`pad_block`] for strings: appends `src` from element `at` on (laid out as `src_dims`)
@@ -150,11 +154,11 @@ fn stack_typed<T: Element + FromJson>(
     rows: &[usize],
     target: Vec<usize>,
     pad: f64,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, BatchError> {
     let pad = T::from_json(JsonNumber::Float(pad)).unwrap_or_default();
     let mut out = Vec::with_capacity(element_count(&target));
     for (p, &r) in parts.iter().zip(rows) {
-        let src = T::slice(&p.data).ok_or("inputs of one batch differ in datatype")?;
+        let src = T::slice(&p.data).ok_or_else(mixed_dtypes)?;
         let start = out.len();
         if p.shape[1..] == target[1..] {
             out.extend_from_slice(src);
@@ -171,7 +175,11 @@ fn stack_typed<T: Element + FromJson>(
             }
         }
     }
-    Tensor::new(target, T::wrap(out)).map_err(|e| e.to_string())
+    Ok(Tensor::new(target, T::wrap(out))?)
+}
+
+fn mixed_dtypes() -> BatchError {
+    BatchError::Assemble("inputs of one batch differ in datatype".into())
 }
 
 /// Appends `src` (of `src_dims`) to `out` laid out as `dst_dims`, filling with `pad`.
@@ -208,8 +216,8 @@ pub fn run_context(
     context: &ContextSpec,
     requests: Vec<Vec<Tensor>>,
     rows: &[usize],
-    run: impl FnOnce(Vec<Tensor>) -> Result<Vec<Tensor>, String>,
-) -> Result<Vec<Vec<Tensor>>, String> {
+    run: impl FnOnce(Vec<Tensor>) -> Result<Vec<Tensor>, BatchError>,
+) -> Result<Vec<Vec<Tensor>>, BatchError> {
     // A request's context rows: 1 when every context input came once, else its rows (an
     // input sent once beside one sent repeated is repeated to match).
     let context_rows: Vec<usize> = requests
@@ -234,10 +242,9 @@ pub fn run_context(
                 .inputs
                 .iter()
                 .map(|&i| {
-                    inputs
-                        .get(i)
-                        .cloned()
-                        .ok_or("a request lacks a context input")
+                    inputs.get(i).cloned().ok_or_else(|| {
+                        BatchError::Assemble("a request lacks a context input".into())
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -249,7 +256,9 @@ pub fn run_context(
     for mut inputs in requests {
         let mut fed = per_request
             .next()
-            .ok_or("the context graph answered fewer requests than it ran")?
+            .ok_or_else(|| {
+                BatchError::Assemble("the context graph answered fewer requests than it ran".into())
+            })?
             .into_iter()
             .map(Some)
             .collect::<Vec<_>>();
@@ -262,7 +271,9 @@ pub fn run_context(
                 Feed::Client(i) => own[i].clone(),
                 Feed::Context(o) => fed.get_mut(o).and_then(Option::take),
             };
-            request.push(t.ok_or_else(|| format!("scorer input {at} has no tensor"))?);
+            request.push(
+                t.ok_or_else(|| BatchError::Assemble(format!("scorer input {at} has no tensor")))?,
+            );
         }
         scorer.push(request);
     }
@@ -275,7 +286,7 @@ pub fn split_request(
     inputs: Vec<Tensor>,
     total: usize,
     sizes: &[usize],
-) -> Result<Vec<Vec<Tensor>>, String> {
+) -> Result<Vec<Vec<Tensor>>, BatchError> {
     let count = inputs.len();
     let (per_row, broadcast): (Vec<_>, Vec<_>) = inputs
         .into_iter()
@@ -302,7 +313,7 @@ pub fn split_request(
 
 /// Splits each batched output into consecutive row ranges of `rows`. Returns one vector of
 /// outputs per request. A single request gets the outputs moved.
-pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, String> {
+pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, BatchError> {
     if rows.len() == 1 {
         return Ok(vec![outputs]);
     }
@@ -313,10 +324,10 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
         .collect();
     for out in outputs {
         if out.rows() != total || out.shape.is_empty() {
-            return Err(format!(
+            return Err(BatchError::Assemble(format!(
                 "output of shape {:?} does not have the batch's {total} rows on axis 0",
                 out.shape
-            ));
+            )));
         }
         let row_len = out.row_len();
         let mut start = 0;
@@ -526,7 +537,7 @@ mod tests {
             ran.push(stacked[0].clone());
             // The "context graph": ten times its input.
             let TensorData::I64(v) = &stacked[0].data else {
-                return Err("not INT64".into());
+                return Err(BatchError::Assemble("not INT64".into()));
             };
             let v = v.iter().map(|x| x * 10).collect();
             Ok(vec![t(stacked[0].shape.clone(), v)])

@@ -4,6 +4,7 @@
 //! The async driver (`task`) forms batches with the pure `queue` and hands them to workers.
 
 pub mod assemble;
+mod error;
 mod health;
 pub mod queue;
 mod task;
@@ -21,6 +22,7 @@ use crate::runtime::Session;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 
+pub use error::BatchError;
 pub use health::Health;
 pub use queue::{BatchPolicy, BatchQueue, Entry, Poll};
 pub use worker::{Batch, SharedSession};
@@ -213,7 +215,7 @@ impl Batcher {
             })
             .await
             .map_err(|e| Error::Internal(format!("splitting a large request failed: {e}")))?;
-            let parts = parts.map_err(Error::Internal)?;
+            let parts = parts.map_err(|e| Error::Internal(e.to_string()))?;
             sizes.into_iter().zip(parts).collect()
         } else {
             vec![(rows, inputs)]
@@ -274,7 +276,7 @@ fn merge_chunks(spec: &ModelSpec, parts: Vec<JobOutput>) -> Result<JobOutput> {
         parts.into_iter().map(|p| p.outputs).collect(),
         &rows,
     )
-    .map_err(Error::Internal)?;
+    .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(JobOutput {
         outputs,
         queue_time,

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::health::{panic_message, Health, TEST_PANIC_ROWS};
 use super::queue::{BatchQueue, Poll};
 use super::task::{poll_live, time_out};
-use super::{assemble, Job, JobOutput};
+use super::{assemble, BatchError, Job, JobOutput};
 use crate::error::Error;
 use crate::metrics::ModelMetrics;
 use crate::runtime::{self, Session};
@@ -254,10 +254,10 @@ fn run_recorded(
     metrics: &ModelMetrics,
     inputs: Vec<Vec<Tensor>>,
     rows: &[usize],
-) -> (Result<Vec<Vec<Tensor>>, String>, Duration) {
+) -> (Result<Vec<Vec<Tensor>>, BatchError>, Duration) {
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| execute(session, spec, inputs, rows)))
-        .unwrap_or_else(|_| Err("ONNX Runtime execution panicked".to_string()));
+        .unwrap_or(Err(BatchError::Panicked));
     let compute_time = started.elapsed();
     let batch_rows: usize = rows.iter().sum();
     metrics.executions.inc();
@@ -269,7 +269,12 @@ fn run_recorded(
 /// The one log line of a failed run: every request of the batch fails with it, and the
 /// transports do not log [`Error::RunFailed`] again. `request_ids`: one per request,
 /// `None` for a request that came without one.
-fn log_failed_run(spec: &ModelSpec, batch_rows: usize, request_ids: &[Option<&str>], cause: &str) {
+fn log_failed_run(
+    spec: &ModelSpec,
+    batch_rows: usize,
+    request_ids: &[Option<&str>],
+    cause: &BatchError,
+) {
     let ids: Vec<&str> = request_ids.iter().flatten().copied().collect();
     tracing::error!(
         model = %spec.name,
@@ -282,7 +287,7 @@ fn log_failed_run(spec: &ModelSpec, batch_rows: usize, request_ids: &[Option<&st
     );
 }
 
-fn failed(spec: &ModelSpec, message: &str) -> Error {
+fn failed(spec: &ModelSpec, message: &BatchError) -> Error {
     Error::RunFailed(format!(
         "model '{}' version {} failed to run: {message}",
         spec.name, spec.version
@@ -308,7 +313,7 @@ impl Drop for Held<'_> {
         if self.jobs.is_empty() || !std::thread::panicking() {
             return;
         }
-        let reason = "its worker thread panicked while running this request's batch; a fresh worker replaces it";
+        let reason = &BatchError::WorkerPanicked;
         self.health.fail(format!(
             "a worker of model '{}' version {} panicked",
             self.spec.name, self.spec.version
@@ -392,21 +397,21 @@ fn run_batch(
     }
 }
 
-/// Stack, run, split. Errors are strings for the log and the 500 message.
+/// Stack, run, split.
 fn execute(
     session: &mut Session,
     spec: &ModelSpec,
     inputs: Vec<Vec<Tensor>>,
     rows: &[usize],
-) -> Result<Vec<Vec<Tensor>>, String> {
+) -> Result<Vec<Vec<Tensor>>, BatchError> {
     let inputs = match &spec.context {
         Some(context) => assemble::run_context(context, inputs, rows, |stacked| {
-            runtime::execute_context(session, spec, stacked).map_err(|e| e.to_string())
+            Ok(runtime::execute_context(session, spec, stacked)?)
         })?,
         None => inputs,
     };
     let stacked = assemble::stack(spec.graph_inputs(), inputs, rows)?;
-    let outputs = runtime::execute(session, spec, stacked).map_err(|e| e.to_string())?;
+    let outputs = runtime::execute(session, spec, stacked)?;
     if spec.batched {
         assemble::split(outputs, rows)
     } else {

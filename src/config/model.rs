@@ -258,12 +258,12 @@ impl ModelConfig {
     pub fn parse(text: &str) -> Result<ModelConfig, ConfigError> {
         let config: ModelConfig =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        config.check().map_err(ConfigError::Invalid)?;
+        config.check()?;
         Ok(config)
     }
 
     /// Every range and every agreement between values.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         let config = self;
         config.check_ranges()?;
         let limit = match config.max_batch_size {
@@ -276,20 +276,22 @@ impl ModelConfig {
             .iter()
             .find(|&&p| p == 0 || p > limit)
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "preferred_batch_sizes: {p} must be between 1 and max_batch_size ({limit})"
-            ));
+            )));
         }
         if let Some(s) = config
             .payload_log_sample
             .filter(|s| !(0.0..=1.0).contains(s))
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "payload_log_sample = {s} is out of range: allowed 0.0..=1.0"
-            ));
+            )));
         }
         if let Some(&d) = config.device_ids.iter().find(|&&d| d < 0) {
-            return Err(format!("device_ids: {d} is not a GPU ordinal (0 or more)"));
+            return Err(ConfigError::Invalid(format!(
+                "device_ids: {d} is not a GPU ordinal (0 or more)"
+            )));
         }
         config.check_routing()?;
         config.check_features()?;
@@ -298,7 +300,7 @@ impl ModelConfig {
 
     /// `[context] model` names a file of the version folder: a plain file name, not a path
     /// that could leave the folder.
-    fn check_context(&self) -> Result<(), String> {
+    fn check_context(&self) -> Result<(), ConfigError> {
         let Some(context) = &self.context else {
             return Ok(());
         };
@@ -307,9 +309,9 @@ impl ModelConfig {
             .file_name()
             .is_some_and(|f| f == std::ffi::OsStr::new(name));
         if !plain || name == "model.onnx" {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "[context] model = \"{name}\" must be the file name of the context graph in the version folder (e.g. \"context.onnx\"), not a path and not model.onnx"
-            ));
+            )));
         }
         Ok(())
     }
@@ -318,24 +320,26 @@ impl ModelConfig {
     /// field named in a `from` is declared, once per input, and every declared field feeds
     /// some input. The transforms themselves, the vocabularies and the graph's widths are
     /// checked at load (`features::FeatureSet::build`).
-    fn check_features(&self) -> Result<(), String> {
+    fn check_features(&self) -> Result<(), ConfigError> {
         for (name, input) in &self.inputs {
             if input.from.is_empty() {
                 continue;
             }
             if !input.pad_axes.is_empty() {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "inputs.{name}: an input built from features has no axes to pad"
-                ));
+                )));
             }
             for (i, field) in input.from.iter().enumerate() {
                 if !self.features.contains_key(field) {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "inputs.{name}.from names field '{field}', which [features] does not declare"
-                    ));
+                    )));
                 }
                 if input.from[..i].contains(field) {
-                    return Err(format!("inputs.{name}.from names field '{field}' twice"));
+                    return Err(ConfigError::Invalid(format!(
+                        "inputs.{name}.from names field '{field}' twice"
+                    )));
                 }
             }
         }
@@ -344,14 +348,14 @@ impl ModelConfig {
             .keys()
             .find(|f| !self.inputs.values().any(|i| i.from.contains(f)))
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "feature '{unused}' is used by no input: name it in some [inputs.NAME] from = [...]"
-            ));
+            )));
         }
         if let Some(clash) = self.features.keys().find(|f| self.inputs.contains_key(*f)) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "feature '{clash}' has the name of a graph input; a field and an input need different names"
-            ));
+            )));
         }
         Ok(())
     }
@@ -365,28 +369,33 @@ impl ModelConfig {
         let syntax = |e: String| ConfigError::Syntax(format!("config override: {e}"));
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
-        let (value, ignored) = super::triton_json::translate(value).map_err(syntax)?;
+        let (value, ignored) = super::triton_json::translate(value)
+            .map_err(|e| e.map_message(|m| format!("config override: {m}")))?;
         let toml_text = toml::to_string(&value).map_err(|e| syntax(e.to_string()))?;
         let config = ModelConfig::parse(&toml_text)
             .map_err(|e| e.map_message(|m| format!("config override: {m}")))?;
         Ok((config, ignored))
     }
 
-    fn check_routing(&self) -> Result<(), String> {
+    fn check_routing(&self) -> Result<(), ConfigError> {
         if let VersionPolicy::Latest(0) = self.version_policy {
-            return Err("version_policy latest must be at least 1".into());
+            return Err(ConfigError::Invalid(
+                "version_policy latest must be at least 1".into(),
+            ));
         }
         if let Some(label) = self
             .labels
             .keys()
             .find(|l| l.is_empty() || l.parse::<u64>().is_ok())
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "labels: '{label}' must be a non-empty name that is not a number"
-            ));
+            )));
         }
         if let Some(v) = self.traffic.keys().find(|v| v.parse::<u64>().is_err()) {
-            return Err(format!("traffic: key '{v}' must be a version number"));
+            return Err(ConfigError::Invalid(format!(
+                "traffic: key '{v}' must be a version number"
+            )));
         }
         Ok(())
     }
@@ -412,7 +421,7 @@ impl ModelConfig {
 
     /// Values that parse but could not work (a worker per core times four at most, delays
     /// and deadlines a client could still wait for) are refused at start.
-    fn check_ranges(&self) -> Result<(), String> {
+    fn check_ranges(&self) -> Result<(), ConfigError> {
         let threads = super::max_threads();
         let u = |v: usize| v as u64;
         let mut checks = vec![
@@ -452,28 +461,28 @@ impl ModelConfig {
             checks.push(("max_batch_size", u(n), 1, 1 << 20, ""));
         }
         if !(self.max_batch_latency_ms > 0.0 && self.max_batch_latency_ms <= 60_000.0) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "max_batch_latency_ms = {} is out of range: allowed above 0 up to 60000 (1 min)",
                 self.max_batch_latency_ms
-            ));
+            )));
         }
         if let Some(t) = self.intra_op_threads {
             checks.push(("intra_op_threads", u(t), 1, u(threads), " (4 per core)"));
         }
         for (key, value, min, max, note) in checks {
             if value < min || value > max {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{key} = {value} is out of range: allowed {min}..={max}{note}"
-                ));
+                )));
             }
         }
         for (name, input) in &self.inputs {
             if input.max_pad_length == 0 || input.max_pad_length > 1 << 24 {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "inputs.{name}.max_pad_length = {} is out of range: allowed 1..={}",
                     input.max_pad_length,
                     1 << 24
-                ));
+                )));
             }
         }
         Ok(())

@@ -208,13 +208,13 @@ impl Serialize for OverloadStatus {
 }
 
 impl OverloadStatus {
-    fn from_code(code: u16) -> Result<OverloadStatus, String> {
+    fn from_code(code: u16) -> Result<OverloadStatus, ConfigError> {
         match code {
             429 => Ok(OverloadStatus::TooManyRequests),
             503 => Ok(OverloadStatus::Unavailable),
-            other => Err(format!(
+            other => Err(ConfigError::Invalid(format!(
                 "overload_status = {other} is not allowed: 429 (the default) or 503 (Triton's)"
-            )),
+            ))),
         }
     }
 }
@@ -352,8 +352,7 @@ impl ServerConfig {
             max_inflight_bytes: inflight.0,
             max_inflight_bytes_from: inflight.1,
             shutdown_delay: Duration::from_secs(a.shutdown_delay.unwrap_or(0)),
-            overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))
-                .map_err(ConfigError::Invalid)?,
+            overload_status: OverloadStatus::from_code(a.overload_status.unwrap_or(429))?,
             traces,
             payload_log,
             max_string_bytes: a.max_string_bytes.unwrap_or(DEFAULT_MAX_STRING_BYTES),
@@ -368,13 +367,13 @@ impl ServerConfig {
                 "intra_op_threads must be at least 1".to_string(),
             ));
         }
-        config.check_ranges().map_err(ConfigError::Invalid)?;
+        config.check_ranges()?;
         Ok(config)
     }
 
     /// Range checks at start, so a mistyped value fails at once instead of misbehaving under
     /// load: errors name the key, its value and the range.
-    fn check_ranges(&self) -> Result<(), String> {
+    fn check_ranges(&self) -> Result<(), ConfigError> {
         let threads = super::max_threads() as u64;
         let checks = [
             (
@@ -423,9 +422,9 @@ impl ServerConfig {
         ];
         for (key, value, min, max, note) in checks {
             if value < min || value > max {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{key} = {value} is out of range: allowed {min}..={max}{note}"
-                ));
+                )));
             }
         }
         Ok(())

@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::ConfigError;
+
 /// Triton's model-config keys that describe a model rather than configure serving: they
 /// are read from the graph here, so an override may carry them and they are ignored.
 const DESCRIPTIVE: &[&str] = &[
@@ -43,9 +45,11 @@ const CAMEL: &[(&str, &str)] = &[
 /// Translates `value` (the override's JSON object) into `config.toml`'s keys. Returns the
 /// translated object and the keys that were ignored (dotted paths, e.g.
 /// `dynamic_batching.preserve_ordering`); errors name the key and what it must be.
-pub fn translate(value: Value) -> Result<(Value, Vec<String>), String> {
+pub fn translate(value: Value) -> Result<(Value, Vec<String>), ConfigError> {
     let Value::Object(map) = value else {
-        return Err(format!("expected a JSON object, got {value}"));
+        return Err(ConfigError::Syntax(format!(
+            "expected a JSON object, got {value}"
+        )));
     };
     let mut out = Map::new();
     let mut ignored = Vec::new();
@@ -75,9 +79,11 @@ fn parameters(
     v: Value,
     out: &mut Map<String, Value>,
     ignored: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     let Value::Object(map) = v else {
-        return Err(format!("parameters: expected an object, got {v}"));
+        return Err(ConfigError::Syntax(format!(
+            "parameters: expected an object, got {v}"
+        )));
     };
     for (key, value) in map {
         let text = value
@@ -93,7 +99,7 @@ fn parameters(
                     .entry("inputs")
                     .or_insert_with(|| Value::Object(Map::new()));
                 let Value::Object(inputs) = inputs else {
-                    return Err("inputs: expected an object".into());
+                    return Err(ConfigError::Syntax("inputs: expected an object".into()));
                 };
                 for name in names.split(',').filter(|n| !n.is_empty()) {
                     let entry = inputs
@@ -160,19 +166,21 @@ fn number(s: &str) -> Option<Value> {
 }
 
 /// An unsigned integer (a number or a numeric string), or an error naming `key`.
-fn uint(v: &Value, key: &str) -> Result<u64, String> {
+fn uint(v: &Value, key: &str) -> Result<u64, ConfigError> {
     match numbers_from_strings(v.clone()) {
         Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
-        other => Err(format!(
+        other => Err(ConfigError::Syntax(format!(
             "{key} must be a non-negative integer (a number or a string of digits), got {other}"
-        )),
+        ))),
     }
 }
 
-fn object(v: Value, key: &str) -> Result<Map<String, Value>, String> {
+fn object(v: Value, key: &str) -> Result<Map<String, Value>, ConfigError> {
     match v {
         Value::Object(m) => Ok(snake_keys(m)),
-        other => Err(format!("{key} must be an object, got {other}")),
+        other => Err(ConfigError::Syntax(format!(
+            "{key} must be an object, got {other}"
+        ))),
     }
 }
 
@@ -184,7 +192,7 @@ fn dynamic_batching(
     v: Value,
     out: &mut Map<String, Value>,
     ignored: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     for (key, v) in object(v, "dynamic_batching")? {
         let path = format!("dynamic_batching.{key}");
         match key.as_str() {
@@ -194,7 +202,11 @@ fn dynamic_batching(
                         .iter()
                         .map(|s| uint(s, &path).map(Value::from))
                         .collect::<Result<Vec<_>, _>>()?,
-                    other => return Err(format!("{path} must be a list, got {other}")),
+                    other => {
+                        return Err(ConfigError::Syntax(format!(
+                            "{path} must be a list, got {other}"
+                        )))
+                    }
                 };
                 out.insert("preferred_batch_sizes".into(), Value::Array(sizes));
             }
@@ -212,7 +224,7 @@ fn queue_policy(
     v: Value,
     out: &mut Map<String, Value>,
     ignored: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     for (key, v) in object(v, "dynamic_batching.default_queue_policy")? {
         let path = format!("dynamic_batching.default_queue_policy.{key}");
         match key.as_str() {
@@ -228,9 +240,9 @@ fn queue_policy(
             "timeout_action" => match v.as_str() {
                 Some("REJECT") => {}
                 _ => {
-                    return Err(format!(
+                    return Err(ConfigError::Syntax(format!(
                         "{path}: only REJECT is supported (a request past its deadline is refused), got {v}"
-                    ))
+                    )))
                 }
             },
             // Our clients may always lower the deadline, as this flag allows in Triton.
@@ -245,9 +257,11 @@ fn queue_policy(
 /// `instances` (the counts added up), and for GPU groups `execution_provider = "cuda"`
 /// with `device_ids`. CPU and GPU groups in one model are refused: instances here share
 /// one execution provider.
-fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), String> {
+fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), ConfigError> {
     let Value::Array(groups) = v else {
-        return Err(format!("instance_group must be a list, got {v}"));
+        return Err(ConfigError::Syntax(format!(
+            "instance_group must be a list, got {v}"
+        )));
     };
     let mut count = 0u64;
     let mut kinds = Vec::new();
@@ -263,10 +277,10 @@ fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), String> 
             None | Some(Some("KIND_AUTO")) | Some(Some("KIND_CPU")) => "cpu",
             Some(Some("KIND_GPU")) => "cuda",
             Some(other) => {
-                return Err(format!(
+                return Err(ConfigError::Syntax(format!(
                     "{key}.kind must be KIND_CPU, KIND_GPU or KIND_AUTO, got {}",
                     other.map_or_else(|| g["kind"].to_string(), str::to_string)
-                ))
+                )))
             }
         };
         if !kinds.contains(&kind) {
@@ -274,7 +288,9 @@ fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), String> 
         }
         if let Some(list) = g.get("gpus") {
             let Value::Array(list) = list else {
-                return Err(format!("{key}.gpus must be a list, got {list}"));
+                return Err(ConfigError::Syntax(format!(
+                    "{key}.gpus must be a list, got {list}"
+                )));
             };
             for id in list {
                 gpus.push(Value::from(uint(id, &format!("{key}.gpus"))?));
@@ -282,10 +298,10 @@ fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), String> 
         }
     }
     if kinds.len() > 1 {
-        return Err(
+        return Err(ConfigError::Syntax(
             "instance_group mixes CPU and GPU groups; the instances of one model share one execution provider"
                 .to_string(),
-        );
+        ));
     }
     if count > 0 {
         out.insert("instances".into(), count.into());
@@ -301,7 +317,7 @@ fn instance_group(v: Value, out: &mut Map<String, Value>) -> Result<(), String> 
 
 /// `{latest: {num_versions}}`, `{all: {}}`, `{specific: {versions}}` (Triton) or our own
 /// forms (`{latest = n}`, `"all"`, `{specific = [..]}`).
-fn version_policy(v: Value) -> Result<Value, String> {
+fn version_policy(v: Value) -> Result<Value, ConfigError> {
     let v = numbers_from_strings(v);
     let Value::Object(m) = &v else {
         return Ok(v);
@@ -414,7 +430,7 @@ mod tests {
             ),
             (json!([1]), "object"),
         ] {
-            let err = translate(bad.clone()).unwrap_err();
+            let err = translate(bad.clone()).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
         }
     }

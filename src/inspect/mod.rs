@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{BatchSize, ModelConfig};
+use crate::config::{BatchSize, ConfigError, ModelConfig};
 use crate::repository::{prepare, scan_model, LoadOptions, VersionToLoad};
 use crate::runtime::{self, Runtime};
 use crate::spec::{ModelSpec, TensorSpec};
@@ -81,6 +81,23 @@ pub struct Inspection {
     pub problems: Vec<String>,
 }
 
+/// Why no model file can be found where `mlpserve inspect` was pointed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InspectError {
+    /// The path does not exist or cannot be read.
+    #[error("{}: {reason}", path.display())]
+    Missing { path: PathBuf, reason: String },
+    /// A model directory whose `config.toml` does not parse or check.
+    #[error("{0} (`mlpserve check` names the key and the fix)")]
+    DirConfig(ConfigError),
+    /// The `config.toml` of the version's model directory does not parse or check.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A model directory with no version to serve; the reason says why.
+    #[error("{0}")]
+    NoVersion(String),
+}
+
 /// The model file, its name and version, and the config that applies.
 struct Located {
     model: String,
@@ -92,17 +109,18 @@ struct Located {
 
 /// Finds the model file `path` names: a `model.onnx`, a version directory holding one, or
 /// a model directory (the highest version its `config.toml`'s version policy serves).
-fn locate(path: &Path, name: Option<&str>) -> Result<Located, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn locate(path: &Path, name: Option<&str>) -> Result<Located, InspectError> {
+    let meta = std::fs::metadata(path).map_err(|e| InspectError::Missing {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let dir_name = |p: Option<&Path>| {
         p.and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned())
     };
     if meta.is_dir() && !path.join("model.onnx").is_file() {
         let scan = scan_model(path, None);
-        let config = scan
-            .config
-            .map_err(|e| format!("{e} (`mlpserve check` names the key and the fix)"))?;
+        let config = scan.config.map_err(InspectError::DirConfig)?;
         let on_disk: Vec<u64> = scan.versions.keys().copied().collect();
         let version = config
             .version_policy
@@ -110,8 +128,10 @@ fn locate(path: &Path, name: Option<&str>) -> Result<Located, String> {
             .last()
             .copied()
             .ok_or_else(|| {
-                scan.error
-                    .unwrap_or_else(|| "version_policy selects no version on disk".to_string())
+                InspectError::NoVersion(scan.error.map_or_else(
+                    || "version_policy selects no version on disk".to_string(),
+                    |e| e.to_string(),
+                ))
             })?;
         let config_file = Some(path.join("config.toml")).filter(|p| p.is_file());
         return Ok(Located {
@@ -138,7 +158,7 @@ fn locate(path: &Path, name: Option<&str>) -> Result<Located, String> {
         .map(|d| d.join("config.toml"))
         .filter(|p| p.is_file());
     let config = match &config_file {
-        Some(p) => ModelConfig::load(p).map_err(|e| e.to_string())?,
+        Some(p) => ModelConfig::load(p)?,
         None => ModelConfig::default(),
     };
     let model = name
@@ -177,7 +197,7 @@ pub fn inspect(
     runtime: &Runtime,
     options: &LoadOptions,
     name: Option<&str>,
-) -> Result<Inspection, String> {
+) -> Result<Inspection, InspectError> {
     let found = locate(path, name)?;
     let mut out = Inspection {
         model: found.model.clone(),
@@ -205,7 +225,7 @@ pub fn inspect(
             out.onnx = Some(facts);
         }
         Err(e) => {
-            out.problems.push(e);
+            out.problems.push(e.to_string());
             return Ok(out);
         }
     }

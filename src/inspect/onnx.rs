@@ -3,7 +3,7 @@
 //! data, needed for tables over 2 GB). Decodes only those fields of the ONNX protobuf
 //! (`onnx.proto`'s field numbers); every other field is skipped unread. Pure file reading.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prost::Message;
 use serde::Serialize;
@@ -99,19 +99,33 @@ pub struct OnnxFacts {
     pub external_data: Vec<ExternalFile>,
 }
 
+/// Why a file is not an ONNX model this reader can describe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnnxError {
+    #[error("cannot read {}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    /// Not a protobuf `ModelProto`, or one without a graph or an IR version.
+    #[error("{} is not an ONNX model ({why})", path.display())]
+    NotOnnx { path: PathBuf, why: String },
+}
+
 /// Reads `path` (a `model.onnx`). The error says why it is not an ONNX model.
-pub fn read(path: &Path) -> Result<OnnxFacts, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let model = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| format!("{} is not an ONNX model (protobuf: {e})", path.display()))?;
+pub fn read(path: &Path) -> Result<OnnxFacts, OnnxError> {
+    let not_onnx = |why: String| OnnxError::NotOnnx {
+        path: path.to_path_buf(),
+        why,
+    };
+    let bytes = std::fs::read(path).map_err(|e| OnnxError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let model =
+        ModelProto::decode(bytes.as_slice()).map_err(|e| not_onnx(format!("protobuf: {e}")))?;
     let graph = model
         .graph
-        .ok_or_else(|| format!("{} is not an ONNX model (it has no graph)", path.display()))?;
+        .ok_or_else(|| not_onnx("it has no graph".to_string()))?;
     if model.ir_version <= 0 {
-        return Err(format!(
-            "{} is not an ONNX model (no IR version)",
-            path.display()
-        ));
+        return Err(not_onnx("no IR version".to_string()));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut external_data: Vec<ExternalFile> = Vec::new();

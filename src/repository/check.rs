@@ -175,7 +175,7 @@ fn check_model(
             .push(skipped_problem(name, &rel(path), why.clone()));
     }
     if let Some(e) = &scan.error {
-        let fix = if e.contains("no loadable version") {
+        let fix = if matches!(e, discover::ScanError::NoVersion) {
             format!("export the model to {name}/1/model.onnx")
         } else {
             "keep one directory per version number".to_string()
@@ -185,7 +185,7 @@ fn check_model(
             file: name.to_string(),
             key: None,
             line: None,
-            problem: e.clone(),
+            problem: e.to_string(),
             fix,
         });
     }

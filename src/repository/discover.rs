@@ -61,7 +61,22 @@ pub struct ModelScan {
     /// Paths skipped, each with the reason (to log at WARN).
     pub skipped: Vec<Skipped>,
     /// A problem that makes the whole model unusable (e.g. two directories for one version).
-    pub error: Option<String>,
+    pub error: Option<ScanError>,
+}
+
+/// What makes a whole model directory unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot read model directory: {0}")]
+    Unreadable(String),
+    #[error("directories '{other}' and '{name}' are both version {version}; remove one")]
+    DuplicateVersion {
+        other: String,
+        name: String,
+        version: u64,
+    },
+    #[error("no loadable version (expected <version>/model.onnx)")]
+    NoVersion,
 }
 
 /// The model directories under `root`. Hidden entries, plain files and directories that
@@ -137,7 +152,7 @@ pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelSca
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            scan.error = Some(format!("cannot read model directory: {e}"));
+            scan.error = Some(ScanError::Unreadable(e.to_string()));
             return scan;
         }
     };
@@ -164,14 +179,16 @@ pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelSca
         let version = match parse_version(name) {
             Ok(v) => v,
             Err(why) => {
-                scan.skipped.push((path, why));
+                scan.skipped.push((path, why.to_string()));
                 continue;
             }
         };
         if let Some(other) = names.insert(version, name.to_string()) {
-            scan.error = Some(format!(
-                "directories '{other}' and '{name}' are both version {version}; remove one"
-            ));
+            scan.error = Some(ScanError::DuplicateVersion {
+                other,
+                name: name.to_string(),
+                version,
+            });
             continue;
         }
         match version_file(&path) {
@@ -187,46 +204,53 @@ pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelSca
                 }
                 Err(why) => scan.skipped.push((path, why.to_string())),
             },
-            Err(why) => scan.skipped.push((path, why)),
+            Err(why) => scan.skipped.push((path, why.to_string())),
         }
     }
     if scan.error.is_some() {
         scan.versions.clear();
     } else if scan.versions.is_empty() {
-        scan.error = Some("no loadable version (expected <version>/model.onnx)".to_string());
+        scan.error = Some(ScanError::NoVersion);
     }
     scan
 }
 
+/// Why a directory under a model is no version of it; it is skipped with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotAVersion {
+    #[error("'{0}' is not a version number (versions are directories named by digits)")]
+    NotDigits(String),
+    #[error("version number '{0}' is too large (at most {max})", max = u64::MAX)]
+    TooLarge(String),
+    #[error("model.onnx is a directory, not a file")]
+    ModelIsDirectory,
+    #[error("model.onnx is a symlink that cannot be followed: {0}")]
+    BrokenLink(String),
+    #[error("version directory has no model.onnx")]
+    NoModel,
+    #[error("model.onnx cannot be read: {0}")]
+    Unreadable(String),
+}
+
 /// A version directory's name as its number: ASCII digits that fit in a u64.
-fn parse_version(name: &str) -> Result<u64, String> {
+fn parse_version(name: &str) -> Result<u64, NotAVersion> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "'{name}' is not a version number (versions are directories named by digits)"
-        ));
+        return Err(NotAVersion::NotDigits(name.to_string()));
     }
-    name.parse::<u64>().map_err(|_| {
-        format!(
-            "version number '{name}' is too large (at most {})",
-            u64::MAX
-        )
-    })
+    name.parse::<u64>()
+        .map_err(|_| NotAVersion::TooLarge(name.to_string()))
 }
 
 /// `<version>/model.onnx` when it is a regular file (or a link to one).
-fn version_file(dir: &Path) -> Result<PathBuf, String> {
+fn version_file(dir: &Path) -> Result<PathBuf, NotAVersion> {
     let file = dir.join("model.onnx");
     match std::fs::metadata(&file) {
         Ok(m) if m.is_file() => Ok(file),
-        Ok(_) => Err("model.onnx is a directory, not a file".to_string()),
+        Ok(_) => Err(NotAVersion::ModelIsDirectory),
         Err(e) => match std::fs::symlink_metadata(&file) {
-            Ok(_) => Err(format!(
-                "model.onnx is a symlink that cannot be followed: {e}"
-            )),
-            Err(_) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err("version directory has no model.onnx".to_string())
-            }
-            Err(_) => Err(format!("model.onnx cannot be read: {e}")),
+            Ok(_) => Err(NotAVersion::BrokenLink(e.to_string())),
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => Err(NotAVersion::NoModel),
+            Err(_) => Err(NotAVersion::Unreadable(e.to_string())),
         },
     }
 }
@@ -272,10 +296,14 @@ mod tests {
     fn version_names_are_digits_that_fit() {
         assert_eq!(parse_version("7"), Ok(7));
         assert_eq!(parse_version("007"), Ok(7));
-        assert!(parse_version("v1").unwrap_err().contains("not a version"));
+        assert!(parse_version("v1")
+            .unwrap_err()
+            .to_string()
+            .contains("not a version"));
         assert!(parse_version("-1").is_err());
         assert!(parse_version("99999999999999999999999")
             .unwrap_err()
+            .to_string()
             .contains("too large"));
     }
 }

@@ -77,7 +77,7 @@ impl Repository {
     /// Loads (or reloads what changed of) `name`: writes the request's files, then
     /// reconciles. Answers when done; the error lists the versions that failed.
     pub async fn load_model(&self, name: &str, request: LoadRequest) -> Result<(), ControlError> {
-        check_name(name).map_err(ControlError::BadRequest)?;
+        check_name(name)?;
         let slot = self.slot_or_new(name);
         let mut op = slot.op.lock().await;
         if !request.files.is_empty() {
@@ -247,7 +247,10 @@ impl Repository {
                 tracing::warn!(model = %name, path = %path.display(), reason = %why, "skipped version");
             }
         }
-        let config = match (scan.error, scan.config.map_err(|e| e.to_string())) {
+        let config = match (
+            scan.error.map(|e| e.to_string()),
+            scan.config.map_err(|e| e.to_string()),
+        ) {
             (None, Ok(c)) => c,
             (Some(e), _) | (None, Err(e)) => {
                 if op.warned.insert(e.clone()) {
@@ -452,12 +455,12 @@ fn refresh_served(live: &mut Live) {
 }
 
 /// A model name is one plain path component: it names a directory under the root.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), ControlError> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
         && name.len() <= 255;
     plain
         .then_some(())
-        .ok_or_else(|| format!("'{name}' is not a valid model name"))
+        .ok_or_else(|| ControlError::BadRequest(format!("'{name}' is not a valid model name")))
 }

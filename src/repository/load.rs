@@ -119,7 +119,7 @@ impl Loader {
 fn build_features(
     spec: &ModelSpec,
     model_file: &std::path::Path,
-) -> Result<Option<FeatureSet>, String> {
+) -> Result<Option<FeatureSet>, ControlError> {
     let graph: Vec<GraphInput> = spec
         .inputs
         .iter()
@@ -142,12 +142,13 @@ fn build_features(
         &graph,
         dir,
     )
-    .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
+    .map_err(|e| ControlError::Unservable(format!("model '{}' config.toml: {e}", spec.name)))?;
     if let Some(set) = &mut set {
         // Declared broadcast, or an input of the context graph (sent once per request).
         for name in spec.inputs.iter().filter(|s| s.broadcast).map(|s| &s.name) {
-            set.set_broadcast(name)
-                .map_err(|e| format!("model '{}' config.toml: {e}", spec.name))?;
+            set.set_broadcast(name).map_err(|e| {
+                ControlError::Unservable(format!("model '{}' config.toml: {e}", spec.name))
+            })?;
         }
     }
     Ok(set)
@@ -156,7 +157,7 @@ fn build_features(
 /// Marks the inputs built from broadcast fields broadcast; refuses broadcast on a graph
 /// that cannot batch (its first axis is no batch to repeat a row along), and a `rank_by`
 /// that names no output or one with more than one value per row.
-fn check_ranking(spec: &mut ModelSpec) -> Result<(), String> {
+fn check_ranking(spec: &mut ModelSpec) -> Result<(), ControlError> {
     if let Some(name) = &spec.config.rank_by {
         let Some(output) = spec.outputs.iter().find(|o| &o.name == name) else {
             let names: Vec<String> = spec
@@ -164,17 +165,17 @@ fn check_ranking(spec: &mut ModelSpec) -> Result<(), String> {
                 .iter()
                 .map(|o| format!("'{}'", o.name))
                 .collect();
-            return Err(format!(
+            return Err(ControlError::Unservable(format!(
                 "model '{}' config.toml: rank_by = \"{name}\" names no output; the model gives {}",
                 spec.name,
                 names.join(", ")
-            ));
+            )));
         };
         if !crate::spec::one_value_per_row(&output.shape) {
-            return Err(format!(
+            return Err(ControlError::Unservable(format!(
                 "model '{}' config.toml: rank_by = \"{name}\": output '{name}' has shape {:?}; ranking needs one value per row ([-1] or [-1, 1])",
                 spec.name, output.shape
-            ));
+            )));
         }
     }
     if let Some(features) = &spec.features {
@@ -186,10 +187,10 @@ fn check_ranking(spec: &mut ModelSpec) -> Result<(), String> {
     }
     if let Some(input) = spec.inputs.iter().find(|s| s.broadcast) {
         if let Some(blocker) = spec.batch_blocker() {
-            return Err(format!(
+            return Err(ControlError::Unservable(format!(
                 "model '{}' config.toml: inputs.{}: broadcast needs a batch axis to repeat the row along, but the graph cannot batch: {blocker}",
                 spec.name, input.name
-            ));
+            )));
         }
     }
     Ok(())
@@ -256,10 +257,8 @@ pub fn prepare(
         v.config.clone(),
     )?;
     spec.placements = placements;
-    spec.features = build_features(&spec, &v.model_file)
-        .map_err(ControlError::Unservable)?
-        .map(Arc::new);
-    check_ranking(&mut spec).map_err(ControlError::Unservable)?;
+    spec.features = build_features(&spec, &v.model_file)?.map(Arc::new);
+    check_ranking(&mut spec)?;
     let built = started.elapsed();
     for session in &mut sessions {
         runtime::warm_up(session, &spec)?;

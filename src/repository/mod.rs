@@ -19,7 +19,7 @@ mod overrides;
 mod routing;
 
 pub use check::{check, CheckReport, CheckedVersion, Problem};
-pub use discover::{scan_model, DiscoverError, ModelScan};
+pub use discover::{scan_model, DiscoverError, ModelScan, ScanError};
 pub use error::{ControlError, StartupError};
 pub use load::{prepare, LoadOptions, Loader, VersionToLoad};
 pub use model::{InferRequest, Model};

@@ -61,7 +61,7 @@ pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), 
         .map(|(name, bytes)| Ok((checked_path(name)?, bytes)))
         .collect::<Result<Vec<_>, ControlError>>()?;
     for (rel, _) in &checked {
-        refuse_links(model_dir, rel).map_err(ControlError::BadRequest)?;
+        refuse_links(model_dir, rel)?;
     }
     let failed = |what: &Path, e: std::io::Error| {
         ControlError::Internal(format!("cannot write {}: {e}", what.display()))
@@ -87,17 +87,17 @@ pub fn write_files(model_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), 
 /// a subfolder, the file) is a symbolic link: a write would land wherever the link points,
 /// possibly outside the repository. The model directory itself may be a link (volume
 /// mounts make them); what the request names inside it may not.
-fn refuse_links(model_dir: &Path, rel: &Path) -> Result<(), String> {
+fn refuse_links(model_dir: &Path, rel: &Path) -> Result<(), ControlError> {
     let mut path = model_dir.to_path_buf();
     for part in rel.components() {
         path.push(part);
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(format!(
+                return Err(ControlError::BadRequest(format!(
                     "file override '{}': {} is a symbolic link; overrides are never written through links",
                     rel.display(),
                     path.display()
-                ))
+                )))
             }
             Ok(_) => {}
             // Nothing below a missing part exists either.

@@ -3,6 +3,7 @@
 //! graph does not feed) and which scorer inputs the context graph's outputs feed. Every
 //! mismatch is a load error naming the model, the file and the tensor.
 
+use super::SessionError;
 use crate::spec::{ContextSpec, Feed, TensorSpec};
 
 /// The client inputs of a version and, for a context model, how its graphs join.
@@ -72,8 +73,10 @@ pub fn join(
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
     scorer: Vec<TensorSpec>,
-) -> Result<Joined, String> {
-    let at = |what: String| format!("model '{model}' [context] {file}: {what}");
+) -> Result<Joined, SessionError> {
+    let at = |what: String| {
+        SessionError::Unservable(format!("model '{model}' [context] {file}: {what}"))
+    };
     if inputs.is_empty() {
         return Err(at(
             "the context graph has no inputs; it takes the request's context".to_string(),

@@ -90,13 +90,12 @@ pub fn build_session(
         provider: ExecutionProvider::Cuda,
         device_id: options.device_id,
     };
-    let cuda = || -> Result<Session, String> {
+    let cuda = || -> Result<Session, CudaError> {
         use ort::ep::ExecutionProvider as _;
         if !ort::ep::CUDA::is_available().unwrap_or(false) {
-            return Err(format!(
-                "this ONNX Runtime build has no CUDA execution provider (it offers: {}); fetch the GPU build with `ORT_FLAVOR=gpu scripts/fetch-onnxruntime.sh` and put the CUDA 13 and cuDNN 9 libraries on the loader path",
-                available_providers().join(", ")
-            ));
+            return Err(CudaError::NotBuilt {
+                offers: available_providers().join(", "),
+            });
         }
         let ep = ort::ep::CUDA::default()
             .with_device_id(options.device_id)
@@ -109,11 +108,9 @@ pub fn build_session(
                     .commit_from_file(path)?,
             ))
         };
-        build().map_err(|e| {
-            format!(
-                "the CUDA execution provider failed on device {}: {e}",
-                options.device_id
-            )
+        build().map_err(|e| CudaError::Failed {
+            device: options.device_id,
+            reason: e.to_string(),
         })
     };
     match (cuda(), options.fallback) {
@@ -126,6 +123,16 @@ pub fn build_session(
             Ok((cpu()?, Placement::CPU))
         }
     }
+}
+
+/// Why the CUDA execution provider cannot run a session here: an error with the fallback
+/// `error`, a warning with `cpu`.
+#[derive(Debug, thiserror::Error)]
+enum CudaError {
+    #[error("this ONNX Runtime build has no CUDA execution provider (it offers: {offers}); fetch the GPU build with `ORT_FLAVOR=gpu scripts/fetch-onnxruntime.sh` and put the CUDA 13 and cuDNN 9 libraries on the loader path")]
+    NotBuilt { offers: String },
+    #[error("the CUDA execution provider failed on device {device}: {reason}")]
+    Failed { device: i32, reason: String },
 }
 
 fn builder(
@@ -162,34 +169,24 @@ pub fn read_spec(
     version: &str,
     config: ModelConfig,
 ) -> Result<ModelSpec, SessionError> {
-    spec_of(session, name, version, config).map_err(SessionError::Unservable)
-}
-
-/// [`read_spec`], its reason a message.
-fn spec_of(
-    session: &Session,
-    name: &str,
-    version: &str,
-    config: ModelConfig,
-) -> Result<ModelSpec, String> {
-    let tensor_spec = |outlet: &ort::value::Outlet| -> Result<TensorSpec, String> {
+    let tensor_spec = |outlet: &ort::value::Outlet| -> Result<TensorSpec, SessionError> {
         let ValueType::Tensor {
             ty,
             shape,
             dimension_symbols,
         } = outlet.dtype()
         else {
-            return Err(format!(
+            return Err(SessionError::Unservable(format!(
                 "'{}' is a {}, only tensors are served",
                 outlet.name(),
                 outlet.dtype()
-            ));
+            )));
         };
         let dtype = data_type(*ty).ok_or_else(|| {
-            format!(
+            SessionError::Unservable(format!(
                 "'{}' has element type {ty}, which is not served",
                 outlet.name()
-            )
+            ))
         })?;
         Ok(TensorSpec {
             name: outlet.name().to_string(),
@@ -208,7 +205,9 @@ fn spec_of(
         .map(tensor_spec)
         .collect::<Result<Vec<_>, _>>()?;
     if graph_inputs.is_empty() {
-        return Err("the graph has no inputs; a served model takes at least one".to_string());
+        return Err(SessionError::Unservable(
+            "the graph has no inputs; a served model takes at least one".to_string(),
+        ));
     }
     let outputs = session
         .graph
@@ -242,26 +241,26 @@ fn spec_of(
     let names: Vec<String> = inputs.iter().map(|s| format!("'{}'", s.name)).collect();
     for (input_name, c) in &config.inputs {
         if let Some(why) = graph.fed.iter().find(|f| f.as_str() == input_name) {
-            return Err(format!(
+            return Err(SessionError::Unservable(format!(
                 "model '{name}' config.toml: inputs.{why}: the context graph ({}) feeds this input of model.onnx; clients never send it, so it takes no settings",
                 config.context.as_ref().map_or("", |c| c.model.as_str())
-            ));
+            )));
         }
         let spec = inputs
             .iter_mut()
             .find(|s| &s.name == input_name)
             .ok_or_else(|| {
-                format!(
+                SessionError::Unservable(format!(
                     "config.toml: inputs.{input_name}: the graph has no input '{input_name}' (it has {})",
                     names.join(", ")
-                )
+                ))
             })?;
         for &axis in &c.pad_axes {
             if axis == 0 || axis >= spec.shape.len() || spec.shape[axis] >= 0 {
-                return Err(format!(
+                return Err(SessionError::Unservable(format!(
                     "config.toml: inputs.{input_name}.pad_axes: cannot pad axis {axis}: only dynamic non-batch axes of {:?} can be padded",
                     spec.shape
-                ));
+                )));
             }
         }
         check_pad_value(input_name, spec.dtype, c.pad_value)?;
@@ -316,14 +315,10 @@ fn spec_of(
 /// zeros for the first run and ones for the others (empty strings for string inputs), dynamic
 /// non-batch dims = 1. A failing
 /// run fails the load: a version that cannot run these inputs is not ready to serve.
+///
+/// A context model warms both graphs up at the same sizes: a batch of context-once
+/// requests runs the context graph on fewer rows, of repeated ones on as many.
 pub fn warm_up(session: &mut Session, spec: &ModelSpec) -> Result<(), SessionError> {
-    warm_up_runs(session, spec).map_err(SessionError::Unservable)
-}
-
-/// [`warm_up`], its reason a message. A context model warms both graphs up at the same
-/// sizes: a batch of context-once requests runs the context graph on fewer rows, of
-/// repeated ones on as many.
-fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     let mut sizes = vec![1];
     if spec.batched {
         sizes.push(spec.max_batch_size());
@@ -332,8 +327,9 @@ fn warm_up_runs(session: &mut Session, spec: &ModelSpec) -> Result<(), String> {
     sizes.sort_unstable();
     sizes.dedup();
     if let (Some(context), Some(graph)) = (&spec.context, session.context.as_mut()) {
-        warm_up_graph(graph, &context.input_specs, spec.batched, &sizes)
-            .map_err(|e| format!("context graph {}: {e}", context.file))?;
+        warm_up_graph(graph, &context.input_specs, spec.batched, &sizes).map_err(|e| {
+            SessionError::Unservable(format!("context graph {}: {e}", context.file))
+        })?;
     }
     warm_up_graph(
         &mut session.graph,
@@ -348,7 +344,7 @@ fn warm_up_graph(
     inputs: &[TensorSpec],
     batched: bool,
     sizes: &[usize],
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     for (run, &rows) in sizes.iter().enumerate() {
         let fill = if run == 0 { 0.0 } else { 1.0 };
         let mut values = Vec::with_capacity(inputs.len());
@@ -366,13 +362,14 @@ fn warm_up_graph(
             // String inputs get "" in every run: there is no "one" string.
             let data = dispatch_dtype!(s.dtype, T => <T as Element>::wrap(vec![<T as FromJson>::from_json(JsonNumber::Float(fill)).unwrap_or_default(); count]),
                 bytes => TensorData::zeros(DataType::Bytes, count));
-            let value = to_ort_value(Tensor { shape, data })
-                .map_err(|e| format!("warm-up input '{}': {e}", s.name))?;
+            let value = to_ort_value(Tensor { shape, data }).map_err(|e| {
+                SessionError::Unservable(format!("warm-up input '{}': {e}", s.name))
+            })?;
             values.push((s.name.as_str(), value));
         }
-        graph
-            .run(values)
-            .map_err(|e| format!("warm-up run with {rows} row(s) failed: {e}"))?;
+        graph.run(values).map_err(|e| {
+            SessionError::Unservable(format!("warm-up run with {rows} row(s) failed: {e}"))
+        })?;
     }
     Ok(())
 }
@@ -381,7 +378,7 @@ fn warm_up_graph(
 /// integers, 0 or 1 for booleans, finite and in range for floats, unset (0) for strings,
 /// which pad with "". Checked at load, so a
 /// wrong value never turns into a silently coerced pad (or a failed batch) later.
-fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
+fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), SessionError> {
     use DataType as D;
     let two = |bits: i32| 2f64.powi(bits);
     let (range, fits) = match dtype {
@@ -427,8 +424,8 @@ fn check_pad_value(input: &str, dtype: DataType, v: f64) -> Result<(), String> {
     if fits {
         Ok(())
     } else {
-        Err(format!(
+        Err(SessionError::Unservable(format!(
             "config.toml: [inputs.{input}] pad_value = {v} is not a value of the input's datatype {dtype} ({range})"
-        ))
+        )))
     }
 }

@@ -90,7 +90,7 @@ fn answer(canned: &Canned, headers: &HeaderMap, body: &[u8]) -> Response {
             }
             response
         }
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 

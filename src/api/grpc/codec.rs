@@ -17,6 +17,7 @@ use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::InferInputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::api::DecodeError;
 use crate::service::rank::Ranking;
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{decode_binary, element_count, encode_binary, DataType, Tensor, TensorData};
@@ -60,9 +61,8 @@ pub fn decoded_estimate(request: &ModelInferRequest) -> usize {
     raw + typed
 }
 
-/// Decodes `request`. Errors are messages for INVALID_ARGUMENT; the caller adds the model's
-/// name.
-pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
+/// Decodes `request`; the caller answers an error as the model's INVALID_ARGUMENT.
+pub fn decode(request: ModelInferRequest) -> Result<Decoded, DecodeError> {
     let ModelInferRequest {
         id,
         parameters,
@@ -80,11 +80,11 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
     }
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
-        return Err(format!(
+        return Err(DecodeError::Body(format!(
             "raw_input_contents has {} entries but the request has {} inputs; give one entry per input, in the order of inputs",
             raw_input_contents.len(),
             inputs.len()
-        ));
+        )));
     }
     let mut raw_contents = raw_input_contents.into_iter();
     let mut tensors = Vec::with_capacity(inputs.len());
@@ -106,18 +106,21 @@ pub fn decode(request: ModelInferRequest) -> Result<Decoded, String> {
 /// handful, and each costs a map entry beyond its bytes on the wire.
 pub const MAX_PARAMETERS: usize = 64;
 
-fn check_parameters(parameters: &HashMap<String, InferParameter>, of: &str) -> Result<(), String> {
+fn check_parameters(
+    parameters: &HashMap<String, InferParameter>,
+    of: &str,
+) -> Result<(), DecodeError> {
     if parameters.len() > MAX_PARAMETERS {
-        return Err(format!(
+        return Err(DecodeError::Body(format!(
             "{of} has {} parameters, more than {MAX_PARAMETERS}",
             parameters.len()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Triton's `timeout` request parameter: int64 microseconds, 0 = no timeout.
-fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, String> {
+fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, DecodeError> {
     let Some(p) = parameters.get("timeout") else {
         return Ok(None);
     };
@@ -125,9 +128,9 @@ fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Durati
         Some(ParameterChoice::Int64Param(v)) if v >= 0 => v as u64,
         Some(ParameterChoice::Uint64Param(v)) => v,
         ref other => {
-            return Err(format!(
+            return Err(DecodeError::Parameter(format!(
                 "parameter 'timeout' must be a non-negative int64 (microseconds), got {other:?}"
-            ))
+            )))
         }
     };
     Ok((micros > 0).then(|| Duration::from_micros(micros)))
@@ -135,30 +138,31 @@ fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Durati
 
 /// The `top_k` (int64 or uint64, at least 1) and `rank_by` (string) request parameters;
 /// `rank_by` alone is refused, as it would be silently ignored.
-fn ranking(parameters: &HashMap<String, InferParameter>) -> Result<Option<Ranking>, String> {
+fn ranking(parameters: &HashMap<String, InferParameter>) -> Result<Option<Ranking>, DecodeError> {
     let rank_by = match parameters.get("rank_by").map(|p| &p.parameter_choice) {
         None => None,
         Some(Some(ParameterChoice::StringParam(name))) => Some(name.clone()),
         Some(other) => {
-            return Err(format!(
+            return Err(DecodeError::Parameter(format!(
                 "parameter 'rank_by' must be an output name (string_param), got {other:?}"
-            ))
+            )))
         }
     };
     let top_k = match parameters.get("top_k").map(|p| &p.parameter_choice) {
         None if rank_by.is_some() => {
-            return Err("parameter 'rank_by' needs 'top_k' (how many rows to return)".into())
+            return Err(DecodeError::Parameter(
+                "parameter 'rank_by' needs 'top_k' (how many rows to return)".into(),
+            ))
         }
         None => return Ok(None),
         Some(Some(ParameterChoice::Int64Param(k))) => Ranking::top_k(Some(*k), k),
         Some(Some(ParameterChoice::Uint64Param(k))) => Ranking::top_k(i64::try_from(*k).ok(), k),
         Some(other) => Ranking::top_k(None, format_args!("{other:?}")),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     Ok(Some(Ranking { top_k, rank_by }))
 }
 
-fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTensor, String> {
+fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTensor, DecodeError> {
     let InferInputTensor {
         name,
         datatype,
@@ -166,30 +170,45 @@ fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<NamedTens
         contents,
         ..
     } = input;
-    let dtype = DataType::from_name(&datatype)
-        .ok_or_else(|| format!("input '{name}': unsupported datatype '{datatype}'"))?;
+    let dtype = DataType::from_name(&datatype).ok_or_else(|| {
+        DecodeError::input(&name, format_args!("unsupported datatype '{datatype}'"))
+    })?;
     let shape: Vec<usize> = shape
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("input '{name}': shape {shape:?} has a negative dimension"))?;
+        .map_err(|_| {
+            DecodeError::input(
+                &name,
+                format_args!("shape {shape:?} has a negative dimension"),
+            )
+        })?;
     let contents = contents.filter(|c| filled_fields(c).next().is_some());
     let tensor = match (raw, contents) {
         (Some(_), Some(_)) => {
-            return Err(format!(
+            return Err(DecodeError::Body(format!(
                 "input '{name}' sets contents while the request uses raw_input_contents; use one form for all inputs"
-            ))
+            )))
         }
-        (Some(bytes), None) => decode_binary(dtype, &shape, &bytes).map_err(|e| e.to_string()),
-        (None, Some(contents)) => typed_data(dtype, contents).and_then(|data| Tensor::new(shape, data).map_err(|e| e.to_string())),
+        (Some(bytes), None) => {
+            decode_binary(dtype, &shape, &bytes).map_err(|e| DecodeError::input(&name, e))?
+        }
+        (None, Some(contents)) => typed_data(dtype, contents)
+            .map_err(|e| DecodeError::input(&name, e))
+            .and_then(|data| Tensor::new(shape, data).map_err(|e| DecodeError::input(&name, e)))?,
         // An empty tensor has nothing to send; validation then names the empty axis.
-        (None, None) if element_count(&shape) == 0 => Ok(Tensor { shape, data: TensorData::with_capacity(dtype, 0) }),
-        (None, None) => Err(match typed_field(dtype) {
-            Some(field) => format!("no data: set contents.{field} or raw_input_contents"),
-            None => format!("no data: {dtype} tensors must be sent in raw_input_contents"),
-        }),
-    }
-    .map_err(|e| format!("input '{name}': {e}"))?;
+        (None, None) if element_count(&shape) == 0 => Tensor {
+            shape,
+            data: TensorData::with_capacity(dtype, 0),
+        },
+        (None, None) => {
+            let why = match typed_field(dtype) {
+                Some(field) => format!("no data: set contents.{field} or raw_input_contents"),
+                None => format!("no data: {dtype} tensors must be sent in raw_input_contents"),
+            };
+            return Err(DecodeError::input(&name, why));
+        }
+    };
     Ok(NamedTensor { name, tensor })
 }
 
@@ -228,26 +247,30 @@ fn filled_fields(c: &InferTensorContents) -> impl Iterator<Item = &'static str> 
 
 /// Takes the field that carries `dtype` out of `c`, narrowing 32-bit wire integers to the
 /// element type (out-of-range values are errors, never truncated).
-fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, String> {
+fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, ContentsError> {
     let Some(field) = typed_field(dtype) else {
-        return Err(format!(
-            "{dtype} has no typed contents field; send it in raw_input_contents"
-        ));
+        return Err(ContentsError::NoField(dtype));
     };
     let filled: Vec<&str> = filled_fields(&c).collect();
     if filled != [field] {
-        return Err(format!(
-            "{dtype} data goes in contents.{field} (and only there), but the request set {}",
-            filled.join(", ")
-        ));
+        return Err(ContentsError::WrongField {
+            dtype,
+            field,
+            filled: filled.join(", "),
+        });
     }
     fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
         values: Vec<S>,
         dtype: DataType,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, ContentsError> {
         values
             .into_iter()
-            .map(|v| T::try_from(v).map_err(|_| format!("value {v} is out of range for {dtype}")))
+            .map(|v| {
+                T::try_from(v).map_err(|_| ContentsError::OutOfRange {
+                    value: v.to_string(),
+                    dtype,
+                })
+            })
             .collect()
     }
     use DataType as D;
@@ -265,8 +288,27 @@ fn typed_data(dtype: DataType, c: InferTensorContents) -> Result<TensorData, Str
         D::F64 => TensorData::F64(c.fp64_contents),
         D::Bytes => TensorData::Bytes(c.bytes_contents.iter().collect()),
         // typed_field returned None for these above.
-        D::F16 | D::BF16 => return Err(format!("{dtype} has no typed contents field")),
+        D::F16 | D::BF16 => return Err(ContentsError::NoField(dtype)),
     })
+}
+
+/// Typed `contents` that cannot carry the input's datatype.
+#[derive(Debug, thiserror::Error)]
+enum ContentsError {
+    /// FP16 and BF16 have no typed field.
+    #[error("{0} has no typed contents field; send it in raw_input_contents")]
+    NoField(DataType),
+    #[error(
+        "{dtype} data goes in contents.{field} (and only there), but the request set {filled}"
+    )]
+    WrongField {
+        dtype: DataType,
+        field: &'static str,
+        filled: String,
+    },
+    /// A 32-bit wire integer that the narrower element type cannot hold.
+    #[error("value {value} is out of range for {dtype}")]
+    OutOfRange { value: String, dtype: DataType },
 }
 
 /// Builds the answer from the selected outputs (index into the spec's outputs, tensor),

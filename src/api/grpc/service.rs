@@ -185,12 +185,7 @@ async fn infer_unlogged(
     // built, then set to what they take; the message's own bytes go with the message.
     let mut hold = Hold::new(message.charge());
     hold.estimate(codec::decoded_estimate(&request))?;
-    let decoded = codec::decode(request).map_err(|e| {
-        model.refuse(Error::InvalidInput(format!(
-            "model '{}' version {}: {e}",
-            spec.name, spec.version
-        )))
-    })?;
+    let decoded = codec::decode(request).map_err(|e| model.refuse(e.for_model(spec)))?;
     hold.set(tensor_bytes(decoded.inputs.iter().map(|i| &i.tensor)))?;
     drop(message);
     trace.child("decode", decode_started, std::time::Instant::now());

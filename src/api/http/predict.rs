@@ -26,6 +26,7 @@ use super::v2::Holding;
 use super::{
     body_or_error, check_json_output, off_runtime_if, v2::timing_headers, OFF_RUNTIME_BYTES,
 };
+use crate::api::DecodeError;
 use crate::error::{Error, Result};
 use crate::service::budget::{tensor_bytes, Charge};
 use crate::service::rank::Ranking;
@@ -331,19 +332,15 @@ fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Pars
         request.version.as_deref(),
     ))?;
     let spec = &model.spec;
-    let ranking = ranking(request.top_k.as_ref(), request.rank_by.as_ref());
+    let ranking =
+        ranking(request.top_k.as_ref(), request.rank_by.as_ref()).map_err(|e| e.for_model(spec));
     let inputs = match (
         request.inputs,
         request.instances,
         request.candidates,
         request.context,
     ) {
-        _ if ranking.is_err() => Err(Error::InvalidInput(format!(
-            "model '{}' version {}: {}",
-            spec.name,
-            spec.version,
-            ranking.as_ref().err().map_or("", String::as_str)
-        ))),
+        _ if ranking.is_err() => ranking.clone().map(|_| Vec::new()),
         (Some(inputs), None, None, None) => decode_inputs(spec, inputs, lifted),
         (None, Some(rows), None, None) => {
             instances_to_columns(spec, rows, lifted).and_then(|columns| {
@@ -377,25 +374,26 @@ fn parse(service: &Service, json: &[u8], lifted: Option<&Lifted>) -> Result<Pars
 fn ranking(
     top_k: Option<&serde_json::Value>,
     rank_by: Option<&serde_json::Value>,
-) -> std::result::Result<Option<Ranking>, String> {
+) -> std::result::Result<Option<Ranking>, DecodeError> {
     let rank_by = match rank_by {
         None => None,
         Some(serde_json::Value::String(name)) => Some(name.clone()),
         Some(other) => {
-            return Err(format!(
+            return Err(DecodeError::Parameter(format!(
                 "\"rank_by\" must be an output name (a string), got {other}"
-            ))
+            )))
         }
     };
     match top_k {
         Some(v) => Ok(Some(Ranking {
+            // A body key, not a request parameter as V2 names it.
             top_k: Ranking::top_k(v.as_i64(), v)
-                .map_err(|e| e.to_string().replace("parameter ", ""))?,
+                .map_err(|e| DecodeError::Parameter(e.to_string().replace("parameter ", "")))?,
             rank_by,
         })),
-        None if rank_by.is_some() => {
-            Err("'rank_by' needs 'top_k' (how many rows to return)".to_string())
-        }
+        None if rank_by.is_some() => Err(DecodeError::Parameter(
+            "'rank_by' needs 'top_k' (how many rows to return)".to_string(),
+        )),
         None => Ok(None),
     }
 }
@@ -403,8 +401,8 @@ fn ranking(
 /// The body's inputs as (name, raw JSON text of the array), without a model: what the
 /// handler feeds to [`crate::tensor::decode_array`] once the model gives the datatype.
 /// For the fuzz targets; a bare array gets the name "".
-pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
-    let request: PredictBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn parse_inputs(body: &[u8]) -> std::result::Result<Vec<(String, String)>, serde_json::Error> {
+    let request: PredictBody = serde_json::from_slice(body)?;
     Ok(match request.inputs {
         Some(PredictInputs::Named(named)) => named
             .into_iter()
@@ -452,7 +450,7 @@ fn decode_inputs(
                 .is_some_and(|f| f.field(&name).is_some())
         {
             let text = texts.text(raw.get()).map_err(|e| invalid(e.to_string()))?;
-            let tensor = decode_field(text).map_err(|e| invalid(format!("field '{name}' {e}")))?;
+            let tensor = decode_field(&name, text).map_err(|e| invalid(e.to_string()))?;
             tensors.push(NamedTensor { name, tensor });
             continue;
         }
@@ -588,10 +586,11 @@ fn default_json(value: &crate::features::OwnedValue) -> String {
 
 /// Decodes the JSON array `text` of one raw field into a tensor of shape `[N]`: strings
 /// (BYTES), integers (INT64) or numbers (FP64), as [`decode_column`] types them.
-fn decode_field(text: &[u8]) -> std::result::Result<Tensor, String> {
+fn decode_field(name: &str, text: &[u8]) -> std::result::Result<Tensor, DecodeError> {
+    let field = |why: String| DecodeError::Body(format!("field '{name}' {why}"));
     let data = decode_column(text).map_err(|e| match e {
-        JsonArrayError::Invalid(e) => format!("takes an array of one value per row: {e}"),
-        JsonArrayError::Element(e) => e,
+        JsonArrayError::Invalid(e) => field(format!("takes an array of one value per row: {e}")),
+        JsonArrayError::Element(e) => field(e),
     })?;
-    Tensor::new(vec![data.len()], data).map_err(|e| e.to_string())
+    Tensor::new(vec![data.len()], data).map_err(|e| field(e.to_string()))
 }

@@ -19,7 +19,7 @@ use super::contract::{
 use super::{
     body_or_error, check_json_output, off_runtime_if, payload, v2_codec, OFF_RUNTIME_BYTES,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::budget::{tensor_bytes, Charge, Hold};
 use crate::service::{InferAnswer, InferCall, ModelMetadata, ModelRef, Service};
 use crate::telemetry::RequestTrace;
@@ -168,12 +168,7 @@ async fn infer_unlogged(
                 } else {
                     v2_codec::decode(&headers, &body)
                 };
-                decoded.map_err(|e| {
-                    Error::InvalidInput(format!(
-                        "model '{}' version {}: {e}",
-                        spec.name, spec.version
-                    ))
-                })
+                decoded.map_err(|e| e.for_model(&spec))
             })
             .await
             .and_then(|r| r)

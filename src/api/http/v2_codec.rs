@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::lift::{self, Lifted, Resolver};
 use super::v2_params::{capped, capped_option, capped_shape, Parameters};
+use crate::api::DecodeError;
 use crate::service::rank::Ranking;
 use crate::spec::{ModelSpec, NamedTensor};
 use crate::tensor::{
@@ -67,24 +68,24 @@ pub struct DecodedRequest {
 
 /// The request's `top_k` (an integer of at least 1) and `rank_by` (an output name);
 /// `rank_by` alone is refused, as it would be silently ignored.
-fn ranking(params: &Parameters) -> Result<Option<Ranking>, String> {
+fn ranking(params: &Parameters) -> Result<Option<Ranking>, DecodeError> {
     let rank_by = match params.get("rank_by") {
         None => None,
         Some(Value::String(name)) => Some(name.clone()),
         Some(other) => {
-            return Err(format!(
+            return Err(DecodeError::Parameter(format!(
                 "parameter 'rank_by' must be an output name (a string), got {other}"
-            ))
+            )))
         }
     };
     match params.get("top_k") {
         Some(v) => Ok(Some(Ranking {
-            top_k: Ranking::top_k(v.as_i64(), v).map_err(|e| e.to_string())?,
+            top_k: Ranking::top_k(v.as_i64(), v)?,
             rank_by,
         })),
-        None if rank_by.is_some() => {
-            Err("parameter 'rank_by' needs 'top_k' (how many rows to return)".to_string())
-        }
+        None if rank_by.is_some() => Err(DecodeError::Parameter(
+            "parameter 'rank_by' needs 'top_k' (how many rows to return)".to_string(),
+        )),
         None => Ok(None),
     }
 }
@@ -109,27 +110,30 @@ fn flag(params: &Parameters, key: &str) -> Option<bool> {
     params.get(key).and_then(Value::as_bool)
 }
 
-/// Decodes a V2 request. Errors are messages for a 400 (the caller adds the model);
-/// validation against the model and output selection are the service's.
-pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, String> {
+/// Decodes a V2 request (the caller answers an error as the model's 400); validation
+/// against the model and output selection are the service's.
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, DecodeError> {
     let (json, binary) = match headers.get(HEADER_LENGTH) {
         Some(v) => {
             let len: usize = v
                 .to_str()
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| format!("{HEADER_LENGTH} must be a byte count, got {v:?}"))?;
+                .ok_or_else(|| {
+                    DecodeError::Body(format!("{HEADER_LENGTH} must be a byte count, got {v:?}"))
+                })?;
             if len > body.len() {
-                return Err(format!(
+                return Err(DecodeError::Body(format!(
                     "{HEADER_LENGTH} is {len} but the body has {} bytes",
                     body.len()
-                ));
+                )));
             }
             body.split_at(len)
         }
         None => (body, &[][..]),
     };
-    check_depth(json).map_err(|e| format!("invalid inference request JSON: {e}"))?;
+    check_depth(json)
+        .map_err(|e| DecodeError::Body(format!("invalid inference request JSON: {e}")))?;
     #[cfg(feature = "json-compare")]
     if binary.is_empty() && super::v2_sonic::enabled() {
         if let Some(request) = super::v2_sonic::decode(json) {
@@ -161,26 +165,26 @@ pub fn is_raw(headers: &HeaderMap) -> bool {
 /// Decodes a raw binary request (Triton's rules): the model must have exactly one input;
 /// its shape is the model's with the batch axis 1 and at most one other variable axis,
 /// deduced from the byte count; every output is answered as binary data.
-pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, String> {
+pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, DecodeError> {
     let input = match spec.inputs.as_slice() {
         [one] => one,
         many => {
             let names: Vec<&str> = many.iter().map(|t| t.name.as_str()).collect();
-            return Err(format!(
+            return Err(DecodeError::Body(format!(
                 "a raw binary request ({HEADER_LENGTH}: 0) carries one input, but the model has {} ({}); send a JSON header describing each input",
                 many.len(),
                 names.join(", ")
-            ));
+            )));
         }
     };
     let name = &input.name;
     let dims = input.triton_dims(spec.batched);
     let variable = dims.iter().filter(|&&d| d < 0).count();
     if variable > 1 {
-        return Err(format!(
+        return Err(DecodeError::Body(format!(
             "the shape of input '{name}' ({}) cannot be deduced from a raw binary request: it has {variable} variable dimensions besides the batch; send a JSON header with the shape",
             input.describe()
-        ));
+        )));
     }
     let known: usize = dims
         .iter()
@@ -192,8 +196,9 @@ pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, Strin
     let (held, row, unit) = match input.dtype.fixed_size() {
         Some(size) => (body.len(), known.saturating_mul(size), "bytes"),
         None => {
-            let strings = decode_strings(body, None)
-                .map_err(|e| format!("input '{name}' (raw binary BYTES data): {e}"))?;
+            let strings = decode_strings(body, None).map_err(|e| {
+                DecodeError::Body(format!("input '{name}' (raw binary BYTES data): {e}"))
+            })?;
             (strings.len(), known, "length-prefixed elements")
         }
     };
@@ -201,12 +206,12 @@ pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, Strin
         0 if held == row => None,
         1 if row > 0 && held.is_multiple_of(row) => Some(held / row),
         _ => {
-            return Err(format!(
+            return Err(DecodeError::Body(format!(
                 "input '{name}' ({}) cannot take {held} {unit} of raw binary data: the size must be {} {unit} of {}",
                 input.describe(),
                 if variable == 0 { row.to_string() } else { format!("a multiple of {row}") },
                 input.dtype
-            ))
+            )))
         }
     };
     let mut shape: Vec<usize> = dims
@@ -223,7 +228,7 @@ pub fn decode_raw(spec: &ModelSpec, body: &[u8]) -> Result<DecodedRequest, Strin
         shape.insert(0, 1);
     }
     let tensor =
-        decode_binary(input.dtype, &shape, body).map_err(|e| format!("input '{name}': {e}"))?;
+        decode_binary(input.dtype, &shape, body).map_err(|e| DecodeError::input(name, e))?;
     Ok(DecodedRequest {
         id: None,
         inputs: vec![NamedTensor {
@@ -246,17 +251,21 @@ fn decode_json(
     json: &[u8],
     lifted: Option<&Lifted>,
     mut binary: &[u8],
-) -> Result<DecodedRequest, String> {
+) -> Result<DecodedRequest, DecodeError> {
     let request: RequestBody = serde_json::from_slice(json).map_err(|e| {
         let e = lifted.map_or_else(|| e.to_string(), |l| l.error(&e));
-        format!("invalid inference request JSON: {e}")
+        DecodeError::Body(format!("invalid inference request JSON: {e}"))
     })?;
     let mut texts = Resolver::new(lifted);
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let name = input.name;
-        let dtype = DataType::from_name(&input.datatype)
-            .ok_or_else(|| format!("input '{name}': unsupported datatype '{}'", input.datatype))?;
+        let dtype = DataType::from_name(&input.datatype).ok_or_else(|| {
+            DecodeError::input(
+                &name,
+                format_args!("unsupported datatype '{}'", input.datatype),
+            )
+        })?;
         let shape: Vec<usize> = input
             .shape
             .iter()
@@ -264,53 +273,62 @@ fn decode_json(
             .collect();
         let tensor = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(_), Some(_)) => {
-                return Err(format!(
+                return Err(DecodeError::Body(format!(
                     "input '{name}' has both data and binary_data_size; send one or the other"
-                ))
+                )))
             }
             (Some(size), None) => {
                 let size = size
                     .as_u64()
                     .and_then(|s| usize::try_from(s).ok())
                     .ok_or_else(|| {
-                        format!("input '{name}': binary_data_size must be a non-negative integer")
+                        DecodeError::input(&name, "binary_data_size must be a non-negative integer")
                     })?;
                 if size > binary.len() {
-                    return Err(format!(
-                        "input '{name}': binary_data_size is {size} but only {} bytes of binary data remain",
-                        binary.len()
+                    return Err(DecodeError::input(
+                        &name,
+                        format_args!(
+                            "binary_data_size is {size} but only {} bytes of binary data remain",
+                            binary.len()
+                        ),
                     ));
                 }
                 let (bytes, rest) = binary.split_at(size);
                 binary = rest;
-                decode_binary(dtype, &shape, bytes).map_err(|e| format!("input '{name}': {e}"))?
+                decode_binary(dtype, &shape, bytes).map_err(|e| DecodeError::input(&name, e))?
             }
             (None, Some(raw)) => {
-                let text = texts.text(raw.get())?;
+                let text = texts
+                    .text(raw.get())
+                    .map_err(|e| DecodeError::Body(e.to_string()))?;
                 let array = decode_array_expecting(text, dtype, element_count(&shape));
                 let array = array.map_err(|e| match e {
-                    JsonArrayError::Invalid(e) => format!("input '{name}': invalid data: {e}"),
-                    JsonArrayError::Element(e) => format!("input '{name}': {e}"),
+                    JsonArrayError::Invalid(e) => {
+                        DecodeError::input(&name, format_args!("invalid data: {e}"))
+                    }
+                    JsonArrayError::Element(e) => DecodeError::input(&name, e),
                 })?;
-                Tensor::new(shape, array.data).map_err(|e| format!("input '{name}': {e}"))?
+                Tensor::new(shape, array.data).map_err(|e| DecodeError::input(&name, e))?
             }
             (None, None) => {
-                return Err(format!(
+                return Err(DecodeError::Body(format!(
                     "input '{name}' has neither data nor binary_data_size"
-                ))
+                )))
             }
         };
         inputs.push(NamedTensor { name, tensor });
     }
     // Only inputs' `data` is lifted, so every placeholder is claimed by now.
     if !texts.all_resolved() {
-        return Err("a lifted array is not an input's data (a decoder inconsistency)".to_string());
+        return Err(DecodeError::Body(
+            "a lifted array is not an input's data (a decoder inconsistency)".to_string(),
+        ));
     }
     if !binary.is_empty() {
-        return Err(format!(
+        return Err(DecodeError::Body(format!(
             "{} bytes of binary data follow the last binary input",
             binary.len()
-        ));
+        )));
     }
     let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
     let mut format = OutputFormat {
@@ -327,7 +345,9 @@ fn decode_json(
     let timeout = match request.parameters.get("timeout") {
         None => None,
         Some(v) => Some(Duration::from_micros(v.as_u64().ok_or_else(|| {
-            format!("parameter 'timeout' must be microseconds as a non-negative integer, got {v}")
+            DecodeError::Parameter(format!(
+                "parameter 'timeout' must be microseconds as a non-negative integer, got {v}"
+            ))
         })?)),
     };
     Ok(DecodedRequest {
@@ -446,7 +466,7 @@ mod tests {
     }
 
     /// Decodes `body` with and without lifting: the answers must be identical.
-    fn both_ways(body: &str) -> Result<Vec<(String, Tensor)>, String> {
+    fn both_ways(body: &str) -> Result<Vec<(String, Tensor)>, DecodeError> {
         let pairs = |r: DecodedRequest| -> Vec<(String, Tensor)> {
             r.inputs.into_iter().map(|t| (t.name, t.tensor)).collect()
         };
@@ -504,7 +524,7 @@ mod tests {
         ] {
             for data in [data(200, Some((150, odd))), data(151, Some((150, odd)))] {
                 let body = format!(r#"{{"inputs":[{}]}}"#, input("x", datatype, "[200]", &data));
-                let err = decode(&HeaderMap::new(), body.as_bytes()).err().expect(odd);
+                let err = decode(&HeaderMap::new(), body.as_bytes()).err().expect(odd).to_string();
                 assert!(err.starts_with(want), "{odd}: {err}");
             }
         }
@@ -564,7 +584,10 @@ mod tests {
                 r#"{{"inputs":[{}]}}"#,
                 input("s", "BYTES", "[200]", &strings(Some((150, odd))))
             );
-            let err = decode(&HeaderMap::new(), body.as_bytes()).err().expect(odd);
+            let err = decode(&HeaderMap::new(), body.as_bytes())
+                .err()
+                .expect(odd)
+                .to_string();
             assert!(err.starts_with(want), "{odd}: {err}");
         }
     }
@@ -634,7 +657,7 @@ mod tests {
                 &["one input", "2 (a, b)"],
             ),
         ] {
-            let err = decode_raw(s, &bytes(n)).err().expect("refused");
+            let err = decode_raw(s, &bytes(n)).err().expect("refused").to_string();
             for needle in needles {
                 assert!(err.contains(needle), "{err:?} lacks {needle:?}");
             }
@@ -649,7 +672,9 @@ mod tests {
         let huge = "[4000000000000]";
         for data in ["[1.5, 2.5]".to_string(), data(300, None)] {
             let body = format!(r#"{{"inputs":[{}]}}"#, input("x", "FP32", huge, &data));
-            let err = both_ways(&body).expect_err("shape and data disagree");
+            let err = both_ways(&body)
+                .expect_err("shape and data disagree")
+                .to_string();
             assert!(err.contains("input 'x'"), "{err}");
         }
     }

@@ -19,7 +19,9 @@ fn input(
 }
 
 fn decode_one(datatype: &str, contents: InferTensorContents) -> Result<Tensor, String> {
-    decode_input(input("x", datatype, &[1, 2], Some(contents)), None).map(|t| t.tensor)
+    decode_input(input("x", datatype, &[1, 2], Some(contents)), None)
+        .map(|t| t.tensor)
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -169,7 +171,8 @@ fn out_of_range_and_misplaced_values_are_errors() {
     assert!(err.contains("needs 2 elements"), "{err}");
     let err = decode_input(input("x", "FP32", &[1, -2], None), Some(Bytes::new()))
         .map(|t| t.tensor)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("negative"), "{err}");
 }
 
@@ -189,7 +192,8 @@ fn raw_bytes_must_match_exactly_and_not_mix_with_contents() {
         Some(Bytes::from_static(&[0, 60, 0])),
     )
     .map(|t| t.tensor)
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("needs 4 bytes but 3"), "{err}");
     let contents = InferTensorContents {
         fp32_contents: vec![1.0, 2.0],
@@ -200,7 +204,8 @@ fn raw_bytes_must_match_exactly_and_not_mix_with_contents() {
         Some(Bytes::from_static(&[0; 8])),
     )
     .map(|t| t.tensor)
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("use one form"), "{err}");
 }
 
