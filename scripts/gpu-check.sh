@@ -33,11 +33,14 @@ case "$mode" in
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
   *) echo "unknown argument '$mode' (expected --prepare, --dry-run, --smoke, --rehearse or none)" >&2 && exit 2 ;;
 esac
-V="${ORT_VERSION:-1.31.1}"
+# Every default once, here (the rehearsal packs faster, into small parts).
+[[ $mode != --rehearse ]] || : "${XZ_LEVEL:=-0}" "${PART_MIB:=4}"
+V="${ORT_VERSION:-1.31.1}" PART_MIB="${PART_MIB:-48}" XZ_LEVEL="${XZ_LEVEL:--9}"
 BIN_DIR="${BIN_DIR:-target/release}" PARTS="${PARTS_DIR:-gpu-parts}" ORT="${ORT_GPU_DIR:-.onnxruntime-gpu}"
 MODELS="${MODELS:-models}" HEAVY="${HEAVY_REPO:-target/bench-models}" RESULTS="${RESULTS:-target/gpu-check}"
 GPU_EP="${GPU_EP:-cuda}" PORT="${PORT:-18000}" CLIENTS="${CLIENTS:-1,64}" CPU_THREADS="${CPU_THREADS:-$(nproc)}"
-RTOL="${RTOL:-1e-3}" ATOL="${ATOL:-1e-4}"
+RTOL="${RTOL:-1e-3}" ATOL="${ATOL:-1e-4}" STRICT="${STRICT:-0}" BUDGET_S="${BUDGET_S:-220}"
+DURATION="${DURATION:-5s}" WARMUP="${WARMUP:-1s}" CEILING_DURATION="${CEILING_DURATION:-1s}"
 for PYTHON in "${PYTHON:-}" /opt/torch/.venv/bin/python3 .venv-tools/bin/python python3; do
   [[ -n $PYTHON ]] && command -v "$PYTHON" >/dev/null && break
 done
@@ -54,16 +57,14 @@ prepare() {
   [[ $BIN_DIR != target/release ]] || cargo build --release --locked -p mlpserve -p mlpserve-bench
   ORT_FLAVOR=gpu ORT_VERSION="$V" ORT_DEST="$(realpath -m "$ORT")" scripts/fetch-onnxruntime.sh
   rm -rf "$PARTS" && mkdir -p "$PARTS/stage"
-  say "packing ${libs[*]} with xz ${XZ_LEVEL:--9} into ${PART_MIB:-48} MiB parts"
-  tar -C "$ORT" -cf - "${libs[@]}" | xz "${XZ_LEVEL:--9}" -T0 | split -d -a 2 -b "${PART_MIB:-48}M" - "$PARTS/$archive."
+  say "packing ${libs[*]} with xz $XZ_LEVEL into $PART_MIB MiB parts"
+  tar -C "$ORT" -cf - "${libs[@]}" | xz "$XZ_LEVEL" -T0 | split -d -a 2 -b "${PART_MIB}M" - "$PARTS/$archive."
   cp "$BIN_DIR/mlpserve" "$BIN_DIR/mlpserve-bench" "$PARTS/stage/"
   strip "$PARTS/stage/"* 2>/dev/null || true # smaller; a stand-in script is left as it is
-  tar -C "$PARTS/stage" -cf - mlpserve mlpserve-bench | xz "${XZ_LEVEL:--9}" -T0 >"$PARTS/bin.tar.xz"
+  tar -C "$PARTS/stage" -cf - mlpserve mlpserve-bench | xz "$XZ_LEVEL" -T0 >"$PARTS/bin.tar.xz"
   rm -r "$PARTS/stage"
-  local ort_abs
-  ort_abs="$(realpath "$ORT")"
-  (cd "$PARTS" && sha256sum bin.tar.xz "$archive".* && cd "$ort_abs" && sha256sum "${libs[@]}" | sed 's|  |  lib/|') >"$PARTS/SUMS"
-  mv "$PARTS/SUMS" "$PARTS/SHA256SUMS"
+  (cd "$PARTS" && sha256sum bin.tar.xz "$archive".*) >"$PARTS/SHA256SUMS"
+  (cd "$ORT" && sha256sum "${libs[@]}") | sed 's|  |  lib/|' >>"$PARTS/SHA256SUMS"
   # What travels in every call: tracked and untracked-not-ignored files.
   local tree parts=("$PARTS/$archive".*) n i carry cmd bytes limit=$((64 << 20)) over=0
   tree=$(git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s}')
@@ -84,45 +85,37 @@ prepare() {
 }
 
 # ------------------------------------------------------------------------------------ checks
-# Writes the server config of each benchmark (the ranking one loads only its model).
-configs() {
-  local s p
+benches=(heavy-cpu heavy-cuda ranking-cpu ranking-cuda)
+# bench_args heavy|ranking-cpu|cuda: writes the benchmark's server config (the ranking one
+# loads only its model) and prints its mlpserve-bench arguments.
+bench_args() {
+  local repo="$MODELS" model=finalmlp_ctr ep=cpu threads="intra_op_threads = $CPU_THREADS"
+  [[ $1 == ranking-* ]] || repo="$HEAVY" model=mlp_heavy
+  [[ $1 == *-cpu ]] || ep="$GPU_EP" threads=""
   mkdir -p "$RESULTS"
-  for s in heavy ranking; do
-    for p in cpu cuda; do
-      printf 'execution_provider = "%s"\nstrict_readiness = false\nmodel_control_mode = "explicit"\nload_model = ["%s"]\n%s' \
-        "$([[ $p == cpu ]] && echo cpu || echo "$GPU_EP")" "$([[ $s == heavy ]] && echo mlp_heavy || echo finalmlp_ctr)" \
-        "$([[ $p == cpu ]] && echo "intra_op_threads = $CPU_THREADS")" >"$RESULTS/server-$s-$p.toml"
-    done
-  done
-}
-bench_args() { # heavy|ranking cpu|cuda
-  local repo="$MODELS" model=finalmlp_ctr
-  [[ $1 == ranking ]] || repo="$HEAVY" model=mlp_heavy
-  echo "--model-repository $repo --model $model --server-config $RESULTS/server-$1-$2.toml" \
-    "--ort-lib $ORT/libonnxruntime.so.$V --rows 1 --concurrency $CLIENTS --duration ${DURATION:-5s}" \
-    "--warmup ${WARMUP:-1s} --ceiling --ceiling-batches 1,64,256 --ceiling-duration ${CEILING_DURATION:-1s}"
+  printf 'execution_provider = "%s"\nstrict_readiness = false\nmodel_control_mode = "explicit"\nload_model = ["%s"]\n%s\n' \
+    "$ep" "$model" "$threads" >"$RESULTS/server-$1.toml"
+  echo "--model-repository $repo --model $model --server-config $RESULTS/server-$1.toml" \
+    "--ort-lib $ORT/libonnxruntime.so.$V --rows 1 --concurrency $CLIENTS --duration $DURATION" \
+    "--warmup $WARMUP --ceiling --ceiling-batches 1,64,256 --ceiling-duration $CEILING_DURATION"
 }
 # Parts against SHA256SUMS (--ignore-missing: only those that have arrived), then the
 # binaries unpacked and run: --version, and the bench with every benchmark's arguments.
 check_inputs() {
   [[ -f $PARTS/SHA256SUMS ]] || die "$PARTS/SHA256SUMS missing: send call 1 of the plan (scripts/gpu-check.sh --prepare)"
   (cd "$PARTS" && grep -v '  lib/' SHA256SUMS | sha256sum -c --quiet "$@") || problem "parts missing or damaged (above)"
-  local f s p here=("$PARTS/$archive".*)
+  local f b here=("$PARTS/$archive".*)
   say "parts here: ${#here[@]} of $(grep -c "  $archive\." "$PARTS/SHA256SUMS")"
   for f in "${here[@]}"; do
-    (($(stat -c %s "$f") <= ${PART_MIB:-48} << 20)) || problem "$f is over ${PART_MIB:-48} MiB"
+    (($(stat -c %s "$f") <= PART_MIB << 20)) || problem "$f is over $PART_MIB MiB"
   done
   if [[ -f $PARTS/bin.tar.xz && ! $bench -nt $PARTS/bin.tar.xz ]]; then
     mkdir -p "$PARTS/bin" && tar -C "$PARTS/bin" -xJf "$PARTS/bin.tar.xz" && touch "$PARTS/bin/"*
   fi
   "$server" --version && "$bench" --version || problem "the binaries in $PARTS/bin do not run"
-  configs
-  for s in heavy ranking; do
-    for p in cpu cuda; do
-      # shellcheck disable=SC2046
-      "$bench" $(bench_args $s $p) --dry-run >/dev/null || problem "mlpserve-bench rejects the $s $p benchmark's arguments"
-    done
+  for b in "${benches[@]}"; do
+    # shellcheck disable=SC2046
+    "$bench" $(bench_args "$b") --dry-run >/dev/null || problem "mlpserve-bench rejects the ${b/-/ } benchmark's arguments"
   done
   for f in "$MODELS"/*/1/model.onnx; do [[ -f ${f%/1/model.onnx}/samples.json ]] || problem "${f%/1/model.onnx}/samples.json missing"; done
 }
@@ -162,11 +155,11 @@ finish() {
   [[ ! -f $RESULTS/table.md ]] || { echo && cat "$RESULTS/table.md"; }
   exit "$rc"
 }
-left() { echo $((SECONDS < ${BUDGET_S:-220} - 1 ? ${BUDGET_S:-220} - SECONDS : 1)); }
+left() { echo $((SECONDS < BUDGET_S - 1 ? BUDGET_S - SECONDS : 1)); }
 run() {
   trap finish EXIT
   export NO_COLOR=1 # plain logs: they are read as text, far from a terminal
-  local f p s missing status=0
+  local f p b missing status=0
   check_inputs
   ((problems == 0)) || die "inputs incomplete (above)"
   local sums
@@ -190,22 +183,20 @@ run() {
     pid=$!
     "$PYTHON" scripts/wait_ready.py "http://127.0.0.1:$PORT/v2/health/ready" --pid "$pid" --timeout 90 &&
       timeout "$(left)" "$PYTHON" scripts/gpu_check.py samples --url "http://127.0.0.1:$PORT" --models "$MODELS" --expect-provider "$ep" \
-        "${tol[@]}" $([[ ${STRICT:-0} == 0 ]] || echo --strict) --out "$RESULTS/samples-$p.json" || status=1
+        "${tol[@]}" $([[ $STRICT == 0 ]] || echo --strict) --out "$RESULTS/samples-$p.json" || status=1
     stop
   done
-  for s in heavy ranking; do
-    for p in cpu cuda; do
-      f="$RESULTS/bench-$s-$p.log"
-      if [[ $p == cuda ]] && ! grep -qs "\"provider\": \"$GPU_EP" "$RESULTS/samples-cuda.json"; then
-        echo "skipped: no zoo model loaded on $GPU_EP" >"$f"
-      elif (($(left) < 10)); then
-        echo "skipped: the run's budget (BUDGET_S) was spent" >"$f"
-      else
-        say "bench $s on $p ($(left) s of the budget left)"
-        # shellcheck disable=SC2046
-        timeout "$(left)" "$bench" $(bench_args $s $p) >"$f" 2>&1 || { status=1 && tail -3 "$f"; }
-      fi
-    done
+  for b in "${benches[@]}"; do
+    f="$RESULTS/bench-$b.log"
+    if [[ $b == *-cuda ]] && ! grep -qs "\"provider\": \"$GPU_EP" "$RESULTS/samples-cuda.json"; then
+      echo "skipped: no zoo model loaded on $GPU_EP" >"$f"
+    elif (($(left) < 10)); then
+      echo "skipped: the run's budget (BUDGET_S) was spent" >"$f"
+    else
+      say "bench ${b/-/ on } ($(left) s of the budget left)"
+      # shellcheck disable=SC2046
+      timeout "$(left)" "$bench" $(bench_args "$b") >"$f" 2>&1 || { status=1 && tail -3 "$f"; }
+    fi
   done
   "$PYTHON" scripts/gpu_check.py table --results "$RESULTS" --gpu-ep "$GPU_EP" --cpu-threads "$CPU_THREADS" \
     --gpu "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)" --ort "$V" >"$RESULTS/table.md" || status=1
@@ -231,7 +222,7 @@ rehearse() {
   # The GPU build's own main library where it is here (its CPU provider runs), else the CPU build's.
   cp "$(ls {.onnxruntime-gpu,.onnxruntime}/libonnxruntime.so."$V" | head -1)" "$t/src/"
   export PATH="$t/bin:$PATH" SITE_PACKAGES="$t/site" DRIVER_LIB_DIRS="$t/driver" GPU_EP="${REHEARSE_GPU_EP:-cpu}" PARTS_DIR="$t/parts"
-  export XZ_LEVEL="${XZ_LEVEL:--0}" PART_MIB="${PART_MIB:-4}" RESULTS="$t/results" OUT="${OUT:-$t/out}" ORT_GPU_DIR="$t/src"
+  export XZ_LEVEL PART_MIB RESULTS="$t/results" OUT="${OUT:-$t/out}" ORT_GPU_DIR="$t/src"
   "$0" --prepare
   export ORT_GPU_DIR="$t/ort" # reassembled from the parts
   "$0" --dry-run && "$0" --smoke && "$0"
@@ -242,7 +233,7 @@ case "$mode" in
   --rehearse) rehearse ;;
   --dry-run | --smoke)
     if [[ $mode == --dry-run ]]; then check_inputs; else check_inputs --ignore-missing && gpu_preflight; fi
-    [[ $mode == --smoke ]] || for s in heavy ranking; do for p in cpu cuda; do echo "bench $s $p: $bench $(bench_args $s $p)"; done; done
+    [[ $mode == --smoke ]] || for b in "${benches[@]}"; do echo "bench ${b/-/ }: $bench $(bench_args "$b")"; done
     ((problems == 0)) || die "$problems problem(s) (above)"
     say "gpu-check $mode: ok"
     ;;

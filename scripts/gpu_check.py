@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Helpers of scripts/gpu-check.sh, standard library only (the GPU machine has no network).
 
-  gpu_check.py samples --url URL --models DIR --expect-provider cuda --out FILE.json
+  gpu_check.py samples --url URL --models DIR --expect-provider cuda --rtol R --atol A --out FILE.json
       Sends every sample of every zoo model (models/<m>/samples.json) to a running server
       over V2 JSON and compares the outputs with the reference outputs (ONNX Runtime CPU):
       shape and datatype exactly, integers and booleans exactly, floats with
       |got - want| <= atol + rtol * |want|. GPU matrix products may run in TF32 (10-bit
       mantissa), so an output outside the strict tolerance but inside the TF32 one is
-      reported as `tf32`, not as a failure, unless --strict. Also checks that the model's
+      reported as `tf32` (within rtol 1e-2, atol 1e-3), not as a failure, unless --strict.
+      Also checks that the model's
       metadata reports the expected execution provider for every instance.
       Writes per model the largest error of each sample (`errors`).
   gpu_check.py table --results DIR
-      Prints a short header and one markdown table from DIR/samples-{cpu,cuda}.json and
+      Prints a short header and one markdown table from DIR/samples-{cpu,cuda}.json (their
+      tolerances too) and
       DIR/bench-{heavy,ranking}-{cpu,cuda}.log (the output of `mlpserve-bench`), then notes:
       ONNX Runtime placing nodes on the CPU in a CUDA log, the servers' WARN/ERROR lines,
       models not on the GPU's provider.
@@ -28,6 +30,8 @@ import urllib.request
 
 # Compared for equality: integers, booleans and strings (BYTES).
 EXACT = {"BOOL", "BYTES", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+# What an FP32 matrix product in TF32 (10-bit mantissa) stays within.
+TF32_RTOL, TF32_ATOL = 1e-2, 1e-3
 
 
 def flatten(v):
@@ -131,7 +135,7 @@ def check_samples(base, models, name, args, res):
             res["max_rel"] = max(res["max_rel"], max_rel)
             sample_err = max(sample_err, max_abs)
             if excess > 0:
-                if args.strict or compare(g, w, want["datatype"], args.tf32_rtol, args.tf32_atol)[2] > 0:
+                if args.strict or compare(g, w, want["datatype"], TF32_RTOL, TF32_ATOL)[2] > 0:
                     raise Fail(f"{where}: max abs err {max_abs:.3g}, max rel err {max_rel:.3g}")
                 res.update(status="tf32", detail=f"{where}: within TF32 tolerance only")
         res["samples"] += 1
@@ -220,6 +224,8 @@ def samples_cell(path):
 
 def cmd_table(args):
     d = args.results
+    cuda = read(os.path.join(d, "samples-cuda.json"))
+    tolerance = json.loads(cuda) if cuda else {"rtol": "?", "atol": "?"}
     bench = {
         (key, p): parse_bench(read(os.path.join(d, f"bench-{key}-{p}.log")) or "not run")
         for key in ("heavy", "ranking")
@@ -234,7 +240,7 @@ def cmd_table(args):
     )
     print("\n| check | CPU | CUDA | CUDA / CPU |\n|---|---|---|---|")
     print(
-        f"| zoo samples vs reference (CUDA rtol {args.rtol:g}, atol {args.atol:g}) "
+        f"| zoo samples vs reference (CUDA rtol {tolerance['rtol']}, atol {tolerance['atol']}) "
         f"| {samples_cell(os.path.join(d, 'samples-cpu.json'))} "
         f"| {samples_cell(os.path.join(d, 'samples-cuda.json'))} | |"
     )
@@ -269,7 +275,6 @@ def cmd_table(args):
         bad = [line for line in (text or "").splitlines() if re.search(r" (WARN|ERROR) |\[[EW]:onnxruntime", line)]
         if name.startswith("serve") and bad:
             notes.append(f"{name}: {len(bad)} WARN/ERROR lines, first: {bad[0][-160:]}")
-    cuda = read(os.path.join(d, "samples-cuda.json"))
     if cuda:
         off = [r["model"] for r in json.loads(cuda)["models"] if not (r.get("provider") or "").startswith(args.gpu_ep)]
         if off:
@@ -283,18 +288,14 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("samples")
     s.add_argument("--url", required=True)
-    s.add_argument("--models", default="models")
+    s.add_argument("--models", required=True)
     s.add_argument("--expect-provider", choices=["cpu", "cuda"], required=True)
-    s.add_argument("--rtol", type=float, default=1e-3)
-    s.add_argument("--atol", type=float, default=1e-4)
-    s.add_argument("--tf32-rtol", type=float, default=1e-2)
-    s.add_argument("--tf32-atol", type=float, default=1e-3)
+    s.add_argument("--rtol", type=float, required=True)
+    s.add_argument("--atol", type=float, required=True)
     s.add_argument("--strict", action="store_true", help="TF32-only matches fail too")
     s.add_argument("--out")
     t = sub.add_parser("table")
     t.add_argument("--results", required=True)
-    t.add_argument("--rtol", type=float, default=1e-3)
-    t.add_argument("--atol", type=float, default=1e-4)
     t.add_argument("--gpu-ep", default="cuda", help="the provider of the CUDA column")
     t.add_argument("--gpu", default="?", help="the GPU's name and driver")
     t.add_argument("--ort", default="?", help="the ONNX Runtime version")
