@@ -1,6 +1,8 @@
 //! Between the request path and the collector: a bounded [`Handoff`] of recorded requests
 //! and batches, and one named thread that drains it, writes the OTLP export requests and
-//! sends them. Handing over never waits; when the queue holds [`QUEUE_SPANS`] (the
+//! sends them. The thread runs the collector connection on a small runtime of its own:
+//! the export's HTTP/2 framing, socket writes and the wake-ups between them stay off the
+//! server's async threads, which serve the requests. Handing over never waits; when the queue holds [`QUEUE_SPANS`] (the
 //! collector is slow, down or unreachable) new spans are dropped and counted in
 //! `mlpserve_trace_spans_dropped_total`; a failed export drops its spans too (counted).
 //! Shutdown exports what is queued, within a limit.
@@ -16,6 +18,8 @@ use super::error::ExportError;
 use super::otlp::{self, Resource};
 use super::record::{self, Batch, Request};
 use super::transport::{Collector, EXPORT_TIMEOUT};
+use super::TelemetryError;
+use crate::config::observe::TraceConfig;
 use crate::handoff::{Flush, Handoff};
 
 /// Spans dropped since the process started: queue full, export failed or timed out.
@@ -85,23 +89,57 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the export thread; `runtime` runs the collector's connection.
-    pub fn start(
-        collector: Collector,
-        resource: Resource,
-        runtime: tokio::runtime::Handle,
-    ) -> std::io::Result<Exporter> {
+    /// Starts the export thread with its own runtime and sets up the collector connection
+    /// there; a collector `config` the exporter cannot use is refused here.
+    pub fn start(config: &TraceConfig, resource: Resource) -> Result<Exporter, TelemetryError> {
         let queue = Queue {
             handoff: Handoff::new(QUEUE_SPANS, BATCH_SPANS),
         };
         let drained = queue.handoff.clone();
+        let config = config.clone();
+        let (ready, started) = sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("otlp-export".to_string())
-            .spawn(move || drain(&drained, collector, &resource, &runtime))?;
-        Ok(Exporter {
-            queue,
-            thread: Some(thread),
-        })
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready.send(Err(TelemetryError::Thread(e.to_string())));
+                        return;
+                    }
+                };
+                // The connection's tasks are spawned on this runtime, and run while an
+                // export waits on it.
+                let collector = match runtime.block_on(async { Collector::new(&config) }) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                drain(&drained, collector, &resource, &runtime);
+            })
+            .map_err(|e| TelemetryError::Thread(e.to_string()))?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(Exporter {
+                queue,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(TelemetryError::Thread(
+                    "the export thread ended while starting".to_string(),
+                ))
+            }
+        }
     }
 
     pub fn queue(&self) -> Queue {
@@ -129,7 +167,7 @@ fn drain(
     handoff: &Handoff<Item>,
     mut collector: Collector,
     resource: &Resource,
-    runtime: &tokio::runtime::Handle,
+    runtime: &tokio::runtime::Runtime,
 ) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut ids = record::span_id;
@@ -164,7 +202,7 @@ fn drain(
 
 /// One export request; a failure drops its spans, counted, and is logged at most once a
 /// minute (a dead collector would otherwise log at every look).
-fn export(collector: &mut Collector, body: Bytes, spans: usize, runtime: &tokio::runtime::Handle) {
+fn export(collector: &mut Collector, body: Bytes, spans: usize, runtime: &tokio::runtime::Runtime) {
     if spans == 0 {
         return;
     }

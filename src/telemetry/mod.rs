@@ -56,7 +56,6 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Connects the exporter and installs the tracer; `None` config: tracing stays off.
-    /// Must run inside the server's tokio runtime (the collector connection lives there).
     /// A second server in one process (tests) keeps the first one's tracer.
     pub fn start(config: Option<&TraceConfig>) -> Result<Telemetry, TelemetryError> {
         let Some(config) = config else {
@@ -66,14 +65,11 @@ impl Telemetry {
             tracing::warn!("a tracer is already installed in this process: keeping it");
             return Ok(Telemetry { exporter: None });
         }
-        let collector = transport::Collector::new(config)?;
         let resource = otlp::Resource {
             service_name: config.service_name.clone(),
             service_version: env!("CARGO_PKG_VERSION"),
         };
-        let exporter =
-            export::Exporter::start(collector, resource, tokio::runtime::Handle::current())
-                .map_err(|e| TelemetryError::Thread(e.to_string()))?;
+        let exporter = export::Exporter::start(config, resource)?;
         let _ = TRACER.set(Tracer {
             threshold: threshold(config.sample_ratio),
             queue: exporter.queue(),
@@ -91,7 +87,7 @@ impl Telemetry {
     }
 
     /// Exports the spans still queued (at most [`SHUTDOWN_FLUSH`]); off the async threads,
-    /// whose I/O the export itself needs.
+    /// as it waits for the export thread.
     pub async fn shutdown(self) {
         let Some(exporter) = self.exporter else {
             return;
@@ -121,11 +117,16 @@ pub enum HeaderSource<'a> {
     Grpc(&'a tonic::metadata::MetadataMap),
 }
 
+/// W3C Trace Context's headers, as names made once: a lookup by `&str` would parse the
+/// name again on every request.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 impl HeaderSource<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
+    fn get(&self, key: &http::HeaderName) -> Option<&str> {
         match self {
             HeaderSource::Http(h) => h.get(key).and_then(|v| v.to_str().ok()),
-            HeaderSource::Grpc(m) => m.get(key).and_then(|v| v.to_str().ok()),
+            HeaderSource::Grpc(m) => m.get(key.as_str()).and_then(|v| v.to_str().ok()),
         }
     }
 }
@@ -142,9 +143,9 @@ pub struct Caller {
 /// request then starts a trace); `None` while tracing is off.
 pub fn caller_context(headers: HeaderSource<'_>) -> Option<Option<Caller>> {
     enabled().then(|| {
-        let (span, sampled) = parse_traceparent(headers.get("traceparent")?)?;
+        let (span, sampled) = parse_traceparent(headers.get(&TRACEPARENT)?)?;
         let state = headers
-            .get("tracestate")
+            .get(&TRACESTATE)
             .filter(|s| valid_tracestate(s))
             .map(|s| s.trim().into());
         Some(Caller {
@@ -288,9 +289,11 @@ impl RequestTrace {
     }
 
     /// The request span of the running task (see [`RequestTrace::scope`]), to add
-    /// attributes and children to.
+    /// attributes and children to; whether there is one is looked up once, here.
     pub fn current() -> Current {
-        Current(())
+        Current {
+            on: ACTIVE.try_with(|a| a.borrow().is_some()).unwrap_or(false),
+        }
     }
 
     /// The span is recorded (tracing on and this request sampled).
@@ -343,10 +346,15 @@ impl RequestTrace {
 }
 
 /// The traced request of the running task, if any (see [`RequestTrace::current`]).
-pub struct Current(());
+pub struct Current {
+    on: bool,
+}
 
 impl Current {
     fn with(&self, f: impl FnOnce(&mut record::Request)) {
+        if !self.on {
+            return;
+        }
         let _ = ACTIVE.try_with(|a| {
             if let Some(rec) = a.borrow_mut().as_mut() {
                 f(rec);
@@ -356,7 +364,7 @@ impl Current {
 
     /// The running request is traced.
     pub fn is_on(&self) -> bool {
-        ACTIVE.try_with(|a| a.borrow().is_some()).unwrap_or(false)
+        self.on
     }
 
     /// Sets an attribute, built only when the span is recorded.
@@ -364,8 +372,19 @@ impl Current {
         self.with(|rec| rec.attrs.push(make()));
     }
 
-    /// Records a finished child span (decode, encode) from `start` to `end`.
-    pub fn child(&self, name: &'static str, start: Instant, end: Instant) {
+    /// The time a child span starts: read only when the request is traced, so a request
+    /// left out reads no clock.
+    pub fn now(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
+    /// Records a finished child span (decode, encode) from `start` (from [`Current::now`])
+    /// to now.
+    pub fn child(&self, name: &'static str, start: Option<Instant>) {
+        let Some(start) = start else {
+            return;
+        };
+        let end = Instant::now();
         self.with(|rec| rec.children.push(Child { name, start, end }));
     }
 }

@@ -1,6 +1,6 @@
 //! Sends an encoded `ExportTraceServiceRequest` to the collector: OTLP/gRPC (the
 //! `TraceService/Export` call over a kept tonic channel) or OTLP/HTTP (a protobuf POST to
-//! `/v1/traces`). Both run on the server's tokio runtime; the export thread waits for them.
+//! `/v1/traces`). Both run on the export thread's own tokio runtime.
 
 use std::time::Duration;
 
@@ -37,7 +37,8 @@ pub struct HttpCollector {
 }
 
 impl Collector {
-    /// Sets up the connection (made on first use, remade when lost). Inside the runtime.
+    /// Sets up the connection (made on first use, remade when lost). Inside the runtime
+    /// that will run it.
     pub fn new(config: &TraceConfig) -> Result<Collector, TelemetryError> {
         let bad = |e: &dyn std::fmt::Display| TelemetryError::Endpoint {
             endpoint: config.endpoint.clone(),

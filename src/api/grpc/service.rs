@@ -177,7 +177,7 @@ async fn infer_unlogged(
 ) -> Result<(ModelInferResponse, Hold), Error> {
     let _busy = service.activity.begin();
     let trace = RequestTrace::current();
-    let decode_started = std::time::Instant::now();
+    let decode_started = trace.now();
     let model_ref = ModelRef::new(request.model_name.as_str(), Some(&request.model_version));
     let model = service.model_for_inference(&model_ref)?;
     let spec = &model.spec;
@@ -188,7 +188,7 @@ async fn infer_unlogged(
     let decoded = codec::decode(request).map_err(|e| model.refuse(e.for_model(spec)))?;
     hold.set(tensor_bytes(decoded.inputs.iter().map(|i| &i.tensor)))?;
     drop(message);
-    trace.child("decode", decode_started, std::time::Instant::now());
+    trace.child("decode", decode_started);
     let timeout = match (decoded.timeout, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -206,9 +206,9 @@ async fn infer_unlogged(
         .await?;
     // The inputs are gone; the answer's tensors are held, then its message.
     hold.set(tensor_bytes(answer.outputs.iter().map(|(_, t)| t)))?;
-    let encode_started = std::time::Instant::now();
+    let encode_started = trace.now();
     let encoded = codec::encode(spec, decoded.plan, answer.outputs);
-    trace.child("encode", encode_started, std::time::Instant::now());
+    trace.child("encode", encode_started);
     // Encoding moved the tensors' buffers into the message; tonic copies it once more
     // as it writes it, and that copy is what stays held.
     hold.resize(prost::Message::encoded_len(&encoded)).ok();

@@ -2,7 +2,6 @@
 //! call the [`Service`], encode.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -150,7 +149,7 @@ async fn infer_unlogged(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let trace = RequestTrace::current();
-    let decode_started = Instant::now();
+    let decode_started = trace.now();
     let model = service.model_for_inference(&model_ref)?;
     let spec = model.spec.clone();
     let mut body_len = 0;
@@ -180,7 +179,7 @@ async fn infer_unlogged(
         .hold
         .set(tensor_bytes(decoded.inputs.iter().map(|i| &i.tensor)))?;
     holding.body_freed(body_len);
-    trace.child("decode", decode_started, Instant::now());
+    trace.child("decode", decode_started);
     let answer = service
         .infer(
             &model,
@@ -221,13 +220,13 @@ async fn infer_unlogged(
         .estimate(holding.hold.bytes().saturating_add(encoded_estimate))?;
     let (id, format, outputs) = (decoded.id, decoded.format, answer.outputs);
     let encode_spec = spec.clone();
-    let encode_started = Instant::now();
+    let encode_started = trace.now();
     let (encoded, outputs) = off_runtime_if(large, move || {
         let encoded = v2_codec::encode(&encode_spec, id.as_deref(), &outputs, &format);
         (encoded, outputs)
     })
     .await?;
-    trace.child("encode", encode_started, Instant::now());
+    trace.child("encode", encode_started);
     drop(outputs);
     let answer = InferAnswer {
         outputs: Vec::new(),
