@@ -23,6 +23,54 @@ use tokio::task::JoinSet;
 
 use super::{dropped, rfc3339, Message, Payload, PayloadLogError, Record, WRITTEN};
 
+/// Why the client for an `https://` sink cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkTlsError {
+    /// No CA certificate was found (`found`: the first reason the system store gave).
+    #[error(
+        "no CA certificate to verify the sink with ({found}); set SSL_CERT_FILE to a PEM bundle holding the sink's CA"
+    )]
+    NoCaCertificate { found: String },
+    /// rustls refused its settings.
+    #[error(transparent)]
+    Settings(#[from] rustls::Error),
+}
+
+/// Why an event was not delivered.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    /// The POST could not be built (a header or the URL it refused).
+    #[error("cannot build the POST: {0}")]
+    Request(#[from] http::Error),
+    /// The sink answered with a status other than success.
+    #[error("answered {0}")]
+    Answered(http::StatusCode),
+    /// No answer came: connection refused, reset, TLS failure (with its causes).
+    #[error("{}", with_causes(.0))]
+    Transport(hyper_util::client::legacy::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Every try failed; the last one's reason.
+    #[error("{last} ({tries} tries)")]
+    GaveUp {
+        last: Box<DeliveryError>,
+        tries: u32,
+    },
+}
+
+impl DeliveryError {
+    /// Whether another try may succeed: not after a client error other than 429.
+    fn retryable(&self) -> bool {
+        match self {
+            DeliveryError::Answered(status) => {
+                !status.is_client_error() || *status == http::StatusCode::TOO_MANY_REQUESTS
+            }
+            DeliveryError::Request(_) | DeliveryError::GaveUp { .. } => false,
+            DeliveryError::Transport(_) | DeliveryError::Timeout(_) => true,
+        }
+    }
+}
+
 /// Records delivered at once.
 const CONCURRENCY: usize = 16;
 /// Tries per event.
@@ -40,16 +88,14 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// Starts the delivery task; an unusable URL, or an `https://` one with no CA certificate
 /// to verify it by, is an error at start.
 pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), PayloadLogError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| PayloadLogError::NotAUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+    let uri: Uri = url.parse().map_err(|source| PayloadLogError::NotAUrl {
+        url: url.to_string(),
+        source,
+    })?;
     let tls =
-        tls_config(uri.scheme_str() == Some("https")).map_err(|reason| PayloadLogError::Tls {
+        tls_config(uri.scheme_str() == Some("https")).map_err(|source| PayloadLogError::Tls {
             url: url.to_string(),
-            reason,
+            source,
         })?;
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -65,25 +111,25 @@ pub fn start(url: &str, rx: mpsc::Receiver<Message>) -> Result<(), PayloadLogErr
 
 /// The client's TLS settings: the system's CA certificates (those `SSL_CERT_FILE` or
 /// `SSL_CERT_DIR` name when set). Required only when the sink is `https://`.
-fn tls_config(https: bool) -> Result<rustls::ClientConfig, String> {
+fn tls_config(https: bool) -> Result<rustls::ClientConfig, SinkTlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if https && added == 0 {
-        let why = found
+        let found = found
             .errors
             .first()
             .map_or_else(|| "none found".to_string(), ToString::to_string);
-        return Err(format!(
-            "no CA certificate to verify the sink with ({why}); set SSL_CERT_FILE to a PEM bundle holding the sink's CA"
-        ));
+        return Err(SinkTlsError::NoCaCertificate { found });
     }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-    .map_err(|e| e.to_string())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
 }
 
 async fn serve(client: HttpClient, uri: Uri, mut rx: mpsc::Receiver<Message>) {
@@ -170,32 +216,53 @@ async fn post(
     uri: &Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut backoff = FIRST_BACKOFF;
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let mut request = Request::post(uri.clone())
-            .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
+    let mut attempt = 1;
+    loop {
+        let mut request = Request::post(uri.clone()).body(Full::new(body.clone()))?;
         *request.headers_mut() = headers.clone();
-        match tokio::time::timeout(POST_TIMEOUT, client.request(request)).await {
-            Ok(Ok(response)) => {
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                last = format!("answered {status}");
-                if status.is_client_error() && status.as_u16() != 429 {
-                    return Err(last);
-                }
-            }
-            Ok(Err(e)) => last = with_causes(&e),
-            Err(_) => last = format!("no answer within {POST_TIMEOUT:?}"),
+        let failed = match tokio::time::timeout(POST_TIMEOUT, client.request(request)).await {
+            Ok(Ok(response)) if response.status().is_success() => return Ok(()),
+            Ok(Ok(response)) => DeliveryError::Answered(response.status()),
+            Ok(Err(e)) => DeliveryError::Transport(e),
+            Err(_) => DeliveryError::Timeout(POST_TIMEOUT),
+        };
+        if !failed.retryable() {
+            return Err(failed);
         }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+        if attempt == ATTEMPTS {
+            return Err(DeliveryError::GaveUp {
+                last: Box::new(failed),
+                tries: ATTEMPTS,
+            });
         }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        attempt += 1;
     }
-    Err(format!("{last} ({ATTEMPTS} tries)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_other_than_429_are_not_retried() {
+        let answered =
+            |code: u16| DeliveryError::Answered(http::StatusCode::from_u16(code).unwrap());
+        assert!(!answered(400).retryable());
+        assert!(!answered(404).retryable());
+        assert!(answered(429).retryable());
+        assert!(answered(503).retryable());
+        assert!(DeliveryError::Timeout(POST_TIMEOUT).retryable());
+        let gave_up = DeliveryError::GaveUp {
+            last: Box::new(answered(503)),
+            tries: ATTEMPTS,
+        };
+        assert_eq!(
+            gave_up.to_string(),
+            "answered 503 Service Unavailable (4 tries)"
+        );
+    }
 }

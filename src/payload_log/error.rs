@@ -4,20 +4,32 @@
 use std::path::PathBuf;
 
 /// Payload logging was asked for but cannot run; the server does not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PayloadLogError {
     /// The directory of a `file:` sink cannot be created.
-    #[error("payload log directory {}: {reason}", dir.display())]
-    Directory { dir: PathBuf, reason: String },
+    #[error("payload log directory {}: {source}", dir.display())]
+    Directory {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     /// The current file in the directory cannot be opened for appending.
-    #[error("payload log file in {}: {reason}", dir.display())]
-    File { dir: PathBuf, reason: String },
-    #[error("payload_log = {url:?} is not a URL: {reason}")]
-    NotAUrl { url: String, reason: String },
+    #[error("payload log file in {}: {source}", dir.display())]
+    File {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("payload_log = {url:?} is not a URL: {source}")]
+    NotAUrl {
+        url: String,
+        source: http::uri::InvalidUri,
+    },
     /// An `https://` sink with no CA certificate to verify it by, or TLS settings rustls
     /// refuses.
-    #[error("payload_log = {url:?}: {reason}")]
-    Tls { url: String, reason: String },
+    #[error("payload_log = {url:?}: {source}")]
+    Tls {
+        url: String,
+        source: super::cloudevents::SinkTlsError,
+    },
     #[error("cannot start the payload log thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
 }

@@ -33,14 +33,14 @@ pub fn start(
     max_files: usize,
     capacity: usize,
 ) -> Result<Handoff<Box<Record>>, PayloadLogError> {
-    std::fs::create_dir_all(dir).map_err(|e| PayloadLogError::Directory {
+    std::fs::create_dir_all(dir).map_err(|source| PayloadLogError::Directory {
         dir: dir.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
-    let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files).map_err(|e| {
+    let files = Files::open(dir.to_path_buf(), max_file_bytes, max_files).map_err(|source| {
         PayloadLogError::File {
             dir: dir.to_path_buf(),
-            reason: e.to_string(),
+            source,
         }
     })?;
     let handoff = Handoff::new(capacity, WAKE_RECORDS);
@@ -48,7 +48,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("payload-log".to_string())
         .spawn(move || files.serve(&taken))
-        .map_err(|e| PayloadLogError::Thread(e.to_string()))?;
+        .map_err(PayloadLogError::Thread)?;
     Ok(handoff)
 }
 
