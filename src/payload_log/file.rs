@@ -235,7 +235,7 @@ pub fn write_line(r: &Record, out: &mut Vec<u8>) {
 /// A body: one the server parsed or wrote whole as JSON, on one line, copied as it is;
 /// any other as [`Body::of`] makes it.
 fn write_body(p: &Payload, out: &mut Vec<u8>) {
-    let one_line = || !p.body.contains(&b'\n') && !p.body.contains(&b'\r');
+    let one_line = || memchr::memchr2(b'\n', b'\r', &p.body).is_none();
     if p.whole_json && p.content_type.starts_with("application/json") && one_line() {
         out.extend_from_slice(&p.body);
     } else {

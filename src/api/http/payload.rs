@@ -65,7 +65,7 @@ pub async fn logged(
     let parsed = !sent.binary && matches!(&result, Ok(answer) if answer.status().is_success());
     let request = body.filter(|_| log.keeps_request()).map(|body| Payload {
         content_type: content_type(sent.content_type.as_ref()),
-        body,
+        body: own(body),
         whole_json: parsed,
     });
     let (result, status, response) = match result {
@@ -113,11 +113,45 @@ pub async fn logged(
     result
 }
 
+/// Bodies up to this size are copied for the record rather than shared.
+const COPY_BELOW: usize = 64 * 1024;
+
+/// A body the record can keep without keeping the connection's read buffer. A small body
+/// is a slice of the buffer hyper reads the connection into: while the record holds it
+/// (until the writer gets to it), hyper cannot reuse that buffer and allocates a fresh one
+/// for every request on the connection, so memory churns at the request rate (page faults,
+/// the kernel compacting memory for them). A copy of a few hundred bytes costs far less.
+/// Larger bodies came in several reads and were gathered into a buffer of their own.
+fn own(body: Bytes) -> Bytes {
+    if body.len() < COPY_BELOW {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
+    }
+}
+
 /// An error answer as the client got it.
 fn error_payload(e: &Error) -> Payload {
     Payload {
         content_type: "application/json".into(),
         body: Bytes::from(serde_json::json!({ "error": e.client_message() }).to_string()),
         whole_json: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bodies_are_copied_and_large_ones_shared() {
+        // A body as hyper hands it over: a slice of the connection's read buffer.
+        let read_buffer = Bytes::from(vec![b'x'; 8192]);
+        let body = read_buffer.slice(100..342);
+        let kept = own(body.clone());
+        assert_eq!(kept, body);
+        assert_ne!(kept.as_ptr(), body.as_ptr(), "a small body is copied");
+        let large = Bytes::from(vec![b'y'; COPY_BELOW]);
+        assert_eq!(own(large.clone()).as_ptr(), large.as_ptr());
     }
 }
