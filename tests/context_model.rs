@@ -17,8 +17,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, expect_error, flatten, header_usize, ScratchRepo, TestServer};
-use mlpserve::api::grpc::proto::model_infer_request::InferInputTensor;
+use common::{
+    assert_close, assert_ready, assert_unavailable, executions, expect_error, flatten,
+    post_batched, scores_of, ScratchRepo, TestServer,
+};
 use mlpserve::api::grpc::proto::ModelInferRequest;
 use serde_json::{json, Value};
 
@@ -154,31 +156,23 @@ impl Ranking {
 
     fn grpc(&self, model: &str, repeat: bool) -> ModelInferRequest {
         let (n, c) = (self.n() as i64, self.copies(repeat) as i64);
-        let ints = |v: Vec<i64>| v.into_iter().map(|x| json!(x)).collect::<Vec<_>>();
-        let input =
-            |name: &str, datatype: &str, shape: Vec<i64>, values: Vec<Value>| InferInputTensor {
-                name: name.into(),
-                datatype: datatype.into(),
-                shape,
-                contents: Some(support::typed(datatype, &values)),
-                ..Default::default()
-            };
+        let ints = |v: &[i64]| v.iter().map(|&x| json!(x)).collect::<Vec<_>>();
         ModelInferRequest {
             model_name: model.into(),
             inputs: vec![
-                input("user", "INT64", vec![c, 3], ints(self.user_rows(repeat))),
-                input(
+                support::input("user", "INT64", vec![c, 3], &ints(&self.user_rows(repeat))),
+                support::input(
                     "history",
                     "INT64",
                     vec![c, 4],
-                    ints(self.history_rows(repeat)),
+                    &ints(&self.history_rows(repeat)),
                 ),
-                input("item_ids", "INT64", vec![n, 2], ints(self.items.clone())),
-                input(
+                support::input("item_ids", "INT64", vec![n, 2], &ints(&self.items)),
+                support::input(
                     "item_dense",
                     "FP32",
                     vec![n, 1],
-                    self.dense.iter().map(|&x| json!(x)).collect(),
+                    &self.dense.iter().map(|&x| json!(x)).collect::<Vec<_>>(),
                 ),
             ],
             ..Default::default()
@@ -202,12 +196,7 @@ impl Ranking {
 
 /// The `score` values of a V2 answer, after checking its shape is [n, 1].
 fn scores(answer: &(u16, Value), n: usize) -> Vec<Value> {
-    let (status, body) = answer;
-    assert_eq!(*status, 200, "{body}");
-    let out = &body["outputs"][0];
-    assert_eq!(out["name"], "score", "{body}");
-    assert_eq!(out["shape"], json!([n, 1]), "{body}");
-    flatten(&out["data"])
+    scores_of(answer, "score", n)
 }
 
 /// The joined graph's scores of `r` (its context repeated: an ordinary request).
@@ -247,21 +236,12 @@ fn v2_json_answers_equal_the_joined_graph_for_the_context_once_and_repeated() {
 fn v2_binary_answers_equal_the_joined_graph() {
     let repo = repo("ctx-binary", "max_batch_size = 64");
     let server = TestServer::start(&repo.path);
-    let client = reqwest::blocking::Client::new();
     for (seed, n) in CASES {
         let r = Ranking::new(seed, n);
         let want = reference(&server, &r);
         for repeat in [false, true] {
             let (header, bytes) = r.binary(repeat);
-            let mut body = header.clone().into_bytes();
-            body.extend(bytes);
-            let response = client
-                .post(server.url("/v2/models/towers/infer"))
-                .header("Inference-Header-Content-Length", header.len().to_string())
-                .header("Content-Type", "application/octet-stream")
-                .body(body)
-                .send()
-                .expect("request");
+            let response = server.post_binary("/v2/models/towers/infer", &header, &bytes);
             let status = response.status().as_u16();
             let answer: Value = response.json().expect("json answer");
             assert_close(
@@ -355,19 +335,11 @@ async fn ranking_requests_of_different_n_share_one_batch_each_answered_its_own()
     let server = TestServer::start(&repo.path);
     let client = reqwest::Client::new();
     let post = |model: &str, body: Value| {
-        let (client, url) = (
+        post_batched(
             client.clone(),
             server.url(&format!("/v2/models/{model}/infer")),
-        );
-        async move {
-            let response = client.post(url).json(&body).send().await.expect("request");
-            let rows = header_usize(response.headers(), "x-batch-rows");
-            let status = response.status().as_u16();
-            (
-                rows,
-                (status, response.json::<Value>().await.expect("json")),
-            )
-        }
+            body,
+        )
     };
     // The reference batches all of them too (its own delay): the same rows in one run.
     let want =
@@ -390,12 +362,11 @@ async fn ranking_requests_of_different_n_share_one_batch_each_answered_its_own()
             &format!("n = {n}, repeated {repeat}"),
         );
     }
-    let text = server.metrics_text().await;
-    let executions = common::series_value(
-        &text,
-        "mlpserve_executions_total{model=\"towers\",version=\"1\"}",
+    assert_eq!(
+        executions(&server.metrics_text().await, "towers"),
+        Some(1.0),
+        "all 12 requests ran as one batch"
     );
-    assert_eq!(executions, Some(1.0), "all 12 requests ran as one batch");
 }
 
 #[test]
@@ -411,15 +382,8 @@ fn a_request_over_the_batch_limit_is_split_each_part_with_the_context() {
         );
         assert_close(&got, &want, 1e-5, 1e-5, &format!("repeated {repeat}"));
     }
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("metrics");
-    let executions = common::series_value(
-        &text,
-        "mlpserve_executions_total{model=\"towers\",version=\"1\"}",
-    );
     assert_eq!(
-        executions,
+        executions(&server.metrics_blocking(), "towers"),
         Some(6.0),
         "two requests of 10 rows, 3 chunks each"
     );
@@ -527,22 +491,10 @@ fn joining_mistakes_leave_the_model_unavailable_with_the_reason() {
         Some("1/context.onnx"),
         "[context]\nmodel = \"../1/context.onnx\"\n",
     );
-    let mut config = mlpserve::ServerConfig::for_tests(&repo.path);
-    config.strict_readiness = false;
-    let server = TestServer::start_with(config);
-    let (status, index) = server.post_json("/v2/repository/index", &json!({}));
-    assert_eq!(status, 200, "{index}");
-    let state = |name: &str| {
-        index
-            .as_array()
-            .expect("index")
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("{name} is not in the index: {index}"))
-            .clone()
-    };
+    let server = TestServer::start_lenient(&repo.path);
+    let index = server.repository_index();
     for name in ["good", "alone"] {
-        assert_eq!(state(name)["state"], "READY", "{index}");
+        assert_ready(&index, name);
     }
     for (name, needles) in [
         (
@@ -589,14 +541,6 @@ fn joining_mistakes_leave_the_model_unavailable_with_the_reason() {
         ),
         ("path", &["[context]", "../1/context.onnx", "file name"][..]),
     ] {
-        let entry = state(name);
-        assert_eq!(entry["state"], "UNAVAILABLE", "{name}: {entry}");
-        let reason = entry["reason"].as_str().unwrap_or_default();
-        for needle in needles {
-            assert!(
-                reason.contains(needle),
-                "{name}: {reason:?} should contain {needle:?}"
-            );
-        }
+        assert_unavailable(&index, name, needles);
     }
 }

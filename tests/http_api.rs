@@ -399,15 +399,7 @@ fn binary_tensors_in_and_out() {
         "outputs": [{"name": "logits", "parameters": {"binary_data": true}}]
     })
     .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend(&bytes);
-    let r = Client::new()
-        .post(server.url("/v2/models/mlp_digits/infer"))
-        .header("Inference-Header-Content-Length", header.len().to_string())
-        .header("Content-Type", "application/octet-stream")
-        .body(body)
-        .send()
-        .expect("request");
+    let r = server.post_binary("/v2/models/mlp_digits/infer", &header, &bytes);
     assert_eq!(r.status().as_u16(), 200);
     let json_len: usize = r.headers()["inference-header-content-length"]
         .to_str()

@@ -429,11 +429,8 @@ fn a_pad_value_for_a_string_input_fails_the_load_with_the_reason() {
         1,
         "[inputs.text]\npad_axes = [1]\npad_value = 3\n",
     );
-    let mut config = ServerConfig::for_tests(&repo.path);
-    config.strict_readiness = false;
-    let server = TestServer::start_with(config);
-    let (status, index) = server.post_json("/v2/repository/index", &json!({}));
-    assert_eq!(status, 200, "{index}");
+    let server = TestServer::start_lenient(&repo.path);
+    let index = server.repository_index();
     let needles = ["[inputs.text] pad_value = 3", "BYTES", "empty string"];
     assert_unavailable(&index, "echo", &needles);
 }

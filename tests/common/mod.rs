@@ -41,6 +41,14 @@ impl TestServer {
         TestServer::spawn(config, "/v2/health/live")
     }
 
+    /// Serves `repository` although some of its models fail to load (strict readiness
+    /// off), for tests that read those models' reasons in the repository index.
+    pub fn start_lenient(repository: &Path) -> TestServer {
+        let mut config = ServerConfig::for_tests(repository);
+        config.strict_readiness = false;
+        TestServer::start_with(config)
+    }
+
     fn spawn(mut config: ServerConfig, wait_for: &str) -> TestServer {
         config.http_port = 0;
         config.grpc_port = 0;
@@ -113,6 +121,38 @@ impl TestServer {
             .expect("text")
     }
 
+    /// `POST path` with a V2 binary body: the JSON `header`, then the tensors' `bytes`.
+    pub fn post_binary(
+        &self,
+        path: &str,
+        header: &str,
+        bytes: &[u8],
+    ) -> reqwest::blocking::Response {
+        let mut body = header.as_bytes().to_vec();
+        body.extend_from_slice(bytes);
+        reqwest::blocking::Client::new()
+            .post(self.url(path))
+            .header("Inference-Header-Content-Length", header.len().to_string())
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+            .expect("request")
+    }
+
+    /// The Prometheus text of `/metrics`, from a blocking test.
+    pub fn metrics_blocking(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics"))
+            .and_then(|r| r.text())
+            .expect("metrics")
+    }
+
+    /// The repository index (`POST /v2/repository/index`), after checking it answered 200.
+    pub fn repository_index(&self) -> serde_json::Value {
+        let (status, index) = self.post_json("/v2/repository/index", &serde_json::json!({}));
+        assert_eq!(status, 200, "{index}");
+        index
+    }
+
     /// Polls /metrics until `series` satisfies `done`; see [`wait_metric`].
     pub async fn wait_metric(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
         wait_metric(&self.url("/metrics"), series, done).await
@@ -120,13 +160,7 @@ impl TestServer {
 
     /// `POST path` with a JSON body: the status and the JSON answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let r = reqwest::blocking::Client::new()
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().unwrap_or(serde_json::Value::Null))
+        post_json(&self.url(path), body)
     }
 
     /// Polls `path` (readiness or liveness) in 10 ms steps until it answers 200, for at
@@ -302,6 +336,47 @@ pub fn header_usize(h: &reqwest::header::HeaderMap, name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The values of output `name` of a 200 V2 JSON answer, after checking it is the first
+/// output and its shape is [n, 1] (one score per row).
+pub fn scores_of(
+    answer: &(u16, serde_json::Value),
+    name: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let (status, body) = answer;
+    assert_eq!(*status, 200, "{body}");
+    let out = &body["outputs"][0];
+    assert_eq!(out["name"], name, "{body}");
+    assert_eq!(out["shape"], serde_json::json!([n, 1]), "{body}");
+    flatten(&out["data"])
+}
+
+/// `POST url` with a JSON body from concurrent requests: the `x-batch-rows` the answer
+/// reports (how many rows the batch it ran in held), its status and its JSON body.
+pub async fn post_batched(
+    client: reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (usize, (u16, serde_json::Value)) {
+    let response = client.post(url).json(&body).send().await.expect("request");
+    let rows = header_usize(response.headers(), "x-batch-rows");
+    let status = response.status().as_u16();
+    let answer = response.json::<serde_json::Value>().await.expect("json");
+    (rows, (status, answer))
+}
+
+/// `POST url` with a JSON body: the status and the JSON answer (`Null` when the answer is
+/// not JSON).
+pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(serde_json::Value::Null))
+}
+
 /// Asserts an error answer: `status`, and a JSON `error` message that mentions every needle.
 pub fn expect_error(status_body: (u16, serde_json::Value), status: u16, needles: &[&str]) {
     let (got, body) = status_body;
@@ -379,6 +454,15 @@ pub fn series_value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How many times version 1 of `model` ran (`mlpserve_executions_total`) in a Prometheus
+/// text; `None` when it never did.
+pub fn executions(text: &str, model: &str) -> Option<f64> {
+    series_value(
+        text,
+        &format!("mlpserve_executions_total{{model=\"{model}\",version=\"1\"}}"),
+    )
+}
+
 /// Polls `url` (a /metrics endpoint) in 10 ms steps until `series` is present and satisfies
 /// `done`, for at most 30 s; returns the value. Tests wait on the event this way instead
 /// of sleeping for a time that is usually long enough.
@@ -453,23 +537,37 @@ pub fn read_raw_response(s: &mut TcpStream) -> (u16, String) {
 /// The server binary on `repo` with `args` as its own process, once it is ready: the
 /// process and its HTTP address (read from the JSON log line that announces it).
 pub fn spawn_http(repo: &Path, args: &[&str]) -> (Binary, SocketAddr) {
+    let (binary, http, _) = spawn_server(repo, args);
+    (binary, http)
+}
+
+/// Like [`spawn_http`], with the gRPC address too (logged after the HTTP one).
+pub fn spawn_server(repo: &Path, args: &[&str]) -> (Binary, SocketAddr, SocketAddr) {
     let mut child = serve_command(repo)
         .args(args)
         .spawn()
         .expect("binary starts");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let mut http = None;
+    let addr = |line: &str| -> Option<SocketAddr> {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json log");
+        v["addr"].as_str()?.parse().ok()
+    };
+    let (mut http, mut grpc) = (None, None);
     for line in lines.by_ref().map_while(Result::ok) {
         if line.contains("HTTP listening") {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
-            http = v["addr"].as_str().and_then(|a| a.parse().ok());
+            http = addr(&line);
+        }
+        if line.contains("gRPC listening") {
+            grpc = addr(&line);
             break;
         }
     }
+    // Keep reading so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let binary = Binary(child);
     let http: SocketAddr = http.expect("HTTP address logged");
+    let grpc: SocketAddr = grpc.expect("gRPC address logged");
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !client
@@ -480,7 +578,7 @@ pub fn spawn_http(repo: &Path, args: &[&str]) -> (Binary, SocketAddr) {
         assert!(Instant::now() < deadline, "server not ready");
         std::thread::sleep(Duration::from_millis(10));
     }
-    (binary, http)
+    (binary, http, grpc)
 }
 
 /// `VmRSS` and `VmHWM` (peak resident size) of a process, in MiB, read from outside.
@@ -536,4 +634,18 @@ pub fn assert_unavailable(index: &serde_json::Value, name: &str, needles: &[&str
             "{name}: {reason:?} should contain {needle:?}"
         );
     }
+}
+
+/// Asserts the repository `index` lists model `name` READY.
+pub fn assert_ready(index: &serde_json::Value, name: &str) {
+    let entry = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .find(|e| e["name"] == name);
+    assert_eq!(
+        entry.map(|e| &e["state"]),
+        Some(&serde_json::json!("READY")),
+        "{name}: {index}"
+    );
 }

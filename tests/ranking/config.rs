@@ -22,11 +22,8 @@ fn broadcast_config_mistakes_leave_the_model_unavailable_with_the_reason() {
         1,
         "[inputs.x]\nbroadcast = true\n",
     );
-    let mut config = mlpserve::ServerConfig::for_tests(&repo.path);
-    config.strict_readiness = false;
-    let server = TestServer::start_with(config);
-    let (status, index) = server.post_json("/v2/repository/index", &json!({}));
-    assert_eq!(status, 200, "{index}");
+    let server = TestServer::start_lenient(&repo.path);
+    let index = server.repository_index();
     for (name, needles) in [
         (
             "mixed",
@@ -119,10 +116,8 @@ fn a_rank_by_the_model_cannot_rank_by_fails_the_load() {
     let repo = ScratchRepo::new("rank-by-config");
     repo.add("mlp_digits", "wide", 1, "rank_by = \"logits\"\n");
     repo.add("mlp_digits", "unknown", 1, "rank_by = \"score\"\n");
-    let mut config = mlpserve::ServerConfig::for_tests(&repo.path);
-    config.strict_readiness = false;
-    let server = TestServer::start_with(config);
-    let (_, index) = server.post_json("/v2/repository/index", &json!({}));
+    let server = TestServer::start_lenient(&repo.path);
+    let index = server.repository_index();
     for (name, needles) in [
         (
             "wide",

@@ -17,8 +17,8 @@ mod predict;
 mod top_k;
 
 use common::{
-    assert_close, assert_unavailable, expect_error, flatten, header_usize, v2_columns, v2_output,
-    ScratchRepo, TestServer,
+    assert_close, assert_unavailable, executions, expect_error, flatten, post_batched, scores_of,
+    v2_columns, v2_output, ScratchRepo, TestServer,
 };
 use mlpserve::api::grpc::proto::ModelInferRequest;
 use serde_json::{json, Value};
@@ -101,13 +101,8 @@ impl Ranking {
 }
 
 /// The `click_prob` values of a V2 answer, after checking its shape is [n, 1].
-fn scores(status_body: &(u16, Value), n: usize) -> Vec<Value> {
-    let (status, body) = status_body;
-    assert_eq!(*status, 200, "{body}");
-    let out = &body["outputs"][0];
-    assert_eq!(out["name"], "click_prob", "{body}");
-    assert_eq!(out["shape"], json!([n, 1]), "{body}");
-    flatten(&out["data"])
+fn scores(answer: &(u16, Value), n: usize) -> Vec<Value> {
+    scores_of(answer, "click_prob", n)
 }
 
 #[test]
@@ -198,20 +193,11 @@ async fn ranking_requests_of_different_n_share_one_batch_each_answered_its_own()
         want.push(scores(&answer, r.targets.len()));
     }
     let calls = requests.iter().map(|(r, repeat)| {
-        let (client, url, body) = (
+        post_batched(
             client.clone(),
             server.url("/v2/models/din/infer"),
             r.v2(*repeat),
-        );
-        async move {
-            let response = client.post(url).json(&body).send().await.expect("request");
-            let rows = header_usize(response.headers(), "x-batch-rows");
-            let status = response.status().as_u16();
-            (
-                rows,
-                (status, response.json::<Value>().await.expect("json")),
-            )
-        }
+        )
     });
     let answers = futures_util::future::join_all(calls).await;
     for (((rows, answer), (r, _)), want) in answers.iter().zip(&requests).zip(&want) {
@@ -219,12 +205,11 @@ async fn ranking_requests_of_different_n_share_one_batch_each_answered_its_own()
         assert_eq!(*rows, total, "request of {n} rows ran in a batch of {rows}");
         assert_close(&scores(answer, n), want, 1e-5, 1e-6, &format!("n = {n}"));
     }
-    let text = server.metrics_text().await;
-    let executions = common::series_value(
-        &text,
-        "mlpserve_executions_total{model=\"din\",version=\"1\"}",
+    assert_eq!(
+        executions(&server.metrics_text().await, "din"),
+        Some(1.0),
+        "all 16 requests ran as one batch"
     );
-    assert_eq!(executions, Some(1.0), "all 16 requests ran as one batch");
 }
 
 #[test]
@@ -242,15 +227,8 @@ fn a_request_over_the_batch_limit_is_split_and_merged() {
     let repeated = server.post_json("/v2/models/din/infer", &r.v2(true));
     // Both split into chunks of 4, 4 and 2 rows: bit-equal.
     assert_eq!(scores(&once, 10), scores(&repeated, 10));
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("metrics");
-    let executions = common::series_value(
-        &text,
-        "mlpserve_executions_total{model=\"din\",version=\"1\"}",
-    );
     assert_eq!(
-        executions,
+        executions(&server.metrics_blocking(), "din"),
         Some(6.0),
         "two requests of 10 rows, 3 chunks each"
     );
