@@ -211,12 +211,18 @@ def write_samples(name: str, feeds: list[dict], path=None) -> Path:
             "inputs": {k: _tensor_json(v) for k, v in feed.items()},
             "outputs": {k: _tensor_json(v) for k, v in zip(out_names, outs)},
         })
-    target = model_dir(name) / "samples.json"
-    with open(target, "w") as f:
-        json.dump({"model": name, "samples": samples}, f)
-        f.write("\n")
+    target = save_samples(name, samples, ensure_ascii=True)
     size = target.stat().st_size
     assert size < 100_000, f"{target} is {size} bytes"
+    return target
+
+
+def save_samples(name: str, samples: list, file: str = "samples.json", *, ensure_ascii: bool = False) -> Path:
+    """Write `{"model": name, "samples": samples}` and a newline to models/<name>/<file>."""
+    target = model_dir(name) / file
+    with open(target, "w") as f:
+        json.dump({"model": name, "samples": samples}, f, ensure_ascii=ensure_ascii)
+        f.write("\n")
     return target
 
 

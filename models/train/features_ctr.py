@@ -9,7 +9,6 @@ own config.toml, so the served model sees exactly what it was trained on. The sa
 written in raw form (the fields a client sends) with the outputs ONNX Runtime gave for the
 transformed inputs.
 """
-import json
 
 import numpy as np
 import torch
@@ -182,9 +181,7 @@ def main():
             "outputs": {"click_prob": {"datatype": "FP32", "shape": list(out.shape),
                                        "data": [float(v) for v in out.reshape(-1)]}},
         })
-    with open(common.model_dir(NAME) / "samples.json", "w") as f:
-        json.dump({"model": NAME, "samples": samples}, f, ensure_ascii=False)
-        f.write("\n")
+    common.save_samples(NAME, samples)
 
     body = (
         "## Raw features\n\n"

@@ -16,7 +16,6 @@ by the model's own config.toml; the samples hold raw fields, in the per-row V2 f
 (`samples.json`) and in the `/predict` ranking form (`ranking_samples.json`, context once,
 candidates in columns or rows, `top_k`).
 """
-import json
 
 import numpy as np
 import torch
@@ -278,6 +277,38 @@ def ranking_sample(features, sess, context, candidates, as_rows=False, top_k=TOP
                                    "scores": [float(score[i]) for i in order]}}}
 
 
+def held_out_metrics(test, p, click):
+    """The test split's AUC and logloss of predictions `p`, the hidden model's AUC (the
+    ceiling) and the click rate of all impressions."""
+    return {"test_auc": float(roc_auc_score(test["click"], p)),
+            "test_logloss": float(log_loss(test["click"], p.astype(np.float64))),
+            "oracle_auc": float(roc_auc_score(test["click"], test["prob"])),
+            "click_rate": float(click.mean())}
+
+
+def per_row_samples(features, sess, users, catalogue, user, cand, b):
+    """Per-row samples (every row carries its user's fields and history), from the test split
+    starting at row `b`: one test impression; one user with three candidates; two users with an
+    unknown country, an unknown category, an unseen user and an item id outside the catalogue."""
+    def test_rows(rs):
+        return rows(users, catalogue, user[rs], cand[rs])
+
+    one = test_rows([b])
+    u0 = int(user[b + 1])
+    same_user = rows(users, catalogue, np.array([u0] * 3), cand[b + 1:b + 4])
+    odd_cols, odd_hist = test_rows([b + 4, b + 5, b + 6, b + 7])
+    odd_cols["country"][0], odd_cols["category"][1] = "ZZ", "antiques"
+    odd_cols["user_id"][2], odd_cols["item_id"][3] = "new-user-é", 987_654_321
+    return [v2_sample(features, sess, *one), v2_sample(features, sess, *same_user),
+            v2_sample(features, sess, odd_cols, odd_hist)]
+
+
+# What the model card says of the candidate inputs and the output, shared by ranking_towers.
+CANDIDATE_MEANINGS = {"item_ids": "2 item id columns built from the raw candidate fields by the server",
+                      "item_dense": "the standardised price",
+                      "score": "predicted click probability of the candidate in (0, 1)"}
+
+
 def check_history(sess, x):
     """Padding positions (id 0) do not change a row's output, wherever they sit; an empty
     history gives a finite score."""
@@ -311,11 +342,8 @@ def main():
     train(net, data)
     test = data["test"]
     p = predict(net, test)
-    m = {"test_auc": float(roc_auc_score(test["click"], p)),
-         "test_logloss": float(log_loss(test["click"], p.astype(np.float64))),
-         "oracle_auc": float(roc_auc_score(test["click"], test["prob"])),
-         "oracle_logloss": float(log_loss(test["click"], test["prob"])),
-         "click_rate": float(click.mean())}
+    m = {**held_out_metrics(test, p, click),
+         "oracle_logloss": float(log_loss(test["click"], test["prob"]))}
     print(f"{NAME}: {m}")
     metric = f"test AUC {m['test_auc']:.4f}, logloss {m['test_logloss']:.4f} ({(n - b) // 1000}k held-out impressions)"
     meta = {
@@ -337,24 +365,7 @@ def main():
     assert np.abs(p_onnx - p).max() < 1e-5
     check_history(sess, {k: test[k] for k in INPUTS})
 
-    # Per-row samples (every row carries its user's fields and history): one test
-    # impression; one user with three candidates; two users with an unknown country, an
-    # unknown category, an unseen user and an item id outside the catalogue.
-    def test_rows(rs):
-        return rows(users, catalogue, user[rs], cand[rs])
-
-    one = test_rows([b])
-    u0 = int(user[b + 1])
-    same_user = rows(users, catalogue, np.array([u0] * 3), cand[b + 1:b + 4])
-    odd_cols, odd_hist = test_rows([b + 4, b + 5, b + 6, b + 7])
-    odd_cols["country"][0], odd_cols["category"][1] = "ZZ", "antiques"
-    odd_cols["user_id"][2], odd_cols["item_id"][3] = "new-user-é", 987_654_321
-    samples = [v2_sample(features, sess, *one), v2_sample(features, sess, *same_user),
-               v2_sample(features, sess, odd_cols, odd_hist)]
-    d = common.model_dir(NAME)
-    with open(d / "samples.json", "w") as f:
-        json.dump({"model": NAME, "samples": samples}, f, ensure_ascii=False)
-        f.write("\n")
+    common.save_samples(NAME, per_row_samples(features, sess, users, catalogue, user, cand, b))
 
     # Ranking samples: one user's context once, N = 1, 20, 200 candidates drawn as the log
     # draws them; unknown tokens in the context (country) and among the candidates (category).
@@ -382,9 +393,7 @@ def main():
     ranking = [ranking_sample(features, sess, c1, k1),
                ranking_sample(features, sess, c20, k20, as_rows=True),
                ranking_sample(features, sess, c200, k200)]
-    with open(d / "ranking_samples.json", "w") as f:
-        json.dump({"model": NAME, "samples": ranking}, f, ensure_ascii=False)
-        f.write("\n")
+    common.save_samples(NAME, ranking, "ranking_samples.json")
 
     body = (
         "## Ranking: the context once, N candidates\n\n"
@@ -432,9 +441,7 @@ def main():
     )
     meanings = {"user": "3 user id columns built from the raw context fields by the server",
                 "history": f"the user's last clicked catalogue item ids, 0 = padding ({HIST_LEN} slots)",
-                "item_ids": "2 item id columns built from the raw candidate fields by the server",
-                "item_dense": "the standardised price",
-                "score": "predicted click probability of the candidate in (0, 1)"}
+                **CANDIDATE_MEANINGS}
     common.write_card(
         NAME, title="Click-through-rate ranking model: one user's context x N candidate items.",
         family=meta["family"], paper=meta["paper"], data=meta["data"], metric=meta["metric"],

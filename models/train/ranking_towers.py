@@ -20,7 +20,6 @@ import shutil
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.metrics import log_loss, roc_auc_score
 
 import common
 import ctr_common
@@ -170,9 +169,7 @@ def write_card(m, meta):
         " slower on x86 CPUs, and zero changes no score."
     )
     meanings = {"user_vec": "the user vector, fed by the context graph (clients do not send it)",
-                "item_ids": "2 item id columns built from the raw candidate fields by the server",
-                "item_dense": "the standardised price",
-                "score": "predicted click probability of the candidate in (0, 1)"}
+                **rc.CANDIDATE_MEANINGS}
     common.write_card(
         NAME, title="Click-through-rate ranking model in two graphs: a user tower once per request, a scorer per candidate.",
         family=meta["family"], paper=meta["paper"], data=meta["data"], metric=meta["metric"],
@@ -198,10 +195,7 @@ def main():
     rc.train(net, data, epochs=EPOCHS)
     test = data["test"]
     p = rc.predict(net, test)
-    m = {"test_auc": float(roc_auc_score(test["click"], p)),
-         "test_logloss": float(log_loss(test["click"], p.astype(np.float64))),
-         "oracle_auc": float(roc_auc_score(test["click"], test["prob"])),
-         "click_rate": float(click.mean())}
+    m = rc.held_out_metrics(test, p, click)
     print(f"{NAME}: {m}")
     meta = {
         "family": "two-tower ranking model (user tower over the click history, run once per request; scorer per candidate)",
@@ -233,21 +227,7 @@ def main():
     rc.check_history(sess, {k: test[k] for k in INPUTS})
 
     # The same samples as ranking_ctr (same rows, same ranking requests), answered by this model.
-    def test_rows(rs):
-        return rc.rows(users, catalogue, user[rs], cand[rs])
-
-    one = test_rows([b])
-    u0 = int(user[b + 1])
-    same_user = rc.rows(users, catalogue, np.array([u0] * 3), cand[b + 1:b + 4])
-    odd_cols, odd_hist = test_rows([b + 4, b + 5, b + 6, b + 7])
-    odd_cols["country"][0], odd_cols["category"][1] = "ZZ", "antiques"
-    odd_cols["user_id"][2], odd_cols["item_id"][3] = "new-user-é", 987_654_321
-    samples = [rc.v2_sample(features, sess, *one), rc.v2_sample(features, sess, *same_user),
-               rc.v2_sample(features, sess, odd_cols, odd_hist)]
-    d = common.model_dir(NAME)
-    with open(d / "samples.json", "w") as f:
-        json.dump({"model": NAME, "samples": samples}, f, ensure_ascii=False)
-        f.write("\n")
+    common.save_samples(NAME, rc.per_row_samples(features, sess, users, catalogue, user, cand, b))
     ranking = json.loads((common.model_dir(rc.NAME) / "ranking_samples.json").read_text())["samples"]
     out = []
     for s in ranking:
@@ -257,9 +237,7 @@ def main():
         if as_rows:
             cands = {k: [c[k] for c in cands] for k in cands[0]}
         out.append(rc.ranking_sample(features, sess, req["context"], cands, as_rows=as_rows, top_k=req["top_k"]))
-    with open(d / "ranking_samples.json", "w") as f:
-        json.dump({"model": NAME, "samples": out}, f, ensure_ascii=False)
-        f.write("\n")
+    common.save_samples(NAME, out, "ranking_samples.json")
     write_card(m, meta)
     common.save_metrics(NAME, m)
 
