@@ -54,6 +54,24 @@ pub fn decode_array_expecting(
     decode_array_sized(text, dtype, expected.min(text.len() / 2 + 1))
 }
 
+/// The JSON array of strings at the start of `text` (a BYTES input's `data`, followed by
+/// the rest of its body), decoded as [`decode_array`] decodes it for BYTES, and the index
+/// after its closing bracket; `None` when it is no such array (the caller then finds its
+/// end by other means, and [`decode_array`] words the refusal).
+pub fn decode_strings_prefix(text: &[u8]) -> Option<(JsonArray, usize)> {
+    let mut out = ByteStrings::new();
+    let (shape, end) = json_scan::walk_value(text, &mut out).ok()?;
+    // `end` is past the white space after the array, which belongs to the rest.
+    let end = text[..end].iter().rposition(|&c| c == b']')? + 1;
+    Some((
+        JsonArray {
+            shape,
+            data: TensorData::Bytes(out),
+        },
+        end,
+    ))
+}
+
 /// Decodes one raw field's JSON array, one value per row, into a `[rows]` buffer typed by
 /// what it holds: strings are BYTES, integers INT64, and any number with a fraction or
 /// exponent (or beyond INT64) makes the column FP64. Strings and numbers do not mix; an
@@ -180,13 +198,18 @@ impl FromJson for bool {
 /// is 128, and deep nesting costs memory long before that is reached).
 pub const MAX_JSON_DEPTH: usize = 64;
 
+/// JSON text nested deeper than [`MAX_JSON_DEPTH`]: refused before anything is built for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("JSON nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects")]
+pub struct TooDeep;
+
 pub(super) fn depth_error() -> String {
-    format!("JSON nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
+    TooDeep.to_string()
 }
 
 /// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`] before a parser builds anything
 /// for it: one pass over the bytes, skipping strings. Every JSON body goes through it.
-pub fn check_depth(text: &[u8]) -> Result<(), String> {
+pub fn check_depth(text: &[u8]) -> Result<(), TooDeep> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text {
         if in_string {
@@ -204,7 +227,7 @@ pub fn check_depth(text: &[u8]) -> Result<(), String> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
-                    return Err(depth_error());
+                    return Err(TooDeep);
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),

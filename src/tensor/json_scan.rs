@@ -668,24 +668,32 @@ fn scan_string(b: &[u8], i: usize, out: &mut ByteStrings) -> Result<usize, Strin
     }
     let start = i + 1;
     let mut j = start;
-    let mut ascii = true;
-    // The usual string has no escape: one slice, copied once.
+    // The usual string has no escape: one slice, copied once. Its plain bytes are skipped
+    // eight at a time; the byte loop below sees only a quote, backslash or control
+    // character (or the last few bytes of the text).
     loop {
+        if let Some(word) = b.get(j..j + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            let stops =
+                bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below_space(word);
+            if stops == 0 {
+                j += 8;
+                continue;
+            }
+            j += (stops.trailing_zeros() / 8) as usize;
+        }
         match *b.get(j).ok_or(StringFault::Unterminated)? {
             b'"' => {
                 let text = &b[start..j];
-                if !ascii {
+                if !text.is_ascii() {
                     std::str::from_utf8(text).map_err(|_| StringFault::NotUtf8)?;
                 }
-                out.push(text);
+                out.push_within(b, start..j);
                 return Ok(j + 1);
             }
             b'\\' => break,
             0..=0x1f => return Err(StringFault::ControlCharacter),
-            c => {
-                ascii &= c < 0x80;
-                j += 1;
-            }
+            _ => j += 1,
         }
     }
     let mut end = Err(StringFault::Unterminated);
@@ -700,6 +708,24 @@ fn scan_string(b: &[u8], i: usize, out: &mut ByteStrings) -> Result<usize, Strin
         end.is_ok()
     });
     end
+}
+
+/// The high bit of each byte of `word` that equals `byte`, and no other bit (exact, unlike
+/// the shorter has-zero-byte test, which may flag a byte after a match).
+#[inline(always)]
+pub(crate) fn bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word ^ (u64::from(byte) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// The high bit of each byte of `word` below 0x20 (a control character), and no other bit:
+/// a byte's low seven bits plus 0x60 reach bit 7 exactly when they are 0x20 or more, and
+/// never carry into the next byte.
+#[inline(always)]
+fn bytes_below_space(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !(((word & LOW7) + 0x6060_6060_6060_6060) | word | LOW7)
 }
 
 /// Continues a string at its first backslash `b[j]`, decoding escapes and copying the text
@@ -776,6 +802,19 @@ fn unicode_escape(b: &[u8], j: usize) -> Result<(char, usize), StringFault> {
 /// every leaf to `out` row-major; returns the shape, or the first thing wrong with the text
 /// (syntax, ragged nesting, a value the buffer's type cannot hold), in the order it comes.
 pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Result<Vec<usize>, JsonArrayError> {
+    let (shape, end) = walk_value(b, out)?;
+    match b.get(end) {
+        None => Ok(shape),
+        Some(_) => Err(errors::unexpected(b, end, "the end of the text")),
+    }
+}
+
+/// [`walk`] for the one value at the start of `b`, whatever text follows it: its shape and
+/// the index after it (and after the white space that follows).
+pub(super) fn walk_value<L: Leaves>(
+    b: &[u8],
+    out: &mut L,
+) -> Result<(Vec<usize>, usize), JsonArrayError> {
     // Length seen at each nesting depth; every array at one depth must agree.
     let mut dims: Vec<Option<usize>> = Vec::new();
     // Elements counted so far in each array still open (its depth is its index).
@@ -850,10 +889,7 @@ pub(super) fn walk<L: Leaves>(b: &[u8], out: &mut L) -> Result<Vec<usize>, JsonA
         // After a complete value: a comma, the end of enclosing arrays, or the end.
         loop {
             let Some(count) = open.last_mut() else {
-                return match b.get(i) {
-                    None => Ok(shape(&dims, leaf_depth)),
-                    Some(_) => Err(errors::unexpected(b, i, "the end of the text")),
-                };
+                return Ok((shape(&dims, leaf_depth), i));
             };
             if value_done {
                 *count += 1;

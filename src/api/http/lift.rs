@@ -14,7 +14,10 @@
 //! placeholder's mark), stay as they are. [`Lifted::error`] words the skeleton's syntax
 //! errors at the body's own line and column, so messages are those of the plain parse.
 
+use std::cell::Cell;
 use std::io::Write;
+
+use crate::tensor::{bytes_equal, decode_strings_prefix, JsonArray};
 
 /// A body with its large arrays taken out.
 pub struct Lifted<'a> {
@@ -23,10 +26,17 @@ pub struct Lifted<'a> {
     /// The lifted arrays' text, by placeholder number (not checked to be UTF-8: the
     /// tensor decoder reads bytes, takes ASCII digits only for numbers and checks strings).
     pub arrays: Vec<&'a [u8]>,
+    /// By placeholder number, the array already decoded where the lift was asked to decode
+    /// string arrays (see [`Strings`]): read once, to find its end and its strings together.
+    decoded: Vec<Cell<Option<JsonArray>>>,
     /// Where each placeholder ends in the skeleton, and how many bytes longer its array
     /// was (fewer for a short array).
     moved: Vec<(usize, isize)>,
     body: &'a [u8],
+    /// The deepest nesting of arrays and objects in the body, counted as
+    /// [`check_depth`](crate::tensor::check_depth) counts it: the scan that lifts reads
+    /// every byte anyway, so a caller need not read the body once more for the limit.
+    pub deepest: usize,
 }
 
 impl Lifted<'_> {
@@ -92,12 +102,29 @@ impl<'l, 'a> Resolver<'l, 'a> {
     where
         'a: 'r,
     {
+        Ok(self.resolve(raw)?.0)
+    }
+
+    /// The text `raw` stands for, and the array the lift decoded from it (a string array,
+    /// once: a second call for the same placeholder gets the text alone).
+    pub fn resolve<'r>(
+        &mut self,
+        raw: &'r str,
+    ) -> Result<(&'r [u8], Option<JsonArray>), &'static str>
+    where
+        'a: 'r,
+    {
         match self.lifted.zip(placeholder(raw)) {
             Some((lifted, k)) => {
                 self.resolved += 1;
-                lifted.arrays.get(k).copied().ok_or("unknown lifted array")
+                let text = lifted
+                    .arrays
+                    .get(k)
+                    .copied()
+                    .ok_or("unknown lifted array")?;
+                Ok((text, lifted.decoded.get(k).and_then(Cell::take)))
             }
-            None => Ok(raw.as_bytes()),
+            None => Ok((raw.as_bytes(), None)),
         }
     }
 
@@ -117,12 +144,28 @@ pub struct Place<'k> {
     pub depth: usize,
 }
 
+/// What the lift does with an array of strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strings {
+    /// Finds its end only; the caller decodes the text.
+    Skip,
+    /// Decodes it as BYTES while finding its end (see [`Resolver::resolve`]): where every
+    /// string array becomes a BYTES tensor (V2 `data`), this reads each string once
+    /// instead of twice.
+    Decode,
+}
+
 /// Lifts the large arrays that are values of the keys `wanted` accepts out of
 /// `json`; `None` when there is none (or the body has the placeholder's mark), so the
 /// caller parses `json` as it is.
-pub fn lift<'a>(json: &'a [u8], wanted: impl Fn(Place) -> bool) -> Option<Lifted<'a>> {
+pub fn lift<'a>(
+    json: &'a [u8],
+    strings: Strings,
+    wanted: impl Fn(Place) -> bool,
+) -> Option<Lifted<'a>> {
     let mut skeleton = Vec::new();
     let mut arrays = Vec::new();
+    let mut decoded = Vec::new();
     let mut moved = Vec::new();
     // json[..copied] is in the skeleton already.
     let mut copied = 0;
@@ -130,16 +173,33 @@ pub fn lift<'a>(json: &'a [u8], wanted: impl Fn(Place) -> bool) -> Option<Lifted
     // Objects open around `i`, and the outermost object's key the scan is under.
     let mut depth = 0usize;
     let mut top: &[u8] = &[];
+    // Arrays and objects open around `i`, and the most seen at once.
+    let mut nesting = 0usize;
+    let mut deepest = 0usize;
     while i < json.len() {
         match json[i] {
             b'"' => {}
             b'{' => {
                 depth += 1;
+                nesting += 1;
+                deepest = deepest.max(nesting);
                 i += 1;
                 continue;
             }
             b'}' => {
                 depth = depth.saturating_sub(1);
+                nesting = nesting.saturating_sub(1);
+                i += 1;
+                continue;
+            }
+            b'[' => {
+                nesting += 1;
+                deepest = deepest.max(nesting);
+                i += 1;
+                continue;
+            }
+            b']' => {
+                nesting = nesting.saturating_sub(1);
                 i += 1;
                 continue;
             }
@@ -161,9 +221,31 @@ pub fn lift<'a>(json: &'a [u8], wanted: impl Fn(Place) -> bool) -> Option<Lifted
         if !wanted(Place { top, key, depth }) || json.get(i) != Some(&b'[') {
             continue;
         }
-        let Some(end) = array_end(json, i) else {
-            continue;
+        // A string array that decodes is taken whole; any other array (or one that does
+        // not decode, whose refusal the caller words) is only measured.
+        let first = json[i..]
+            .iter()
+            .position(|&c| !matches!(c, b'[' | b' ' | b'\n' | b'\r' | b'\t'));
+        let string_array =
+            strings == Strings::Decode && first.is_some_and(|at| json[i + at] == b'"');
+        let (end, array) = match string_array
+            .then(|| decode_strings_prefix(&json[i..]))
+            .flatten()
+        {
+            // A decoded array's nesting is its rank (the walker refuses ragged ones).
+            Some((array, len)) => {
+                deepest = deepest.max(nesting + array.shape.len().max(1));
+                (i + len, Some(array))
+            }
+            None => match array_end(json, i) {
+                Some((end, levels)) => {
+                    deepest = deepest.max(nesting + levels);
+                    (end, None)
+                }
+                None => continue,
+            },
         };
+        decoded.push(Cell::new(array));
         let text = &json[i..end];
         skeleton.extend_from_slice(&json[copied..i]);
         let at = skeleton.len();
@@ -184,8 +266,10 @@ pub fn lift<'a>(json: &'a [u8], wanted: impl Fn(Place) -> bool) -> Option<Lifted
     Some(Lifted {
         skeleton,
         arrays,
+        decoded,
         moved,
         body: json,
+        deepest,
     })
 }
 
@@ -234,9 +318,11 @@ fn may_hold_special(block: &[u8; BLOCK]) -> bool {
 }
 
 /// The index after the array starting at `json[start] == '['`, if it closes and holds no
-/// object; strings in it are skipped whole, so a bracket inside one is text.
-fn array_end(json: &[u8], start: usize) -> Option<usize> {
+/// object, and the most arrays open at once in it (1 for a flat array); strings in it are
+/// skipped whole, so a bracket inside one is text.
+fn array_end(json: &[u8], start: usize) -> Option<(usize, usize)> {
     let mut depth = 0usize;
+    let mut deepest = 0usize;
     let mut i = start;
     while i < json.len() {
         // Whole blocks without a bracket or quote are skipped in one vectorised test.
@@ -249,11 +335,14 @@ fn array_end(json: &[u8], start: usize) -> Option<usize> {
         let stop = (i + BLOCK).min(json.len());
         while i < stop {
             match json[i] {
-                b'[' => depth += 1,
+                b'[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
                 b']' => {
                     depth -= 1;
                     if depth == 0 {
-                        return Some(i + 1);
+                        return Some((i + 1, deepest));
                     }
                 }
                 // The string's end may lie past this block: the next block starts there.
@@ -302,15 +391,6 @@ fn quoted_end(json: &[u8], start: usize) -> Option<usize> {
         }
         i = at + 2;
     }
-}
-
-/// The high bit of each byte of `word` that equals `byte`, and no other bit (exact, unlike
-/// the shorter has-zero-byte test, which may flag a byte after a match).
-#[inline(always)]
-fn bytes_equal(word: u64, byte: u8) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let x = word ^ (u64::from(byte) * 0x0101_0101_0101_0101);
-    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 #[cfg(test)]
@@ -396,7 +476,7 @@ mod tests {
         let body = format!(
             r#"{{"inputs":[{{"name":"x","shape":[300],"datatype":"FP32","data":{data}}},{{"name":"y","data":[1]}}],"parameters":{{"data":[1,2]}},"data":{data}}}"#
         );
-        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+        let lifted = lift(body.as_bytes(), Strings::Skip, v2_data).expect("lifted");
         assert_eq!(lifted.arrays, vec![data.as_bytes(), b"[1]"]);
         let skeleton = std::str::from_utf8(&lifted.skeleton).unwrap();
         assert!(
@@ -411,10 +491,16 @@ mod tests {
         assert_eq!(placeholder("[1,2]"), None);
         // /predict: `inputs` itself, or its values, and nothing under other keys.
         let body = r#"{"model":"m","instances":[{"x":[1]}],"inputs":{"x":[1,2],"y":{"z":[3]}},"outputs":["a"]}"#;
-        let lifted = lift(body.as_bytes(), |p| p.top == b"inputs" && p.depth <= 2).unwrap();
+        let lifted = lift(body.as_bytes(), Strings::Skip, |p| {
+            p.top == b"inputs" && p.depth <= 2
+        })
+        .unwrap();
         assert_eq!(lifted.arrays, vec![b"[1,2]"]);
         let bare = r#"{"inputs": [[1, 2]], "model": "m"}"#;
-        let lifted = lift(bare.as_bytes(), |p| p.top == b"inputs" && p.depth <= 2).unwrap();
+        let lifted = lift(bare.as_bytes(), Strings::Skip, |p| {
+            p.top == b"inputs" && p.depth <= 2
+        })
+        .unwrap();
         assert_eq!(lifted.arrays, vec![b"[[1, 2]]"]);
     }
 
@@ -423,14 +509,122 @@ mod tests {
         let strings: Vec<String> = (0..100).map(|i| format!(r#""u{i} ] [ \" \\""#)).collect();
         let data = format!("[{}]", strings.join(","));
         let body = format!(r#"{{"inputs":[{{"name":"s","data":{data},"shape":[100]}}]}}"#);
-        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+        let lifted = lift(body.as_bytes(), Strings::Skip, v2_data).expect("lifted");
         assert_eq!(lifted.arrays, vec![data.as_bytes()]);
         // A string that never ends: nothing is lifted.
         let open = format!(
             r#"{{"inputs":[{{"data":{}"x]}}]}}"#,
             &data[..data.len() - 1]
         );
-        assert!(lift(open.as_bytes(), v2_data).is_none());
+        assert!(lift(open.as_bytes(), Strings::Skip, v2_data).is_none());
+    }
+
+    /// Decoding string arrays while lifting finds the same ends as measuring them, and
+    /// hands over what the tensor decoder makes of the text; an array that does not
+    /// decode (a bad escape, a number among strings) is lifted undecoded for the decoder
+    /// to refuse, and a number array is never decoded.
+    #[test]
+    fn decoded_string_arrays_are_the_decoders_own_and_end_where_measured() {
+        use crate::tensor::{decode_array, DataType};
+        let strings: Vec<String> = (0..50).map(|i| format!(r#""u{i} ] [ \" \\ é""#)).collect();
+        let good = format!("[{}]", strings.join(", "));
+        let nested = format!("[ [{0}],\n[{0}] ]", strings[..3].join(","));
+        let bad_escape = r#"["a", "b\x"]"#;
+        let mixed = r#"["a", 1]"#;
+        let numbers = "[1, 2.5]";
+        let body = format!(
+            r#"{{"inputs":[{{"data":{good} ,"name":"a"}},{{"data":{nested}}},{{"data":{bad_escape}}},{{"data":{mixed}}},{{"data":{numbers}}}]}}"#
+        );
+        let skipped = lift(body.as_bytes(), Strings::Skip, v2_data).expect("lifted");
+        let decoded = lift(body.as_bytes(), Strings::Decode, v2_data).expect("lifted");
+        assert_eq!(decoded.arrays, skipped.arrays);
+        assert_eq!(decoded.skeleton, skipped.skeleton);
+        let texts = [&good[..], &nested, bad_escape, mixed, numbers];
+        assert_eq!(decoded.arrays, texts.map(str::as_bytes));
+        let mut resolver = Resolver::new(Some(&decoded));
+        for (k, text) in texts.iter().enumerate() {
+            let placeholder = format!(r#""\u0000{k}""#);
+            let (got, array) = resolver.resolve(&placeholder).unwrap();
+            assert_eq!(got, text.as_bytes());
+            let want = decode_array(text, DataType::Bytes).ok();
+            assert_eq!(array, want, "{text}");
+            assert_eq!(array.is_some(), k < 2, "{text}");
+            // Taken once: the text alone afterwards.
+            assert_eq!(resolver.resolve(&placeholder).unwrap().1, None);
+        }
+        let mut skipping = Resolver::new(Some(&skipped));
+        assert_eq!(skipping.resolve(r#""\u00000""#).unwrap().1, None);
+    }
+
+    /// The nesting the lift counts is the depth check's own, wherever the nesting is: around
+    /// the inputs, inside lifted arrays of numbers or strings (decoded or not), in arrays
+    /// left in the skeleton, and never inside strings; so over the limit exactly when the
+    /// depth check refuses the body.
+    #[test]
+    fn the_lift_counts_nesting_as_the_depth_check_does() {
+        use crate::tensor::{check_depth, MAX_JSON_DEPTH};
+        // The depth check's rules, giving the deepest nesting instead of a verdict.
+        fn reference(text: &[u8]) -> usize {
+            let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+            for &b in text {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        deepest = deepest.max(depth);
+                    }
+                    b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            deepest
+        }
+        let nest = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        let mut bodies = Vec::new();
+        for n in [1, 2, 60, 61, 62, 63, 64, 65, 70] {
+            let wrap = |inner: String| {
+                format!(
+                    r#"{{"inputs":[{{"name":"a","data":{inner},"parameters":{{"x":"[[[{{"}}}}],"outputs":[]}}"#
+                )
+            };
+            bodies.push(wrap(nest(n, "1, 2")));
+            bodies.push(wrap(nest(n, r#""a", "]]\"[""#)));
+            bodies.push(wrap(nest(n, r#""bad \x escape""#)));
+            bodies.push(wrap(format!(
+                "[{}, {}]",
+                nest(n, "1"),
+                nest(n.saturating_sub(1), "2")
+            )));
+            bodies.push(format!(
+                r#"{{"inputs":[{{"data":[1],"shape":{}}}],"parameters":{{"p":{}}}}}"#,
+                nest(n, "3"),
+                "{\"q\":".repeat(n) + "1" + &"}".repeat(n)
+            ));
+        }
+        let mut over = 0;
+        for body in &bodies {
+            for strings in [Strings::Skip, Strings::Decode] {
+                let lifted = lift(body.as_bytes(), strings, v2_data).expect("lifted");
+                assert_eq!(lifted.deepest, reference(body.as_bytes()), "{body}");
+                assert_eq!(
+                    lifted.deepest > MAX_JSON_DEPTH,
+                    check_depth(body.as_bytes()).is_err(),
+                    "{body}"
+                );
+                over += usize::from(lifted.deepest > MAX_JSON_DEPTH);
+            }
+        }
+        assert!(over > 10, "{over}");
     }
 
     #[test]
@@ -443,12 +637,15 @@ mod tests {
             format!(r#"{{"inputs":[{{"name":"a\u0000","data":{data}}}]}}"#),
             format!(r#"{{"inputs":[{{"shape":{data}}}]}}"#),
         ] {
-            assert!(lift(body.as_bytes(), v2_data).is_none(), "{body}");
+            assert!(
+                lift(body.as_bytes(), Strings::Skip, v2_data).is_none(),
+                "{body}"
+            );
         }
         // Nested arrays: each closing bracket counted.
         let nested = format!("[{data}, {data}]");
         let body = input(&nested);
-        let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+        let lifted = lift(body.as_bytes(), Strings::Skip, v2_data).expect("lifted");
         assert_eq!(lifted.arrays, vec![nested.as_bytes()]);
     }
 
@@ -482,7 +679,7 @@ mod tests {
             format!("{{\n\"inputs\": [{short}, {x}, {x},]}}"),
         ] {
             let want = serde_json::from_str::<Body>(&body).err().expect("an error");
-            let lifted = lift(body.as_bytes(), v2_data).expect("lifted");
+            let lifted = lift(body.as_bytes(), Strings::Skip, v2_data).expect("lifted");
             let got = serde_json::from_slice::<Body>(&lifted.skeleton)
                 .err()
                 .expect("an error");

@@ -210,7 +210,7 @@ async fn predict_unlogged(
             .map_err(|e| Error::InvalidInput(format!("invalid /predict JSON: {e}")))?;
         // The inputs' arrays are read by the tensor walker alone: serde parses the rest
         // (see `lift`), and words its errors at the body's own positions.
-        let lifted = lift::lift(&body, is_input);
+        let lifted = lift::lift(&body, lift::Strings::Skip, is_input);
         let json = lifted.as_ref().map_or(&body[..], |l| &l.skeleton);
         parse(&lookup, json, lifted.as_ref())?.into_parts()
     })

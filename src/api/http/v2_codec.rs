@@ -15,7 +15,7 @@ use crate::service::rank::Ranking;
 use crate::spec::NamedTensor;
 use crate::tensor::{
     check_depth, decode_array_expecting, decode_binary, element_count, DataType, JsonArrayError,
-    Tensor,
+    Tensor, MAX_JSON_DEPTH,
 };
 
 /// Header giving the JSON part's length when binary tensors follow it.
@@ -138,17 +138,23 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DecodedRequest, Decode
         }
         None => (body, &[][..]),
     };
-    check_depth(json)
-        .map_err(|e| DecodeError::Body(format!("invalid inference request JSON: {e}")))?;
+    let too_deep = |e| DecodeError::Body(format!("invalid inference request JSON: {e}"));
     #[cfg(feature = "json-compare")]
     if binary.is_empty() && super::v2_sonic::enabled() {
+        check_depth(json).map_err(too_deep)?;
         if let Some(request) = super::v2_sonic::decode(json) {
             return Ok(request);
         }
     }
     // Every input's `data` array is read by the tensor walker alone: serde parses the rest
     // (see `lift`), and words its errors at the body's own positions.
-    match lift::lift(json, is_input_data) {
+    let lifted = lift::lift(json, lift::Strings::Decode, is_input_data);
+    // The lift measured the body's nesting while reading it; without a lift (or over the
+    // limit, for the message) the depth check reads it.
+    if lifted.as_ref().is_none_or(|l| l.deepest > MAX_JSON_DEPTH) {
+        check_depth(json).map_err(too_deep)?;
+    }
+    match lifted {
         Some(lifted) => decode_json(&lifted.skeleton, Some(&lifted), binary),
         None => decode_json(json, None, binary),
     }
@@ -212,10 +218,14 @@ fn decode_json(
                 decode_binary(dtype, &shape, bytes).map_err(|e| DecodeError::input(&name, e))?
             }
             (None, Some(raw)) => {
-                let text = texts
-                    .text(raw.get())
+                let resolved = texts
+                    .resolve(raw.get())
                     .map_err(|e| DecodeError::Body(e.to_string()))?;
-                let array = decode_array_expecting(text, dtype, element_count(&shape));
+                let array = match resolved {
+                    // Strings the lift decoded already, as the line below would.
+                    (_, Some(decoded)) if dtype == DataType::Bytes => Ok(decoded),
+                    (text, _) => decode_array_expecting(text, dtype, element_count(&shape)),
+                };
                 let array = array.map_err(|e| match e {
                     JsonArrayError::Invalid(e) => {
                         DecodeError::input(&name, format_args!("invalid data: {e}"))

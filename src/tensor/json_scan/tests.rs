@@ -145,6 +145,54 @@ fn strings_refuse_what_serde_refuses() {
     }
 }
 
+/// The word-at-a-time string scan stops where serde stops: a quote, backslash, control
+/// character or non-ASCII byte at every offset of strings that cross several words, and
+/// strings cut short at every length.
+#[test]
+fn strings_agree_with_serde_whatever_byte_sits_at_any_offset() {
+    let specials: [&[u8]; 10] = [
+        b"\"",
+        b"\\\\",
+        b"\\n",
+        b"\x00",
+        b"\x1f",
+        b"\x20",
+        b"\x7f",
+        "\u{e9}".as_bytes(),
+        b"\xc3",
+        b"\xff",
+    ];
+    let mut checked = 0;
+    for len in 0..26 {
+        for special in specials {
+            for at in 0..=len {
+                let mut s = vec![b'a'; len];
+                s.splice(at..at, special.iter().copied());
+                let mut text = b"[\"".to_vec();
+                text.extend_from_slice(&s);
+                text.extend_from_slice(b"\", \"z\"]");
+                let walked = walk_strings(&text).map(|(_, strings)| strings);
+                assert_eq!(
+                    walked,
+                    serde_strings(&text),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
+                // Cut anywhere inside the first string: never a string, never a panic.
+                for cut in 1..text.len() - 7 {
+                    assert_eq!(walk_strings(&text[..cut]), None);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 2_000, "{checked}");
+    assert_eq!(
+        bytes_below_space(u64::from_le_bytes(*b"\x00\x1f \x7f\x80\x9f\xa0a")),
+        0x0000_0000_0000_8080
+    );
+}
+
 #[test]
 fn strings_are_not_read_past_the_array_depth_limit() {
     let deep = format!("{}\"a\"{}", "[".repeat(65), "]".repeat(65));

@@ -21,7 +21,7 @@ fn both_ways(body: &str) -> Result<Vec<(String, Tensor)>, DecodeError> {
         r.inputs.into_iter().map(|t| (t.name, t.tensor)).collect()
     };
     assert!(
-        lift::lift(body.as_bytes(), is_input_data).is_some(),
+        lift::lift(body.as_bytes(), lift::Strings::Decode, is_input_data).is_some(),
         "{body}"
     );
     let lifted = decode(&HeaderMap::new(), body.as_bytes()).map(pairs);
