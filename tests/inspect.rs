@@ -105,7 +105,7 @@ fn every_zoo_model_is_described_and_its_example_requests_are_answered() {
                 command.starts_with(&format!("curl -s localhost:8000{path} -d '")),
                 "{command}"
             );
-            let (status, body) = post(&server.url(&path), &curl_body(command));
+            let (status, body) = server.post_json(&path, &curl_body(command));
             assert_eq!(status, 200, "{model} {key}: {body}");
         }
         let py = examples["tritonclient_python"].as_str().unwrap();
@@ -114,16 +114,6 @@ fn every_zoo_model_is_described_and_its_example_requests_are_answered() {
             "{py}"
         );
     }
-}
-
-fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::blocking::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
 }
 
 #[test]
