@@ -210,7 +210,16 @@ pub(super) fn depth_error() -> String {
 /// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`] before a parser builds anything
 /// for it: one pass over the bytes, skipping strings. Every JSON body goes through it.
 pub fn check_depth(text: &[u8]) -> Result<(), TooDeep> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    if deepest_nesting(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+        return Err(TooDeep);
+    }
+    Ok(())
+}
+
+/// The deepest nesting of arrays and objects in JSON text, brackets inside strings left out;
+/// the count stops as soon as it passes `stop_over`.
+pub fn deepest_nesting(text: &[u8], stop_over: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
     for &b in text {
         if in_string {
             if escaped {
@@ -226,15 +235,16 @@ pub fn check_depth(text: &[u8]) -> Result<(), TooDeep> {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(TooDeep);
+                deepest = deepest.max(depth);
+                if deepest > stop_over {
+                    break;
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    Ok(())
+    deepest
 }
 
 /// Serializes a typed buffer as a JSON array nested by `shape` (flat when `shape` has one

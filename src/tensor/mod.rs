@@ -18,8 +18,9 @@ pub use binary::{decode_binary, decode_strings, encode_binary};
 pub use dtype::DataType;
 pub use error::{StringsError, TensorError};
 pub use json::{
-    check_depth, decode_array, decode_array_expecting, decode_column, decode_strings_prefix, Flat,
-    FromJson, JsonArray, JsonArrayError, JsonNumber, Nested, TooDeep, MAX_JSON_DEPTH,
+    check_depth, decode_array, decode_array_expecting, decode_column, decode_strings_prefix,
+    deepest_nesting, Flat, FromJson, JsonArray, JsonArrayError, JsonNumber, Nested, TooDeep,
+    MAX_JSON_DEPTH,
 };
 pub(crate) use json_scan::bytes_equal;
 pub use strings::ByteStrings;
