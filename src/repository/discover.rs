@@ -102,7 +102,7 @@ pub fn model_dirs(root: &Path) -> Result<(Vec<ModelDir>, Vec<Skipped>), Discover
             skipped.push((path, "model directory name is not UTF-8".to_string()));
             continue;
         };
-        if name.starts_with('.') {
+        if is_by_product(&name) {
             continue;
         }
         match std::fs::metadata(&path) {
@@ -119,12 +119,13 @@ pub fn model_dirs(root: &Path) -> Result<(Vec<ModelDir>, Vec<Skipped>), Discover
     Ok((dirs, skipped))
 }
 
-/// A model directory has a `config.toml`, a `model.onnx` or at least one subdirectory.
+/// A model directory has a `config.toml`, a `model.onnx` or at least one subdirectory that
+/// is not a tool's by-product.
 fn looks_like_model(dir: &Path) -> std::io::Result<bool> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') {
+        if is_by_product(name) {
             continue;
         }
         if name == "config.toml"
@@ -135,6 +136,12 @@ fn looks_like_model(dir: &Path) -> std::io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Hidden entries and Python's byte-code cache: running a training script beside the models
+/// leaves `__pycache__/`, which must not turn its folder into a model that cannot load.
+fn is_by_product(name: &str) -> bool {
+    name.starts_with('.') || name == "__pycache__"
 }
 
 /// Reads one model directory: its config (or `config_override`) and its versions.
@@ -168,8 +175,8 @@ pub fn scan_model(dir: &Path, config_override: Option<&ModelConfig>) -> ModelSca
         };
         let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') || (!is_dir && name != "model.onnx") {
-            continue; // config.toml, README.md, samples, hidden work directories
+        if is_by_product(name) || (!is_dir && name != "model.onnx") {
+            continue; // config.toml, README.md, samples, hidden work directories, byte-code caches
         }
         if !is_dir {
             let why = "model.onnx belongs in a version directory (<model>/<version>/model.onnx)";
@@ -291,6 +298,21 @@ fn fingerprint(dir: &Path) -> Result<Fingerprint, DiscoverError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scripts_folder_with_a_bytecode_cache_is_no_model() {
+        let root = std::env::temp_dir().join(format!("discover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("train/__pycache__")).unwrap();
+        std::fs::write(root.join("train/common.py"), "").unwrap();
+        std::fs::create_dir_all(root.join("digits/1")).unwrap();
+        std::fs::create_dir_all(root.join("digits/__pycache__")).unwrap();
+        let (dirs, skipped) = model_dirs(&root).unwrap();
+        let names: Vec<&str> = dirs.iter().map(|d| d.name.as_str()).collect();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(names, ["digits"]);
+        assert!(skipped.is_empty(), "{skipped:?}");
+    }
 
     #[test]
     fn version_names_are_digits_that_fit() {
