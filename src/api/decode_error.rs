@@ -35,9 +35,6 @@ impl DecodeError {
 
     /// The request error a transport answers with: invalid input, naming the model.
     pub fn for_model(self, spec: &ModelSpec) -> Error {
-        Error::InvalidInput(format!(
-            "model '{}' version {}: {self}",
-            spec.name, spec.version
-        ))
+        spec.invalid(self)
     }
 }

@@ -236,7 +236,8 @@ impl ModelSpec {
         names.join(", ")
     }
 
-    fn invalid(&self, msg: impl std::fmt::Display) -> Error {
+    /// A request error naming this model and version; every decoder words its errors so.
+    pub fn invalid(&self, msg: impl std::fmt::Display) -> Error {
         Error::InvalidInput(format!(
             "model '{}' version {}: {msg}",
             self.name, self.version

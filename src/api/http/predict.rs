@@ -420,12 +420,7 @@ fn decode_inputs(
     inputs: PredictInputs<'_>,
     lifted: Option<&Lifted>,
 ) -> Result<Vec<NamedTensor>> {
-    let invalid = |msg: String| {
-        Error::InvalidInput(format!(
-            "model '{}' version {}: {msg}",
-            spec.name, spec.version
-        ))
-    };
+    let invalid = |msg: String| spec.invalid(msg);
     let named = match inputs {
         PredictInputs::Named(named) => named,
         PredictInputs::Single(raw) if spec.inputs.len() == 1 => {
@@ -486,12 +481,7 @@ pub(super) fn instances_to_columns(
     rows: &RawValue,
     lifted: Option<&Lifted>,
 ) -> Result<Vec<(String, Box<RawValue>)>> {
-    let invalid = |msg: String| {
-        Error::InvalidInput(format!(
-            "model '{}' version {}: {msg}",
-            spec.name, spec.version
-        ))
-    };
+    let invalid = |msg: String| spec.invalid(msg);
     if lifted.is_some() {
         // Rows are small objects: a lifted array inside one cannot be resolved by name.
         return Err(invalid("rows are decoded without lifting".to_string()));

@@ -19,12 +19,7 @@ pub fn context_and_candidates(
     candidates: &RawValue,
     lifted: Option<&Lifted>,
 ) -> Result<Vec<(String, Box<RawValue>)>> {
-    let invalid = |msg: String| {
-        Error::InvalidInput(format!(
-            "model '{}' version {}: {msg}",
-            spec.name, spec.version
-        ))
-    };
+    let invalid = |msg: String| spec.invalid(msg);
     if lifted.is_some() {
         // Lifted arrays are resolved by input name; these parts are read from the body.
         return Err(invalid(
